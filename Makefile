@@ -1,0 +1,37 @@
+# `make demo` and `make test` each set up .venv/ when it is missing or stale, then run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# tf.Transform's Keras layer is Keras 2: every process must choose tf_keras before importing TF.
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
+
+DEMO_ROWS ?= 128000
+
+.PHONY: setup demo test test-slow clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: $(STAMP)
+	mkdir -p data
+	$(PY) -m tf_cartola.data.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
+	$(PY) -m beam_jobs.preprocess --config configs/default.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf runs data

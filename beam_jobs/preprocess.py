@@ -1,0 +1,347 @@
+"""Validates the Cartola CSV with TFDV and fits the tf.Transform graph, as Beam pipelines.
+
+Locally (DirectRunner):
+
+    python -m beam_jobs.preprocess --config configs/default.yaml \
+        --input data/cartola.csv --output_dir runs/preprocess
+
+On Dataflow (every stage becomes a Dataflow job; workers install this package):
+
+    python -m beam_jobs.preprocess --config configs/default.yaml \
+        --input 'gs://BUCKET/cartola/*.csv' --output_dir gs://BUCKET/runs/preprocess \
+        --runner DataflowRunner --project PROJECT --region REGION \
+        --temp_location gs://BUCKET/tmp --setup_file ./setup.py
+
+Stages: read, type and split the rows (bad rows quarantined) -> TFDV statistics
+per split -> validation against the curated schema (and eval-vs-train drift)
+-> tf.Transform analyze (train) and transform (train, eval). Any flag this
+module does not know goes to Beam's PipelineOptions. Exit status 1 means
+anomalies were found (their table is printed; statistics and anomalies are
+written); 2 means bad arguments or config.
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import sys
+import time
+import typing
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_jobs import transforms
+from tf_cartola import config as config_lib
+from tf_cartola import features as F
+from tf_cartola import rows, split
+
+log = logging.getLogger("beam_jobs.preprocess")
+
+
+class AnomaliesFound(RuntimeError):
+    """The data did not pass validation; the message is the anomaly table."""
+
+
+@dataclasses.dataclass
+class Layout:
+    """Where every artifact of one run lives under the output directory."""
+
+    root: str
+
+    def path(self, *parts: str) -> str:
+        return FileSystems.join(self.root, *parts)
+
+    def raw(self, which: str) -> str:
+        return self.path("raw", which, "data")
+
+    def transformed(self, which: str) -> str:
+        return self.path("transformed", which, "data")
+
+    def stats(self, which: str, ext: str = "pbtxt") -> str:
+        return self.path("stats", f"{which}.{ext}")
+
+    def anomalies(self, which: str) -> str:
+        return self.path("anomalies", f"{which}.pbtxt")
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    names = ("tensorflow", "tensorflow-transform", "tensorflow-data-validation", "tfx-bsl", "apache-beam")
+    return {n: metadata.version(n) for n in names}
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def describe_inputs(pattern: str) -> typing.Tuple[dict, list]:
+    """Headers and content hashes of every file matching `pattern`.
+
+    Raises:
+      FileNotFoundError: nothing matches.
+      rows.InputError: a header lacks contract columns.
+    """
+    matched = FileSystems.match([pattern])[0].metadata_list
+    if not matched:
+        raise FileNotFoundError(f"no input file matches {pattern!r}")
+    headers, inputs = {}, []
+    for meta in sorted(matched, key=lambda m: m.path):
+        digest = hashlib.sha256()
+        with FileSystems.open(meta.path, compression_type="uncompressed") as f:
+            first = f.readline().decode("utf-8-sig")
+            digest.update(first.encode("utf-8"))
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        header = rows.split_line(first.rstrip("\r\n"))
+        rows.check_header(header, meta.path)
+        headers[meta.path] = header
+        inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "sha256": digest.hexdigest()})
+    return headers, inputs
+
+
+def _counters(result) -> dict:
+    counters = result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]
+    out = {}
+    for c in counters:
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + (c.committed or 0)
+    return out
+
+
+def _raw_schema():
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    return schema_utils.schema_from_feature_spec(F.raw_feature_spec())
+
+
+def _raw_tfxio(file_pattern: str):
+    from tfx_bsl.public import tfxio
+
+    return tfxio.TFExampleRecord(file_pattern, telemetry_descriptors=["tf_cartola"], schema=_raw_schema())
+
+
+def stage_read(cfg, layout: Layout, headers: dict, options: PipelineOptions) -> dict:
+    """Reads, types and splits the rows; writes raw splits and the quarantine. Returns counters."""
+    with beam.Pipeline(options=options) as p:
+        parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(cfg.input, headers, cfg.split_ratio)
+        for which in split.SPLITS:
+            _ = (
+                parsed[which]
+                | f"ToExample[{which}]" >> beam.Map(rows.to_example)
+                | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which))
+            )
+        _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
+            layout.path("bad_rows", "bad_rows")
+        )
+    return _counters(p.result)
+
+
+def stage_statistics(layout: Layout, options: PipelineOptions) -> None:
+    """Computes TFDV statistics of each raw split."""
+    import tensorflow_data_validation as tfdv
+
+    with beam.Pipeline(options=options) as p:
+        for which in split.SPLITS:
+            _ = (
+                p
+                | f"ReadRawData[{which}]" >> _raw_tfxio(layout.raw(which) + "*").BeamSource()
+                | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
+                | f"WriteStatistics[{which}]" >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
+            )
+
+
+def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.List[tuple]:
+    """Validates each split against the schema (eval also for drift from train). Returns anomaly rows."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    from tf_cartola import validation
+
+    stats = {w: tfdv.load_stats_binary(layout.stats(w, "binpb")) for w in split.SPLITS}
+    for which, s in stats.items():
+        tfdv.write_stats_text(s, layout.stats(which))
+    if infer:
+        inferred = validation.infer_schema(stats["train"])
+        tfdv.write_schema_text(inferred, layout.path("schema_inferred.pbtxt"))
+        log.info("wrote an inferred schema for review to %s", layout.path("schema_inferred.pbtxt"))
+    if FileSystems.exists(cfg.schema):
+        schema = tfdv.load_schema_text(cfg.schema)
+    elif infer:
+        log.warning("no schema at %s: validating against the inferred one, which cannot find anomalies", cfg.schema)
+        schema = inferred
+    else:
+        raise FileNotFoundError(f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)")
+    tfdv.write_schema_text(schema, layout.path("schema.pbtxt"))
+    anomalies = {
+        "train": validation.validate(stats["train"], schema),
+        "eval": validation.validate(
+            stats["eval"], validation.with_drift_comparators(schema, cfg.drift_threshold), previous=stats["train"]
+        ),
+    }
+    bad = {}
+    for name, count in counters.items():
+        if name.startswith("bad_rows:") and count:
+            _, kind, column = name.split(":", 2)
+            bad[(kind, column)] = count
+    rows_read = counters.get("rows_read", 0)
+    anomalies["input"] = validation.bad_row_anomalies(bad, rows_read, layout.path("bad_rows"))
+    if rows_read and counters.get("bad_rows", 0) / rows_read <= cfg.max_bad_row_fraction:
+        anomalies["input"].Clear()  # Tolerated: the quarantine still holds every bad row.
+    tf.io.gfile.makedirs(layout.path("anomalies"))
+    for which, a in anomalies.items():
+        tfdv.write_anomalies_text(a, layout.anomalies(which))
+    return validation.anomaly_rows(anomalies)
+
+
+def stage_transform(layout: Layout, options: PipelineOptions, temp_dir: str) -> None:
+    """Analyzes the train split, transforms both, writes the transform graph and raw metadata."""
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata
+
+    from tf_cartola.preprocessing import preprocessing_fn
+
+    transform_dir = layout.path("transform")
+    with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
+        sources = {w: _raw_tfxio(layout.raw(w) + "*") for w in split.SPLITS}
+        raw = {w: p | f"ReadRawData[{w}]" >> sources[w].BeamSource() for w in split.SPLITS}
+        adapter = sources["train"].TensorAdapterConfig()
+        (train_out, out_metadata), transform_fn = (
+            raw["train"],
+            adapter,
+        ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
+        eval_out, _ = ((raw["eval"], adapter), transform_fn) | "TransformDataset[eval]" >> tft_beam.TransformDataset()
+        coder = tft.coders.ExampleProtoCoder(out_metadata.schema)
+        for which, data in (("train", train_out), ("eval", eval_out)):
+            _ = (
+                data
+                | f"EncodeTransformed[{which}]" >> beam.Map(coder.encode)
+                | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(layout.transformed(which))
+            )
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
+        # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec() reads.
+        _ = dataset_metadata.DatasetMetadata(_raw_schema()) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
+            FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), p
+        )
+
+
+
+def _timed(seconds: dict, stage: str, fn, *args):
+    log.info("stage %s: started", stage)
+    start = time.perf_counter()
+    out = fn(*args)
+    seconds[stage] = round(time.perf_counter() - start, 2)
+    log.info("stage %s: done in %.1f s", stage, seconds[stage])
+    return out
+
+
+def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer_schema: bool = False,
+               config: typing.Optional[config_lib.Config] = None) -> dict:
+    """Runs every stage and writes `manifest.json`.
+
+    Args:
+      cfg: the preprocess section of the config (input, output_dir, schema, ...).
+      options: Beam pipeline options shared by every stage.
+      infer_schema: also write a schema inferred from the train statistics, for review.
+      config: the whole resolved config, recorded in the manifest.
+
+    Returns:
+      The manifest.
+
+    Raises:
+      AnomaliesFound: validation failed and `cfg.fail_on_anomalies`; statistics,
+        anomalies and the manifest are written first, the transform is not run.
+    """
+    layout = Layout(cfg.output_dir)
+    seconds = {}
+    headers, inputs = _timed(seconds, "hash_inputs", describe_inputs, cfg.input)
+    counters = _timed(seconds, "read_split", stage_read, cfg, layout, headers, options)
+    log.info("rows: %s", {k: v for k, v in counters.items() if not k.startswith("bad_rows:")})
+    _timed(seconds, "statistics", stage_statistics, layout, options)
+    anomaly_rows = _timed(seconds, "validate", stage_validate, cfg, layout, counters, infer_schema)
+    manifest = {
+        "config": dataclasses.asdict(config) if config else {"preprocess": dataclasses.asdict(cfg)},
+        "inputs": inputs,
+        "rows": {
+            "read": counters.get("rows_read", 0),
+            **{w: counters.get(f"rows_{w}", 0) for w in split.SPLITS},
+            "bad": counters.get("bad_rows", 0),
+        },
+        "bad_rows": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("bad_rows:")},
+        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows],
+        "valid": not anomaly_rows,
+        "seconds": seconds,
+        "versions": _versions(),
+        "artifacts": {
+            "schema": layout.path("schema.pbtxt"),
+            **{f"raw_{w}": layout.raw(w) + "*" for w in split.SPLITS},
+            **{f"stats_{w}": layout.stats(w) for w in split.SPLITS},
+            **{f"anomalies_{w}": layout.anomalies(w) for w in (*split.SPLITS, "input")},
+            "bad_rows": layout.path("bad_rows", "bad_rows") + "*",
+        },
+    }
+    if infer_schema:
+        manifest["artifacts"]["schema_inferred"] = layout.path("schema_inferred.pbtxt")
+    if anomaly_rows and cfg.fail_on_anomalies:
+        _write_manifest(layout, manifest)
+        from tf_cartola.validation import format_table
+
+        raise AnomaliesFound(format_table(anomaly_rows))
+    temp_dir = layout.path("tmp")
+    _timed(seconds, "transform", stage_transform, layout, options, temp_dir)
+    manifest["artifacts"].update(
+        {
+            "transform": layout.path("transform"),
+            **{f"transformed_{w}": layout.transformed(w) + "*" for w in split.SPLITS},
+        }
+    )
+    _write_manifest(layout, manifest)
+    return manifest
+
+
+def _write_manifest(layout: Layout, manifest: dict) -> None:
+    manifest["seconds"]["total"] = round(sum(v for k, v in manifest["seconds"].items() if k != "total"), 2)
+    _write_text(layout.path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def run(argv=None) -> dict:
+    """Parses the command line, runs `preprocess` and returns its manifest."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file")
+    parser.add_argument("--input", help="CSV path or glob (any Beam filesystem); overrides the config")
+    parser.add_argument("--output_dir", help="where artifacts go; overrides the config")
+    parser.add_argument("--schema", help="curated schema (text proto); overrides the config")
+    parser.add_argument("--infer_schema", action="store_true", help="also write a schema inferred from train stats")
+    parser.add_argument("--no_fail_on_anomalies", action="store_true", help="report anomalies but go on")
+    args, beam_args = parser.parse_known_args(argv)
+    config = config_lib.load(args.config)
+    config = config_lib.override(
+        config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema,
+        fail_on_anomalies=False if args.no_fail_on_anomalies else None,
+    )
+    return preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
+
+
+def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
+    try:
+        manifest = run(argv)
+    except AnomaliesFound as e:
+        print(f"Anomalies found; statistics and anomalies are written.\n{e}", file=sys.stderr)
+        return 1
+    except (config_lib.ConfigError, FileNotFoundError, rows.InputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"rows": manifest["rows"], "seconds": manifest["seconds"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    sys.exit(main())

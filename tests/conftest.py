@@ -1,0 +1,29 @@
+"""Shared fixtures: small generated data and one real preprocessing run, built once per session."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Before anything imports TensorFlow.
+
+import pytest  # noqa: E402
+
+from tf_cartola.data import synthetic  # noqa: E402
+
+SMALL_ROWS = 3000
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory):
+    """A generated CSV of a few thousand users."""
+    path = tmp_path_factory.mktemp("data") / "cartola.csv"
+    synthetic.write_csv(synthetic.generate(SMALL_ROWS, seed=11), str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def preprocess_run(small_csv, tmp_path_factory):
+    """(manifest, output_dir) of `beam_jobs.preprocess` on the small CSV with the default config."""
+    from beam_jobs import preprocess
+
+    out = str(tmp_path_factory.mktemp("preprocess"))
+    manifest = preprocess.run(["--config", "configs/default.yaml", "--input", small_csv, "--output_dir", out])
+    return manifest, out

@@ -1,0 +1,126 @@
+"""End to end: `beam_jobs.preprocess` on a few thousand generated rows, and on bad input."""
+
+import glob
+import json
+import os
+
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+import tensorflow_transform as tft
+
+from beam_jobs import preprocess
+from tf_cartola import features as F
+from tf_cartola import split
+from tf_cartola.data import synthetic
+from tests.conftest import SMALL_ROWS
+
+
+def _ids(pattern, spec):
+    files = glob.glob(pattern)
+    assert files, pattern
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(100_000)
+    return sorted(int(i) for batch in ds for i in tf.io.parse_example(batch, spec)[F.ID_KEY].numpy())
+
+
+def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
+    manifest, out = preprocess_run
+    assert json.loads(json.dumps(manifest)) == json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["valid"] and manifest["anomalies"] == []
+    assert manifest["rows"]["read"] == SMALL_ROWS and manifest["rows"]["bad"] == 0
+    assert manifest["rows"]["train"] + manifest["rows"]["eval"] == SMALL_ROWS
+    assert set(manifest["seconds"]) >= {"read_split", "statistics", "validate", "transform", "total"}
+    assert manifest["inputs"][0]["sha256"] and manifest["versions"]["tensorflow-transform"] == "1.16.0"
+    assert manifest["config"]["preprocess"]["fail_on_anomalies"] is True
+    a = manifest["artifacts"]
+    assert tfdv.load_schema_text(a["schema"]).feature
+    for which in split.SPLITS:
+        stats = tfdv.load_stats_text(a[f"stats_{which}"])
+        assert stats.datasets[0].num_examples == manifest["rows"][which]
+        tfdv.load_anomalies_text(a[f"anomalies_{which}"])
+        assert len(_ids(a[f"raw_{which}"], F.raw_feature_spec())) == manifest["rows"][which]
+    tfdv.load_anomalies_text(a["anomalies_input"])
+    assert glob.glob(a["bad_rows"])
+    # The transform output is usable without this repo's code: raw and transformed specs both load.
+    output = tft.TFTransformOutput(a["transform"])
+    assert set(output.raw_feature_spec()) == set(F.CSV_COLUMNS)
+    spec = output.transformed_feature_spec()
+    assert set(spec) == set(F.TRANSFORMED_FEATURES) | {F.LABEL_KEY, F.ID_KEY}
+    for which in split.SPLITS:
+        assert _ids(a[f"transformed_{which}"], spec) == _ids(a[f"raw_{which}"], F.raw_feature_spec())
+
+
+def test_split_is_by_id_hash_and_stable_across_runs(preprocess_run, small_csv, tmp_path):
+    manifest, _ = preprocess_run
+    again = preprocess.run(["--input", small_csv, "--output_dir", str(tmp_path)])
+    frame = pd.read_csv(small_csv)
+    for which in split.SPLITS:
+        ids = _ids(manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec())
+        assert ids == _ids(again["artifacts"][f"raw_{which}"], F.raw_feature_spec())
+        assert ids == sorted(i for i in frame[F.ID_KEY] if split.split_of(i) == which)
+
+
+def test_bad_csv_exits_nonzero_with_anomaly_table_and_writes_stats(tmp_path, capsys):
+    frame = synthetic.generate(600, seed=2).astype(object)
+    frame.loc[3, "escalacoes"] = "many"  # A string in a numeric column.
+    frame.loc[4, "anos_como_pro"] = "x"
+    frame.loc[5:40, "norm_escalacao"] = 7.5  # Out of the [0, 1] range.
+    frame.loc[6:30, "anos_como_pro"] = 9  # Out of [0, 3].
+    path = tmp_path / "bad.csv"
+    synthetic.write_csv(frame, str(path))
+    out = tmp_path / "out"
+    status = preprocess.main(["--input", str(path), "--output_dir", str(out)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "feature" in err and "anomaly kind" in err
+    for feature, kind in [
+        ("escalacoes", "FLOAT_TYPE_STRING_NOT_FLOAT"),
+        ("anos_como_pro", "FLOAT_TYPE_STRING_NOT_FLOAT"),
+        ("norm_escalacao", "FLOAT_TYPE_BIG_FLOAT"),
+        ("anos_como_pro", "INT_TYPE_BIG_INT"),
+    ]:
+        assert any(feature in line and kind in line for line in err.splitlines()), (feature, kind)
+    for which in split.SPLITS:
+        assert tfdv.load_stats_text(str(out / "stats" / f"{which}.pbtxt")).datasets
+        assert tfdv.load_anomalies_text(str(out / "anomalies" / f"{which}.pbtxt")).anomaly_info
+    assert "escalacoes" in tfdv.load_anomalies_text(str(out / "anomalies" / "input.pbtxt")).anomaly_info
+    quarantined = [json.loads(line) for f in glob.glob(str(out / "bad_rows" / "*.jsonl")) for line in open(f)]
+    assert sorted(r["column"] for r in quarantined) == ["anos_como_pro", "escalacoes"]
+    manifest = json.load(open(out / "manifest.json"))
+    assert not manifest["valid"] and manifest["rows"]["bad"] == 2
+    assert "transform" not in manifest["artifacts"]
+
+
+def test_missing_input_and_bad_header_are_clear_errors(tmp_path, capsys):
+    assert preprocess.main(["--input", str(tmp_path / "nope*.csv"), "--output_dir", str(tmp_path)]) == 2
+    assert "no input file matches" in capsys.readouterr().err
+    (tmp_path / "h.csv").write_text("a,b\n1,2\n")
+    assert preprocess.main(["--input", str(tmp_path / "h.csv"), "--output_dir", str(tmp_path)]) == 2
+    assert "lacks column" in capsys.readouterr().err
+
+
+def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run, small_csv, tmp_path):
+    manifest, _ = preprocess_run
+    multi = preprocess.run(
+        ["--input", small_csv, "--output_dir", str(tmp_path),
+         "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    )
+    for which in split.SPLITS:
+        assert _ids(multi["artifacts"][f"raw_{which}"], F.raw_feature_spec()) == _ids(
+            manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec()
+        )
+    ref = tft.TFTransformOutput(manifest["artifacts"]["transform"])
+    got = tft.TFTransformOutput(multi["artifacts"]["transform"])
+    probe = {k: v for k, v in _probe_batch().items()}
+    a, b = ref.transform_raw_features(probe), got.transform_raw_features(probe)
+    for name in F.TRANSFORMED_FEATURES:
+        tf.debugging.assert_near(a[name], b[name], atol=1e-6, message=name)
+
+
+def _probe_batch():
+    from tf_cartola import rows
+
+    frame = synthetic.generate(50, seed=9)
+    serialized = [rows.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
+    return tf.io.parse_example(serialized, F.raw_feature_spec())

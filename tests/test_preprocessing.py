@@ -1,0 +1,108 @@
+"""preprocessing_fn through real tf.Transform, against an independent pandas re-computation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+from tf_cartola import features as F
+from tf_cartola import reference, rows
+from tf_cartola.data import synthetic
+from tf_cartola.preprocessing import preprocessing_fn
+
+# Literal edge cases: sentinels, missing cells, caps and every kind of pixels string.
+EDGE_ROWS = [
+    {"anos_desde_criacao": -1, "iteracao_volei": -1, "iteracao_atletismo": -5, "rel_pont": None,
+     "tempo_desperd": None, "pixels": None, "avg_3": 5.0, "avg_4": 1.0},
+    {"anos_desde_criacao": 0, "pixels": " 800 X 600 ", "avg_3": 0.0, "tempo_desperd": 0.0},
+    {"pixels": "1920*1080", "facebook_num": 0.0, "min_camp": None},
+    {"pixels": "abc", "interacoes": 100000, "avg_4": 7.5},
+    {"pixels": "x", "anos_como_pro": None, "escalacoes": None},
+]
+
+
+def _frame(n=300):
+    frame = synthetic.generate(n, seed=3).astype(object)
+    for i, edge in enumerate(EDGE_ROWS):
+        for column, value in edge.items():
+            frame.at[i, column] = value
+    return frame.where(pd.notna(frame), None)
+
+
+def _instances(frame):
+    """Instance dicts as tf.Transform expects for the raw feature spec (VarLen -> lists)."""
+    out = []
+    for record in frame.to_dict("records"):
+        instance = {}
+        for column, value in record.items():
+            if column in (F.ID_KEY, F.LABEL_KEY):
+                instance[column] = int(value)
+            else:
+                instance[column] = [] if value is None else [value.encode() if column == F.PIXELS else value]
+        out.append(instance)
+    return out
+
+
+def _transform(instances, temp_dir):
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(F.raw_feature_spec()))
+    with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
+        (transformed, out_metadata), _ = (instances, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            preprocessing_fn
+        )
+    return transformed, out_metadata
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    frame = _frame()
+    got, out_metadata = _transform(_instances(frame), str(tmp_path_factory.mktemp("tft")))
+    return frame, pd.DataFrame(got), out_metadata
+
+
+def test_matches_pandas_recomputation_with_missing_and_sentinels(transformed):
+    frame, got, _ = transformed
+    engineered = reference.engineer(frame)
+    expected = reference.impute_and_scale(engineered, engineered)
+    for name in F.TRANSFORMED_FEATURES:
+        np.testing.assert_allclose(got[name].to_numpy(), expected[name].to_numpy(), atol=1e-5, err_msg=name)
+
+
+def test_edge_rows_are_imputed_with_the_training_mean(transformed):
+    frame, got, _ = transformed
+    engineered = reference.engineer(frame)
+    # Row 0: sentinel and missing values all land on the (imputed) mean's z-score.
+    for name in ("log_anos_desde_criacao", "log_iteracao_volei", "rel_pont", "log_tempo_desperd", "total_pixels"):
+        imputed = engineered[name].fillna(engineered[name].mean())
+        assert got[name][0] == pytest.approx((engineered[name].mean() - imputed.mean()) / imputed.std(ddof=0), abs=1e-5)
+    assert engineered["ceil_avg_3"][0] == 1.0  # Capped.
+    assert engineered["total_pixels"][1] == 480_000  # " 800 X 600 " parses.
+    assert np.isnan(engineered["total_pixels"][2]) and np.isnan(engineered["total_pixels"][3])
+
+
+def test_outputs_are_finite(transformed):
+    _, got, _ = transformed
+    assert np.isfinite(got[list(F.TRANSFORMED_FEATURES)].to_numpy()).all()
+
+
+def test_transformed_feature_spec_is_pinned(transformed):
+    _, _, out_metadata = transformed
+    golden = {
+        name: tf.io.FixedLenFeature([], tf.float32)
+        for name in [
+            "anos_como_pro", "log_anos_desde_criacao", "ceil_avg_3", "ceil_avg_4", "dif_melhoria", "escalacoes",
+            "norm_escalacao", "norm_rodadas", "rel_pont", "max_camp", "log_min_camp", "log_facebook_num",
+            "log_instagram_num", "log_interacoes", "log_iteracao_atletismo", "log_iteracao_volei",
+            "log_tempo_desperd", "gplay_free", "total_pixels",
+        ]
+    }
+    golden[F.LABEL_KEY] = tf.io.FixedLenFeature([], tf.int64)
+    golden[F.ID_KEY] = tf.io.FixedLenFeature([], tf.int64)
+    assert schema_utils.schema_as_feature_spec(out_metadata.schema).feature_spec == golden
+
+
+def test_examples_written_by_the_reader_parse_with_the_raw_spec():
+    frame = _frame(20)
+    for record in frame.to_dict("records"):
+        tf.io.parse_single_example(rows.to_example(record), F.raw_feature_spec())

@@ -1,0 +1,101 @@
+"""Parsing CSV rows into typed records by the feature contract; malformed rows raise BadRow."""
+
+import csv
+import math
+import typing
+
+from tf_cartola import features as F
+
+
+class BadRow(ValueError):
+    """A row that cannot be typed; `kind` and `column` say why (used for counters and anomalies)."""
+
+    def __init__(self, kind: str, column: typing.Optional[str], message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.column = column
+
+
+# Reason kinds, named after TFDV's AnomalyInfo types where one fits.
+NOT_A_NUMBER = "FLOAT_TYPE_STRING_NOT_FLOAT"
+NOT_AN_INT = "INT_TYPE_NOT_INT_STRING"
+MISSING_REQUIRED = "MISSING_REQUIRED_VALUE"
+WRONG_FIELD_COUNT = "WRONG_FIELD_COUNT"
+
+
+class InputError(ValueError):
+    """An input file that cannot be read at all (e.g. its header lacks contract columns)."""
+
+
+def check_header(header: typing.Sequence[str], source: str) -> None:
+    """Raises InputError naming the missing columns when a CSV header lacks some of the contract's."""
+    missing = [c for c in F.CSV_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{source}: the CSV header lacks column(s) {missing}; it has {list(header)}")
+
+
+def split_line(line: str) -> typing.List[str]:
+    """Splits one CSV line (RFC 4180 quoting, no embedded newlines)."""
+    return next(csv.reader([line]), [])
+
+
+def _number(column: str, text: str):
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRow(NOT_A_NUMBER, column, f"{column}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadRow(NOT_A_NUMBER, column, f"{column}: {text!r} is not a finite number")
+    if column in F.INT_COLUMNS:
+        if value != int(value):
+            raise BadRow(NOT_AN_INT, column, f"{column}: {text!r} is not a whole number")
+        return int(value)
+    return value
+
+
+def parse_fields(header: typing.Sequence[str], fields: typing.Sequence[str]) -> dict:
+    """Types one row's fields by the contract.
+
+    Args:
+      header: the file's column names (any order; extra columns are ignored).
+      fields: the row's cells.
+
+    Returns:
+      {column: value} for every contract column; a missing optional cell is None.
+
+    Raises:
+      BadRow: wrong field count, a non-numeric value in a numeric column, a
+        fraction in an integer column, or a missing id or label.
+    """
+    if len(fields) != len(header):
+        raise BadRow(WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {len(fields)}")
+    cells = dict(zip(header, fields))
+    row = {}
+    for column in F.CSV_COLUMNS:
+        text = cells[column].strip()
+        if not text:
+            if column in (F.ID_KEY, F.LABEL_KEY):
+                raise BadRow(MISSING_REQUIRED, column, f"{column} is empty")
+            row[column] = None
+        elif column == F.PIXELS:
+            row[column] = text
+        else:
+            row[column] = _number(column, text)
+    return row
+
+
+def to_example(row: typing.Mapping[str, typing.Any]) -> bytes:
+    """Serializes a typed row as a tf.Example; None (missing) values are left out."""
+    import tensorflow as tf  # Lazy: parsing rows does not need TensorFlow.
+
+    feature = {}
+    for column, value in row.items():
+        if value is None:
+            continue
+        if column == F.PIXELS:
+            feature[column] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+        elif column in F.INT_COLUMNS:
+            feature[column] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[column] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
