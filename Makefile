@@ -1,4 +1,5 @@
 # `make demo` and `make test` each set up .venv/ when it is missing or stale, then run.
+# demo: synthetic data -> preprocess (Beam, DirectRunner) -> train, evaluate, bless, push.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,6 +27,7 @@ demo: $(STAMP)
 	mkdir -p data
 	$(PY) -m tf_cartola.data.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
 	$(PY) -m beam_jobs.preprocess --config configs/default.yaml
+	$(PY) -m tf_cartola.train --config configs/default.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 
 from tf_cartola.data import synthetic  # noqa: E402
 
-SMALL_ROWS = 3000
+SMALL_ROWS = 6000
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +27,15 @@ def preprocess_run(small_csv, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("preprocess"))
     manifest = preprocess.run(["--config", "configs/default.yaml", "--input", small_csv, "--output_dir", out])
     return manifest, out
+
+
+@pytest.fixture(scope="session")
+def trained(preprocess_run, tmp_path_factory):
+    """A real training run on the small preprocessing output, pushed to a temporary serving dir."""
+    from tf_cartola import config, training
+
+    _, preprocess_dir = preprocess_run
+    root = tmp_path_factory.mktemp("train")
+    cfg = config.load("configs/default.yaml")
+    result = training.train(cfg, preprocess_dir, serving_dir=str(root / "serving"), run_dir=str(root / "run"))
+    return cfg, result

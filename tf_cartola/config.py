@@ -5,6 +5,8 @@ import typing
 
 import yaml
 
+from tf_cartola import features as F
+
 
 class ConfigError(ValueError):
     """A config file that does not match the dataclasses below."""
@@ -26,11 +28,60 @@ class PreprocessConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The Keras logistic model and its training (tf_cartola.train)."""
+
+    # Transformed feature names, or ["all"] for every feature of the contract.
+    features: typing.Tuple[str, ...] = F.FINAL_FEATURES
+    optimizer: str = "adam"
+    learning_rate: float = 0.05
+    batch_size: int = 512
+    epochs: int = 40
+    # Stop when the eval loss has not improved for this many epochs (best weights kept).
+    early_stopping_patience: int = 3
+    l2: float = 0.0
+    seed: int = 0
+    run_dir: str = "runs/train"
+
+    def feature_names(self) -> typing.Tuple[str, ...]:
+        """The resolved feature list ("all" expanded), checked against the contract."""
+        names = F.TRANSFORMED_FEATURES if tuple(self.features) == ("all",) else tuple(self.features)
+        unknown = sorted(set(names) - set(F.TRANSFORMED_FEATURES))
+        if unknown or not names:
+            raise ConfigError(f"train.features: unknown {unknown}; known: {list(F.TRANSFORMED_FEATURES)}")
+        return names
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingConfig:
+    """When a trained model may be pushed: absolute thresholds, then no worse than the last blessed."""
+
+    decision_threshold: float = 0.5
+    min_ks: float = 0.45
+    min_auc: float = 0.75
+    min_precision: float = 0.6
+    min_recall: float = 0.5
+    # A candidate may be at most this much below the latest blessed model's KS.
+    ks_tolerance: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """Where blessed models are pushed, as TF Serving reads them: <serving_dir>/<model_name>/<version>/."""
+
+    serving_dir: str = "serving_models"
+    model_name: str = "cartola_pro"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """A whole run's configuration; sections may be left out for their defaults."""
 
     name: str = "default"
     preprocess: PreprocessConfig = PreprocessConfig()
+    train: TrainConfig = TrainConfig()
+    blessing: BlessingConfig = BlessingConfig()
+    serving: ServingConfig = ServingConfig()
 
 
 def _build(cls, data, where: str):
@@ -47,7 +98,7 @@ def _build(cls, data, where: str):
         if dataclasses.is_dataclass(hint):
             values[key] = _build(hint, value, f"{where}.{key}")
         elif typing.get_origin(hint) is tuple:
-            values[key] = tuple(value)
+            values[key] = (value,) if isinstance(value, str) else tuple(value)
         elif hint is float and isinstance(value, int) and not isinstance(value, bool):
             values[key] = float(value)
         elif not isinstance(value, hint):

@@ -99,3 +99,18 @@ def to_example(row: typing.Mapping[str, typing.Any]) -> bytes:
         else:
             feature[column] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def to_columns(records: typing.Sequence[typing.Mapping[str, typing.Any]]) -> typing.Dict[str, list]:
+    """Typed rows -> one list per raw feature, as the `predict_raw` signature takes them.
+
+    Numbers become floats (NaN = missing) and `pixels` a string ("" = missing); a
+    column absent from a row counts as missing.
+    """
+    columns = {}
+    for column in F.RAW_FEATURES:
+        if column == F.PIXELS:
+            columns[column] = [r.get(column) or "" for r in records]
+        else:
+            columns[column] = [float("nan") if r.get(column) is None else float(r[column]) for r in records]
+    return columns

@@ -1,0 +1,134 @@
+"""Training, export and blessing on real (small) preprocessing output."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from beam_jobs import preprocess
+from tf_cartola import config as config_lib
+from tf_cartola import export, features as F, model, reference, rows, training
+from tf_cartola.data import synthetic
+
+
+def test_model_builder_is_a_logistic_regression_over_the_named_features():
+    m = model.build(["a", "b", "c"], config_lib.TrainConfig(l2=0.01))
+    assert sorted(m.input_names) == ["a", "b", "c"]
+    dense = m.get_layer("pro_probability")
+    assert dense.get_weights()[0].shape == (3, 1) and dense.activation.__name__ == "sigmoid"
+    assert m.losses  # The L2 penalty is in the loss.
+
+
+def test_unknown_feature_in_config_is_an_error():
+    with pytest.raises(config_lib.ConfigError, match="unknown.*'nope'"):
+        config_lib.TrainConfig(features=("nope",)).feature_names()
+    assert config_lib.TrainConfig(features=("all",)).feature_names() == F.TRANSFORMED_FEATURES
+
+
+def test_parity_with_the_data_scientists_procedure(trained, small_csv):
+    cfg, result = trained
+    frame = pd.read_csv(small_csv, keep_default_na=False, na_values=[""])
+    ref = reference.run(frame, cfg.train.feature_names(), cfg.blessing.decision_threshold)["metrics"]
+    got = result["metrics"]  # Measured through the exported SavedModel's serving signature.
+    assert got["rows"] == ref["rows"]
+    assert got["ks"] == pytest.approx(ref["ks"], abs=0.01)
+    assert got["precision"] == pytest.approx(ref["precision"], abs=0.02)
+    assert got["recall"] == pytest.approx(ref["recall"], abs=0.02)
+
+
+def test_run_writes_metrics_history_and_decision(trained):
+    cfg, result = trained
+    run = result["run_dir"]
+    for name in ("metrics.json", "history.json", "blessing.json"):
+        assert os.path.exists(os.path.join(run, name)), name
+    assert result["blessed"] and result["version"] == 1
+    base = os.path.join(os.path.dirname(os.path.dirname(result["export_dir"])), "serving")
+    version_dir = os.path.join(base, cfg.serving.model_name, "1")
+    assert json.load(open(os.path.join(version_dir, "metrics.json"))) == result["metrics"]
+    decisions = open(os.path.join(base, f"{cfg.serving.model_name}.decisions.jsonl")).read().splitlines()
+    assert json.loads(decisions[0])["blessed"] is True
+
+
+def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
+    """Hides the transform output, reloads the export, compares both signatures to the in-process model."""
+    _, result = trained
+    manifest, _ = preprocess_run
+    frame = synthetic.generate(1000, seed=21)
+    records = frame.astype(object).where(pd.notna(frame), None).to_dict("records")
+    serialized = [rows.to_example(r) for r in records]
+    import tensorflow_transform as tft
+
+    transformed = tft.TFTransformOutput(manifest["artifacts"]["transform"]).transform_raw_features(
+        tf.io.parse_example(serialized, export.serving_feature_spec()), drop_unused_features=True
+    )
+    expected = result["model"]({n: tf.expand_dims(transformed[n], -1) for n in result["features"]}).numpy().ravel()
+
+    moved = str(tmp_path / "export")
+    shutil.copytree(result["export_dir"], moved)
+    hidden = manifest["artifacts"]["transform"] + ".hidden"
+    os.rename(manifest["artifacts"]["transform"], hidden)
+    try:
+        loaded = tf.saved_model.load(moved)
+        by_example = loaded.signatures["serving_default"](inputs=tf.constant(serialized))["scores"][:, 1]
+        columns = {k: tf.constant(v) for k, v in rows.to_columns(records).items()}
+        by_column = loaded.signatures["predict_raw"](**columns)[export.PROBABILITY]
+        by_transform = loaded.signatures["transform_features"](inputs=tf.constant(serialized))
+    finally:
+        os.rename(hidden, manifest["artifacts"]["transform"])
+    assert len(expected) == 1000 and 0.2 < expected.mean() < 0.8
+    np.testing.assert_allclose(by_example.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(by_column.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(by_transform[export.PROBABILITY].numpy(), expected, atol=1e-6)
+
+
+def test_serving_default_is_a_classify_signature(trained):
+    _, result = trained
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString(open(os.path.join(result["export_dir"], "saved_model.pb"), "rb").read())
+    sig = sm.meta_graphs[0].signature_def["serving_default"]
+    assert sig.method_name == "tensorflow/serving/classify"
+    assert list(sig.inputs) == ["inputs"] and sorted(sig.outputs) == ["classes", "scores"]
+
+
+def test_shuffled_labels_are_refused_and_a_good_model_is_pushed_next(trained, small_csv, tmp_path):
+    cfg, first = trained
+    base = os.path.dirname(os.path.dirname(first["export_dir"]))
+    serving_dir = os.path.join(base, "serving")
+    frame = pd.read_csv(small_csv, keep_default_na=False, na_values=[""])
+    frame[F.LABEL_KEY] = np.random.default_rng(0).permutation(frame[F.LABEL_KEY].to_numpy())
+    shuffled_csv = str(tmp_path / "shuffled.csv")
+    synthetic.write_csv(frame, shuffled_csv)
+    preprocess.run(["--input", shuffled_csv, "--output_dir", str(tmp_path / "pre")])
+
+    before = export.versions(os.path.join(serving_dir, cfg.serving.model_name))
+    bad = training.train(cfg, str(tmp_path / "pre"), serving_dir, str(tmp_path / "bad_run"))
+    assert not bad["blessed"] and bad["version"] is None
+    assert any(r.startswith("ks ") for r in bad["reasons"])
+    assert export.versions(os.path.join(serving_dir, cfg.serving.model_name)) == before
+
+    good = training.train(cfg, first["preprocess_dir"], serving_dir, str(tmp_path / "good_run"))
+    assert good["blessed"] and good["version"] == before[-1] + 1
+    assert good["baseline_version"] == before[-1]
+
+
+def test_a_candidate_worse_than_the_blessed_model_is_refused():
+    cfg = config_lib.BlessingConfig(min_ks=0.1, min_auc=0.5, min_precision=0.1, min_recall=0.1, ks_tolerance=0.01)
+    good = {"ks": 0.60, "auc": 0.88, "precision": 0.8, "recall": 0.75}
+    assert training.bless(good, None, cfg) == []
+    assert training.bless({**good, "ks": 0.595}, good, cfg) == []
+    [reason] = training.bless({**good, "ks": 0.58}, good, cfg)
+    assert "worse than the latest blessed" in reason
+
+
+def test_invalid_preprocess_output_is_refused(tmp_path):
+    with pytest.raises(training.PreprocessOutputError, match="no manifest"):
+        training.read_manifest(str(tmp_path))
+    (tmp_path / "manifest.json").write_text(json.dumps({"valid": False, "artifacts": {}}))
+    with pytest.raises(training.PreprocessOutputError, match="failed validation"):
+        training.read_manifest(str(tmp_path))

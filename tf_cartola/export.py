@@ -1,0 +1,147 @@
+"""One SavedModel that parses raw input, applies the tf.Transform graph and runs the model.
+
+Signatures:
+  serving_default     serialized tf.Example (raw columns) in `inputs` -> `classes`, `scores`
+                      ([batch, 2], PRO last); method `tensorflow/serving/classify`.
+  predict_raw         one [batch] input per raw column (numbers as float32, `pixels` as
+                      string; NaN / "" = missing) -> `pro_probability`.
+  transform_features  serialized tf.Example -> every transformed feature and `pro_probability`.
+"""
+
+import os
+import shutil
+import typing
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras
+from tensorflow.core.protobuf import saved_model_pb2
+
+from tf_cartola import features as F
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+PROBABILITY = "pro_probability"
+CLASS_LABELS = ("0", "1")
+
+
+def serving_feature_spec() -> dict:
+    """What a client sends: the raw features, no id and no label."""
+    spec = F.raw_feature_spec(with_label=False)
+    spec.pop(F.ID_KEY)
+    return spec
+
+
+def _raw_columns_to_features(columns: dict) -> dict:
+    """Dense per-column tensors (NaN / "" = missing) -> the sparse raw features of the spec."""
+    out = {}
+    for name, value in columns.items():
+        valid = tf.not_equal(value, "") if value.dtype == tf.string else tf.logical_not(tf.math.is_nan(value))
+        values = tf.boolean_mask(value, valid)
+        if F.column_dtype(name) == tf.int64:
+            values = tf.cast(tf.round(values), tf.int64)
+        indices = tf.stack([tf.where(valid)[:, 0], tf.zeros_like(tf.where(valid)[:, 0])], axis=1)
+        out[name] = tf.SparseTensor(indices, values, tf.stack([tf.shape(value, out_type=tf.int64)[0], 1]))
+    return out
+
+
+def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names) -> dict:
+    """Builds the serving signatures; `model.tft_layer` keeps the transform graph tracked for saving."""
+    model.tft_layer = tft_output.transform_features_layer()
+    spec = serving_feature_spec()
+    feature_names = tuple(feature_names)
+
+    def transformed_and_probability(raw):
+        transformed = model.tft_layer(raw)
+        inputs = {n: tf.expand_dims(transformed[n], -1) for n in feature_names}
+        return transformed, tf.squeeze(model(inputs), -1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def serving_default(inputs):
+        _, p = transformed_and_probability(tf.io.parse_example(inputs, spec))
+        batch = tf.shape(p)[0]
+        classes = tf.tile(tf.constant([list(CLASS_LABELS)]), tf.stack([batch, 1]))
+        return {"classes": classes, "scores": tf.stack([1.0 - p, p], axis=1)}
+
+    raw_signature = {
+        name: tf.TensorSpec([None], tf.string if name == F.PIXELS else tf.float32, name=name)
+        for name in F.RAW_FEATURES
+    }
+
+    @tf.function(input_signature=[raw_signature])
+    def predict_raw(columns):
+        _, p = transformed_and_probability(_raw_columns_to_features(columns))
+        return {PROBABILITY: p}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def transform_features(inputs):
+        transformed, p = transformed_and_probability(tf.io.parse_example(inputs, spec))
+        outputs = {n: transformed[n] for n in F.TRANSFORMED_FEATURES}
+        outputs[PROBABILITY] = p
+        return outputs
+
+    return {
+        "serving_default": serving_default.get_concrete_function(),
+        "predict_raw": predict_raw.get_concrete_function(),
+        "transform_features": transform_features.get_concrete_function(),
+    }
+
+
+def _set_method_name(export_dir: str, signature: str, method: str) -> None:
+    """TF2 saves every signature as `predict`; TF Serving's Classify API needs `classify`."""
+    path = os.path.join(export_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    saved_model.meta_graphs[0].signature_def[signature].method_name = method
+    with open(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
+
+
+def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names, export_dir: str) -> None:
+    """Saves the hermetic SavedModel (the transform graph's assets are copied in)."""
+    signatures = attach_signatures(model, tft_output, feature_names)
+    model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
+    _set_method_name(export_dir, "serving_default", CLASSIFY_METHOD)
+
+
+def versions(base_path: str) -> typing.List[int]:
+    """The numeric version directories under a model base path, ascending."""
+    if not os.path.isdir(base_path):
+        return []
+    return sorted(int(d) for d in os.listdir(base_path) if d.isdigit() and os.path.isdir(os.path.join(base_path, d)))
+
+
+def push(export_dir: str, base_path: str) -> int:
+    """Copies an export to `<base_path>/<next version>/` atomically; returns the version.
+
+    The copy is made in a hidden sibling directory, then renamed: a server polling
+    `base_path` sees either no new version or a complete one. (Atomic on a local
+    filesystem; object stores have no rename.)
+    """
+    os.makedirs(base_path, exist_ok=True)
+    version = (versions(base_path) or [0])[-1] + 1
+    staging = os.path.join(base_path, f".staging-{version}-{os.getpid()}")
+    shutil.copytree(export_dir, staging)
+    try:
+        os.rename(staging, os.path.join(base_path, str(version)))
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return version
+
+
+def load_scorer(export_dir: str):
+    """(loaded SavedModel, function: serialized raw tf.Examples -> PRO probabilities as numpy)."""
+    loaded = tf.saved_model.load(export_dir)
+    fn = loaded.signatures["serving_default"]
+
+    def score(serialized: typing.Sequence[bytes], batch_size: int = 8192):
+        import numpy as np
+
+        parts = [
+            fn(inputs=tf.constant(serialized[i : i + batch_size]))["scores"][:, 1].numpy()
+            for i in range(0, len(serialized), batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.zeros([0], np.float32)
+
+    return loaded, score

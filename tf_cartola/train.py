@@ -1,0 +1,55 @@
+"""Trains, evaluates and blesses the Cartola PRO model; pushes it when blessed.
+
+    python -m tf_cartola.train --config configs/default.yaml [--preprocess_dir DIR] [--serving_dir DIR]
+
+Exit status: 0 pushed, 1 refused (the reasons are printed), 2 bad config or input.
+"""
+
+import argparse
+import logging
+import sys
+
+from tf_cartola import config as config_lib
+from tf_cartola import training
+
+_ROWS = ("ks", "auc", "precision", "recall", "mean_score_pro", "mean_score_non_pro", "rows", "rows_pro")
+
+
+def metrics_table(result: dict) -> str:
+    """Candidate (and baseline) metrics as a small text table."""
+    base = result["baseline"]
+    header = f"{'metric':<20}{'candidate':>12}" + (f"{'v' + str(result['baseline_version']):>12}" if base else "")
+    lines = [header, "-" * len(header)]
+    for key in _ROWS:
+        value = result["metrics"][key]
+        fmt = (lambda v: f"{v:>12}") if isinstance(value, int) else (lambda v: f"{v:>12.4f}")
+        lines.append(f"{key:<20}{fmt(value)}" + (fmt(base[key]) if base else ""))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--preprocess_dir", help="beam_jobs.preprocess output; default from the config")
+    parser.add_argument("--serving_dir", help="where blessed versions are pushed; default from the config")
+    parser.add_argument("--run_dir", help="this run's folder; default a new one under train.run_dir")
+    args = parser.parse_args(argv)
+    try:
+        config = config_lib.load(args.config)
+        result = training.train(config, args.preprocess_dir, args.serving_dir, args.run_dir)
+    except (config_lib.ConfigError, training.PreprocessOutputError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(metrics_table(result))
+    print(f"seconds: {result['seconds']}")
+    if not result["blessed"]:
+        print("NOT BLESSED, not pushed:\n  " + "\n  ".join(result["reasons"]), file=sys.stderr)
+        return 1
+    print(f"blessed and pushed as version {result['version']}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tf_cartola").setLevel(logging.INFO)
+    sys.exit(main())

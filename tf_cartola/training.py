@@ -1,0 +1,180 @@
+"""Training, evaluation and blessing: `train(config) -> result`, the library behind tf_cartola.train."""
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import time
+import typing
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras
+
+from tf_cartola import config as config_lib
+from tf_cartola import export as export_lib
+from tf_cartola import features as F
+from tf_cartola import metrics as metrics_lib
+from tf_cartola import model as model_lib
+
+log = logging.getLogger(__name__)
+
+
+class PreprocessOutputError(RuntimeError):
+    """The preprocessing output is missing, failed validation or has no transform."""
+
+
+def read_manifest(preprocess_dir: str) -> dict:
+    """The preprocessing manifest, checked to be valid and complete."""
+    path = os.path.join(preprocess_dir, "manifest.json")
+    if not tf.io.gfile.exists(path):
+        raise PreprocessOutputError(f"no manifest at {path}: run `python -m beam_jobs.preprocess` first")
+    with tf.io.gfile.GFile(path) as f:
+        manifest = json.load(f)
+    if not manifest.get("valid") or "transform" not in manifest["artifacts"]:
+        raise PreprocessOutputError(f"{preprocess_dir} failed validation (see its anomalies); refusing to train")
+    return manifest
+
+
+def _records(pattern: str) -> tf.data.Dataset:
+    files = tf.io.gfile.glob(pattern)
+    if not files:
+        raise PreprocessOutputError(f"no files match {pattern}")
+    return tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
+
+
+def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[dict, np.ndarray]:
+    """All transformed rows of one split in memory: ({feature: [n, 1]}, labels [n])."""
+    columns = {n: [] for n in (*feature_names, F.LABEL_KEY)}
+    for batch in _records(pattern).batch(65536):
+        parsed = tf.io.parse_example(batch, spec)
+        for n in columns:
+            columns[n].append(parsed[n].numpy())
+    x = {n: np.concatenate(columns[n]).reshape(-1, 1) for n in feature_names}
+    return x, np.concatenate(columns[F.LABEL_KEY])
+
+
+def load_raw(pattern: str) -> typing.Tuple[typing.List[bytes], np.ndarray]:
+    """Serialized raw tf.Examples of one split and their labels."""
+    serialized = [r.numpy() for r in _records(pattern)]
+    labels = tf.io.parse_example(serialized, {F.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)})[F.LABEL_KEY]
+    return serialized, labels.numpy()
+
+
+def evaluate_export(export_dir: str, serialized, labels, threshold: float) -> dict:
+    """Metrics of a SavedModel's serving signature on raw examples."""
+    _, score = export_lib.load_scorer(export_dir)
+    return metrics_lib.classification_metrics(labels, score(serialized), threshold)
+
+
+def bless(candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.BlessingConfig) -> typing.List[str]:
+    """Reasons to refuse the candidate; empty means blessed. KS is checked first."""
+    reasons = []
+    for metric in ("ks", "auc", "precision", "recall"):
+        minimum = getattr(cfg, f"min_{metric}")
+        if candidate[metric] < minimum:
+            reasons.append(f"{metric} {candidate[metric]:.4f} < threshold {minimum}")
+    if baseline is not None and candidate["ks"] < baseline["ks"] - cfg.ks_tolerance:
+        reasons.append(
+            f"ks {candidate['ks']:.4f} is worse than the latest blessed model's {baseline['ks']:.4f}"
+            f" by more than {cfg.ks_tolerance}"
+        )
+    return reasons
+
+
+def _write_json(path: str, data) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True))
+
+
+def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None,
+          serving_dir: typing.Optional[str] = None, run_dir: typing.Optional[str] = None) -> dict:
+    """Trains, evaluates, blesses and (if blessed) pushes a model.
+
+    Args:
+      config: the whole config (train, blessing and serving sections are used).
+      preprocess_dir: output of beam_jobs.preprocess; default `config.preprocess.output_dir`.
+      serving_dir: where versions are pushed; default `config.serving.serving_dir`.
+      run_dir: where this run's files go; default a new timestamped folder under `config.train.run_dir`.
+
+    Returns:
+      {"run_dir", "export_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
+       "version" (None unless pushed), "seconds", ..., "model" (the trained tf_keras model)}.
+    """
+    preprocess_dir = preprocess_dir or config.preprocess.output_dir
+    base_path = os.path.join(serving_dir or config.serving.serving_dir, config.serving.model_name)
+    run_dir = run_dir or os.path.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
+    hp = config.train
+    feature_names = hp.feature_names()
+    manifest = read_manifest(preprocess_dir)
+    artifacts = manifest["artifacts"]
+    seconds = {}
+
+    start = time.perf_counter()
+    tft_output = tft.TFTransformOutput(artifacts["transform"])
+    spec = tft_output.transformed_feature_spec()
+    x_train, y_train = load_transformed(artifacts["transformed_train"], spec, feature_names)
+    x_eval, y_eval = load_transformed(artifacts["transformed_eval"], spec, feature_names)
+    seconds["load"] = round(time.perf_counter() - start, 2)
+    log.info("training on %d rows, early stopping on %d eval rows, features %s", len(y_train), len(y_eval),
+             list(feature_names))
+
+    start = time.perf_counter()
+    tf_keras.utils.set_random_seed(hp.seed)
+    tf.config.experimental.enable_op_determinism()
+    model = model_lib.build(feature_names, hp)
+    history = model.fit(
+        x_train, y_train, batch_size=hp.batch_size, epochs=hp.epochs, validation_data=(x_eval, y_eval),
+        shuffle=True, verbose=2,
+        callbacks=[tf_keras.callbacks.EarlyStopping(patience=hp.early_stopping_patience, restore_best_weights=True)],
+    )
+    seconds["train"] = round(time.perf_counter() - start, 2)
+
+    start = time.perf_counter()
+    export_dir = os.path.join(run_dir, "export")
+    export_lib.export(model, tft_output, feature_names, export_dir)
+    seconds["export"] = round(time.perf_counter() - start, 2)
+
+    start = time.perf_counter()
+    serialized, labels = load_raw(artifacts["raw_eval"])
+    threshold = config.blessing.decision_threshold
+    candidate = evaluate_export(export_dir, serialized, labels, threshold)
+    previous = export_lib.versions(base_path)
+    baseline = evaluate_export(os.path.join(base_path, str(previous[-1])), serialized, labels, threshold) if previous else None
+    reasons = bless(candidate, baseline, config.blessing)
+    seconds["evaluate"] = round(time.perf_counter() - start, 2)
+
+    result = {
+        "run_dir": run_dir,
+        "export_dir": export_dir,
+        "preprocess_dir": preprocess_dir,
+        "metrics": candidate,
+        "baseline": baseline,
+        "baseline_version": previous[-1] if previous else None,
+        "blessed": not reasons,
+        "reasons": reasons,
+        "version": None,
+        "features": list(feature_names),
+        "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
+        "epochs_run": len(history.history["loss"]),
+        "seconds": seconds,
+        "config": dataclasses.asdict(config),
+    }
+    _write_json(os.path.join(export_dir, "metrics.json"), candidate)
+    if not reasons:
+        start = time.perf_counter()
+        result["version"] = export_lib.push(export_dir, base_path)
+        seconds["push"] = round(time.perf_counter() - start, 2)
+    _write_json(os.path.join(run_dir, "metrics.json"), candidate)
+    _write_json(os.path.join(run_dir, "history.json"), history.history)
+    _write_json(os.path.join(run_dir, "blessing.json"), result)
+    result["model"] = model  # In-process use only (comparisons, notebooks); not serialized.
+    decisions = os.path.join(os.path.dirname(base_path), f"{config.serving.model_name}.decisions.jsonl")
+    tf.io.gfile.makedirs(os.path.dirname(decisions))
+    with open(decisions, "a") as f:
+        record = {k: result[k] for k in ("run_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
+                                         "version")}
+        f.write(json.dumps({"time": datetime.datetime.utcnow().isoformat() + "Z", **record}, sort_keys=True) + "\n")
+    return result
