@@ -18,10 +18,13 @@ import tf_keras
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tf_cartola import features as F
+from tf_cartola import rows
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 PROBABILITY = "pro_probability"
 CLASS_LABELS = ("0", "1")
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+RAW_SIGNATURE = "predict_raw"
 
 
 def serving_feature_spec() -> dict:
@@ -81,7 +84,7 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
 
     return {
         "serving_default": serving_default.get_concrete_function(),
-        "predict_raw": predict_raw.get_concrete_function(),
+        RAW_SIGNATURE: predict_raw.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
     }
 
@@ -97,11 +100,54 @@ def _set_method_name(export_dir: str, signature: str, method: str) -> None:
         f.write(saved_model.SerializeToString())
 
 
-def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names, export_dir: str) -> None:
-    """Saves the hermetic SavedModel (the transform graph's assets are copied in)."""
+def raw_columns_tensor_protos(records) -> dict:
+    """{column: TensorProto} for the `predict_raw` signature (gRPC Predict)."""
+    return {
+        column: tf.make_tensor_proto(values, dtype=tf.string if column == F.PIXELS else tf.float32)
+        for column, values in rows.to_columns(records).items()
+    }
+
+
+def warmup_logs(records, model_name: str) -> list:
+    """PredictionLogs that exercise every served path: Classify, and Predict on both signatures."""
+    from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
+
+    serialized = [rows.to_example(r) for r in records]
+    spec = lambda signature: model_pb2.ModelSpec(name=model_name, signature_name=signature)  # noqa: E731
+    classify = classification_pb2.ClassificationRequest(model_spec=spec("serving_default"))
+    classify.input.example_list.examples.extend(tf.train.Example.FromString(s) for s in serialized)
+    by_example = predict_pb2.PredictRequest(model_spec=spec("serving_default"))
+    by_example.inputs["inputs"].CopyFrom(tf.make_tensor_proto(serialized, dtype=tf.string))
+    by_column = predict_pb2.PredictRequest(model_spec=spec(RAW_SIGNATURE))
+    for column, proto in raw_columns_tensor_protos(records).items():
+        by_column.inputs[column].CopyFrom(proto)
+    return [
+        prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=classify)),
+        prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=by_example)),
+        prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=by_column)),
+    ]
+
+
+def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names, export_dir: str,
+           warmup_records=(), model_name: str = "") -> None:
+    """Saves the hermetic SavedModel (the transform graph's assets are copied in).
+
+    Args:
+      model: the trained tf_keras model over `feature_names`.
+      tft_output: the preprocessing job's transform output.
+      feature_names: the transformed features the model takes.
+      export_dir: where to save.
+      warmup_records: a few typed raw rows; TF Serving replays them as warmup requests.
+      model_name: the model name written into the warmup requests.
+    """
     signatures = attach_signatures(model, tft_output, feature_names)
     model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     _set_method_name(export_dir, "serving_default", CLASSIFY_METHOD)
+    if warmup_records:
+        tf.io.gfile.makedirs(os.path.dirname(os.path.join(export_dir, WARMUP_FILE)))
+        with tf.io.TFRecordWriter(os.path.join(export_dir, WARMUP_FILE)) as writer:
+            for log in warmup_logs(warmup_records, model_name):
+                writer.write(log.SerializeToString())
 
 
 def versions(base_path: str) -> typing.List[int]:

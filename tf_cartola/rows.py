@@ -27,9 +27,10 @@ class InputError(ValueError):
     """An input file that cannot be read at all (e.g. its header lacks contract columns)."""
 
 
-def check_header(header: typing.Sequence[str], source: str) -> None:
-    """Raises InputError naming the missing columns when a CSV header lacks some of the contract's."""
-    missing = [c for c in F.CSV_COLUMNS if c not in header]
+def check_header(header: typing.Sequence[str], source: str,
+                 required: typing.Sequence[str] = F.CSV_COLUMNS) -> None:
+    """Raises InputError naming the missing columns when a CSV header lacks some `required` ones."""
+    missing = [c for c in required if c not in header]
     if missing:
         raise InputError(f"{source}: the CSV header lacks column(s) {missing}; it has {list(header)}")
 
@@ -53,12 +54,13 @@ def _number(column: str, text: str):
     return value
 
 
-def parse_fields(header: typing.Sequence[str], fields: typing.Sequence[str]) -> dict:
+def parse_fields(header: typing.Sequence[str], fields: typing.Sequence[str], label_required: bool = True) -> dict:
     """Types one row's fields by the contract.
 
     Args:
       header: the file's column names (any order; extra columns are ignored).
       fields: the row's cells.
+      label_required: False for rows to score, which have no label column.
 
     Returns:
       {column: value} for every contract column; a missing optional cell is None.
@@ -72,9 +74,11 @@ def parse_fields(header: typing.Sequence[str], fields: typing.Sequence[str]) -> 
     cells = dict(zip(header, fields))
     row = {}
     for column in F.CSV_COLUMNS:
+        if column == F.LABEL_KEY and not label_required and column not in cells:
+            continue
         text = cells[column].strip()
         if not text:
-            if column in (F.ID_KEY, F.LABEL_KEY):
+            if column == F.ID_KEY or (column == F.LABEL_KEY and label_required):
                 raise BadRow(MISSING_REQUIRED, column, f"{column} is empty")
             row[column] = None
         elif column == F.PIXELS:
@@ -114,3 +118,19 @@ def to_columns(records: typing.Sequence[typing.Mapping[str, typing.Any]]) -> typ
         else:
             columns[column] = [float("nan") if r.get(column) is None else float(r[column]) for r in records]
     return columns
+
+
+def from_example(serialized: bytes) -> dict:
+    """The typed row of a serialized raw tf.Example (absent features are None)."""
+    import tensorflow as tf
+
+    feature = tf.train.Example.FromString(serialized).features.feature
+    row = {}
+    for column in F.CSV_COLUMNS:
+        if column not in feature:
+            row[column] = None
+            continue
+        kind = feature[column].WhichOneof("kind")
+        value = getattr(feature[column], kind).value[0] if kind else None
+        row[column] = value.decode("utf-8") if isinstance(value, bytes) else value
+    return row

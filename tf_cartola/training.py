@@ -18,8 +18,11 @@ from tf_cartola import export as export_lib
 from tf_cartola import features as F
 from tf_cartola import metrics as metrics_lib
 from tf_cartola import model as model_lib
+from tf_cartola import rows
 
 log = logging.getLogger(__name__)
+
+WARMUP_ROWS = 5  # Real eval rows replayed by TF Serving before it serves a new version.
 
 
 class PreprocessOutputError(RuntimeError):
@@ -132,13 +135,14 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     )
     seconds["train"] = round(time.perf_counter() - start, 2)
 
+    serialized, labels = load_raw(artifacts["raw_eval"])
     start = time.perf_counter()
     export_dir = os.path.join(run_dir, "export")
-    export_lib.export(model, tft_output, feature_names, export_dir)
+    warmup = [{c: rows.from_example(s)[c] for c in F.RAW_FEATURES} for s in serialized[:WARMUP_ROWS]]
+    export_lib.export(model, tft_output, feature_names, export_dir, warmup, config.serving.model_name)
     seconds["export"] = round(time.perf_counter() - start, 2)
 
     start = time.perf_counter()
-    serialized, labels = load_raw(artifacts["raw_eval"])
     threshold = config.blessing.decision_threshold
     candidate = evaluate_export(export_dir, serialized, labels, threshold)
     previous = export_lib.versions(base_path)

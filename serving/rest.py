@@ -1,0 +1,122 @@
+"""TF Serving's REST API (api_rest.md) over the shared inference operations."""
+
+import http.server
+import json
+import logging
+import re
+import typing
+
+import grpc
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
+
+from serving import inference, rest_json
+from serving.errors import ServingError, invalid
+from serving.servables import ServableManager
+
+log = logging.getLogger(__name__)
+
+_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>[a-z]+))?/?$"
+)
+
+
+def _spec(out, match) -> None:
+    out.name = match["name"]
+    if match["version"] is not None:
+        if not match["version"].isdigit():
+            raise invalid(f"Failed to convert version: {match['version']} to numeric.")
+        out.version.value = int(match["version"])
+    elif match["label"] is not None:
+        out.version_label = match["label"]
+
+
+def _to_dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True, including_default_value_fields=True)
+
+
+class RestApi:
+    """Routes REST requests to the inference operations; every failure is a `{"error": ...}` body."""
+
+    def __init__(self, manager: ServableManager):
+        self.manager = manager
+
+    def get(self, path: str) -> dict:
+        match = _PATH.match(path)
+        if not match or match["verb"]:
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: GET {path}")
+        if match["metadata"]:
+            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            _spec(request.model_spec, match)
+            response = inference.metadata(self.manager, request)
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(signature_map)
+            return {"model_spec": _to_dict(response.model_spec), "metadata": {"signature_def": _to_dict(signature_map)}}
+        request = get_model_status_pb2.GetModelStatusRequest()
+        _spec(request.model_spec, match)
+        return _to_dict(inference.status(self.manager, request))
+
+    def post(self, path: str, body: bytes) -> dict:
+        match = _PATH.match(path)
+        if not match or match["verb"] not in ("predict", "classify", "regress"):
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: POST {path}")
+        data = rest_json.parse_body(body)
+        if match["verb"] == "predict":
+            # Resolve first: the JSON is typed by the signature of the version that will run it.
+            spec = model_pb2.ModelSpec()
+            _spec(spec, match)
+            servable = inference.resolve(self.manager, spec)
+            request, fmt = rest_json.predict_request(data, servable)
+            return rest_json.predict_response(inference.predict_on(servable, request), fmt)
+        if match["verb"] == "classify":
+            request = rest_json.classify_request(data)
+            _spec(request.model_spec, match)
+            return rest_json.classify_response(inference.classify(self.manager, request))
+        request = rest_json.classify_request(data)  # Same body shape; the signature check answers.
+        _spec(request.model_spec, match)
+        inference.regress(self.manager, request)
+        return {}
+
+
+def make_handler(api: RestApi, max_request_bytes: int) -> typing.Type[http.server.BaseHTTPRequestHandler]:
+    """A request handler class bound to one RestApi."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "tf_cartola-local-serving"
+
+        def _reply(self, status: int, payload: dict) -> None:
+            body = json.dumps(payload).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _serve(self, call) -> None:
+            try:
+                self._reply(200, call())
+            except ServingError as e:
+                self._reply(e.http_status, {"error": e.message})
+            except Exception as e:  # The server stays up; the client gets the reason.
+                log.exception("internal error serving %s %s", self.command, self.path)
+                self._reply(500, {"error": f"Internal error: {e}"})
+
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self._serve(lambda: api.get(self.path))
+
+        def do_POST(self):  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > max_request_bytes:
+                self.close_connection = True
+                self._reply(413, {"error": f"Request of {length} bytes exceeds the limit of {max_request_bytes}"})
+                return
+            body = self.rfile.read(length)
+            self._serve(lambda: api.post(self.path, body))
+
+        def log_message(self, fmt, *args):
+            log.debug("%s " + fmt, self.address_string(), *args)
+
+    return Handler

@@ -1,0 +1,104 @@
+"""A client of TF Serving's REST API (works with the local server too)."""
+
+import json
+import time
+import typing
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+from tf_cartola import rows
+from tf_cartola.export import RAW_SIGNATURE
+
+
+class RestError(Exception):
+    """A REST call that failed; carries the HTTP status and the server's error message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class RestClient:
+    """Calls one model's REST endpoints, retrying while the server answers 503 or refuses connections.
+
+    Args:
+      url: e.g. http://127.0.0.1:8501
+      model: the model name.
+      timeout: seconds per HTTP call.
+      retries: extra attempts on 503 / connection errors, with exponential backoff from `backoff` seconds.
+    """
+
+    def __init__(self, url: str, model: str, timeout: float = 10.0, retries: int = 3, backoff: float = 0.2):
+        self.url = url.rstrip("/")
+        self.model = model
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def _path(self, version: typing.Optional[int], label: typing.Optional[str]) -> str:
+        path = f"/v1/models/{self.model}"
+        if version is not None:
+            path += f"/versions/{version}"
+        elif label:
+            path += f"/labels/{label}"
+        return path
+
+    def call(self, method: str, path: str, body: typing.Optional[dict] = None) -> dict:
+        """One HTTP call with retries; returns the JSON answer or raises RestError."""
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(self.url + path, data=data, method=method,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as e:
+                text = e.read().decode("utf-8", "replace")
+                try:
+                    message = json.loads(text).get("error", text)
+                except json.JSONDecodeError:
+                    message = text
+                if e.code != 503 or attempt == self.retries:
+                    raise RestError(e.code, message) from None
+            except (urllib.error.URLError, ConnectionError) as e:
+                if attempt == self.retries:
+                    raise RestError(503, f"cannot reach {self.url}: {getattr(e, 'reason', e)}") from None
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def status(self, version=None, label=None) -> dict:
+        return self.call("GET", self._path(version, label))
+
+    def metadata(self, version=None, label=None) -> dict:
+        return self.call("GET", self._path(version, label) + "/metadata")
+
+    def predict(self, instances=None, inputs=None, signature_name=None, version=None, label=None) -> dict:
+        """`:predict` in the row (`instances`) or columnar (`inputs`) format; returns the JSON answer."""
+        body = {"instances": instances} if instances is not None else {"inputs": inputs}
+        if signature_name:
+            body["signature_name"] = signature_name
+        return self.call("POST", self._path(version, label) + ":predict", body)
+
+    def classify(self, examples, context=None, signature_name=None, version=None, label=None) -> list:
+        """`:classify` on JSON examples; returns `result`: per example, [label, score] pairs."""
+        body = {"examples": examples}
+        if context:
+            body["context"] = context
+        if signature_name:
+            body["signature_name"] = signature_name
+        return self.call("POST", self._path(version, label) + ":classify", body)["result"]
+
+    def score(self, records, version=None, label=None) -> np.ndarray:
+        """PRO probabilities of typed rows, through the raw-feature signature (row format)."""
+        columns = rows.to_columns(records)
+        instances = [{c: columns[c][i] for c in columns} for i in range(len(records))]
+        answer = self.predict(instances=instances, signature_name=RAW_SIGNATURE, version=version, label=label)
+        return np.array(answer["predictions"], dtype=np.float64)
+
+
+def example_json(record: typing.Mapping) -> dict:
+    """A typed row as a `:classify` JSON example: ints stay ints, floats stay floats, None is left out."""
+    return {k: v for k, v in record.items() if v is not None}

@@ -1,0 +1,167 @@
+"""Loads model versions from base paths as TF Serving does: poll, load new, warm up, unload removed."""
+
+import dataclasses
+import logging
+import os
+import threading
+import typing
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.errors import ServingError, not_found
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclasses.dataclass
+class Servable:
+    """One loaded version of a model."""
+
+    name: str
+    version: int
+    path: str
+    loaded: typing.Any
+    signature_defs: typing.Mapping[str, meta_graph_pb2.SignatureDef]
+
+    def signature(self, name: str):
+        """(callable, SignatureDef) of a signature; '' means serving_default."""
+        name = name or DEFAULT_SIGNATURE
+        if name not in self.signature_defs:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
+        return self.loaded.signatures[name], self.signature_defs[name]
+
+
+def load_servable(name: str, version: int, path: str) -> Servable:
+    """Loads a SavedModel version and reads its signature defs (with method names)."""
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    defs = {k: v for k, v in saved_model.meta_graphs[0].signature_def.items() if not k.startswith("__")}
+    return Servable(name, version, path, tf.saved_model.load(path), defs)
+
+
+def _aspired(policy, on_disk: typing.List[int]) -> typing.List[int]:
+    """The versions a ServableVersionPolicy wants loaded (TF Serving's default: the latest one)."""
+    which = policy.WhichOneof("policy_choice")
+    if which == "all":
+        return on_disk
+    if which == "specific":
+        return sorted(set(on_disk) & set(policy.specific.versions))
+    return on_disk[-(policy.latest.num_versions or 1):] if on_disk else []
+
+
+class ServableManager:
+    """Keeps the aspired versions of each configured model loaded, polling the base paths.
+
+    A request takes a reference to a Servable and keeps it for its whole duration, so
+    unloading a version (dropping it from the table) never fails a request in flight.
+    """
+
+    def __init__(self, config: model_server_config_pb2.ModelServerConfig, poll_seconds: float = 1.0,
+                 warmup: typing.Optional[typing.Callable[[Servable], int]] = None):
+        self._models = {m.name: m for m in config.model_config_list.config}
+        self._poll_seconds = poll_seconds
+        self._warmup = warmup
+        self._table: typing.Dict[str, typing.Dict[int, Servable]] = {name: {} for name in self._models}
+        self._failed: typing.Dict[typing.Tuple[str, int], str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self) -> "ServableManager":
+        """Loads what is on disk now, then keeps polling in a daemon thread."""
+        self.poll()
+        if self._poll_seconds > 0:
+            self._thread = threading.Thread(target=self._loop, name="servable-poller", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            try:
+                self.poll()
+            except Exception:  # A bad poll must not kill the poller; the next one retries.
+                log.exception("polling the model base paths failed")
+
+    def poll(self) -> None:
+        """One pass: load aspired versions not yet loaded, unload versions no longer aspired."""
+        for name, model in self._models.items():
+            base = model.base_path
+            entries = tf.io.gfile.listdir(base) if tf.io.gfile.isdir(base) else []
+            on_disk = sorted(int(d.strip("/")) for d in entries if d.strip("/").isdigit())
+            aspired = _aspired(model.model_version_policy, on_disk)
+            current = self._table[name]
+            fresh = dict((v, s) for v, s in current.items() if v in aspired)
+            for version in aspired:
+                if version in fresh or (name, version) in self._failed:
+                    continue
+                path = os.path.join(base, str(version))
+                try:
+                    servable = load_servable(name, version, path)
+                    warmed = self._warmup(servable) if self._warmup else 0
+                except Exception as e:  # A broken version is reported in status, not fatal.
+                    log.error("loading %s version %d failed: %s", name, version, e)
+                    self._failed[(name, version)] = str(e)
+                    continue
+                log.info("loaded %s version %d (%d warmup requests)", name, version, warmed)
+                fresh[version] = servable
+            if fresh.keys() != current.keys():
+                with self._lock:
+                    self._table[name] = fresh
+                for version in current.keys() - fresh.keys():
+                    log.info("unloaded %s version %d", name, version)
+
+    def get(self, name: str, version: typing.Optional[int] = None, label: typing.Optional[str] = None) -> Servable:
+        """The servable for a request: latest, a specific version, or a version label."""
+        with self._lock:
+            versions = self._table.get(name)
+        if versions is None:
+            raise not_found(f"Servable not found for request: Latest({name})")
+        if label:
+            labels = self._models[name].version_labels
+            if label not in labels:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
+            version = labels[label]
+        if version is None:
+            if not versions:
+                raise not_found(f"Servable not found for request: Latest({name})")
+            return versions[max(versions)]
+        if version not in versions:
+            raise not_found(f"Servable not found for request: Specific({name}, {version})")
+        return versions[version]
+
+    def statuses(self, name: str, version: typing.Optional[int] = None) -> typing.List[tuple]:
+        """(version, state, error message) for the model's versions, as GetModelStatus reports them."""
+        with self._lock:
+            versions = self._table.get(name)
+        if versions is None:
+            raise not_found(f"Could not find any versions of model {name}")
+        rows = [(v, "AVAILABLE", "") for v in sorted(versions)]
+        rows += [(v, "END", msg) for (n, v), msg in sorted(self._failed.items()) if n == name]
+        if version is not None:
+            rows = [r for r in rows if r[0] == version]
+            if not rows:
+                raise not_found(f"Could not find version {version} of model {name}")
+        return rows
+
+    def model_names(self) -> typing.List[str]:
+        return sorted(self._models)
+
+
+def single_model_config(name: str, base_path: str, latest: int = 1) -> model_server_config_pb2.ModelServerConfig:
+    """The config TF Serving builds from --model_name / --model_base_path (latest version only)."""
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name=name, base_path=os.path.abspath(base_path),
+                                                model_platform="tensorflow")
+    model.model_version_policy.latest.num_versions = latest
+    return config

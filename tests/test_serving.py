@@ -1,0 +1,310 @@
+"""The local TF-Serving-compatible server and the clients, over loopback, on a real exported model."""
+
+import base64
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import client as client_cli
+from serving import model_config
+from serving.grpc_client import GrpcClient, GrpcError, examples_of
+from serving.local_server import LocalServer
+from serving.rest_client import RestClient, RestError, example_json
+from tf_cartola import export, rows
+from tf_cartola import features as F
+from tf_cartola.data import synthetic
+
+MODEL = "cartola_pro"
+
+
+@pytest.fixture(scope="module")
+def records():
+    frame = synthetic.generate(40, seed=17).drop(columns=[F.LABEL_KEY])
+    return frame.astype(object).where(pd.notna(frame), None).to_dict("records")
+
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    """A server on a private copy of the trained export, as version 1."""
+    _, result = trained
+    base = tmp_path_factory.mktemp("models") / MODEL
+    shutil.copytree(result["export_dir"], base / "1")
+    config = model_config.build(MODEL, str(base), latest=2, labels={"stable": 1})
+    with LocalServer(config, grpc_port=0, rest_port=0, poll_seconds=0.2) as server:
+        yield server, base, tf.saved_model.load(str(base / "1"))
+
+
+@pytest.fixture
+def rest(served):
+    return RestClient(served[0].rest_url, MODEL)
+
+
+@pytest.fixture
+def grpc_client(served):
+    c = GrpcClient(served[0].grpc_address, MODEL)
+    yield c
+    c.close()
+
+
+def _b64(serialized):
+    return [{"b64": base64.b64encode(s).decode("ascii")} for s in serialized]
+
+
+def test_every_signature_and_json_format_matches_the_in_process_model(served, rest, grpc_client, records):
+    _, _, loaded = served
+    serialized = [rows.to_example(r) for r in records]
+    columns = rows.to_columns(records)
+    in_process = {
+        "serving_default": loaded.signatures["serving_default"](inputs=tf.constant(serialized)),
+        "predict_raw": loaded.signatures["predict_raw"](**{k: tf.constant(v) for k, v in columns.items()}),
+        "transform_features": loaded.signatures["transform_features"](inputs=tf.constant(serialized)),
+    }
+    expected_p = in_process["predict_raw"][export.PROBABILITY].numpy()
+    np.testing.assert_allclose(in_process["serving_default"]["scores"].numpy()[:, 1], expected_p, atol=1e-6)
+
+    # serving_default: REST row + columnar (b64 examples), REST :classify, gRPC Predict + Classify.
+    row = rest.predict(instances=_b64(serialized))["predictions"]
+    np.testing.assert_allclose([r["scores"] for r in row], in_process["serving_default"]["scores"], atol=1e-6)
+    assert row[0]["classes"] == ["0", "1"]
+    col = rest.predict(inputs=_b64(serialized))["outputs"]
+    np.testing.assert_allclose(col["scores"], in_process["serving_default"]["scores"], atol=1e-6)
+    result = rest.classify([example_json(r) for r in records])
+    np.testing.assert_allclose([[s for _, s in r] for r in result], in_process["serving_default"]["scores"], atol=1e-6)
+    out = grpc_client.predict({"inputs": np.array(serialized, dtype=object)}, "serving_default")
+    np.testing.assert_allclose(out["scores"], in_process["serving_default"]["scores"], atol=1e-6)
+    labels, scores = grpc_client.classify(examples_of(records))
+    np.testing.assert_allclose(scores, in_process["serving_default"]["scores"], atol=1e-6)
+    assert labels[0].tolist() == ["0", "1"]
+
+    # predict_raw: REST row + columnar, gRPC; integer columns as JSON 12 and 12.0 alike.
+    np.testing.assert_allclose(rest.score(records), expected_p, atol=1e-6)
+    as_ints = [{k: (int(v) if v == v and float(v).is_integer() else v) if not isinstance(v, str) else v
+                for k, v in r.items()} for r in (dict(zip(columns, vals)) for vals in zip(*columns.values()))]
+    by_int = rest.predict(instances=as_ints, signature_name="predict_raw")["predictions"]
+    np.testing.assert_allclose(by_int, expected_p, atol=1e-6)
+    by_col = rest.predict(inputs=columns, signature_name="predict_raw")["outputs"]
+    np.testing.assert_allclose(by_col, expected_p, atol=1e-6)
+    np.testing.assert_allclose(grpc_client.score(records), expected_p, atol=1e-6)
+
+    # transform_features: every transformed feature, REST row + columnar and gRPC.
+    expected_t = {k: v.numpy() for k, v in in_process["transform_features"].items()}
+    row = rest.predict(instances=_b64(serialized), signature_name="transform_features")["predictions"]
+    col = rest.predict(inputs=_b64(serialized), signature_name="transform_features")["outputs"]
+    out = grpc_client.predict({"inputs": np.array(serialized, dtype=object)}, "transform_features")
+    for name, values in expected_t.items():
+        np.testing.assert_allclose([r[name] for r in row], values, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(col[name], values, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(out[name], values, atol=1e-6, err_msg=name)
+
+
+def test_missing_values_are_nan_or_empty_and_equal_an_absent_feature(rest, records):
+    record = dict(records[0], rel_pont=None, tempo_desperd=None, pixels=None)
+    by_raw = rest.score([record])
+    result = rest.classify([example_json(record)])  # Absent features in the tf.Example.
+    assert by_raw[0] == pytest.approx(result[0][1][1], abs=1e-6)
+
+
+def test_status_metadata_and_label_routing(rest, grpc_client):
+    status = rest.status()
+    assert status["model_version_status"] == [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+    assert rest.status(label="stable") == status
+    sigs = rest.metadata()["metadata"]["signature_def"]["signature_def"]
+    assert sigs["serving_default"]["method_name"] == "tensorflow/serving/classify"
+    assert set(sigs["predict_raw"]["inputs"]) == set(F.RAW_FEATURES)
+    assert grpc_client.status().model_version_status[0].version == 1
+    assert grpc_client.metadata().model_spec.version.value == 1
+
+
+def test_models_config_in_repo_parses_as_model_server_config():
+    text = open("serving/models.config").read()
+    config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    [model] = config.model_config_list.config
+    assert model.name == MODEL and model.model_version_policy.latest.num_versions == 2
+    assert text_format.MessageToString(model_config.build(MODEL, "/models/cartola_pro")) == text
+
+
+def test_warmup_file_parses_and_every_request_succeeds(served, grpc_client):
+    _, base, _ = served
+    path = base / "1" / export.WARMUP_FILE
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
+    assert {log.WhichOneof("log_type") for log in logs} == {"predict_log", "classify_log"}
+    for log in logs:
+        if log.HasField("classify_log"):
+            request = log.classify_log.request
+            request.model_spec.name = MODEL
+            response = grpc_client.call(grpc_client._prediction.Classify, request)
+            assert len(response.result.classifications) == len(request.input.example_list.examples)
+        else:
+            request = log.predict_log.request
+            request.model_spec.name = MODEL
+            response = grpc_client.call(grpc_client._prediction.Predict, request)
+            assert response.outputs
+
+
+def _post(url, body: bytes):
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize(
+    "path, body, status, message",
+    [
+        (f"/v1/models/{MODEL}:predict", b"{not json", 400, "JSON Parse error"),
+        (f"/v1/models/{MODEL}:predict", b'{"instances": [1, 2]}', 400, "not of expected type: string"),
+        (f"/v1/models/{MODEL}:predict", b'{"instances": [[["a"]], "b"]}', 400, "one shape"),
+        (f"/v1/models/{MODEL}:predict", b'{"signature_name": "predict_raw", "instances": [{"avg_3": 1}]}', 400,
+         "Expected the named inputs"),
+        (f"/v1/models/{MODEL}:predict", b'{"signature_name": "nope", "instances": ["a"]}', 400,
+         'signature key "nope" not found'),
+        (f"/v1/models/{MODEL}:predict", b'{"inputs": {"inputs": [{"b64": "!!"}]}}', 400, "base64"),
+        (f"/v1/models/{MODEL}:predict", b'{"inputs": [{"b64": "Cv8="}]}', 400, "parse"),
+        (f"/v1/models/{MODEL}:classify", b'{"examples": []}', 400, "non-empty"),
+        (f"/v1/models/{MODEL}:regress", b'{"examples": [{"avg_3": 1.0}]}', 400, "regression signature"),
+        ("/v1/models/nope:predict", b'{"instances": ["a"]}', 404, "Servable not found"),
+        (f"/v1/models/{MODEL}/versions/99:predict", b'{"instances": ["a"]}', 404, "Specific(cartola_pro, 99)"),
+        (f"/v1/models/{MODEL}/labels/canary:predict", b'{"instances": ["a"]}', 400, "version label"),
+        (f"/v1/models/{MODEL}:explode", b"{}", 404, "Malformed request"),
+    ],
+)
+def test_bad_rest_requests_get_tf_serving_codes_and_the_server_stays_up(served, rest, path, body, status, message):
+    got_status, got = _post(served[0].rest_url + path, body)
+    assert got_status == status and message in got["error"], got
+    assert rest.status()["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_oversized_request_is_refused_with_413_before_its_body_is_read(served, rest):
+    import http.client
+
+    host, port = served[0].rest_url.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", f"/v1/models/{MODEL}:predict")
+    conn.putheader("Content-Length", str(17 << 20))
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413 and "exceeds" in json.loads(response.read())["error"]
+    conn.close()
+    assert rest.status()
+
+
+def test_bad_grpc_requests_get_status_codes(grpc_client, served):
+    with pytest.raises(GrpcError) as e:
+        grpc_client.predict({"inputs": np.array([1.0, 2.0], dtype=np.float32)})
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "string" in e.value.message
+    other = GrpcClient(served[0].grpc_address, "nope")
+    with pytest.raises(GrpcError) as e:
+        other.status()
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(GrpcError) as e:
+        grpc_client.predict({"inputs": np.array([b"x"], dtype=object)}, version=42)
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "predict_raw"
+    request.input.example_list.examples.add()
+    with pytest.raises(GrpcError) as e:
+        grpc_client.call(grpc_client._prediction.Classify, request)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "classification signature" in e.value.message
+    assert grpc_client.status().model_version_status[0].state == 30  # AVAILABLE
+
+
+def test_client_cli_scores_a_csv_over_rest_and_grpc(served, records, tmp_path):
+    server, _, loaded = served
+    frame = synthetic.generate(120, seed=4).drop(columns=[F.LABEL_KEY]).astype(object)
+    frame.loc[5, "escalacoes"] = "oops"
+    csv_path = tmp_path / "in.csv"
+    synthetic.write_csv(frame, str(csv_path))
+    outs = []
+    for flag, where in (("--rest", server.rest_url), ("--grpc", server.grpc_address)):
+        out = tmp_path / f"out{flag}.csv"
+        assert client_cli.main([flag, where, "--model", MODEL, "--csv", str(csv_path), "--out", str(out),
+                                "--batch_size", "50"]) == 0
+        outs.append(pd.read_csv(out))
+        assert len(open(str(out) + ".bad.jsonl").read().splitlines()) == 1
+    assert len(outs[0]) == 119
+    np.testing.assert_allclose(outs[0]["pro_probability"], outs[1]["pro_probability"], atol=2e-6)
+
+
+def test_new_version_is_served_under_load_without_errors(served, trained, tmp_path):
+    server, base, loaded = served
+    _, result = trained
+    import tensorflow_transform as tft
+
+    from tf_cartola import config as config_lib
+    from tf_cartola import model as model_lib
+
+    # A visibly different version 2: the same model with halved weights.
+    changed = model_lib.build(result["features"], config_lib.TrainConfig())
+    changed.set_weights([w * 0.5 for w in result["model"].get_weights()])
+    manifest = json.load(open(os.path.join(result["preprocess_dir"], "manifest.json")))
+    export_dir = str(tmp_path / "v2")
+    export.export(changed, tft.TFTransformOutput(manifest["artifacts"]["transform"]), result["features"], export_dir)
+    loaded_v2 = tf.saved_model.load(export_dir)
+
+    frame = synthetic.generate(10, seed=8).drop(columns=[F.LABEL_KEY])
+    records = frame.astype(object).where(pd.notna(frame), None).to_dict("records")
+    serialized = tf.constant([rows.to_example(r) for r in records])
+    expected = {v: m.signatures["serving_default"](inputs=serialized)["scores"].numpy() for v, m in
+                ((1, loaded), (2, loaded_v2))}
+    assert np.abs(expected[1] - expected[2]).max() > 1e-3
+
+    answers, errors = [], []
+    start = threading.Barrier(9)
+
+    def worker(i):
+        c = GrpcClient(server.grpc_address, MODEL, retries=0)
+        start.wait()
+        for _ in range(250):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = MODEL
+            request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(serialized))
+            try:
+                response = c.call(c._prediction.Predict, request)
+                answers.append((response.model_spec.version.value, tf.make_ndarray(response.outputs["scores"])))
+            except GrpcError as e:
+                errors.append(e)
+        c.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    start.wait()
+    export.push(export_dir, str(base))
+    for t in threads:
+        t.join()
+    assert errors == [] and len(answers) == 2000
+    for version, scores in answers:
+        np.testing.assert_allclose(scores, expected[version], atol=1e-6)
+    assert {v for v, _ in answers} <= {1, 2} and 1 in {v for v, _ in answers}
+    # Once loaded, version 2 is the latest and answers by default.
+    rest = RestClient(server.rest_url, MODEL)
+    for _ in range(60):
+        if [s["version"] for s in rest.status()["model_version_status"]] == ["1", "2"]:
+            break
+        time.sleep(0.5)
+    latest = rest.predict(instances=_b64(serialized.numpy().tolist()))["predictions"]
+    np.testing.assert_allclose([p["scores"] for p in latest], expected[2], atol=1e-6)
+    # A version removed from disk is unloaded.
+    shutil.rmtree(base / "2")
+    for _ in range(60):
+        if [s["version"] for s in rest.status()["model_version_status"]] == ["1"]:
+            break
+        time.sleep(0.5)
+    assert [s["version"] for s in rest.status()["model_version_status"]] == ["1"]
