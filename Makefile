@@ -1,5 +1,6 @@
 # `make demo` and `make test` each set up .venv/ when it is missing or stale, then run.
-# demo: synthetic data -> preprocess (Beam, DirectRunner) -> train, evaluate, bless, push.
+# demo: synthetic data -> preprocess (Beam, DirectRunner) -> train, evaluate, bless, push
+#       -> local TF-Serving-compatible server, a few rows scored over REST and gRPC.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test clean
 
 setup: $(STAMP)
 
@@ -28,12 +29,10 @@ demo: $(STAMP)
 	$(PY) -m tf_cartola.data.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
 	$(PY) -m beam_jobs.preprocess --config configs/default.yaml
 	$(PY) -m tf_cartola.train --config configs/default.yaml
+	$(PY) -m serving.demo --config configs/default.yaml --csv data/cartola.csv
 
 test: $(STAMP)
 	$(PY) -m pytest -q
-
-test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
 
 clean:
 	rm -rf runs data

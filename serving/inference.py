@@ -39,6 +39,8 @@ def _run(fn, kwargs: dict) -> dict:
         return fn(**kwargs)
     except UnicodeDecodeError:  # TF's own message quoted undecodable input bytes.
         raise invalid("Could not parse the input: it is not a valid serialized tf.Example") from None
+    except tf.errors.DataLossError as e:  # decode_proto on bytes that are no tf.Example.
+        raise invalid(f"Could not parse the input as tf.Example: {e.message.strip().splitlines()[-1]}") from None
     except (tf.errors.InvalidArgumentError, TypeError, ValueError) as e:
         raise invalid(str(e).strip().splitlines()[0]) from None
 

@@ -109,6 +109,15 @@ def test_every_signature_and_json_format_matches_the_in_process_model(served, re
         np.testing.assert_allclose(out[name], values, atol=1e-6, err_msg=name)
 
 
+def test_classify_accepts_json_ints_and_floats_for_any_numeric_column(rest, records):
+    as_floats = [{k: float(v) if isinstance(v, int) else v for k, v in example_json(r).items()} for r in records]
+    as_ints = [{k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in example_json(r).items()}
+               for r in records]
+    assert any(isinstance(v, int) for v in as_ints[0].values())
+    a, b = rest.classify(as_floats), rest.classify(as_ints)
+    np.testing.assert_allclose([[s for _, s in r] for r in a], [[s for _, s in r] for r in b], atol=1e-6)
+
+
 def test_missing_values_are_nan_or_empty_and_equal_an_absent_feature(rest, records):
     record = dict(records[0], rel_pont=None, tempo_desperd=None, pixels=None)
     by_raw = rest.score([record])

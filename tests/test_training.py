@@ -132,3 +132,21 @@ def test_invalid_preprocess_output_is_refused(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"valid": False, "artifacts": {}}))
     with pytest.raises(training.PreprocessOutputError, match="failed validation"):
         training.read_manifest(str(tmp_path))
+
+
+def test_example_parser_equals_parse_example_and_takes_ints_or_floats_for_numbers():
+    frame = synthetic.generate(300, seed=6)
+    serialized = [rows.to_example(r) for r in frame.astype(object).where(pd.notna(frame), None).to_dict("records")]
+    expected = tf.io.parse_example(serialized, export.serving_feature_spec())
+    got = export.parse_raw_examples(tf.constant(serialized))
+    for name, sparse in expected.items():
+        assert got[name].dtype == sparse.dtype
+        np.testing.assert_array_equal(got[name].indices, sparse.indices, err_msg=name)
+        np.testing.assert_array_equal(got[name].values, sparse.values, err_msg=name)
+    swapped = tf.train.Example()
+    swapped.features.feature["escalacoes"].int64_list.value.append(12)  # A float column sent as an int.
+    swapped.features.feature["anos_como_pro"].float_list.value.append(2.0)  # An int column sent as a float.
+    got = export.parse_raw_examples(tf.constant([b"", swapped.SerializeToString()]))
+    assert got["escalacoes"].values.numpy().tolist() == [12.0] and got["escalacoes"].indices.numpy().tolist() == [[1, 0]]
+    assert got["anos_como_pro"].values.numpy().tolist() == [2]
+    assert got["rel_pont"].values.shape == (0,)

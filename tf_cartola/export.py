@@ -1,8 +1,9 @@
 """One SavedModel that parses raw input, applies the tf.Transform graph and runs the model.
 
 Signatures:
-  serving_default     serialized tf.Example (raw columns) in `inputs` -> `classes`, `scores`
-                      ([batch, 2], PRO last); method `tensorflow/serving/classify`.
+  serving_default     serialized tf.Example (raw columns; numbers as int64 or float lists) in
+                      `inputs` -> `classes`, `scores` ([batch, 2], PRO last); method
+                      `tensorflow/serving/classify`.
   predict_raw         one [batch] input per raw column (numbers as float32, `pixels` as
                       string; NaN / "" = missing) -> `pro_probability`.
   transform_features  serialized tf.Example -> every transformed feature and `pro_probability`.
@@ -34,6 +35,58 @@ def serving_feature_spec() -> dict:
     return spec
 
 
+def _one(values: tf.Tensor) -> tf.Tensor:
+    """A decode_proto field holding at most one value per row ([n, 0|1]) as [n] ('' where absent)."""
+    return tf.strings.reduce_join(values, axis=1)
+
+
+def _first(values: tf.Tensor, sizes: tf.Tensor, default) -> tf.Tensor:
+    """The first of each row's decoded repeated values, or `default` where the row has none."""
+    pad = tf.fill([tf.shape(values)[0], 1], tf.cast(default, values.dtype))
+    return tf.where(sizes[:, 0] > 0, tf.concat([values, pad], axis=1)[:, 0], tf.cast(default, values.dtype))
+
+
+def parse_raw_examples(serialized: tf.Tensor) -> dict:
+    """Parses serialized raw tf.Examples like `tf.io.parse_example(serialized, serving_feature_spec())`,
+    except that any numeric column may come as an int64_list or a float_list.
+
+    TF Serving's REST `:classify` turns JSON `12` into an int64 feature and `12.0` into a
+    float one, and clients cannot be trusted to know which column is which, so both are
+    accepted (parse_example would reject either one). The Example is decoded field by field.
+    """
+    batch = tf.shape(serialized, out_type=tf.int64)[0]
+    _, [features] = tf.io.decode_proto(serialized, "tensorflow.Example", ["features"], [tf.string])
+    sizes, [entries] = tf.io.decode_proto(_one(features), "tensorflow.Features", ["feature"], [tf.string])
+    present = tf.sequence_mask(sizes[:, 0], tf.shape(entries)[1])
+    row_of_entry = tf.where(present)[:, 0]
+    _, [keys, values] = tf.io.decode_proto(
+        tf.boolean_mask(entries, present), "tensorflow.Features.FeatureEntry", ["key", "value"], [tf.string] * 2
+    )
+    keys = _one(keys)
+    _, lists = tf.io.decode_proto(_one(values), "tensorflow.Feature", ["bytes_list", "float_list", "int64_list"],
+                                  [tf.string] * 3)
+    b_sizes, [b_values] = tf.io.decode_proto(_one(lists[0]), "tensorflow.BytesList", ["value"], [tf.string])
+    f_sizes, [f_values] = tf.io.decode_proto(_one(lists[1]), "tensorflow.FloatList", ["value"], [tf.float32])
+    i_sizes, [i_values] = tf.io.decode_proto(_one(lists[2]), "tensorflow.Int64List", ["value"], [tf.int64])
+    is_float = f_sizes[:, 0] > 0
+    number = tf.where(is_float, tf.cast(_first(f_values, f_sizes, 0.0), tf.float64),
+                      tf.cast(_first(i_values, i_sizes, 0), tf.float64))
+    has_number = is_float | (i_sizes[:, 0] > 0)
+    out = {}
+    for name in F.RAW_FEATURES:
+        if name == F.PIXELS:
+            selected = tf.equal(keys, name) & (b_sizes[:, 0] > 0)
+            picked = tf.boolean_mask(_first(b_values, b_sizes, ""), selected)
+        else:
+            selected = tf.equal(keys, name) & has_number
+            picked = tf.boolean_mask(number, selected)
+            dtype = F.column_dtype(name)
+            picked = tf.cast(tf.round(picked), dtype) if dtype == tf.int64 else tf.cast(picked, dtype)
+        rows_ = tf.boolean_mask(row_of_entry, selected)
+        out[name] = tf.SparseTensor(tf.stack([rows_, tf.zeros_like(rows_)], axis=1), picked, tf.stack([batch, 1]))
+    return out
+
+
 def _raw_columns_to_features(columns: dict) -> dict:
     """Dense per-column tensors (NaN / "" = missing) -> the sparse raw features of the spec."""
     out = {}
@@ -50,7 +103,6 @@ def _raw_columns_to_features(columns: dict) -> dict:
 def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names) -> dict:
     """Builds the serving signatures; `model.tft_layer` keeps the transform graph tracked for saving."""
     model.tft_layer = tft_output.transform_features_layer()
-    spec = serving_feature_spec()
     feature_names = tuple(feature_names)
 
     def transformed_and_probability(raw):
@@ -60,7 +112,7 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def serving_default(inputs):
-        _, p = transformed_and_probability(tf.io.parse_example(inputs, spec))
+        _, p = transformed_and_probability(parse_raw_examples(inputs))
         batch = tf.shape(p)[0]
         classes = tf.tile(tf.constant([list(CLASS_LABELS)]), tf.stack([batch, 1]))
         return {"classes": classes, "scores": tf.stack([1.0 - p, p], axis=1)}
@@ -77,7 +129,7 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def transform_features(inputs):
-        transformed, p = transformed_and_probability(tf.io.parse_example(inputs, spec))
+        transformed, p = transformed_and_probability(parse_raw_examples(inputs))
         outputs = {n: transformed[n] for n in F.TRANSFORMED_FEATURES}
         outputs[PROBABILITY] = p
         return outputs

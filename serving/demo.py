@@ -1,0 +1,62 @@
+"""The end of `make demo`: starts the local server on the pushed model and scores a few rows over REST and gRPC.
+
+    python -m serving.demo --config configs/default.yaml --csv data/cartola.csv --rows 5
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from serving.grpc_client import GrpcClient
+from serving.rest_client import RestClient
+from tf_cartola import config as config_lib
+from tf_cartola import features as F
+from tf_cartola import rows
+
+
+def first_rows(csv_path: str, n: int) -> list:
+    """The first `n` typed rows of a CSV (labels kept for display)."""
+    with open(csv_path) as f:
+        header = rows.split_line(f.readline().rstrip("\n"))
+        return [rows.parse_fields(header, rows.split_line(next(f).rstrip("\n"))) for _ in range(n)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--csv", default="data/cartola.csv")
+    parser.add_argument("--rows", type=int, default=5)
+    parser.add_argument("--grpc_port", type=int, default=8500)
+    parser.add_argument("--rest_port", type=int, default=8501)
+    args = parser.parse_args(argv)
+    cfg = config_lib.load(args.config).serving
+    base_path = os.path.join(cfg.serving_dir, cfg.model_name)
+    server = subprocess.Popen([
+        sys.executable, "-m", "serving.local_server", "--model_name", cfg.model_name, "--model_base_path", base_path,
+        "--port", str(args.grpc_port), "--rest_api_port", str(args.rest_port),
+    ])
+    try:
+        rest = RestClient(f"http://127.0.0.1:{args.rest_port}", cfg.model_name, retries=8, backoff=0.5)
+        status = rest.status()["model_version_status"]
+        print(f"local server up: {cfg.model_name} versions {[s['version'] for s in status]}, "
+              f"REST 127.0.0.1:{args.rest_port}, gRPC 127.0.0.1:{args.grpc_port}")
+        records = first_rows(args.csv, args.rows)
+        features = [{k: v for k, v in r.items() if k != F.LABEL_KEY} for r in records]
+        by_rest = rest.score(features)
+        grpc_client = GrpcClient(f"127.0.0.1:{args.grpc_port}", cfg.model_name, retries=8, backoff=0.5)
+        by_grpc = grpc_client.score(features)
+        grpc_client.close()
+        print(f"{F.ID_KEY:>10} {F.LABEL_KEY:>10} {'REST p(PRO)':>12} {'gRPC p(PRO)':>12}")
+        for record, a, b in zip(records, by_rest, by_grpc):
+            print(f"{record[F.ID_KEY]:>10} {record[F.LABEL_KEY]:>10} {a:>12.6f} {b:>12.6f}")
+        return 0 if np.allclose(by_rest, by_grpc, atol=1e-6) else 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
