@@ -10,6 +10,7 @@ def test_every_config_file_loads(path):
     cfg = config.load(path)
     assert cfg.name
     assert len(cfg.preprocess.split_ratio) == 2
+    assert cfg.train.feature_names()  # Feature names are checked against the contract.
 
 
 def test_unknown_key_is_an_error():
