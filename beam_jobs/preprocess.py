@@ -257,6 +257,8 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
       AnomaliesFound: validation failed and `cfg.fail_on_anomalies`; statistics,
         anomalies and the manifest are written first, the transform is not run.
     """
+    import tensorflow as tf
+
     layout = Layout(cfg.output_dir)
     seconds = {}
     headers, inputs = _timed(seconds, "hash_inputs", describe_inputs, cfg.input)
@@ -294,6 +296,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         raise AnomaliesFound(format_table(anomaly_rows))
     temp_dir = layout.path("tmp")
     _timed(seconds, "transform", stage_transform, layout, options, temp_dir)
+    tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
     manifest["artifacts"].update(
         {
             "transform": layout.path("transform"),

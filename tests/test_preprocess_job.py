@@ -34,6 +34,8 @@ def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
     assert manifest["inputs"][0]["sha256"] and manifest["versions"]["tensorflow-transform"] == "1.16.0"
     assert manifest["config"]["preprocess"]["fail_on_anomalies"] is True
     a = manifest["artifacts"]
+    for name, path in a.items():
+        assert glob.glob(path), (name, path)  # Every listed artifact exists (patterns match files).
     assert tfdv.load_schema_text(a["schema"]).feature
     for which in split.SPLITS:
         stats = tfdv.load_stats_text(a[f"stats_{which}"])
@@ -51,10 +53,20 @@ def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
         assert _ids(a[f"transformed_{which}"], spec) == _ids(a[f"raw_{which}"], F.raw_feature_spec())
 
 
-def test_split_is_by_id_hash_and_stable_across_runs(preprocess_run, small_csv, tmp_path):
+def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_draft(
+        preprocess_run, small_csv, tmp_path):
     manifest, _ = preprocess_run
-    again = preprocess.run(["--input", small_csv, "--output_dir", str(tmp_path)])
     frame = pd.read_csv(small_csv)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    synthetic.write_csv(frame.iloc[:2500], str(parts / "a.csv"))
+    synthetic.write_csv(frame.iloc[2500:], str(parts / "b.csv"))
+    again = preprocess.run(["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out"),
+                            "--infer_schema"])
+    assert [i["path"].rsplit("/", 1)[1] for i in again["inputs"]] == ["a.csv", "b.csv"]
+    assert tfdv.load_schema_text(again["artifacts"]["schema_inferred"]).feature
+    # Validation still used the curated schema, not the draft inferred from the same data.
+    assert open(again["artifacts"]["schema"]).read() == open(manifest["artifacts"]["schema"]).read()
     for which in split.SPLITS:
         ids = _ids(manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec())
         assert ids == _ids(again["artifacts"][f"raw_{which}"], F.raw_feature_spec())

@@ -213,6 +213,13 @@ def test_oversized_request_is_refused_with_413_before_its_body_is_read(served, r
     assert rest.status()
 
 
+def test_oversized_grpc_request_is_refused(grpc_client):
+    with pytest.raises(GrpcError) as e:
+        grpc_client.predict({"inputs": np.array([b"x" * (17 << 20)], dtype=object)})
+    assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert grpc_client.status()
+
+
 def test_bad_grpc_requests_get_status_codes(grpc_client, served):
     with pytest.raises(GrpcError) as e:
         grpc_client.predict({"inputs": np.array([1.0, 2.0], dtype=np.float32)})
