@@ -200,6 +200,7 @@ def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.L
 
 def stage_transform(layout: Layout, options: PipelineOptions, temp_dir: str) -> None:
     """Analyzes the train split, transforms both, writes the transform graph and raw metadata."""
+    import tensorflow as tf
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata
@@ -207,6 +208,9 @@ def stage_transform(layout: Layout, options: PipelineOptions, temp_dir: str) -> 
     from tf_cartola.preprocessing import preprocessing_fn
 
     transform_dir = layout.path("transform")
+    for stale in (transform_dir, layout.path("transformed")):  # A rerun into the same output_dir.
+        if tf.io.gfile.exists(stale):
+            tf.io.gfile.rmtree(stale)
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
         sources = {w: _raw_tfxio(layout.raw(w) + "*") for w in split.SPLITS}
         raw = {w: p | f"ReadRawData[{w}]" >> sources[w].BeamSource() for w in split.SPLITS}
@@ -214,13 +218,17 @@ def stage_transform(layout: Layout, options: PipelineOptions, temp_dir: str) -> 
         (train_out, out_metadata), transform_fn = (
             raw["train"],
             adapter,
-        ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
-        eval_out, _ = ((raw["eval"], adapter), transform_fn) | "TransformDataset[eval]" >> tft_beam.TransformDataset()
-        coder = tft.coders.ExampleProtoCoder(out_metadata.schema)
+        ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(
+            preprocessing_fn, output_record_batches=True
+        )
+        eval_out, _ = ((raw["eval"], adapter), transform_fn) | "TransformDataset[eval]" >> tft_beam.TransformDataset(
+            output_record_batches=True
+        )
+        schema = out_metadata.schema
         for which, data in (("train", train_out), ("eval", eval_out)):
             _ = (
                 data
-                | f"EncodeTransformed[{which}]" >> beam.Map(coder.encode)
+                | f"EncodeTransformed[{which}]" >> beam.ParDo(transforms.EncodeRecordBatchesFn(schema))
                 | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(layout.transformed(which))
             )
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)

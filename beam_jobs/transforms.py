@@ -44,6 +44,23 @@ class ParseAndSplitFn(beam.DoFn):
         return [beam.pvalue.TaggedOutput(which, row)]
 
 
+class EncodeRecordBatchesFn(beam.DoFn):
+    """tf.Transform's (RecordBatch, passthrough) outputs -> serialized tf.Examples."""
+
+    def __init__(self, schema):
+        self._schema = schema
+        self._encoder = None
+
+    def setup(self):
+        from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+        self._encoder = RecordBatchToExamplesEncoder(self._schema)
+
+    def process(self, element):
+        record_batch, _ = element
+        return self._encoder.encode(record_batch)
+
+
 @beam.ptransform_fn
 def ReadAndSplitCsv(pipeline, pattern: str, headers, split_ratio=(2, 1)):  # pylint: disable=invalid-name
     """Reads CSV files (header on the first line of each) into {train, eval, bad} PCollections of dicts."""

@@ -67,9 +67,14 @@ def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_
     assert tfdv.load_schema_text(again["artifacts"]["schema_inferred"]).feature
     # Validation still used the curated schema, not the draft inferred from the same data.
     assert open(again["artifacts"]["schema"]).read() == open(manifest["artifacts"]["schema"]).read()
+    # A rerun into the same output directory replaces the previous outputs.
+    rerun = preprocess.run(["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out")])
+    assert rerun["rows"] == again["rows"]
     for which in split.SPLITS:
         ids = _ids(manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec())
         assert ids == _ids(again["artifacts"][f"raw_{which}"], F.raw_feature_spec())
+        assert ids == _ids(rerun["artifacts"][f"transformed_{which}"], tft.TFTransformOutput(
+            rerun["artifacts"]["transform"]).transformed_feature_spec())
         assert ids == sorted(i for i in frame[F.ID_KEY] if split.split_of(i) == which)
 
 
