@@ -110,7 +110,9 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
         inputs = {n: tf.expand_dims(transformed[n], -1) for n in feature_names}
         return transformed, tf.squeeze(model(inputs), -1)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    # autograph=False: nothing here branches on tensors, and converting tf_keras's call path
+    # (which AutoGraph does not skip) costs seconds per export.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
     def serving_default(inputs):
         _, p = transformed_and_probability(parse_raw_examples(inputs))
         batch = tf.shape(p)[0]
@@ -122,12 +124,12 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
         for name in F.RAW_FEATURES
     }
 
-    @tf.function(input_signature=[raw_signature])
+    @tf.function(input_signature=[raw_signature], autograph=False)
     def predict_raw(columns):
         _, p = transformed_and_probability(_raw_columns_to_features(columns))
         return {PROBABILITY: p}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
     def transform_features(inputs):
         transformed, p = transformed_and_probability(parse_raw_examples(inputs))
         outputs = {n: transformed[n] for n in F.TRANSFORMED_FEATURES}

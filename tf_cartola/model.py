@@ -2,6 +2,7 @@
 
 import typing
 
+import tensorflow as tf
 import tf_keras
 
 from tf_cartola import config as config_lib
@@ -28,4 +29,9 @@ def build(feature_names: typing.Sequence[str], hparams: config_lib.TrainConfig) 
     model = tf_keras.Model(inputs=inputs, outputs=output, name="cartola_pro_logistic")
     optimizer = tf_keras.optimizers.get({"class_name": hparams.optimizer, "config": {"learning_rate": hparams.learning_rate}})
     model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=[tf_keras.metrics.AUC(name="auc")])
+    # AutoGraph skips modules named `keras` but not `tf_keras`, so fit() would transpile all of
+    # tf_keras's training internals (~13 s before the first step here). The steps need no
+    # conversion: same losses and weights, 7x faster start.
+    model.train_step = tf.autograph.experimental.do_not_convert(model.train_step)
+    model.test_step = tf.autograph.experimental.do_not_convert(model.test_step)
     return model
