@@ -171,11 +171,9 @@ def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.L
         log.info("wrote an inferred schema for review to %s", layout.path("schema_inferred.pbtxt"))
     if FileSystems.exists(cfg.schema):
         schema = tfdv.load_schema_text(cfg.schema)
-    elif infer:
+    else:  # Only with --infer_schema (checked before the job started).
         log.warning("no schema at %s: validating against the inferred one, which cannot find anomalies", cfg.schema)
         schema = inferred
-    else:
-        raise FileNotFoundError(f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)")
     tfdv.write_schema_text(schema, layout.path("schema.pbtxt"))
     anomalies = {
         "train": validation.validate(stats["train"], schema),
@@ -267,6 +265,8 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     """
     import tensorflow as tf
 
+    if not infer_schema and not FileSystems.exists(cfg.schema):  # Fail before any work is done.
+        raise FileNotFoundError(f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)")
     layout = Layout(cfg.output_dir)
     seconds = {}
     headers, inputs = _timed(seconds, "hash_inputs", describe_inputs, cfg.input)

@@ -109,12 +109,14 @@ def test_bad_csv_exits_nonzero_with_anomaly_table_and_writes_stats(tmp_path, cap
     assert "transform" not in manifest["artifacts"]
 
 
-def test_missing_input_and_bad_header_are_clear_errors(tmp_path, capsys):
+def test_missing_input_bad_header_and_missing_schema_are_clear_errors(tmp_path, capsys):
     assert preprocess.main(["--input", str(tmp_path / "nope*.csv"), "--output_dir", str(tmp_path)]) == 2
     assert "no input file matches" in capsys.readouterr().err
     (tmp_path / "h.csv").write_text("a,b\n1,2\n")
     assert preprocess.main(["--input", str(tmp_path / "h.csv"), "--output_dir", str(tmp_path)]) == 2
     assert "lacks column" in capsys.readouterr().err
+    assert preprocess.main(["--input", str(tmp_path / "h.csv"), "--schema", str(tmp_path / "none.pbtxt")]) == 2
+    assert "use --infer_schema" in capsys.readouterr().err
 
 
 def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run, small_csv, tmp_path):
