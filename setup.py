@@ -17,7 +17,6 @@ setuptools.setup(
     version="0.1.0",
     description="Cartola PRO model: Beam/TFDV/tf.Transform preprocessing, Keras training, TF Serving.",
     packages=setuptools.find_packages(include=["tf_cartola", "tf_cartola.*", "beam_jobs", "serving"]),
-    package_data={"": ["*.pbtxt", "*.yaml"]},
     python_requires=">=3.9,<3.12",
     install_requires=_requirements("requirements.txt"),
     extras_require={"dev": _requirements("requirements-dev.txt")},
