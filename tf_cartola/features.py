@@ -3,70 +3,41 @@
 ID_KEY = "GLOBO_ID"
 LABEL_KEY = "pro_target"
 
-# Raw feature columns by treatment (data-spec.md). Order is the CSV's column order.
-LONG_TAIL = (
-    "anos_desde_criacao",
-    "instagram_num",
-    "facebook_num",
-    "min_camp",
-    "interacoes",
-    "tempo_desperd",
-    "iteracao_volei",
-    "iteracao_atletismo",
-)
-CAPPED = ("avg_3", "avg_4")
-PLAIN = (
-    "anos_como_pro",
-    "dif_melhoria",
-    "escalacoes",
-    "norm_escalacao",
-    "norm_rodadas",
-    "rel_pont",
-    "max_camp",
-    "gplay_free",
-)
 PIXELS = "pixels"
 
-# Columns whose values are whole numbers; every other numeric column is a float.
-INT_COLUMNS = frozenset(
-    {
-        ID_KEY,
-        LABEL_KEY,
-        "anos_como_pro",
-        "anos_desde_criacao",
-        "interacoes",
-        "iteracao_atletismo",
-        "iteracao_volei",
-        "gplay_free",
-    }
+# Every CSV column once, in the CSV's order: (name, value type, treatment). data-spec.md.
+_COLUMNS = (
+    (ID_KEY, "int", "id"),
+    (LABEL_KEY, "int", "label"),
+    ("anos_como_pro", "int", "plain"),
+    ("anos_desde_criacao", "int", "long_tail"),
+    ("avg_3", "float", "capped"),
+    ("avg_4", "float", "capped"),
+    ("dif_melhoria", "float", "plain"),
+    ("escalacoes", "float", "plain"),
+    ("norm_escalacao", "float", "plain"),
+    ("norm_rodadas", "float", "plain"),
+    ("rel_pont", "float", "plain"),
+    ("max_camp", "float", "plain"),
+    ("min_camp", "float", "long_tail"),
+    ("facebook_num", "float", "long_tail"),
+    ("instagram_num", "float", "long_tail"),
+    ("interacoes", "int", "long_tail"),
+    ("iteracao_atletismo", "int", "long_tail"),
+    ("iteracao_volei", "int", "long_tail"),
+    ("tempo_desperd", "float", "long_tail"),
+    ("gplay_free", "int", "plain"),
+    (PIXELS, "string", "pixels"),
 )
-
-CSV_COLUMNS = (
-    ID_KEY,
-    LABEL_KEY,
-    "anos_como_pro",
-    "anos_desde_criacao",
-    "avg_3",
-    "avg_4",
-    "dif_melhoria",
-    "escalacoes",
-    "norm_escalacao",
-    "norm_rodadas",
-    "rel_pont",
-    "max_camp",
-    "min_camp",
-    "facebook_num",
-    "instagram_num",
-    "interacoes",
-    "iteracao_atletismo",
-    "iteracao_volei",
-    "tempo_desperd",
-    "gplay_free",
-    PIXELS,
-)
-RAW_FEATURES = tuple(c for c in CSV_COLUMNS if c not in (ID_KEY, LABEL_KEY))
+CSV_COLUMNS = tuple(name for name, _, _ in _COLUMNS)
+RAW_FEATURES = tuple(name for name, _, treatment in _COLUMNS if treatment not in ("id", "label"))
 NUMERIC_FEATURES = tuple(c for c in RAW_FEATURES if c != PIXELS)
-assert set(RAW_FEATURES) == set(LONG_TAIL) | set(CAPPED) | set(PLAIN) | {PIXELS}
+# Treatments: log(1+x) with x <= -1 missing; capped at 1; left as is (then imputed and z-scored).
+LONG_TAIL = tuple(name for name, _, treatment in _COLUMNS if treatment == "long_tail")
+CAPPED = tuple(name for name, _, treatment in _COLUMNS if treatment == "capped")
+PLAIN = tuple(name for name, _, treatment in _COLUMNS if treatment == "plain")
+# Columns whose values are whole numbers; every other numeric column is a float.
+INT_COLUMNS = frozenset(name for name, kind, _ in _COLUMNS if kind == "int")
 
 TOTAL_PIXELS = "total_pixels"
 # A parsable screen resolution, "WIDTHxHEIGHT"; anything else counts as missing.
