@@ -5,7 +5,6 @@ import json
 import os
 
 import pandas as pd
-import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft

@@ -21,7 +21,7 @@ from serving import client as client_cli
 from serving import model_config
 from serving.grpc_client import GrpcClient, GrpcError, examples_of
 from serving.local_server import LocalServer
-from serving.rest_client import RestClient, RestError, example_json
+from serving.rest_client import RestClient, example_json
 from tf_cartola import export, rows
 from tf_cartola import features as F
 from tf_cartola.data import synthetic

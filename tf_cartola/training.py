@@ -138,7 +138,8 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     serialized, labels = load_raw(artifacts["raw_eval"])
     start = time.perf_counter()
     export_dir = os.path.join(run_dir, "export")
-    warmup = [{c: rows.from_example(s)[c] for c in F.RAW_FEATURES} for s in serialized[:WARMUP_ROWS]]
+    warmup = [rows.from_example(s) for s in serialized[:WARMUP_ROWS]]
+    warmup = [{c: row[c] for c in F.RAW_FEATURES} for row in warmup]  # What a client sends: no id, no label.
     export_lib.export(model, tft_output, feature_names, export_dir, warmup, config.serving.model_name)
     seconds["export"] = round(time.perf_counter() - start, 2)
 
