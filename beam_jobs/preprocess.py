@@ -1,23 +1,25 @@
-"""Validates the Cartola CSV with TFDV and fits the tf.Transform graph, as Beam pipelines.
+"""Validates the Cartola CSV with TFDV and fits the tf.Transform graph, in one Beam pipeline.
 
 Locally (DirectRunner):
 
     python -m beam_jobs.preprocess --config configs/default.yaml \
         --input data/cartola.csv --output_dir runs/preprocess
 
-On Dataflow (every stage becomes a Dataflow job; workers install this package):
+On Dataflow (the pipeline becomes one Dataflow job; workers install this package):
 
     python -m beam_jobs.preprocess --config configs/default.yaml \
         --input 'gs://BUCKET/cartola/*.csv' --output_dir gs://BUCKET/runs/preprocess \
         --runner DataflowRunner --project PROJECT --region REGION \
         --temp_location gs://BUCKET/tmp --setup_file ./setup.py
 
-Stages: read, type and split the rows (bad rows quarantined) -> TFDV statistics
-per split -> validation against the curated schema (and eval-vs-train drift)
--> tf.Transform analyze (train) and transform (train, eval). Any flag this
-module does not know goes to Beam's PipelineOptions. Exit status 1 means
-anomalies were found (their table is printed; statistics and anomalies are
-written); 2 means bad arguments or config.
+Stages: (1) check and hash the inputs; (2) one Beam pipeline, one read of the
+input: type and split the rows as Arrow record batches (bad rows quarantined),
+write the raw splits, TFDV statistics per split, tf.Transform analyze (train) and
+transform (train, eval); (3) validation against the curated schema (and
+eval-vs-train drift); (4) the manifest, and the transform outputs published only
+if validation passed. Any flag this module does not know goes to Beam's
+PipelineOptions. Exit status 1 means anomalies were found (their table is
+printed; statistics and anomalies are written); 2 means bad arguments or config.
 """
 
 import argparse
@@ -38,6 +40,7 @@ from beam_jobs import transforms
 from tf_cartola import config as config_lib
 from tf_cartola import features as F
 from tf_cartola import rows, split
+from tf_cartola.data import csv_reader
 
 log = logging.getLogger("beam_jobs.preprocess")
 
@@ -80,29 +83,26 @@ def _write_text(path: str, text: str) -> None:
         f.write(text.encode("utf-8"))
 
 
-def describe_inputs(pattern: str) -> typing.Tuple[dict, list]:
-    """Headers and content hashes of every file matching `pattern`.
+def describe_inputs(pattern: str) -> typing.List[dict]:
+    """Path, size and content hash of every file matching `pattern`, each header checked.
 
     Raises:
       FileNotFoundError: nothing matches.
-      rows.InputError: a header lacks contract columns.
+      rows.InputError: a file is empty or its header lacks contract columns.
     """
     matched = FileSystems.match([pattern])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no input file matches {pattern!r}")
-    headers, inputs = {}, []
+    inputs = []
     for meta in sorted(matched, key=lambda m: m.path):
+        with FileSystems.open(meta.path) as f:
+            csv_reader.read_header(f, meta.path)
         digest = hashlib.sha256()
         with FileSystems.open(meta.path, compression_type="uncompressed") as f:
-            first = f.readline().decode("utf-8-sig")
-            digest.update(first.encode("utf-8"))
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
-        header = rows.split_line(first.rstrip("\r\n"))
-        rows.check_header(header, meta.path)
-        headers[meta.path] = header
         inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "sha256": digest.hexdigest()})
-    return headers, inputs
+    return inputs
 
 
 def _counters(result) -> dict:
@@ -119,40 +119,84 @@ def _raw_schema():
     return schema_utils.schema_from_feature_spec(F.raw_feature_spec())
 
 
-def _raw_tfxio(file_pattern: str):
+# Which stage each top-level step of the pipeline belongs to, for the manifest's seconds.
+_STAGE_OF_STEP = {
+    "ReadAndSplitCsv": "read_split", "WriteRawData": "read_split", "WriteQuarantine": "read_split",
+    "GenerateStatistics": "statistics", "WriteStatistics": "statistics",
+    "AnalyzeAndTransformDataset": "transform", "TransformDataset": "transform",
+    "WriteTransformedData": "transform", "WriteTransformFn": "transform", "WriteRawMetadata": "transform",
+}
+
+
+def _stage_seconds(result) -> dict:
+    """Busy seconds per stage inside the pipeline, from the runner's per-step execution times."""
+    seconds = {}
+    for counter in result.monitoring_metrics().query()["counters"]:
+        if not counter.key.metric.name.endswith("ptransform_execution_time:total_msecs:v1") or not counter.key.step:
+            continue
+        stage = _STAGE_OF_STEP.get(counter.key.step.split("/")[0].split("[")[0])
+        if stage:
+            seconds[stage] = seconds.get(stage, 0.0) + (counter.committed or 0) / 1000
+    return {k: round(v, 2) for k, v in seconds.items()}
+
+
+def run_pipeline(cfg, layout: Layout, paths: typing.Sequence[str], options: PipelineOptions,
+                 temp_dir: str) -> typing.Tuple[dict, dict]:
+    """One Beam pipeline, one read of the input: types and splits the rows, writes the raw splits and
+    the quarantine, computes TFDV statistics per split, analyzes train and transforms both.
+
+    Returns:
+      (counters, busy seconds per stage).
+    """
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata
     from tfx_bsl.public import tfxio
+    from tfx_bsl.tfxio import tensor_representation_util
 
-    return tfxio.TFExampleRecord(file_pattern, telemetry_descriptors=["tf_cartola"], schema=_raw_schema())
+    from tf_cartola.preprocessing import preprocessing_fn
 
-
-def stage_read(cfg, layout: Layout, headers: dict, options: PipelineOptions) -> dict:
-    """Reads, types and splits the rows; writes raw splits and the quarantine. Returns counters."""
-    with beam.Pipeline(options=options) as p:
-        parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(cfg.input, headers, cfg.split_ratio)
-        for which in split.SPLITS:
-            _ = (
-                parsed[which]
-                | f"ToExample[{which}]" >> beam.Map(rows.to_example)
-                | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which))
-            )
+    transform_dir = layout.path("transform")
+    for stale in (transform_dir, layout.path("transformed")):  # A rerun into the same output_dir.
+        if tf.io.gfile.exists(stale):
+            tf.io.gfile.rmtree(stale)
+    raw_schema = _raw_schema()
+    adapter = tfxio.TensorAdapterConfig(
+        csv_reader.arrow_schema(), tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
+    )
+    with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
+        parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(paths, cfg.split_ratio)
         _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
             layout.path("bad_rows", "bad_rows")
         )
-    return _counters(p.result)
-
-
-def stage_statistics(layout: Layout, options: PipelineOptions) -> None:
-    """Computes TFDV statistics of each raw split."""
-    import tensorflow_data_validation as tfdv
-
-    with beam.Pipeline(options=options) as p:
         for which in split.SPLITS:
+            _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which), raw_schema)
             _ = (
-                p
-                | f"ReadRawData[{which}]" >> _raw_tfxio(layout.raw(which) + "*").BeamSource()
+                parsed[which]
                 | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
                 | f"WriteStatistics[{which}]" >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
             )
+        (train_out, out_metadata), transform_fn = (
+            parsed["train"],
+            adapter,
+        ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(
+            preprocessing_fn, output_record_batches=True
+        )
+        eval_out, _ = ((parsed["eval"], adapter), transform_fn) | "TransformDataset[eval]" >> tft_beam.TransformDataset(
+            output_record_batches=True
+        )
+        for which, data in (("train", train_out), ("eval", eval_out)):
+            _ = data | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(
+                layout.transformed(which), out_metadata.schema
+            )
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
+        # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec() reads.
+        _ = dataset_metadata.DatasetMetadata(raw_schema) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
+            FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), p
+        )
+    return _counters(p.result), _stage_seconds(p.result)
 
 
 def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.List[tuple]:
@@ -196,59 +240,25 @@ def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.L
     return validation.anomaly_rows(anomalies)
 
 
-def stage_transform(layout: Layout, options: PipelineOptions, temp_dir: str) -> None:
-    """Analyzes the train split, transforms both, writes the transform graph and raw metadata."""
-    import tensorflow as tf
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata
-
-    from tf_cartola.preprocessing import preprocessing_fn
-
-    transform_dir = layout.path("transform")
-    for stale in (transform_dir, layout.path("transformed")):  # A rerun into the same output_dir.
-        if tf.io.gfile.exists(stale):
-            tf.io.gfile.rmtree(stale)
-    with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
-        sources = {w: _raw_tfxio(layout.raw(w) + "*") for w in split.SPLITS}
-        raw = {w: p | f"ReadRawData[{w}]" >> sources[w].BeamSource() for w in split.SPLITS}
-        adapter = sources["train"].TensorAdapterConfig()
-        (train_out, out_metadata), transform_fn = (
-            raw["train"],
-            adapter,
-        ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn, output_record_batches=True
-        )
-        eval_out, _ = ((raw["eval"], adapter), transform_fn) | "TransformDataset[eval]" >> tft_beam.TransformDataset(
-            output_record_batches=True
-        )
-        schema = out_metadata.schema
-        for which, data in (("train", train_out), ("eval", eval_out)):
-            _ = (
-                data
-                | f"EncodeTransformed[{which}]" >> beam.ParDo(transforms.EncodeRecordBatchesFn(schema))
-                | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(layout.transformed(which))
-            )
-        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
-        # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec() reads.
-        _ = dataset_metadata.DatasetMetadata(_raw_schema()) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
-            FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), p
-        )
+_STAGES = 4
 
 
-
-def _timed(seconds: dict, stage: str, fn, *args):
-    log.info("stage %s: started", stage)
+def _timed(seconds: dict, number: int, stage: str, description: str, fn, *args):
+    log.info("stage %d/%d %s: %s", number, _STAGES, stage, description)
     start = time.perf_counter()
     out = fn(*args)
     seconds[stage] = round(time.perf_counter() - start, 2)
-    log.info("stage %s: done in %.1f s", stage, seconds[stage])
+    log.info("stage %d/%d %s: done in %.1f s", number, _STAGES, stage, seconds[stage])
     return out
 
 
 def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer_schema: bool = False,
                config: typing.Optional[config_lib.Config] = None) -> dict:
     """Runs every stage and writes `manifest.json`.
+
+    The input is read once: one Beam pipeline types, splits, writes, computes statistics
+    and fits and applies the transform. The transform outputs are published (listed in
+    the manifest and kept) only when validation passes.
 
     Args:
       cfg: the preprocess section of the config (input, output_dir, schema, ...).
@@ -261,19 +271,26 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
 
     Raises:
       AnomaliesFound: validation failed and `cfg.fail_on_anomalies`; statistics,
-        anomalies and the manifest are written first, the transform is not run.
+        anomalies and the manifest are written and the transform outputs removed.
     """
     import tensorflow as tf
 
     if not infer_schema and not FileSystems.exists(cfg.schema):  # Fail before any work is done.
         raise FileNotFoundError(f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)")
+    started = time.perf_counter()
     layout = Layout(cfg.output_dir)
     seconds = {}
-    headers, inputs = _timed(seconds, "hash_inputs", describe_inputs, cfg.input)
-    counters = _timed(seconds, "read_split", stage_read, cfg, layout, headers, options)
+    inputs = _timed(seconds, 1, "hash_inputs", f"checking and hashing {cfg.input}", describe_inputs, cfg.input)
+    temp_dir = layout.path("tmp")
+    counters, busy = _timed(
+        seconds, 2, "pipeline", "read, type and split the rows; statistics; tf.Transform (one Beam pipeline)",
+        run_pipeline, cfg, layout, [i["path"] for i in inputs], options, temp_dir,
+    )
+    tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
+    seconds.update(busy)
     log.info("rows: %s", {k: v for k, v in counters.items() if not k.startswith("bad_rows:")})
-    _timed(seconds, "statistics", stage_statistics, layout, options)
-    anomaly_rows = _timed(seconds, "validate", stage_validate, cfg, layout, counters, infer_schema)
+    anomaly_rows = _timed(seconds, 3, "validate", f"against {cfg.schema}", stage_validate, cfg, layout, counters,
+                          infer_schema)
     manifest = {
         "config": dataclasses.asdict(config) if config else {"preprocess": dataclasses.asdict(cfg)},
         "inputs": inputs,
@@ -297,26 +314,26 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     }
     if infer_schema:
         manifest["artifacts"]["schema_inferred"] = layout.path("schema_inferred.pbtxt")
+    log.info("stage 4/%d publish: writing the manifest", _STAGES)
     if anomaly_rows and cfg.fail_on_anomalies:
-        _write_manifest(layout, manifest)
+        for unpublished in (layout.path("transform"), layout.path("transformed")):
+            tf.io.gfile.rmtree(unpublished)  # Nothing trains on data that failed validation.
+        _write_manifest(layout, manifest, started)
         from tf_cartola.validation import format_table
 
         raise AnomaliesFound(format_table(anomaly_rows))
-    temp_dir = layout.path("tmp")
-    _timed(seconds, "transform", stage_transform, layout, options, temp_dir)
-    tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
     manifest["artifacts"].update(
         {
             "transform": layout.path("transform"),
             **{f"transformed_{w}": layout.transformed(w) + "*" for w in split.SPLITS},
         }
     )
-    _write_manifest(layout, manifest)
+    _write_manifest(layout, manifest, started)
     return manifest
 
 
-def _write_manifest(layout: Layout, manifest: dict) -> None:
-    manifest["seconds"]["total"] = round(sum(v for k, v in manifest["seconds"].items() if k != "total"), 2)
+def _write_manifest(layout: Layout, manifest: dict, started: float) -> None:
+    manifest["seconds"]["total"] = round(time.perf_counter() - started, 2)
     _write_text(layout.path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
 
 

@@ -16,6 +16,7 @@ import time
 
 from tf_cartola import features as F
 from tf_cartola import rows
+from tf_cartola.data import csv_reader
 
 log = logging.getLogger("serving.client")
 
@@ -26,41 +27,29 @@ def score_csv(client, csv_path: str, out_path: str, batch_size: int = 500, versi
     Args:
       client: a RestClient or GrpcClient.
       csv_path: input CSV with the contract's columns (the label may be absent).
-      out_path: output CSV (GLOBO_ID, pro_probability); bad rows go to `out_path + ".bad.jsonl"`.
+      out_path: output CSV (GLOBO_ID, pro_probability); bad rows go to `out_path + ".bad.jsonl"`
+        as the preprocessing job's quarantine records.
       batch_size: rows per request.
 
     Returns:
       {"scored": n, "bad": n, "seconds": s}
     """
     start, scored, bad = time.perf_counter(), 0, 0
-    with open(csv_path, newline="") as f, open(out_path, "w", newline="") as out, \
+    with open(csv_path, "rb") as f, open(out_path, "w", newline="") as out, \
             open(out_path + ".bad.jsonl", "w") as bad_out:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows.check_header(header, csv_path, required=[c for c in F.CSV_COLUMNS if c != F.LABEL_KEY])
         writer = csv.writer(out)
         writer.writerow([F.ID_KEY, "pro_probability"])
-        batch = []
-
-        def flush():
-            nonlocal scored
-            for record, p in zip(batch, client.score(batch, version=version, label=label)):
-                writer.writerow([record[F.ID_KEY], f"{p:.6f}"])
-            scored += len(batch)
-            batch.clear()
-            log.info("scored %d rows (%.0f rows/s)", scored, scored / (time.perf_counter() - start))
-
-        for line_number, fields in enumerate(reader, start=2):
-            try:
-                batch.append(rows.parse_fields(header, fields, label_required=False))
-            except rows.BadRow as e:
-                bad += 1
-                bad_out.write(json.dumps({"line": line_number, "fields": fields, "reason": str(e)}) + "\n")
-                continue
-            if len(batch) == batch_size:
-                flush()
-        if batch:
-            flush()
+        for chunk in csv_reader.read_csv(f, csv_path, label_required=False):
+            for record in chunk.bad:
+                bad_out.write(json.dumps(record, sort_keys=True) + "\n")
+            bad += len(chunk.bad)
+            records = csv_reader.to_records(chunk.batch)
+            for i in range(0, len(records), batch_size):
+                batch = records[i : i + batch_size]
+                for record, p in zip(batch, client.score(batch, version=version, label=label)):
+                    writer.writerow([record[F.ID_KEY], f"{p:.6f}"])
+                scored += len(batch)
+                log.info("scored %d rows (%.0f rows/s)", scored, scored / (time.perf_counter() - start))
     return {"scored": scored, "bad": bad, "seconds": round(time.perf_counter() - start, 2)}
 
 

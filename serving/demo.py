@@ -14,14 +14,13 @@ from serving.grpc_client import GrpcClient
 from serving.rest_client import RestClient
 from tf_cartola import config as config_lib
 from tf_cartola import features as F
-from tf_cartola import rows
+from tf_cartola.data import csv_reader
 
 
 def first_rows(csv_path: str, n: int) -> list:
     """The first `n` typed rows of a CSV (labels kept for display)."""
-    with open(csv_path) as f:
-        header = rows.split_line(f.readline().rstrip("\n"))
-        return [rows.parse_fields(header, rows.split_line(next(f).rstrip("\n"))) for _ in range(n)]
+    with open(csv_path, "rb") as f:
+        return csv_reader.to_records(next(csv_reader.read_csv(f, csv_path)).batch)[:n]
 
 
 def main(argv=None) -> int:

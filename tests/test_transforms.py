@@ -1,8 +1,9 @@
-"""The Beam composites on TestPipeline with in-memory rows."""
+"""The Beam composites on TestPipeline with small files."""
 
 import json
 
 import apache_beam as beam
+import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -20,23 +21,27 @@ def _line(globo_id, **overrides):
     return ",".join(cells[c] for c in HEADER)
 
 
-def test_parse_and_split_routes_rows_by_id_hash_and_sets_bad_rows_aside():
+def _ids(batch):
+    return batch.column(F.ID_KEY).flatten().to_pylist()
+
+
+def test_read_and_split_routes_rows_by_id_hash_and_sets_bad_rows_aside(tmp_path):
     ids = list(range(100, 130))
-    lines = [("a.csv", _line(i)) for i in ids]
-    lines += [("a.csv", _line(7, escalacoes="abc")), ("a.csv", "1,2,3"), ("a.csv", "")]
+    path = tmp_path / "a.csv"
+    lines = [",".join(HEADER)] + [_line(i) for i in ids] + [_line(7, escalacoes="abc"), "1,2,3", ""]
+    path.write_text("\n".join(lines) + "\n")
     expected = {s: sorted(i for i in ids if split.split_of(i) == s) for s in split.SPLITS}
     assert expected["train"] and expected["eval"]
     with TestPipeline() as p:
-        out = p | beam.Create(lines) | beam.ParDo(transforms.ParseAndSplitFn({"a.csv": HEADER})).with_outputs(
-            transforms.BAD, *split.SPLITS
-        )
+        out = p | transforms.ReadAndSplitCsv([str(path)])
         for which in split.SPLITS:
-            ids_out = out[which] | f"Ids[{which}]" >> beam.Map(lambda r: r[F.ID_KEY])
+            ids_out = out[which] | f"Ids[{which}]" >> beam.FlatMap(_ids)
             assert_that(ids_out, equal_to(expected[which]), label=f"Check[{which}]")
-        kinds = out[transforms.BAD] | beam.Map(lambda r: (r["kind"], r["column"], r["source"]))
+        kinds = out[transforms.BAD] | beam.Map(lambda r: (r["kind"], r["column"], r["source"], r["line_number"]))
         assert_that(
             kinds,
-            equal_to([("FLOAT_TYPE_STRING_NOT_FLOAT", "escalacoes", "a.csv"), ("WRONG_FIELD_COUNT", None, "a.csv")]),
+            equal_to([("FLOAT_TYPE_STRING_NOT_FLOAT", "escalacoes", str(path), 32),
+                      ("WRONG_FIELD_COUNT", None, str(path), 33)]),
             label="CheckBad",
         )
     counters = {c.key.metric.name: c.committed for c in p.result.metrics().query()["counters"]}
@@ -44,21 +49,31 @@ def test_parse_and_split_routes_rows_by_id_hash_and_sets_bad_rows_aside():
     assert counters[transforms.bad_counter_name("FLOAT_TYPE_STRING_NOT_FLOAT", "escalacoes")] == 1
 
 
+def test_read_and_split_reads_files_by_their_own_header(tmp_path):
+    reordered = list(reversed(HEADER))
+    paths = [tmp_path / "a.csv", tmp_path / "r.csv"]
+    paths[0].write_text(",".join(HEADER) + "\n" + "\n".join(_line(i) for i in range(10)) + "\n")
+    body = "\n".join(",".join(reversed(_line(i).split(","))) for i in range(10, 40))
+    paths[1].write_text(",".join(reordered) + "\n" + body + "\n")
+    with TestPipeline() as p:
+        out = p | transforms.ReadAndSplitCsv([str(x) for x in paths])
+        ids = (out["train"], out["eval"]) | beam.Flatten() | beam.FlatMap(_ids)
+        assert_that(ids, equal_to(list(range(40))))
+        assert_that(out[transforms.BAD], equal_to([]), label="NoBad")
+
+
 def test_quarantine_keeps_the_whole_line_and_reason(tmp_path):
-    bad = {"source": "a.csv", "line": "1,x", "kind": "K", "column": "c", "reason": "why"}
+    bad = {"source": "a.csv", "line_number": 2, "line": "1,x", "kind": "K", "column": "c", "reason": "why"}
     with TestPipeline() as p:
         _ = p | beam.Create([bad]) | transforms.WriteQuarantine(str(tmp_path / "bad"))
     [written] = list(tmp_path.glob("bad*.jsonl"))
     assert [json.loads(line) for line in written.read_text().splitlines()] == [bad]
 
 
-def test_read_and_split_csv_reads_files_by_their_own_header(tmp_path):
-    reordered = list(reversed(HEADER))
-    path = tmp_path / "r.csv"
-    lines = [_line(i) for i in range(40)]
-    path.write_text(",".join(reordered) + "\n" + "\n".join(",".join(reversed(l.split(","))) for l in lines) + "\n")
+def test_batched_tfrecords_read_back_with_tf_data(tmp_path):
+    batches = [[b"a" * 10, b"", b"b" * 300], [], [bytes(range(256)) * 40]]
     with TestPipeline() as p:
-        out = p | transforms.ReadAndSplitCsv(str(path), {str(path): reordered})
-        total = (out["train"], out["eval"]) | beam.Flatten() | beam.combiners.Count.Globally()
-        assert_that(total, equal_to([40]))
-        assert_that(out[transforms.BAD], equal_to([]), label="NoBad")
+        _ = p | beam.Create(batches) | transforms.WriteTFRecordBatches(str(tmp_path / "x"))
+    files = [str(f) for f in tmp_path.glob("x*.tfrecord.gz")]
+    got = sorted(r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    assert got == sorted(r for batch in batches for r in batch)

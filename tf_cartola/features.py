@@ -38,6 +38,12 @@ CAPPED = tuple(name for name, _, treatment in _COLUMNS if treatment == "capped")
 PLAIN = tuple(name for name, _, treatment in _COLUMNS if treatment == "plain")
 # Columns whose values are whole numbers; every other numeric column is a float.
 INT_COLUMNS = frozenset(name for name, kind, _ in _COLUMNS if kind == "int")
+_KINDS = {name: kind for name, kind, _ in _COLUMNS}
+
+
+def column_kind(column: str) -> str:
+    """A CSV column's value type: "int", "float" or "string"."""
+    return _KINDS[column]
 
 TOTAL_PIXELS = "total_pixels"
 # A parsable screen resolution, "WIDTHxHEIGHT"; anything else counts as missing.

@@ -1,6 +1,5 @@
 """Parsing CSV rows into typed records by the feature contract; malformed rows raise BadRow."""
 
-import csv
 import math
 import typing
 
@@ -35,12 +34,22 @@ def check_header(header: typing.Sequence[str], source: str,
         raise InputError(f"{source}: the CSV header lacks column(s) {missing}; it has {list(header)}")
 
 
-def split_line(line: str) -> typing.List[str]:
-    """Splits one CSV line (RFC 4180 quoting, no embedded newlines)."""
-    return next(csv.reader([line]), [])
+def parse_number(column: str, text: str):
+    """The value of one non-empty, trimmed cell of a numeric column: the contract's rule.
 
+    Integer columns take whole numbers ("12", "12.0", "1e3"; beyond 2**53 only as digits,
+    which stay exact) within int64; float columns any finite number Python reads.
 
-def _number(column: str, text: str):
+    Raises:
+      BadRow: not a number, not finite, or not a whole int64 in an integer column.
+    """
+    if column in F.INT_COLUMNS:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is not None:
+            return _int64(column, text, value)
     try:
         value = float(text)
     except ValueError:
@@ -50,42 +59,14 @@ def _number(column: str, text: str):
     if column in F.INT_COLUMNS:
         if value != int(value):
             raise BadRow(NOT_AN_INT, column, f"{column}: {text!r} is not a whole number")
-        return int(value)
+        return _int64(column, text, int(value))
     return value
 
 
-def parse_fields(header: typing.Sequence[str], fields: typing.Sequence[str], label_required: bool = True) -> dict:
-    """Types one row's fields by the contract.
-
-    Args:
-      header: the file's column names (any order; extra columns are ignored).
-      fields: the row's cells.
-      label_required: False for rows to score, which have no label column.
-
-    Returns:
-      {column: value} for every contract column; a missing optional cell is None.
-
-    Raises:
-      BadRow: wrong field count, a non-numeric value in a numeric column, a
-        fraction in an integer column, or a missing id or label.
-    """
-    if len(fields) != len(header):
-        raise BadRow(WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {len(fields)}")
-    cells = dict(zip(header, fields))
-    row = {}
-    for column in F.CSV_COLUMNS:
-        if column == F.LABEL_KEY and not label_required and column not in cells:
-            continue
-        text = cells[column].strip()
-        if not text:
-            if column == F.ID_KEY or (column == F.LABEL_KEY and label_required):
-                raise BadRow(MISSING_REQUIRED, column, f"{column} is empty")
-            row[column] = None
-        elif column == F.PIXELS:
-            row[column] = text
-        else:
-            row[column] = _number(column, text)
-    return row
+def _int64(column: str, text: str, value: int) -> int:
+    if not -(2**63) <= value < 2**63:
+        raise BadRow(NOT_AN_INT, column, f"{column}: {text!r} is outside the 64-bit integer range")
+    return value
 
 
 def to_example(row: typing.Mapping[str, typing.Any]) -> bytes:

@@ -1,20 +1,28 @@
 """The deterministic train/eval split: a stable hash of the user id, same on every run and runner."""
 
 import hashlib
+import typing
+
+import numpy as np
 
 SPLITS = ("train", "eval")
 
 
-def split_of(globo_id: int, ratio=(2, 1)) -> str:
-    """Which split a user belongs to.
+def is_eval(globo_ids: typing.Iterable[int], ratio=(2, 1)) -> np.ndarray:
+    """Which users belong to the eval split, by the MD5 of each id's decimal text.
 
     Args:
-      globo_id: the user id.
+      globo_ids: user ids.
       ratio: (train, eval) buckets; (2, 1) puts a third of the users in eval.
 
     Returns:
-      "train" or "eval".
+      A bool array, True for eval.
     """
-    digest = hashlib.md5(str(int(globo_id)).encode("ascii")).digest()
-    bucket = int.from_bytes(digest[:8], "little") % sum(ratio)
-    return "train" if bucket < ratio[0] else "eval"
+    digests = b"".join(hashlib.md5(b"%d" % int(i)).digest()[:8] for i in globo_ids)
+    buckets = np.frombuffer(digests, dtype="<u8") % np.uint64(sum(ratio))
+    return buckets >= np.uint64(ratio[0])
+
+
+def split_of(globo_id: int, ratio=(2, 1)) -> str:
+    """"train" or "eval" for one user (see `is_eval`)."""
+    return "eval" if is_eval([globo_id], ratio)[0] else "train"

@@ -1,0 +1,124 @@
+"""End to end, side by side in one run: our CLIs against the textbook pipeline, on the same CSV.
+
+    python bench/pipeline.py --rows 128000                 # generates the CSV
+    python bench/pipeline.py --csv data/cartola.csv --variants ours,ours_mp,textbook
+
+Variants, each a fresh process (or two) on the same CSV, in this order:
+  ours      `python -m beam_jobs.preprocess` then `python -m tf_cartola.train` (DirectRunner, one process)
+  ours_mp   the same with `--direct_running_mode=multi_processing --direct_num_workers=2`
+  textbook  bench/textbook_pipeline.py: TFDV, TFT over CsvTFXIO, Keras fit and save, for as many
+            epochs as our training ran
+Prints wall seconds per stage and in total, rows/s, the peak RSS of each process
+(with its worker subprocesses) and the ratio to the textbook; writes the same as
+JSON to bench/results/pipeline-<rows>.json. These machines are noisy: read the ratios.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def run_process(cmd, log_path: str) -> dict:
+    """Runs a command to completion, its output to `log_path`: wall seconds and peak RSS in MB.
+
+    The peak RSS comes from wait4, so it covers the process and the worker subprocesses it reaped.
+    """
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        with open(log_path) as log:
+            sys.stderr.write(log.read()[-4000:])
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+
+
+def ours(csv: str, work: str, beam_args) -> dict:
+    """Our preprocessing job and training process, through their CLIs."""
+    preprocess_dir = os.path.join(work, "preprocess")
+    os.makedirs(work)
+    pre = run_process([sys.executable, "-m", "beam_jobs.preprocess", "--config", "configs/default.yaml",
+                       "--input", csv, "--output_dir", preprocess_dir, *beam_args], os.path.join(work, "preprocess.log"))
+    run_dir = os.path.join(work, "run")
+    train = run_process([sys.executable, "-m", "tf_cartola.train", "--config", "configs/default.yaml",
+                         "--preprocess_dir", preprocess_dir, "--serving_dir", os.path.join(work, "serving"),
+                         "--run_dir", run_dir], os.path.join(work, "train.log"))
+    with open(os.path.join(preprocess_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    with open(os.path.join(run_dir, "blessing.json")) as f:
+        blessing = json.load(f)
+    return {
+        "processes": {"preprocess": pre, "train": train},
+        "stages": {**{f"preprocess.{k}": v for k, v in manifest["seconds"].items()},
+                   **{f"train.{k}": v for k, v in blessing["seconds"].items()}},
+        "rows": manifest["rows"]["read"],
+        "epochs": blessing["epochs_run"],
+        "ks": round(blessing["metrics"]["ks"], 4),
+    }
+
+
+def textbook(csv: str, work: str, epochs: int) -> dict:
+    """bench/textbook_pipeline.py in its own process."""
+    os.makedirs(work)
+    out = os.path.join(work, "stages.json")
+    proc = run_process([sys.executable, os.path.join(HERE, "textbook_pipeline.py"), "--csv", csv,
+                        "--work_dir", work, "--epochs", str(epochs), "--out", out], os.path.join(work, "textbook.log"))
+    with open(out) as f:
+        stages = json.load(f)
+    return {"processes": {"textbook": proc}, "stages": stages, "epochs": epochs}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=128_000, help="rows to generate when --csv is not given")
+    parser.add_argument("--csv", help="an existing CSV of the documented format")
+    parser.add_argument("--variants", default="ours,textbook", help="comma-separated: ours, ours_mp, textbook")
+    parser.add_argument("--out", help="results JSON (default bench/results/pipeline-<rows>.json)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        csv = args.csv
+        if not csv:
+            csv = os.path.join(tmp, "cartola.csv")
+            subprocess.run([sys.executable, "-m", "tf_cartola.data.synthetic", "--rows", str(args.rows), "--seed", "0",
+                            "--out", csv], cwd=ROOT, check=True)
+        csv = os.path.abspath(csv)
+        results, epochs = {}, 6
+        for variant in args.variants.split(","):
+            work = os.path.join(tmp, variant)
+            print(f"running {variant} ...", flush=True)
+            if variant == "textbook":
+                results[variant] = textbook(csv, work, epochs)
+            else:
+                results[variant] = ours(csv, work, MULTI_PROCESSING if variant == "ours_mp" else [])
+                epochs = results[variant]["epochs"]
+        rows = next((r["rows"] for r in results.values() if "rows" in r), args.rows)
+    for r in results.values():
+        r["seconds"] = round(sum(p["seconds"] for p in r["processes"].values()), 2)
+        r["rows_per_second"] = round(rows / r["seconds"])
+        r["peak_rss_mb"] = max(p["peak_rss_mb"] for p in r["processes"].values())
+        if "textbook" in results:
+            r["ratio_to_textbook"] = round(r["seconds"] / results["textbook"]["seconds"], 3)
+    report = {"csv": csv if args.csv else f"generated, {rows} rows", "rows": rows, "cores": os.cpu_count(),
+              "variants": results}
+    print(json.dumps(report, indent=2))
+    out = args.out or os.path.join(HERE, "results", f"pipeline-{rows}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
