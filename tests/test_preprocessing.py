@@ -25,6 +25,7 @@ EDGE_ROWS = [
 
 def _frame(n=300):
     frame = synthetic.generate(n, seed=3).astype(object)
+    frame.loc[: n // 5, "rel_pont"] = None  # Missing from the first batches altogether.
     for i, edge in enumerate(EDGE_ROWS):
         for column, value in edge.items():
             frame.at[i, column] = value

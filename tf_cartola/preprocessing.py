@@ -33,10 +33,10 @@ def _engineer(column: str, raw) -> tuple:
 def preprocessing_fn(inputs: dict) -> dict:
     """Engineers every raw feature, imputes missing values with the training mean and z-scores.
 
-    Imputing with the mean leaves the mean as it is and scales the variance by the share
-    of valid values, so the z-score of the imputed column is (x - mean) / sqrt(var * share)
-    for a valid x and 0 for a missing one, with mean and var over the valid values. All
-    three statistics come from one pass over the data, for every feature at once.
+    All features are engineered into one [batch, features] matrix so that each statistic
+    is one elementwise analyzer for every feature at once; there are no missing values
+    left when the z-score statistics are taken (TFT's elementwise mean and variance
+    cannot merge two batches that both lack a feature: 0 / 0).
 
     Args:
       inputs: raw features parsed with `features.raw_feature_spec()`.
@@ -47,14 +47,11 @@ def preprocessing_fn(inputs: dict) -> dict:
     """
     engineered = [_engineer(column, inputs[column]) for column in F.RAW_FEATURES]
     valid = tf.stack([v for _, v in engineered], axis=1)
-    # NaN marks a missing value: TFT's mean and var skip non-finite values, column by column.
-    x = tf.where(valid, tf.stack([value for value, _ in engineered], axis=1), float("nan"))
-    mean = tft.mean(x, reduce_instance_dims=False, name="valid_mean")
-    var = tft.var(x, reduce_instance_dims=False, name="valid_var")
+    x = tf.where(valid, tf.stack([value for value, _ in engineered], axis=1), 0.0)  # Only valid values count.
     share = tft.mean(tf.cast(valid, tf.float64), reduce_instance_dims=False, name="valid_share")
-    std = tf.sqrt(var * share)
-    # As tft.scale_to_z_score: a constant column is only centred.
-    z = tf.where(valid, (x - mean) / tf.where(std > 0, std, 1.0), 0.0)
+    mean = tf.math.divide_no_nan(tft.mean(x, reduce_instance_dims=False, name="valid_sum_share"), share)
+    imputed = tf.where(valid, x, mean)
+    z = tft.scale_to_z_score(imputed, elementwise=True, name="z_score")
     outputs = {F.transformed_name(c): tf.cast(z[:, i], tf.float32) for i, c in enumerate(F.RAW_FEATURES)}
     for passthrough in (F.LABEL_KEY, F.ID_KEY):
         if passthrough in inputs:
