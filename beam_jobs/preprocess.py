@@ -23,353 +23,64 @@ printed; statistics and anomalies are written); 2 means bad arguments or config.
 """
 
 import argparse
-import dataclasses
-import hashlib
 import json
-import logging
 import sys
-import time
-import typing
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from tf_cartola import cli
 
-from beam_jobs import transforms
-from tf_cartola import config as config_lib
-from tf_cartola import features as F
-from tf_cartola import rows, split
-from tf_cartola.data import csv_reader
-
-log = logging.getLogger("beam_jobs.preprocess")
+EXIT_STATUS = "exit status: 0 valid and transformed, 1 anomalies found, 2 bad arguments, config or input"
 
 
-class AnomaliesFound(RuntimeError):
-    """The data did not pass validation; the message is the anomaly table."""
-
-
-@dataclasses.dataclass
-class Layout:
-    """Where every artifact of one run lives under the output directory."""
-
-    root: str
-
-    def path(self, *parts: str) -> str:
-        return FileSystems.join(self.root, *parts)
-
-    def raw(self, which: str) -> str:
-        return self.path("raw", which, "data")
-
-    def transformed(self, which: str) -> str:
-        return self.path("transformed", which, "data")
-
-    def stats(self, which: str, ext: str = "pbtxt") -> str:
-        return self.path("stats", f"{which}.{ext}")
-
-    def anomalies(self, which: str) -> str:
-        return self.path("anomalies", f"{which}.pbtxt")
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    names = ("tensorflow", "tensorflow-transform", "tensorflow-data-validation", "tfx-bsl", "apache-beam")
-    return {n: metadata.version(n) for n in names}
-
-
-def _write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as f:
-        f.write(text.encode("utf-8"))
-
-
-def describe_inputs(pattern: str) -> typing.List[dict]:
-    """Path, size and content hash of every file matching `pattern`, each header checked.
-
-    Raises:
-      FileNotFoundError: nothing matches.
-      rows.InputError: a file is empty or its header lacks contract columns.
-    """
-    matched = FileSystems.match([pattern])[0].metadata_list
-    if not matched:
-        raise FileNotFoundError(f"no input file matches {pattern!r}")
-    inputs = []
-    for meta in sorted(matched, key=lambda m: m.path):
-        with FileSystems.open(meta.path) as f:
-            csv_reader.read_header(f, meta.path)
-        digest = hashlib.sha256()
-        with FileSystems.open(meta.path, compression_type="uncompressed") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "sha256": digest.hexdigest()})
-    return inputs
-
-
-def _counters(result) -> dict:
-    counters = result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]
-    out = {}
-    for c in counters:
-        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + (c.committed or 0)
-    return out
-
-
-def _raw_schema():
-    from tensorflow_transform.tf_metadata import schema_utils
-
-    return schema_utils.schema_from_feature_spec(F.raw_feature_spec())
-
-
-# Which stage each top-level step of the pipeline belongs to, for the manifest's seconds.
-_STAGE_OF_STEP = {
-    "ReadAndSplitCsv": "read_split", "WriteRawData": "read_split", "WriteQuarantine": "read_split",
-    "GenerateStatistics": "statistics", "WriteStatistics": "statistics",
-    "AnalyzeAndTransformDataset": "transform", "TransformDataset": "transform",
-    "WriteTransformedData": "transform", "WriteTransformFn": "transform", "WriteRawMetadata": "transform",
-}
-
-
-def _stage_seconds(result) -> dict:
-    """Busy seconds per stage inside the pipeline, from the runner's per-step execution times."""
-    seconds = {}
-    for counter in result.monitoring_metrics().query()["counters"]:
-        if not counter.key.metric.name.endswith("ptransform_execution_time:total_msecs:v1") or not counter.key.step:
-            continue
-        stage = _STAGE_OF_STEP.get(counter.key.step.split("/")[0].split("[")[0])
-        if stage:
-            seconds[stage] = seconds.get(stage, 0.0) + (counter.committed or 0) / 1000
-    return {k: round(v, 2) for k, v in seconds.items()}
-
-
-def run_pipeline(cfg, layout: Layout, paths: typing.Sequence[str], options: PipelineOptions,
-                 temp_dir: str) -> typing.Tuple[dict, dict]:
-    """One Beam pipeline, one read of the input: types and splits the rows, writes the raw splits and
-    the quarantine, computes TFDV statistics per split, analyzes train and transforms both.
-
-    Returns:
-      (counters, busy seconds per stage).
-    """
-    import tensorflow as tf
-    import tensorflow_data_validation as tfdv
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata
-    from tfx_bsl.public import tfxio
-    from tfx_bsl.tfxio import tensor_representation_util
-
-    from tf_cartola.preprocessing import preprocessing_fn
-
-    transform_dir = layout.path("transform")
-    for stale in (transform_dir, layout.path("transformed")):  # A rerun into the same output_dir.
-        if tf.io.gfile.exists(stale):
-            tf.io.gfile.rmtree(stale)
-    raw_schema = _raw_schema()
-    adapter = tfxio.TensorAdapterConfig(
-        csv_reader.arrow_schema(), tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m beam_jobs.preprocess", description=__doc__.splitlines()[0], epilog=EXIT_STATUS,
     )
-    with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
-        parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(paths, cfg.split_ratio)
-        _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
-            layout.path("bad_rows", "bad_rows")
-        )
-        for which in split.SPLITS:
-            _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which), raw_schema)
-            _ = (
-                parsed[which]
-                | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
-                | f"WriteStatistics[{which}]" >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
-            )
-        (train_out, out_metadata), transform_fn = (
-            parsed["train"],
-            adapter,
-        ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn, output_record_batches=True
-        )
-        eval_out, _ = ((parsed["eval"], adapter), transform_fn) | "TransformDataset[eval]" >> tft_beam.TransformDataset(
-            output_record_batches=True
-        )
-        for which, data in (("train", train_out), ("eval", eval_out)):
-            _ = data | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(
-                layout.transformed(which), out_metadata.schema
-            )
-        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
-        # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec() reads.
-        _ = dataset_metadata.DatasetMetadata(raw_schema) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
-            FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), p
-        )
-    return _counters(p.result), _stage_seconds(p.result)
-
-
-def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.List[tuple]:
-    """Validates each split against the schema (eval also for drift from train). Returns anomaly rows."""
-    import tensorflow as tf
-    import tensorflow_data_validation as tfdv
-
-    from tf_cartola import validation
-
-    stats = {w: tfdv.load_stats_binary(layout.stats(w, "binpb")) for w in split.SPLITS}
-    for which, s in stats.items():
-        tfdv.write_stats_text(s, layout.stats(which))
-    if infer:
-        inferred = validation.infer_schema(stats["train"])
-        tfdv.write_schema_text(inferred, layout.path("schema_inferred.pbtxt"))
-        log.info("wrote an inferred schema for review to %s", layout.path("schema_inferred.pbtxt"))
-    if FileSystems.exists(cfg.schema):
-        schema = tfdv.load_schema_text(cfg.schema)
-    else:  # Only with --infer_schema (checked before the job started).
-        log.warning("no schema at %s: validating against the inferred one, which cannot find anomalies", cfg.schema)
-        schema = inferred
-    tfdv.write_schema_text(schema, layout.path("schema.pbtxt"))
-    anomalies = {
-        "train": validation.validate(stats["train"], schema),
-        "eval": validation.validate(
-            stats["eval"], validation.with_drift_comparators(schema, cfg.drift_threshold), previous=stats["train"]
-        ),
-    }
-    bad = {}
-    for name, count in counters.items():
-        if name.startswith("bad_rows:") and count:
-            _, kind, column = name.split(":", 2)
-            bad[(kind, column)] = count
-    rows_read = counters.get("rows_read", 0)
-    anomalies["input"] = validation.bad_row_anomalies(bad, rows_read, layout.path("bad_rows"))
-    if rows_read and counters.get("bad_rows", 0) / rows_read <= cfg.max_bad_row_fraction:
-        anomalies["input"].Clear()  # Tolerated: the quarantine still holds every bad row.
-    tf.io.gfile.makedirs(layout.path("anomalies"))
-    for which, a in anomalies.items():
-        tfdv.write_anomalies_text(a, layout.anomalies(which))
-    return validation.anomaly_rows(anomalies)
-
-
-_STAGES = 4
-
-
-def _timed(seconds: dict, number: int, stage: str, description: str, fn, *args):
-    log.info("stage %d/%d %s: %s", number, _STAGES, stage, description)
-    start = time.perf_counter()
-    out = fn(*args)
-    seconds[stage] = round(time.perf_counter() - start, 2)
-    log.info("stage %d/%d %s: done in %.1f s", number, _STAGES, stage, seconds[stage])
-    return out
-
-
-def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer_schema: bool = False,
-               config: typing.Optional[config_lib.Config] = None) -> dict:
-    """Runs every stage and writes `manifest.json`.
-
-    The input is read once: one Beam pipeline types, splits, writes, computes statistics
-    and fits and applies the transform. The transform outputs are published (listed in
-    the manifest and kept) only when validation passes.
-
-    Args:
-      cfg: the preprocess section of the config (input, output_dir, schema, ...).
-      options: Beam pipeline options shared by every stage.
-      infer_schema: also write a schema inferred from the train statistics, for review.
-      config: the whole resolved config, recorded in the manifest.
-
-    Returns:
-      The manifest.
-
-    Raises:
-      AnomaliesFound: validation failed and `cfg.fail_on_anomalies`; statistics,
-        anomalies and the manifest are written and the transform outputs removed.
-    """
-    import tensorflow as tf
-
-    if not infer_schema and not FileSystems.exists(cfg.schema):  # Fail before any work is done.
-        raise FileNotFoundError(f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)")
-    started = time.perf_counter()
-    layout = Layout(cfg.output_dir)
-    seconds = {}
-    inputs = _timed(seconds, 1, "hash_inputs", f"checking and hashing {cfg.input}", describe_inputs, cfg.input)
-    temp_dir = layout.path("tmp")
-    counters, busy = _timed(
-        seconds, 2, "pipeline", "read, type and split the rows; statistics; tf.Transform (one Beam pipeline)",
-        run_pipeline, cfg, layout, [i["path"] for i in inputs], options, temp_dir,
-    )
-    tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
-    seconds.update(busy)
-    log.info("rows: %s", {k: v for k, v in counters.items() if not k.startswith("bad_rows:")})
-    anomaly_rows = _timed(seconds, 3, "validate", f"against {cfg.schema}", stage_validate, cfg, layout, counters,
-                          infer_schema)
-    manifest = {
-        "config": dataclasses.asdict(config) if config else {"preprocess": dataclasses.asdict(cfg)},
-        "inputs": inputs,
-        "rows": {
-            "read": counters.get("rows_read", 0),
-            **{w: counters.get(f"rows_{w}", 0) for w in split.SPLITS},
-            "bad": counters.get("bad_rows", 0),
-        },
-        "bad_rows": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("bad_rows:")},
-        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows],
-        "valid": not anomaly_rows,
-        "seconds": seconds,
-        "versions": _versions(),
-        "artifacts": {
-            "schema": layout.path("schema.pbtxt"),
-            **{f"raw_{w}": layout.raw(w) + "*" for w in split.SPLITS},
-            **{f"stats_{w}": layout.stats(w) for w in split.SPLITS},
-            **{f"anomalies_{w}": layout.anomalies(w) for w in (*split.SPLITS, "input")},
-            "bad_rows": layout.path("bad_rows", "bad_rows") + "*",
-        },
-    }
-    if infer_schema:
-        manifest["artifacts"]["schema_inferred"] = layout.path("schema_inferred.pbtxt")
-    log.info("stage 4/%d publish: writing the manifest", _STAGES)
-    if anomaly_rows and cfg.fail_on_anomalies:
-        for unpublished in (layout.path("transform"), layout.path("transformed")):
-            tf.io.gfile.rmtree(unpublished)  # Nothing trains on data that failed validation.
-        _write_manifest(layout, manifest, started)
-        from tf_cartola.validation import format_table
-
-        raise AnomaliesFound(format_table(anomaly_rows))
-    manifest["artifacts"].update(
-        {
-            "transform": layout.path("transform"),
-            **{f"transformed_{w}": layout.transformed(w) + "*" for w in split.SPLITS},
-        }
-    )
-    _write_manifest(layout, manifest, started)
-    return manifest
-
-
-def _write_manifest(layout: Layout, manifest: dict, started: float) -> None:
-    manifest["seconds"]["total"] = round(time.perf_counter() - started, 2)
-    _write_text(layout.path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
-
-
-def run(argv=None) -> dict:
-    """Parses the command line, runs `preprocess` and returns its manifest."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file")
+    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
     parser.add_argument("--input", help="CSV path or glob (any Beam filesystem); overrides the config")
     parser.add_argument("--output_dir", help="where artifacts go; overrides the config")
     parser.add_argument("--schema", help="curated schema (text proto); overrides the config")
     parser.add_argument("--infer_schema", action="store_true", help="also write a schema inferred from train stats")
     parser.add_argument("--no_fail_on_anomalies", action="store_true", help="report anomalies but go on")
-    args, beam_args = parser.parse_known_args(argv)
+    cli.add_verbose_flag(parser)
+    return parser
+
+
+def run(argv=None) -> dict:
+    """Parses the command line, runs `job.preprocess` and returns its manifest."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_jobs import job
+    from tf_cartola import config as config_lib
+
+    args, beam_args = _parser().parse_known_args(argv)
     config = config_lib.load(args.config)
     config = config_lib.override(
         config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema,
         fail_on_anomalies=False if args.no_fail_on_anomalies else None,
     )
-    return preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
+    return job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
 
 
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
+    args, _ = _parser().parse_known_args(argv)
+    cli.setup_logging(args.verbose)
+    from beam_jobs import job
+    from tf_cartola import config as config_lib
+    from tf_cartola import rows
+
     try:
         manifest = run(argv)
-    except AnomaliesFound as e:
+    except job.AnomaliesFound as e:
         print(f"Anomalies found; statistics and anomalies are written.\n{e}", file=sys.stderr)
         return 1
     except (config_lib.ConfigError, FileNotFoundError, rows.InputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({"rows": manifest["rows"], "seconds": manifest["seconds"]}, indent=2))
+    print(json.dumps({"output_dir": manifest["config"]["preprocess"]["output_dir"], "rows": manifest["rows"],
+                      "seconds": manifest["seconds"]}, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.INFO)
     sys.exit(main())

@@ -2,7 +2,6 @@
 
 import typing
 
-import tensorflow as tf
 import tf_keras
 
 from tf_cartola import config as config_lib

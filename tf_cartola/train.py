@@ -6,11 +6,10 @@ Exit status: 0 pushed, 1 refused (the reasons are printed), 2 bad config or inpu
 """
 
 import argparse
-import logging
 import sys
 
+from tf_cartola import cli
 from tf_cartola import config as config_lib
-from tf_cartola import training
 
 _ROWS = ("ks", "auc", "precision", "recall", "mean_score_pro", "mean_score_non_pro", "rows", "rows_pro")
 
@@ -28,12 +27,17 @@ def metrics_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/default.yaml")
+    parser = argparse.ArgumentParser(prog="python -m tf_cartola.train", description=__doc__.splitlines()[0],
+                                     epilog="exit status: 0 pushed, 1 not blessed, 2 bad config or input")
+    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
     parser.add_argument("--preprocess_dir", help="beam_jobs.preprocess output; default from the config")
     parser.add_argument("--serving_dir", help="where blessed versions are pushed; default from the config")
     parser.add_argument("--run_dir", help="this run's folder; default a new one under train.run_dir")
+    cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    cli.setup_logging(args.verbose)
+    from tf_cartola import training  # After logging is set up: TensorFlow reads its log level on import.
+
     try:
         config = config_lib.load(args.config)
         result = training.train(config, args.preprocess_dir, args.serving_dir, args.run_dir)
@@ -50,6 +54,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("tf_cartola").setLevel(logging.INFO)
     sys.exit(main())
