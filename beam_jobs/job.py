@@ -16,6 +16,7 @@ import time
 import typing
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -67,8 +68,15 @@ def _write_text(path: str, text: str) -> None:
         f.write(text.encode("utf-8"))
 
 
-def describe_inputs(pattern: str) -> typing.List[dict]:
-    """Path, size and content hash of every file matching `pattern`, each header checked.
+# Lines of one file are read in ranges of about this size, so that workers share a big file.
+RANGE_BYTES = 16 << 20
+
+
+def describe_inputs(pattern: str) -> typing.Tuple[typing.List[dict], typing.List[csv_reader.Range]]:
+    """Path, size and content hash of every file matching `pattern`, each header checked, and the
+    line ranges the pipeline reads (one pass over each file).
+
+    A compressed file cannot be entered mid-way: it is one range.
 
     Raises:
       FileNotFoundError: nothing matches.
@@ -77,16 +85,20 @@ def describe_inputs(pattern: str) -> typing.List[dict]:
     matched = FileSystems.match([pattern])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no input file matches {pattern!r}")
-    inputs = []
+    inputs, ranges = [], []
     for meta in sorted(matched, key=lambda m: m.path):
         with FileSystems.open(meta.path) as f:
             csv_reader.read_header(f, meta.path)
         digest = hashlib.sha256()
-        with FileSystems.open(meta.path, compression_type="uncompressed") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        with FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            if CompressionTypes.detect_compression_type(meta.path) == CompressionTypes.UNCOMPRESSED:
+                ranges += csv_reader.plan_ranges(f, meta.path, RANGE_BYTES, digest)
+            else:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+                ranges.append(csv_reader.Range(meta.path))
         inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "sha256": digest.hexdigest()})
-    return inputs
+    return inputs, ranges
 
 
 def _counters(result) -> dict:
@@ -124,7 +136,7 @@ def _stage_seconds(result) -> dict:
     return {k: round(v, 2) for k, v in seconds.items()}
 
 
-def run_pipeline(cfg, layout: Layout, paths: typing.Sequence[str], options: PipelineOptions,
+def run_pipeline(cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range], options: PipelineOptions,
                  temp_dir: str) -> typing.Tuple[dict, dict]:
     """One Beam pipeline, one read of the input: types and splits the rows, writes the raw splits and
     the quarantine, computes TFDV statistics per split, analyzes train and transforms both.
@@ -151,7 +163,7 @@ def run_pipeline(cfg, layout: Layout, paths: typing.Sequence[str], options: Pipe
         csv_reader.arrow_schema(), tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
     )
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
-        parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(paths, cfg.split_ratio)
+        parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(ranges, cfg.split_ratio)
         _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
             layout.path("bad_rows", "bad_rows")
         )
@@ -264,11 +276,13 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     started = time.perf_counter()
     layout = Layout(cfg.output_dir)
     seconds = {}
-    inputs = _timed(seconds, 1, "hash_inputs", f"checking and hashing {cfg.input}", describe_inputs, cfg.input)
+    inputs, ranges = _timed(seconds, 1, "hash_inputs", f"checking and hashing {cfg.input}", describe_inputs,
+                            cfg.input)
     temp_dir = layout.path("tmp")
     counters, busy = _timed(
-        seconds, 2, "pipeline", "read, type and split the rows; statistics; tf.Transform (one Beam pipeline)",
-        run_pipeline, cfg, layout, [i["path"] for i in inputs], options, temp_dir,
+        seconds, 2, "pipeline",
+        f"read, type and split {len(inputs)} file(s) in {len(ranges)} range(s); statistics; tf.Transform",
+        run_pipeline, cfg, layout, ranges, options, temp_dir,
     )
     tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
     seconds.update(busy)

@@ -32,7 +32,8 @@ def bad_counter_name(kind: str, column: typing.Optional[str]) -> str:
 
 
 class ReadAndSplitCsvFn(beam.DoFn):
-    """A CSV path -> typed record batches tagged by split; malformed rows go to the BAD output, counted."""
+    """A range of a CSV file's lines -> typed record batches tagged by split; malformed rows go to the BAD
+    output, counted."""
 
     def __init__(self, split_ratio=(2, 1)):
         self._split_ratio = tuple(split_ratio)
@@ -40,10 +41,10 @@ class ReadAndSplitCsvFn(beam.DoFn):
         self._bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
         self._split_rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in split.SPLITS}
 
-    def process(self, path: str):
-        start, read = time.perf_counter(), 0
+    def process(self, byte_range: csv_reader.Range):
+        start, read, path = time.perf_counter(), 0, byte_range.path
         with FileSystems.open(path) as f:  # Compression from the file name (.gz, .bz2, ...).
-            for chunk in csv_reader.read_csv(f, path):
+            for chunk in csv_reader.read_csv(f, path, byte_range=byte_range):
                 self._rows_read.inc(chunk.rows)
                 read += chunk.rows
                 for record in chunk.bad:
@@ -57,15 +58,18 @@ class ReadAndSplitCsvFn(beam.DoFn):
                     if part.num_rows:
                         self._split_rows[which].inc(part.num_rows)
                         yield beam.pvalue.TaggedOutput(which, part)
-                log.info("read %d rows of %s (%.1f s)", read, path, time.perf_counter() - start)
+                log.info("read %d rows of %s from line %d (%.1f s)", read, path, byte_range.first_line,
+                         time.perf_counter() - start)
 
 
 @beam.ptransform_fn
-def ReadAndSplitCsv(pipeline, paths: typing.Sequence[str], split_ratio=(2, 1)):  # pylint: disable=invalid-name
-    """Reads CSV files (each by its own header) into {train, eval} record batches and {bad} records."""
+def ReadAndSplitCsv(pipeline, ranges: typing.Sequence[csv_reader.Range], split_ratio=(2, 1)):  # pylint: disable=invalid-name
+    """Reads ranges of CSV files (each file by its own header) into {train, eval} record batches and
+    {bad} records. Ranges are spread over the workers, and what follows (statistics, transform,
+    encoding, writing) runs where its batches were read."""
     return (
         pipeline
-        | "ListFiles" >> beam.Create(list(paths))
+        | "ListRanges" >> beam.Create(list(ranges))
         | "ParseAndSplitRows" >> beam.ParDo(ReadAndSplitCsvFn(split_ratio)).with_outputs(BAD, *split.SPLITS)
     )
 

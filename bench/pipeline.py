@@ -6,6 +6,7 @@
 Variants, each a fresh process (or two) on the same CSV, in this order:
   ours      `python -m beam_jobs.preprocess` then `python -m tf_cartola.train` (DirectRunner, one process)
   ours_mp   the same with `--direct_running_mode=multi_processing --direct_num_workers=2`
+  ours_mt   the same with `--direct_running_mode=multi_threading --direct_num_workers=2`
   textbook  bench/textbook_pipeline.py: TFDV, TFT over CsvTFXIO, Keras fit and save, for as many
             epochs as our training ran
 Prints wall seconds per stage and in total, rows/s, the peak RSS of each process
@@ -23,7 +24,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+BEAM_ARGS = {
+    "ours": [],
+    "ours_mp": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    "ours_mt": ["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
+}
 
 
 def run_process(cmd, log_path: str) -> dict:
@@ -83,7 +88,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=128_000, help="rows to generate when --csv is not given")
     parser.add_argument("--csv", help="an existing CSV of the documented format")
-    parser.add_argument("--variants", default="ours,textbook", help="comma-separated: ours, ours_mp, textbook")
+    parser.add_argument("--variants", default="ours,textbook",
+                        help="comma-separated, run in this order: ours, ours_mp, ours_mt, textbook")
     parser.add_argument("--out", help="results JSON (default bench/results/pipeline-<rows>.json)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -101,14 +107,15 @@ def main(argv=None) -> None:
             if variant == "textbook":
                 results[variant] = textbook(csv, work, epochs)
             else:
-                results[variant] = ours(csv, work, MULTI_PROCESSING if variant == "ours_mp" else [])
+                results[variant] = ours(csv, work, BEAM_ARGS[variant])
                 epochs = results[variant]["epochs"]
         rows = next((r["rows"] for r in results.values() if "rows" in r), args.rows)
     for r in results.values():
         r["seconds"] = round(sum(p["seconds"] for p in r["processes"].values()), 2)
         r["rows_per_second"] = round(rows / r["seconds"])
         r["peak_rss_mb"] = max(p["peak_rss_mb"] for p in r["processes"].values())
-        if "textbook" in results:
+    if "textbook" in results:
+        for r in results.values():
             r["ratio_to_textbook"] = round(r["seconds"] / results["textbook"]["seconds"], 3)
     report = {"csv": csv if args.csv else f"generated, {rows} rows", "rows": rows, "cores": os.cpu_count(),
               "variants": results}

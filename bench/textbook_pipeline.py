@@ -3,12 +3,14 @@
     python bench/textbook_pipeline.py --csv data/cartola.csv --work_dir /tmp/textbook --epochs 6 [--out stages.json]
 
 TFDV statistics of the CSV (`generate_statistics_from_csv`), `infer_schema`,
-`validate_statistics`; `AnalyzeAndTransformDataset` over `CsvTFXIO` with our
-`preprocessing_fn`, the transformed data written as TFRecords with
-`EncodeTransformedDataset`; our Keras model fitted on them for a fixed number of
-epochs; `model.save` with the tf.Transform layer and a serialized tf.Example
-signature. No split, quarantine, evaluation or blessing. Prints (and with
---out writes) wall seconds per stage as JSON.
+`validate_statistics`; `AnalyzeAndTransformDataset` over `CsvTFXIO` with the
+same feature engineering written as tf.Transform's guides write it (per feature:
+engineer, impute with `tft.mean`, `tft.scale_to_z_score`), the transformed data
+written as TFRecords with `EncodeTransformedDataset`; the same logistic model
+built with the Keras functional API, fitted on them for a fixed number of epochs;
+`model.save` with the tf.Transform layer and a serialized tf.Example signature.
+No split, quarantine, evaluation or blessing. Prints (and with --out writes)
+wall seconds per stage as JSON.
 """
 
 import argparse
@@ -42,10 +44,19 @@ def main(argv=None) -> None:
     from tensorflow_transform.tf_metadata import schema_utils
     from tfx_bsl.public import tfxio
 
+    import tf_keras
+
     from tf_cartola import config as config_lib
     from tf_cartola import features as F
-    from tf_cartola import model as model_lib
-    from tf_cartola.preprocessing import preprocessing_fn
+    from tf_cartola.preprocessing import engineer
+
+    def preprocessing_fn(inputs):
+        outputs = {F.LABEL_KEY: inputs[F.LABEL_KEY]}
+        for column in F.RAW_FEATURES:
+            value, valid = engineer(column, inputs[column])
+            imputed = tf.where(valid, value, tft.mean(tf.boolean_mask(value, valid)))
+            outputs[F.transformed_name(column)] = tf.cast(tft.scale_to_z_score(imputed), tf.float32)
+        return outputs
 
     lap("import")
 
@@ -89,7 +100,11 @@ def main(argv=None) -> None:
         .map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    model = model_lib.build(hparams.features, hparams)
+    inputs = {name: tf_keras.Input(shape=(1,), name=name) for name in hparams.features}
+    output = tf_keras.layers.Dense(1, activation="sigmoid")(tf_keras.layers.Concatenate()(list(inputs.values())))
+    model = tf_keras.Model(inputs=inputs, outputs=output)
+    model.compile(optimizer=tf_keras.optimizers.Adam(hparams.learning_rate), loss="binary_crossentropy",
+                  metrics=[tf_keras.metrics.AUC()])
     model.fit(dataset, epochs=args.epochs, verbose=0)
     lap("train")
 

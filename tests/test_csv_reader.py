@@ -79,7 +79,7 @@ def test_wrong_field_counts_blank_lines_crlf_and_bom():
     assert n == 4 and len(records) == 2  # Blank lines are not rows.
     assert [(b["line_number"], b["line"], b["kind"], b["reason"]) for b in bad] == [
         (3, "1,2,3", rows.WRONG_FIELD_COUNT, "expected 21 fields, got 3"),
-        (5, _line() + ",x", rows.WRONG_FIELD_COUNT, "expected 21 fields, got 22"),
+        (6, _line() + ",x", rows.WRONG_FIELD_COUNT, "expected 21 fields, got 22"),  # Blank lines are lines.
     ]
 
 
@@ -150,3 +150,26 @@ def test_split_is_the_md5_of_the_id_as_before():
         0: "train", 3: "eval", 7: "eval", 42: "train", 10000000: "train", -5: "train"}
     assert split.split_of(10000000, (7, 3)) == "eval" and split.split_of(3, (7, 3)) == "train"
     assert split.is_eval([0, 3, 7], (2, 1)).tolist() == [False, True, True]
+
+
+def test_ranges_cover_every_line_once_with_the_file_line_numbers():
+    lines = [",".join(HEADER)] + [_line(GLOBO_ID=str(i)) for i in range(3000)]
+    lines[10], lines[1200], lines[2999] = "", "bad,line", _line(avg_4="x")
+    data = ("\r\n".join(lines) + "\r\n").encode()
+    ranges = csv_reader.plan_ranges(io.BytesIO(data), "f.csv", range_bytes=20_000)
+    assert len(ranges) > 5 and ranges[0].start == len(lines[0]) + 2 and ranges[-1].end in (None, len(data))
+    assert all(a.end == b.start for a, b in zip(ranges, ranges[1:]))
+    assert [r.first_line for r in ranges] == [1 + data[: r.start].count(b"\n") for r in ranges]
+    records, bad = [], []
+    for r in ranges:
+        for chunk in csv_reader.read_csv(io.BytesIO(data), "f.csv", byte_range=r, block_bytes=7_000):
+            records += csv_reader.to_records(chunk.batch)
+            bad += chunk.bad
+    assert [r[F.ID_KEY] for r in records] == [i for i in range(3000) if i not in (9, 1199, 2998)]
+    assert [(b["line_number"], b["line"]) for b in bad] == [(1201, "bad,line"), (3000, lines[2999])]
+
+
+def test_a_line_break_inside_quotes_is_a_clear_error():
+    text = ",".join(HEADER) + "\n" + _line(pixels='"1920\n1080"') + "\n"
+    with pytest.raises(rows.InputError, match="spans lines"):
+        _read(text)

@@ -10,6 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_jobs import transforms
 from tf_cartola import features as F
 from tf_cartola import split
+from tf_cartola.data import csv_reader
 
 HEADER = list(F.CSV_COLUMNS)
 
@@ -33,7 +34,7 @@ def test_read_and_split_routes_rows_by_id_hash_and_sets_bad_rows_aside(tmp_path)
     expected = {s: sorted(i for i in ids if split.split_of(i) == s) for s in split.SPLITS}
     assert expected["train"] and expected["eval"]
     with TestPipeline() as p:
-        out = p | transforms.ReadAndSplitCsv([str(path)])
+        out = p | transforms.ReadAndSplitCsv([csv_reader.Range(str(path))])
         for which in split.SPLITS:
             ids_out = out[which] | f"Ids[{which}]" >> beam.FlatMap(_ids)
             assert_that(ids_out, equal_to(expected[which]), label=f"Check[{which}]")
@@ -56,7 +57,7 @@ def test_read_and_split_reads_files_by_their_own_header(tmp_path):
     body = "\n".join(",".join(reversed(_line(i).split(","))) for i in range(10, 40))
     paths[1].write_text(",".join(reordered) + "\n" + body + "\n")
     with TestPipeline() as p:
-        out = p | transforms.ReadAndSplitCsv([str(x) for x in paths])
+        out = p | transforms.ReadAndSplitCsv([csv_reader.Range(str(x)) for x in paths])
         ids = (out["train"], out["eval"]) | beam.Flatten() | beam.FlatMap(_ids)
         assert_that(ids, equal_to(list(range(40))))
         assert_that(out[transforms.BAD], equal_to([]), label="NoBad")

@@ -5,7 +5,7 @@ LABEL_KEY = "pro_target"
 
 PIXELS = "pixels"
 
-# Every CSV column once, in the CSV's order: (name, value type, treatment). data-spec.md.
+# Every CSV column once, in the CSV's order: (name, value type, treatment); docs/data.md.
 _COLUMNS = (
     (ID_KEY, "int", "id"),
     (LABEL_KEY, "int", "label"),
@@ -63,7 +63,7 @@ def transformed_name(raw: str) -> str:
 
 TRANSFORMED_FEATURES = tuple(transformed_name(c) for c in RAW_FEATURES)
 
-# The data scientists' final model (data-spec.md).
+# The data scientists' final model (docs/data.md).
 FINAL_FEATURES = (
     "anos_como_pro",
     "ceil_avg_3",

@@ -12,8 +12,12 @@ def _densify(x: tf.SparseTensor, default) -> tf.Tensor:
     return tf.squeeze(tf.sparse.to_dense(x, default_value=default), axis=1)
 
 
-def _engineer(column: str, raw) -> tuple:
-    """(value, valid) of one engineered feature; `value` is arbitrary where not `valid`."""
+def engineer(column: str, raw) -> tuple:
+    """One raw feature (as parsed by `features.raw_feature_spec()`) engineered, not yet imputed.
+
+    Returns:
+      (value, valid): float64 [batch] tensors; `value` is arbitrary where not `valid`.
+    """
     if column == F.PIXELS:
         text = _densify(raw, "")
         valid = tf.strings.regex_full_match(text, F.PIXELS_PATTERN)
@@ -45,7 +49,7 @@ def preprocessing_fn(inputs: dict) -> dict:
       One float32 [batch] tensor per `features.TRANSFORMED_FEATURES`, plus the
       label and the id passed through when present.
     """
-    engineered = [_engineer(column, inputs[column]) for column in F.RAW_FEATURES]
+    engineered = [engineer(column, inputs[column]) for column in F.RAW_FEATURES]
     valid = tf.stack([v for _, v in engineered], axis=1)
     x = tf.where(valid, tf.stack([value for value, _ in engineered], axis=1), 0.0)  # Only valid values count.
     share = tft.mean(tf.cast(valid, tf.float64), reduce_instance_dims=False, name="valid_share")

@@ -1,4 +1,4 @@
-"""The data scientists' scikit-learn procedure (data-spec.md): the oracle our pipeline must match.
+"""The data scientists' scikit-learn procedure (docs/data.md): the oracle our pipeline must match.
 
 scikit-learn is a dev dependency: only tests and benchmarks import this module.
 """

@@ -1,8 +1,9 @@
 """Reads CSV files of the contract as typed Arrow record batches; malformed rows are set aside.
 
-Arrow's streaming CSV reader parses a file block by block (quotes, CRLF and a UTF-8
-BOM handled); each block's cells are then typed a column at a time: trimmed, an
-empty cell is missing, numbers are parsed in one vectorised cast. A column with a
+A file, or a range of its lines (`plan_ranges`, so that workers can share one big
+file), is read in blocks of whole lines; Arrow's CSV parser splits each block into
+cells (quotes, CRLF and a UTF-8 BOM handled), which are then typed a column at a
+time: trimmed, an empty cell is missing, numbers are parsed in one vectorised cast. A column with a
 cell that cast would reject is typed cell by cell with `rows.parse_number`, the one
 definition of what a valid number is, so the fast path never changes a result.
 
@@ -26,7 +27,7 @@ import pyarrow.csv as pacsv
 from tf_cartola import features as F
 from tf_cartola import rows
 
-# ~50k rows of the contract per block: large enough for vectorised work, small enough to stream.
+# ~100k rows of the contract per block: large enough for vectorised work, small enough to stream.
 BLOCK_BYTES = 8 << 20
 _VALUE_TYPES = {"int": pa.int64(), "float": pa.float32(), "string": pa.large_binary()}
 # Strings Arrow's int64 cast reads exactly as Python's int() does (Arrow also takes hex).
@@ -65,12 +66,6 @@ def to_records(batch: pa.RecordBatch) -> typing.List[dict]:
 def _columns(header: typing.Sequence[str], label_required: bool) -> typing.List[str]:
     """The contract columns a file's batches carry: all, less the label when it may be absent and is."""
     return [c for c in F.CSV_COLUMNS if label_required or c != F.LABEL_KEY or c in header]
-
-
-def _join_cells(cells: typing.Sequence[str]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(cells)
-    return out.getvalue()
 
 
 def _cellwise(column: str, texts: typing.Sequence[str], present: np.ndarray):
@@ -117,13 +112,14 @@ def _as_lists(values: pa.Array) -> pa.LargeListArray:
     return pa.LargeListArray.from_arrays(offsets, values.drop_null())
 
 
-def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, source: str,
+def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.Callable[[int], str], source: str,
                label_required: bool = True) -> typing.Tuple[pa.RecordBatch, typing.List[dict]]:
     """Types one block of string cells by the contract.
 
     Args:
       block: every column of the file as strings ("" where empty).
       line_numbers: each row's line number in the file (the header is line 1).
+      text_of: row -> its line as it stands in the file.
       source: the file, for quarantine records.
       label_required: False for rows to score, which may have no label column.
 
@@ -152,10 +148,8 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, source: str,
     good = np.ones(n, dtype=bool)
     if first_bad:
         good[list(first_bad)] = False
-        cells = block.to_pydict()
         for i, error in sorted(first_bad.items()):
-            line = _join_cells([cells[name][i] for name in block.schema.names])
-            records.append(quarantine_record(source, line_numbers[i], line, error))
+            records.append(quarantine_record(source, line_numbers[i], text_of(i), error))
     mask = pa.array(good)
     batch = pa.RecordBatch.from_arrays(
         [_as_lists(typed[c].filter(mask) if first_bad else typed[c]) for c in columns], schema=arrow_schema(columns)
@@ -165,6 +159,8 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, source: str,
 
 def read_header(f: typing.BinaryIO, source: str, label_required: bool = True) -> typing.List[str]:
     """The column names on a CSV's first line, checked to hold the contract's columns.
+
+    Leaves `f` at the start of the second line.
 
     Raises:
       rows.InputError: the file is empty or its header lacks contract columns.
@@ -178,59 +174,129 @@ def read_header(f: typing.BinaryIO, source: str, label_required: bool = True) ->
     return header
 
 
-def read_csv(f: typing.BinaryIO, source: str, label_required: bool = True,
-             block_bytes: int = BLOCK_BYTES) -> typing.Iterator[Chunk]:
-    """Streams a CSV file of the contract as typed chunks.
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Whole lines of a file: from byte `start` (None: right after the header) to byte `end`
+    (None: the end of the file); the first of them is line `first_line`."""
+
+    path: str
+    start: typing.Optional[int] = None
+    end: typing.Optional[int] = None
+    first_line: int = 2
+
+
+def plan_ranges(f: typing.BinaryIO, path: str, range_bytes: int, digest=None) -> typing.List[Range]:
+    """Splits a file into ranges of whole data lines of about `range_bytes` each.
+
+    Reads the file once from its start, counting line breaks, so that every range knows
+    its first line number; `digest` (a hashlib object), when given, is fed every byte.
+    """
+    header = f.readline()
+    if digest is not None:
+        digest.update(header)
+    ranges, start, first_line = [], len(header), 2
+    offset, line, next_cut = start, 2, start + range_bytes
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        if digest is not None:
+            digest.update(chunk)
+        line_starts = offset + np.flatnonzero(np.frombuffer(chunk, np.uint8) == ord("\n")) + 1
+        i = int(np.searchsorted(line_starts, next_cut))
+        while i < len(line_starts):
+            ranges.append(Range(path, start, int(line_starts[i]), first_line))
+            start, first_line = int(line_starts[i]), line + i + 1
+            next_cut = start + range_bytes
+            i = int(np.searchsorted(line_starts, next_cut))
+        line += len(line_starts)
+        offset += len(chunk)
+    if offset > start:
+        ranges.append(Range(path, start, None, first_line))
+    return ranges
+
+
+def _pieces(f: typing.BinaryIO, end: typing.Optional[int], piece_bytes: int) -> typing.Iterator[bytes]:
+    """Reads from the current position to `end` (or EOF) in pieces of whole lines."""
+    position = f.tell()
+    while end is None or position < end:
+        size = piece_bytes if end is None else min(piece_bytes, end - position)
+        piece = f.read(size)
+        if not piece:
+            return
+        if not piece.endswith(b"\n"):
+            piece += f.readline()  # Complete the last line (the range's end is a line start).
+        position += len(piece)
+        yield piece
+
+
+def _parse_piece(piece: bytes, header: typing.Sequence[str], source: str, first_line: int):
+    """Parses whole lines into string cells.
+
+    Returns:
+      (the rows' cells, their line numbers, [(line number, text, fields)] of the rows with
+      a wrong field count, a function: row -> its line's text).
+    """
+    invalid = []
+
+    def on_invalid_row(row):
+        invalid.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    table = pacsv.read_csv(
+        io.BytesIO(piece),
+        read_options=pacsv.ReadOptions(use_threads=False, column_names=list(header), block_size=len(piece) + 1),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False),
+    )
+    block = pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], names=table.column_names)
+    # Arrow numbers the non-empty lines 1, 2, ...; map them to the file's line numbers.
+    data = np.frombuffer(piece, np.uint8)
+    breaks = np.flatnonzero(data == ord("\n"))
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [len(piece)]])
+    lengths = ends - starts - (data[np.maximum(ends - 1, 0)] == ord("\r")) * (ends > starts)
+    nonempty = np.flatnonzero(lengths > 0)
+    if block.num_rows + len(invalid) != len(nonempty):
+        raise rows.InputError(f"{source}: a quoted value spans lines between lines {first_line} and "
+                              f"{first_line + len(breaks)}; values may not hold line breaks (docs/data.md)")
+    skipped = np.zeros(len(nonempty), dtype=bool)
+    skipped[[number - 1 for number, _, _ in invalid]] = True
+    row_lines = nonempty[~skipped]
+    wrong = [(first_line + int(nonempty[number - 1]), text.rstrip("\r"), fields)
+             for number, text, fields in invalid if text.strip()]  # A line of blanks is no row.
+
+    def text_of(row: int) -> str:
+        k = row_lines[row]
+        return piece[starts[k]:ends[k]].decode("utf-8", "replace").rstrip("\r")
+
+    return block, first_line + row_lines, wrong, text_of
+
+
+def read_csv(f: typing.BinaryIO, source: str, label_required: bool = True, block_bytes: int = BLOCK_BYTES,
+             byte_range: typing.Optional[Range] = None) -> typing.Iterator[Chunk]:
+    """Reads a CSV file of the contract, or one range of its lines, as typed chunks.
 
     Args:
       f: the file, opened in binary mode at its start.
       source: its name, for errors and quarantine records.
       label_required: False for rows to score, which may have no label column.
       block_bytes: how much text one chunk covers.
+      byte_range: only these lines (from `plan_ranges`); default the whole file.
 
     Yields:
-      Chunks in file order. Blank lines are not rows. Line numbers count the header
-      as line 1 and do not count blank lines.
+      Chunks in file order. Blank lines are not rows; line numbers are the file's.
 
     Raises:
-      rows.InputError: the header lacks contract columns.
+      rows.InputError: the header lacks contract columns, or a quoted value spans lines.
     """
     header = read_header(f, source, label_required)
-    f.seek(0)
-    invalid: typing.List[typing.Tuple[int, str, int]] = []  # (line number, text, fields), in file order
-
-    def on_invalid_row(row):
-        if row.text.strip():  # A line of blanks is no row, as an empty line is none.
-            invalid.append((row.number, row.text.rstrip("\r"), row.actual_columns))
-        return "skip"
-
-    reader = pacsv.open_csv(
-        f,
-        read_options=pacsv.ReadOptions(use_threads=False, block_size=block_bytes),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False),
-    )
-
-    def wrong_field_count(number: int, text: str, fields: int) -> dict:
-        error = rows.BadRow(rows.WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {fields}")
-        return quarantine_record(source, number, text, error)
-
-    next_line = 2
-    for block in reader:
-        # Arrow numbers lines as we do and calls the handler for a block's invalid rows
-        # before it returns the block, so every line a good row cannot have is known here.
-        taken = np.array([number for number, _, _ in invalid], dtype=np.int64)
-        candidates = np.arange(next_line, next_line + block.num_rows + len(taken), dtype=np.int64)
-        line_numbers = candidates[~np.isin(candidates, taken)][: block.num_rows]
-        last = int(line_numbers[-1]) if block.num_rows else next_line - 1
-        batch, bad = type_block(block, line_numbers, source, label_required)
-        before = [r for r in invalid if r[0] < last]
-        bad += [wrong_field_count(*r) for r in before]
-        invalid[:] = invalid[len(before):]
-        next_line = last + 1
-        yield Chunk(batch, bad, block.num_rows + len(before))
-    if invalid:  # Rows after the last good one.
-        columns = _columns(header, label_required)
-        empty = pa.RecordBatch.from_arrays([pa.array([], t) for t in arrow_schema(columns).types],
-                                           schema=arrow_schema(columns))
-        yield Chunk(empty, [wrong_field_count(*r) for r in invalid], len(invalid))
+    byte_range = byte_range or Range(source)
+    if byte_range.start is not None:
+        f.seek(byte_range.start)
+    first_line = byte_range.first_line
+    for piece in _pieces(f, byte_range.end, block_bytes):
+        block, line_numbers, wrong, text_of = _parse_piece(piece, header, source, first_line)
+        first_line += piece.count(b"\n")
+        batch, bad = type_block(block, line_numbers, text_of, source, label_required)
+        for number, text, fields in wrong:
+            error = rows.BadRow(rows.WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {fields}")
+            bad.append(quarantine_record(source, number, text, error))
+        yield Chunk(batch, bad, block.num_rows + len(wrong))

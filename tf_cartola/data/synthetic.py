@@ -1,4 +1,4 @@
-"""Seeded synthetic Cartola users that follow ../shared/docs/data-spec.md.
+"""Seeded synthetic Cartola users that follow the data contract (docs/data.md).
 
     python -m tf_cartola.data.synthetic --rows 128000 --seed 7 --out data/cartola.csv
 
@@ -18,7 +18,7 @@ import pandas as pd
 from tf_cartola import features as F
 
 # Label model on z-scored engineered features; tuned so the reference procedure
-# lands on data-spec.md's table (see tests/test_synthetic.py).
+# lands on the real data's numbers (docs/data.md) (see tests/test_synthetic.py).
 _LABEL_WEIGHTS = {
     "anos_como_pro": 1.25,
     "ceil_avg_3": 0.55,
