@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # tf.Transform's Keras layer is Keras 2: every process must choose tf_keras before importing TF.
+# TensorFlow's C++ logs are off (CUDA plugin registration errors on CPU-only machines); -v brings them back.
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000

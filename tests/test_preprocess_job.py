@@ -3,6 +3,8 @@
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -177,3 +179,15 @@ def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tm
         for name in F.TRANSFORMED_FEATURES:
             np.testing.assert_allclose(got[name].to_numpy(), expected[name].to_numpy(), rtol=0, atol=1e-6,
                                        err_msg=name)
+
+
+def test_the_cli_prints_its_progress_and_no_library_noise(small_csv, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
+    done = subprocess.run([sys.executable, "-m", "beam_jobs.preprocess", "--input", small_csv,
+                           "--output_dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert all(" INFO beam_jobs." in line for line in lines), [l for l in lines if " INFO beam_jobs." not in l][:5]
+    text = done.stderr
+    assert "stage 2/4 pipeline" in text and f"read {SMALL_ROWS} rows" in text and "stage 4/4 publish" in text
+    assert json.loads(done.stdout)["rows"]["read"] == SMALL_ROWS

@@ -24,6 +24,7 @@ def setup_logging(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return
     # Libraries set their own loggers' levels when imported (absl does), so filter at the handler.
     logging.getLogger().handlers[0].addFilter(
