@@ -14,7 +14,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test notebook clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Jupyter's front end is not needed by the tests (they run the notebook with nbclient).
+notebook: $(STAMP)
+	$(PY) -m pip install --quiet notebook==7.6.5
+	$(PY) -m notebook notebooks/inspect_run.ipynb
 
 clean:
 	rm -rf runs data

@@ -316,10 +316,13 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     if anomaly_rows and cfg.fail_on_anomalies:
         for unpublished in (layout.path("transform"), layout.path("transformed")):
             tf.io.gfile.rmtree(unpublished)  # Nothing trains on data that failed validation.
+        manifest["artifacts"]["report"] = layout.path("report.html")
         _write_manifest(layout, manifest, started)
+        from tf_cartola import report
         from tf_cartola.validation import format_table
 
-        raise AnomaliesFound(format_table(anomaly_rows))
+        report.write_report(layout.path("report.html"), cfg.output_dir)  # Something to open and share.
+        raise AnomaliesFound(format_table(anomaly_rows) + f"\nreport: {layout.path('report.html')}")
     manifest["artifacts"].update(
         {
             "transform": layout.path("transform"),

@@ -109,6 +109,9 @@ def test_bad_csv_exits_nonzero_with_anomaly_table_and_writes_stats(tmp_path, cap
     manifest = json.load(open(out / "manifest.json"))
     assert not manifest["valid"] and manifest["rows"]["bad"] == 2
     assert "transform" not in manifest["artifacts"]
+    assert not (out / "transform").exists() and not (out / "transformed").exists()
+    page = open(manifest["artifacts"]["report"]).read()  # Something to open and share, without a model.
+    assert '<section id="anomalies">' in page and '<section id="model">' not in page and "norm_escalacao" in page
 
 
 def test_missing_input_bad_header_and_missing_schema_are_clear_errors(tmp_path, capsys):

@@ -46,6 +46,7 @@ def main(argv=None) -> int:
         return 2
     print(metrics_table(result))
     print(f"seconds: {result['seconds']}")
+    print(f"run folder: {result['run_dir']} (report: {result['report']})")
     if not result["blessed"]:
         print("NOT BLESSED, not pushed:\n  " + "\n  ".join(result["reasons"]), file=sys.stderr)
         return 1

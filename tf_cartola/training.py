@@ -18,6 +18,7 @@ from tf_cartola import export as export_lib
 from tf_cartola import features as F
 from tf_cartola import metrics as metrics_lib
 from tf_cartola import model as model_lib
+from tf_cartola import report
 from tf_cartola import rows
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,11 @@ def load_raw(pattern: str) -> typing.Tuple[typing.List[bytes], np.ndarray]:
     return serialized, labels.numpy()
 
 
-def evaluate_export(export_dir: str, serialized, labels, threshold: float) -> dict:
-    """Metrics of a SavedModel's serving signature on raw examples."""
+def evaluate_export(export_dir: str, serialized, labels, threshold: float) -> typing.Tuple[dict, np.ndarray]:
+    """(metrics, scores) of a SavedModel's serving signature on raw examples."""
     _, score = export_lib.load_scorer(export_dir)
-    return metrics_lib.classification_metrics(labels, score(serialized), threshold)
+    scores = score(serialized)
+    return metrics_lib.classification_metrics(labels, scores, threshold), scores
 
 
 def bless(candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.BlessingConfig) -> typing.List[str]:
@@ -145,9 +147,10 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
 
     start = time.perf_counter()
     threshold = config.blessing.decision_threshold
-    candidate = evaluate_export(export_dir, serialized, labels, threshold)
+    candidate, scores = evaluate_export(export_dir, serialized, labels, threshold)
     previous = export_lib.versions(base_path)
-    baseline = evaluate_export(os.path.join(base_path, str(previous[-1])), serialized, labels, threshold) if previous else None
+    baseline = evaluate_export(os.path.join(base_path, str(previous[-1])), serialized, labels,
+                               threshold)[0] if previous else None
     reasons = bless(candidate, baseline, config.blessing)
     seconds["evaluate"] = round(time.perf_counter() - start, 2)
 
@@ -175,6 +178,10 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     _write_json(os.path.join(run_dir, "metrics.json"), candidate)
     _write_json(os.path.join(run_dir, "history.json"), history.history)
     _write_json(os.path.join(run_dir, "blessing.json"), result)
+    start = time.perf_counter()
+    result["report"] = report.write_report(os.path.join(run_dir, "report.html"), preprocess_dir, run_dir, labels,
+                                           scores)
+    seconds["report"] = round(time.perf_counter() - start, 2)
     result["model"] = model  # In-process use only (comparisons, notebooks); not serialized.
     decisions = os.path.join(os.path.dirname(base_path), f"{config.serving.model_name}.decisions.jsonl")
     tf.io.gfile.makedirs(os.path.dirname(decisions))

@@ -1,0 +1,136 @@
+"""Inspection: the run report (parsed, and opened in a real headless browser), the feature analysis, the notebook."""
+
+import html.parser
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tf_cartola import analysis, report
+from tf_cartola import features as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLINEAR_PAIRS = [("dif_melhoria", "rel_pont"), ("escalacoes", "norm_rodadas"), ("max_camp", "log_min_camp")]
+
+
+class _Page(html.parser.HTMLParser):
+    """Collects section ids, tags and attributes, and every cell's text."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.tags, self.attrs, self.cells = [], [], [], []
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs += attrs
+        if tag == "section":
+            self.sections.append(dict(attrs)["id"])
+        self._in_cell = tag in ("td", "th")
+
+    def handle_data(self, data):
+        if self._in_cell:
+            self.cells.append(data)
+
+
+def _page(path) -> _Page:
+    page = _Page()
+    page.feed(open(path).read())
+    page.close()
+    return page
+
+
+def test_the_report_of_a_run_holds_every_section_and_the_run_numbers(trained, preprocess_run):
+    manifest, _ = preprocess_run
+    _, result = trained
+    page = _page(result["report"])
+    assert page.sections == list(report.SECTIONS)
+    assert not {"script", "link", "img", "iframe"} & set(page.tags)
+    assert not [v for k, v in page.attrs if k in ("src", "href") and v]  # Nothing to fetch.
+    metrics = json.load(open(os.path.join(result["run_dir"], "metrics.json")))
+    for key in ("ks", "auc", "precision", "recall"):
+        assert f"{metrics[key]:.4g}" in page.cells, key
+    assert str(metrics["rows"]) in page.cells
+    for key in ("read", "train", "eval"):
+        assert str(manifest["rows"][key]) in page.cells
+    assert manifest["inputs"][0]["sha256"] in page.cells
+    assert page.tags.count("svg") >= len(F.RAW_FEATURES) + 5  # A histogram per feature and the model figures.
+
+
+def test_a_report_needs_a_run_folder(tmp_path, capsys):
+    assert report.main(["--preprocess_dir", str(tmp_path)]) == 2
+    assert "is not a preprocessing output" in capsys.readouterr().err
+
+
+def _browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("no chromium and chromedriver here (Debian's chromium, chromium-driver; .ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_the_report_opens_offline_in_a_real_browser(trained):
+    _, result = trained
+    browser = _browser()
+    try:
+        browser.get("file://" + os.path.abspath(result["report"]))
+        sizes = browser.execute_script(
+            "return Array.from(document.querySelectorAll('svg'))"
+            ".map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height]);")
+        console = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+        requests = [json.loads(e["message"])["message"] for e in browser.get_log("performance")]
+    finally:
+        browser.quit()
+    assert len(sizes) >= len(F.RAW_FEATURES) + 5 and all(w > 0 and h > 0 for w, h in sizes)
+    assert console == []
+    urls = [m["params"]["request"]["url"] for m in requests if m["method"] == "Network.requestWillBeSent"]
+    assert urls and all(u.startswith(("file:", "data:")) for u in urls), urls
+
+
+def test_vif_is_the_textbook_one(preprocess_run):
+    _, out = preprocess_run
+    (x, _), _ = analysis.load_transformed(out)
+    # Independent: the VIFs are the diagonal of the inverse correlation matrix.
+    np.testing.assert_allclose(analysis.vif(x), np.diag(np.linalg.inv(np.corrcoef(x, rowvar=False))), rtol=1e-6)
+
+
+def test_the_selection_drops_one_of_each_collinear_pair_and_writes_its_table(preprocess_run, capsys):
+    _, out = preprocess_run
+    assert analysis.main(["--preprocess_dir", out, "--out", os.path.join(out, "analysis.json")]) == 0
+    printed = capsys.readouterr().out
+    result = json.load(open(os.path.join(out, "analysis.json")))
+    by_vif = {s["feature"] for s in result["steps"] if s["stage"] == "vif"}
+    assert any(a in by_vif or b in by_vif for a, b in COLLINEAR_PAIRS[:2])
+    for pair in COLLINEAR_PAIRS:
+        assert not set(pair) <= set(result["kept"]), pair
+    assert "anos_como_pro" in result["kept"]
+    assert f"features: [{', '.join(result['kept'])}]" in printed
+    assert all(set(s) == {"stage", "feature", "value", "ks", "precision", "recall"} for s in result["steps"])
+
+
+def test_the_notebook_runs_headless_on_a_small_run(trained, preprocess_run):
+    import nbformat
+    from nbclient import NotebookClient
+
+    _, out = preprocess_run
+    _, result = trained
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", "inspect_run.ipynb"), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)  # Committed without outputs.
+    [parameters] = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    parameters.source = f"PREPROCESS_DIR = {out!r}\nRUN_DIR = {result['run_dir']!r}"
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
+    shown = [o for c in code for o in c.outputs]
+    assert not [o for o in shown if o.output_type == "error"]
+    assert sum("image/svg+xml" in o.get("data", {}) for o in shown) >= len(F.RAW_FEATURES) + 5

@@ -1,0 +1,381 @@
+"""One self-contained HTML page of a run: inputs, features train vs eval, anomalies and drift, the model.
+
+    python -m tf_cartola.report --preprocess_dir runs/preprocess --run_dir runs/train/RUN [--out report.html]
+
+Every figure is inline SVG and every style inline, and the page's Content-Security-Policy
+forbids any fetch: it opens offline in any browser. Without --run_dir (or for a
+preprocessing output that failed validation) the model sections are left out.
+`tf_cartola.train` writes one into each run folder, `beam_jobs.preprocess` one into its
+output when validation fails. Exit status: 0 written, 2 a folder that is not a
+preprocessing output or a training run.
+"""
+
+import argparse
+import html
+import io
+import json
+import os
+import sys
+import typing
+
+import numpy as np
+
+from tf_cartola import metrics as metrics_lib
+
+SECTIONS = ("inputs", "features", "anomalies", "model", "blessing")
+THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+_STYLE = """body{font-family:sans-serif;margin:2em;max-width:72em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.bad{background:#fdd}.ok{background:#dfd}
+.figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0}figcaption{font-size:.8em;text-align:center}
+code{background:#f4f4f4;padding:0 .2em}"""
+
+
+class NotARunError(ValueError):
+    """A folder that is not a preprocessing output (no manifest.json) or not a training run (no blessing.json)."""
+
+
+def _read_json(path: str, what: str) -> dict:
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        raise NotARunError(f"{os.path.dirname(path) or '.'} is not {what}: it has no {os.path.basename(path)}")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def load_preprocess(preprocess_dir: str) -> dict:
+    """The manifest, TFDV statistics and anomalies of a preprocessing output, with TFDV's loaders."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    manifest = _read_json(os.path.join(preprocess_dir, "manifest.json"), "a preprocessing output")
+    artifacts = manifest["artifacts"]
+    stats = {w: tfdv.load_stats_text(artifacts[f"stats_{w}"]) for w in ("train", "eval")}
+    anomalies = {w: tfdv.load_anomalies_text(artifacts[f"anomalies_{w}"])
+                 for w in ("train", "eval", "input") if tf.io.gfile.exists(artifacts[f"anomalies_{w}"])}
+    analysis_path = os.path.join(preprocess_dir, "analysis.json")
+    analysis = _read_json(analysis_path, "") if tf.io.gfile.exists(analysis_path) else None
+    return {"dir": preprocess_dir, "manifest": manifest, "stats": stats, "anomalies": anomalies,
+            "analysis": analysis}
+
+
+def load_run(run_dir: str) -> dict:
+    """A training run's blessing record (metrics, baseline, decision, weights)."""
+    return {"dir": run_dir, "blessing": _read_json(os.path.join(run_dir, "blessing.json"), "a training run")}
+
+
+def eval_scores(preprocess: dict, run: dict) -> typing.Tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) of the run's exported model on the raw eval split."""
+    from tf_cartola import export as export_lib
+    from tf_cartola import training
+
+    serialized, labels = training.load_raw(preprocess["manifest"]["artifacts"]["raw_eval"])
+    _, score = export_lib.load_scorer(os.path.join(run["dir"], "export"))
+    return labels, score(serialized)
+
+
+# Tables.
+
+def _table(header: typing.Sequence[str], rows: typing.Iterable[typing.Sequence], classes=None) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return html.escape(str(v))
+
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _features(stats) -> dict:
+    return {f.path.step[0]: f for f in stats.datasets[0].features}
+
+
+def feature_rows(stats: dict) -> typing.List[tuple]:
+    """(feature, split, count, missing %, min, mean, median, max) from TFDV statistics."""
+    out = []
+    names = sorted(set().union(*(_features(s) for s in stats.values())))
+    for name in names:
+        for which, s in stats.items():
+            f = _features(s).get(name)
+            if f is None:
+                continue
+            kind = f.WhichOneof("stats")
+            common = getattr(f, kind).common_stats
+            total = common.num_non_missing + common.num_missing
+            missing = 100.0 * common.num_missing / total if total else 0.0
+            if kind == "num_stats":
+                n = f.num_stats
+                out.append((name, which, int(total), missing, n.min, n.mean, n.median, n.max))
+            else:
+                out.append((name, which, int(total), missing, "", "", "", ""))
+    return out
+
+
+def drift_rows(anomalies) -> typing.List[tuple]:
+    """(feature, measure, value, threshold, failed) of every drift / skew comparison TFDV made."""
+    out = []
+    for info in anomalies.drift_skew_info:
+        for m in list(info.drift_measurements) + list(info.skew_measurements):
+            out.append((info.path.step[0], type(m).Type.Name(m.type), m.value, m.threshold, m.value > m.threshold))
+    return sorted(out)
+
+
+def threshold_rows(labels, scores, thresholds=THRESHOLDS) -> typing.List[tuple]:
+    """(threshold, precision, recall, share of users flagged) at each threshold."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores)
+    out = []
+    for t in thresholds:
+        flagged = scores >= t
+        tp = np.sum(flagged & labels)
+        out.append((t, tp / max(flagged.sum(), 1), tp / max(labels.sum(), 1), flagged.mean()))
+    return out
+
+
+# Figures.
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    out = io.StringIO()
+    fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = out.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure(width=4.2, height=2.8):
+    import matplotlib
+
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.fonttype"] = "path"  # Text as outlines: no font is fetched or needed.
+    return plt.subplots(figsize=(width, height))
+
+
+def histogram_figure(name: str, stats: dict) -> typing.Optional[str]:
+    """Train and eval histograms of one numeric feature, overlaid, as shares of rows."""
+    fig, ax = None, None
+    for which, s in stats.items():
+        f = _features(s).get(name)
+        if f is None or f.WhichOneof("stats") != "num_stats":
+            continue
+        standard = [h for h in f.num_stats.histograms if h.type == h.STANDARD]
+        if not standard or not standard[0].buckets:
+            continue
+        buckets = standard[0].buckets
+        total = sum(b.sample_count for b in buckets) or 1
+        if fig is None:
+            fig, ax = _figure(3.2, 2.0)
+        ax.stairs([b.sample_count / total for b in buckets],
+                  [buckets[0].low_value] + [b.high_value for b in buckets], label=which, fill=which == "train",
+                  alpha=0.45 if which == "train" else 1.0)
+    if fig is None:
+        return None
+    ax.set_title(name, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def model_figures(labels, scores) -> typing.Dict[str, str]:
+    """Score distributions, KS curve, ROC, precision-recall and calibration of eval scores, as SVG."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    pos, neg = np.sort(scores[labels]), np.sort(scores[~labels])
+    out = {}
+
+    fig, ax = _figure()
+    bins = np.linspace(0, 1, 41)
+    ax.hist(neg, bins, density=True, alpha=0.5, label=f"non-PRO (mean {neg.mean():.2f})")
+    ax.hist(pos, bins, density=True, alpha=0.5, label=f"PRO (mean {pos.mean():.2f})")
+    ax.set_xlabel("predicted PRO probability")
+    ax.legend(fontsize=8)
+    out["Score distributions, PRO vs non-PRO"] = _svg(fig)
+
+    grid = np.linspace(0, 1, 501)
+    cdf_pos = np.searchsorted(pos, grid, side="right") / len(pos)
+    cdf_neg = np.searchsorted(neg, grid, side="right") / len(neg)
+    at = int(np.argmax(cdf_neg - cdf_pos))
+    fig, ax = _figure()
+    ax.plot(grid, cdf_neg, label="non-PRO")
+    ax.plot(grid, cdf_pos, label="PRO")
+    ax.vlines(grid[at], cdf_pos[at], cdf_neg[at], colors="k", linestyles="dashed",
+              label=f"KS {metrics_lib.ks_statistic(labels, scores):.3f} at {grid[at]:.2f}")
+    ax.set_xlabel("score")
+    ax.set_ylabel("cumulative share")
+    ax.legend(fontsize=8)
+    out["KS curve: the largest gap between the two score CDFs"] = _svg(fig)
+
+    order = np.argsort(-scores, kind="mergesort")
+    tp = np.cumsum(labels[order])
+    fp = np.cumsum(~labels[order])
+    fig, ax = _figure()
+    ax.plot(np.concatenate([[0], fp / len(neg)]), np.concatenate([[0], tp / len(pos)]))
+    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"AUC {metrics_lib.roc_auc(labels, scores):.3f}", fontsize=9)
+    out["ROC curve"] = _svg(fig)
+
+    fig, ax = _figure()
+    ax.plot(tp / len(pos), tp / np.arange(1, len(scores) + 1))
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    out["Precision-recall curve"] = _svg(fig)
+
+    edges = np.linspace(0, 1, 11)
+    which = np.clip(np.digitize(scores, edges) - 1, 0, 9)
+    filled = [b for b in range(10) if np.any(which == b)]
+    fig, ax = _figure()
+    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    ax.plot([scores[which == b].mean() for b in filled], [labels[which == b].mean() for b in filled], "o-")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("share PRO")
+    out["Calibration (10 score bins)"] = _svg(fig)
+    return out
+
+
+# The page.
+
+def _figs(figures: typing.Dict[str, str]) -> str:
+    return '<div class="figs">' + "".join(
+        f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, svg in figures.items()
+    ) + "</div>"
+
+
+def _inputs_section(manifest: dict) -> str:
+    inputs = _table(("file", "bytes", "sha256"), [(i["path"], i["bytes"], i["sha256"]) for i in manifest["inputs"]])
+    rows = _table(("rows", "count"), list(manifest["rows"].items()))
+    bad = _table(("bad rows: kind and column", "count"), sorted(manifest["bad_rows"].items())) \
+        if manifest["bad_rows"] else "<p>No row was set aside.</p>"
+    seconds = _table(("stage", "seconds"), sorted(manifest["seconds"].items()))
+    return f"<h3>Files</h3>{inputs}<h3>Rows</h3>{rows}{bad}<h3>Seconds</h3>{seconds}"
+
+
+def _features_section(stats: dict) -> str:
+    table = _table(("feature", "split", "count", "missing %", "min", "mean", "median", "max"), feature_rows(stats))
+    names = sorted(set().union(*(_features(s) for s in stats.values())))
+    figures = {name: svg for name in names if (svg := histogram_figure(name, stats))}
+    return table + "<h3>Histograms (share of rows per bucket)</h3>" + _figs(figures)
+
+
+def _anomalies_section(anomalies: dict) -> str:
+    from tf_cartola import validation
+
+    parts = []
+    for which, a in anomalies.items():
+        rows = validation.anomaly_rows({which: a})
+        parts.append(f"<h3>{html.escape(which)}</h3>")
+        parts.append(_table(("split", "feature", "kind", "description"), rows, ["bad"] * len(rows)) if rows
+                     else "<p>No anomaly.</p>")
+    drift = drift_rows(anomalies["eval"]) if "eval" in anomalies else []
+    parts.append("<h3>Drift, eval vs train</h3>")
+    parts.append(_table(("feature", "measure", "value", "threshold", "above"), [r[:4] + ("yes" if r[4] else "no",)
+                                                                                  for r in drift],
+                        ["bad" if r[4] else "ok" for r in drift]) if drift else "<p>No drift comparison.</p>")
+    return "".join(parts)
+
+
+def _analysis_section(analysis: dict) -> str:
+    steps = _table(("stage", "dropped", "VIF or coefficient", "KS after", "precision", "recall"),
+                   [(s["stage"], s["feature"], s["value"], s["ks"], s["precision"], s["recall"])
+                    for s in analysis["steps"]])
+    kept = ", ".join(analysis["kept"])
+    return f"{steps}<p>Kept: <code>[{html.escape(kept)}]</code></p>"
+
+
+def _model_section(run: dict, labels, scores) -> str:
+    b = run["blessing"]
+    metric_names = ("ks", "auc", "precision", "recall", "mean_score_pro", "mean_score_non_pro", "rows", "rows_pro")
+    metrics = _table(("metric", "candidate"), [(m, b["metrics"][m]) for m in metric_names])
+    coefficients = _table(("feature", "coefficient (z-scored input)"),
+                          sorted(zip(b["features"], b["weights"]), key=lambda fw: -abs(fw[1])))
+    thresholds = _table(("threshold", "precision", "recall", "share flagged"), threshold_rows(labels, scores))
+    return (f"<h3>Metrics on the eval split</h3>{metrics}<h3>Coefficients</h3>{coefficients}"
+            f"<h3>Figures</h3>{_figs(model_figures(labels, scores))}<h3>At each threshold</h3>{thresholds}")
+
+
+def _blessing_section(run: dict) -> str:
+    b = run["blessing"]
+    verdict = f"blessed, pushed as version {b['version']}" if b["blessed"] else "NOT blessed: " + "; ".join(b["reasons"])
+    names = ("ks", "auc", "precision", "recall")
+    if b["baseline"]:
+        table = _table(("metric", "candidate", f"version {b['baseline_version']}"),
+                       [(m, b["metrics"][m], b["baseline"][m]) for m in names])
+    else:
+        table = "<p>No version was blessed before this one.</p>"
+    cls = "ok" if b["blessed"] else "bad"
+    return f'<p class="{cls}"><b>{html.escape(verdict)}</b></p>{table}'
+
+
+def build_html(preprocess: dict, run: typing.Optional[dict] = None, labels=None, scores=None) -> str:
+    """The report page; the model and blessing sections only with a run and its eval scores."""
+    manifest = preprocess["manifest"]
+    title = f"Cartola PRO run: {os.path.basename(os.path.normpath(run['dir'])) if run else preprocess['dir']}"
+    status = "passed validation" if manifest["valid"] else "FAILED validation"
+    body = [f"<h1>{html.escape(title)}</h1><p>Preprocessing output <code>{html.escape(preprocess['dir'])}</code>: "
+            f"{status}.</p>",
+            f'<section id="inputs"><h2>Inputs</h2>{_inputs_section(manifest)}</section>',
+            f'<section id="features"><h2>Features, train vs eval</h2>{_features_section(preprocess["stats"])}'
+            "</section>",
+            f'<section id="anomalies"><h2>Anomalies and drift</h2>{_anomalies_section(preprocess["anomalies"])}'
+            "</section>"]
+    if preprocess.get("analysis"):
+        body.append('<section id="analysis"><h2>Feature analysis (python -m tf_cartola.analysis)</h2>'
+                    f'{_analysis_section(preprocess["analysis"])}</section>')
+    if run is not None:
+        body.append(f'<section id="model"><h2>The model</h2>{_model_section(run, labels, scores)}</section>')
+        body.append(f'<section id="blessing"><h2>Blessing</h2>{_blessing_section(run)}</section>')
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+
+
+def write_report(out: str, preprocess_dir: str, run_dir: typing.Optional[str] = None, labels=None,
+                 scores=None) -> str:
+    """Writes the report; scores the eval split with the run's export when `scores` is not given.
+
+    Raises:
+      NotARunError: a folder is not a preprocessing output or a training run.
+    """
+    import tensorflow as tf
+
+    preprocess = load_preprocess(preprocess_dir)
+    run = load_run(run_dir) if run_dir else None
+    if run is not None and scores is None:
+        labels, scores = eval_scores(preprocess, run)
+    with tf.io.gfile.GFile(out, "w") as f:
+        f.write(build_html(preprocess, run, labels, scores))
+    return out
+
+
+def main(argv=None) -> int:
+    from tf_cartola import cli
+
+    parser = argparse.ArgumentParser(prog="python -m tf_cartola.report", description=__doc__.splitlines()[0],
+                                     epilog="exit status: 0 written, 2 not a preprocessing output or training run")
+    parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
+    parser.add_argument("--run_dir", help="a tf_cartola.train run folder (adds the model sections)")
+    parser.add_argument("--out", help="the HTML file (default: report.html in the run folder, else the output)")
+    cli.add_verbose_flag(parser)
+    args = parser.parse_args(argv)
+    cli.setup_logging(args.verbose)
+    out = args.out or os.path.join(args.run_dir or args.preprocess_dir, "report.html")
+    try:
+        write_report(out, args.preprocess_dir, args.run_dir)
+    except NotARunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
