@@ -23,6 +23,7 @@ printed; statistics and anomalies are written); 2 means bad arguments or config.
 """
 
 import argparse
+import difflib
 import json
 import sys
 
@@ -45,14 +46,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UnknownFlag(ValueError):
+    """A flag neither this job nor Beam's PipelineOptions knows."""
+
+
+def _check_beam_flags(beam_args) -> None:
+    """Raises UnknownFlag for a flag Beam would discard (it only logs them), naming the closest known one."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(beam_args)
+    known = options.get_all_options(retain_unknown_options=False)
+    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+    if unknown:
+        ours = [a.dest for a in _parser()._actions if a.option_strings]  # pylint: disable=protected-access
+        close = difflib.get_close_matches(unknown[0], ours + sorted(known), n=1)
+        hint = f" (did you mean --{close[0]}?)" if close else ""
+        raise UnknownFlag(f"unknown flag --{unknown[0]}{hint}; see --help, and Beam's PipelineOptions")
+
+
 def run(argv=None) -> dict:
-    """Parses the command line, runs `job.preprocess` and returns its manifest."""
+    """Parses the command line, runs `job.preprocess` and returns its manifest.
+
+    Raises:
+      UnknownFlag: a flag that neither the job nor Beam knows (before any work).
+    """
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_jobs import job
     from tf_cartola import config as config_lib
 
     args, beam_args = _parser().parse_known_args(argv)
+    _check_beam_flags(beam_args)
     config = config_lib.load(args.config)
     config = config_lib.override(
         config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema,
@@ -74,7 +98,7 @@ def main(argv=None) -> int:
     except job.AnomaliesFound as e:
         print(f"Anomalies found; statistics and anomalies are written.\n{e}", file=sys.stderr)
         return 1
-    except (config_lib.ConfigError, FileNotFoundError, rows.InputError) as e:
+    except (config_lib.ConfigError, FileNotFoundError, rows.InputError, UnknownFlag) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"output_dir": manifest["config"]["preprocess"]["output_dir"], "rows": manifest["rows"],

@@ -29,3 +29,25 @@ def test_override_replaces_only_given_fields():
     cfg = config.override(config.from_dict({}), "preprocess", input="x.csv", output_dir=None)
     assert cfg.preprocess.input == "x.csv"
     assert cfg.preprocess.output_dir == config.PreprocessConfig().output_dir
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"preprocess": {"split_ratio": [0, 0]}}, "preprocess.split_ratio: must be two positive whole numbers"),
+        ({"preprocess": {"split_ratio": [2, 1, 1]}}, "preprocess.split_ratio"),
+        ({"preprocess": {"max_bad_row_fraction": 2}}, r"preprocess.max_bad_row_fraction: must be in \[0, 1\]"),
+        ({"preprocess": {"drift_threshold": 0}}, r"preprocess.drift_threshold: must be in \(0, 1\]"),
+        ({"train": {"batch_size": 0}}, "train.batch_size: must be positive"),
+        ({"train": {"learning_rate": -0.1}}, "train.learning_rate: must be positive"),
+        ({"blessing": {"min_ks": 1.5}}, r"blessing.min_ks: must be in \[0, 1\]"),
+    ],
+)
+def test_values_out_of_range_are_errors_naming_the_field(data, message):
+    with pytest.raises(config.ConfigError, match=message):
+        config.from_dict(data)
+
+
+def test_an_override_out_of_range_is_an_error():
+    with pytest.raises(config.ConfigError, match="train.epochs: must be positive"):
+        config.override(config.from_dict({}), "train", epochs=0)

@@ -194,3 +194,12 @@ def test_the_cli_prints_its_progress_and_no_library_noise(small_csv, tmp_path):
     text = done.stderr
     assert "stage 2/4 pipeline" in text and f"read {SMALL_ROWS} rows" in text and "stage 4/4 publish" in text
     assert json.loads(done.stdout)["rows"]["read"] == SMALL_ROWS
+
+
+def test_an_unknown_flag_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert preprocess.main(["--input", "nothing.csv", "--ouput_dir", str(out)]) == 2
+    assert "unknown flag --ouput_dir (did you mean --output_dir?)" in capsys.readouterr().err
+    assert not out.exists()
+    assert preprocess.main(["--input", "nothing.csv", "--config", "configs/default.yaml", "--no_such_beam_flag=1"]) == 2
+    assert "unknown flag --no_such_beam_flag" in capsys.readouterr().err

@@ -12,6 +12,15 @@ class ConfigError(ValueError):
     """A config file that does not match the dataclasses below."""
 
 
+def _require(condition: bool, field: str, rule: str, value) -> None:
+    if not condition:
+        raise ConfigError(f"{field}: {rule}, got {value!r}")
+
+
+def _fraction(field: str, value) -> None:
+    _require(0.0 <= value <= 1.0, field, "must be in [0, 1]", value)
+
+
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig:
     """The Beam preprocessing job (beam_jobs.preprocess)."""
@@ -25,6 +34,13 @@ class PreprocessConfig:
     max_bad_row_fraction: float = 0.0
     # Jensen-Shannon divergence above which eval-vs-train numeric drift is an anomaly.
     drift_threshold: float = 0.1
+
+    def __post_init__(self):
+        ratio = tuple(self.split_ratio)
+        _require(len(ratio) == 2 and all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ratio),
+                 "split_ratio", "must be two positive whole numbers [train, eval]", list(ratio))
+        _fraction("max_bad_row_fraction", self.max_bad_row_fraction)
+        _require(0.0 < self.drift_threshold <= 1.0, "drift_threshold", "must be in (0, 1]", self.drift_threshold)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +58,14 @@ class TrainConfig:
     l2: float = 0.0
     seed: int = 0
     run_dir: str = "runs/train"
+
+    def __post_init__(self):
+        _require(self.learning_rate > 0, "learning_rate", "must be positive", self.learning_rate)
+        _require(self.batch_size > 0, "batch_size", "must be positive", self.batch_size)
+        _require(self.epochs > 0, "epochs", "must be positive", self.epochs)
+        _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0",
+                 self.early_stopping_patience)
+        _require(self.l2 >= 0, "l2", "must be >= 0", self.l2)
 
     def feature_names(self) -> typing.Tuple[str, ...]:
         """The resolved feature list ("all" expanded), checked against the contract."""
@@ -63,6 +87,10 @@ class BlessingConfig:
     min_recall: float = 0.5
     # A candidate may be at most this much below the latest blessed model's KS.
     ks_tolerance: float = 0.01
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            _fraction(field.name, getattr(self, field.name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +133,10 @@ def _build(cls, data, where: str):
             raise ConfigError(f"{where}.{key}: expected {hint.__name__}, got {value!r}")
         else:
             values[key] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.{e}") from None
 
 
 def from_dict(data: dict) -> Config:
@@ -124,6 +155,14 @@ def load(path: str) -> Config:
 
 
 def override(config: Config, section: str, **changes) -> Config:
-    """A copy of `config` with some fields of one section replaced (CLI flags win over the file)."""
+    """A copy of `config` with some fields of one section replaced (CLI flags win over the file).
+
+    Raises:
+      ConfigError: a replaced value is out of its range.
+    """
     changes = {k: v for k, v in changes.items() if v is not None}
-    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
+    try:
+        replaced = dataclasses.replace(getattr(config, section), **changes)
+    except ConfigError as e:
+        raise ConfigError(f"{section}.{e}") from None
+    return dataclasses.replace(config, **{section: replaced})
