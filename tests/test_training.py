@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from beam_jobs import preprocess
 from tf_cartola import config as config_lib
-from tf_cartola import export, features as F, model, reference, rows, training
+from tf_cartola import export, features as F, model, reference, rows, training, versions
 from tf_cartola.data import synthetic
 
 
@@ -113,12 +113,21 @@ def test_shuffled_labels_are_refused_and_a_good_model_is_pushed_next(trained, sm
     assert any(r.startswith("ks ") for r in bad["reasons"])
     assert export.versions(os.path.join(serving_dir, cfg.serving.model_name)) == before
 
-    good = training.train(cfg, first["preprocess_dir"], serving_dir, str(tmp_path / "good_run"))
+    # The same data and config as the latest pushed version: nothing to do, unless forced.
+    same = training.train(cfg, first["preprocess_dir"], serving_dir, str(tmp_path / "same_run"))
+    assert same == {"nothing_changed": True, "version": before[-1],
+                    "version_dir": os.path.join(serving_dir, cfg.serving.model_name, str(before[-1]))}
+    assert not os.path.exists(tmp_path / "same_run")
+    good = training.train(cfg, first["preprocess_dir"], serving_dir, str(tmp_path / "good_run"), force=True)
     assert good["blessed"] and good["version"] == before[-1] + 1
     assert good["baseline_version"] == before[-1]
     # Same seed, same data: the same model (training is reproducible).
     np.testing.assert_allclose(good["weights"], first["weights"], atol=1e-7)
     assert good["metrics"]["ks"] == pytest.approx(first["metrics"]["ks"], abs=1e-9)
+    listed = versions.describe(os.path.join(serving_dir, cfg.serving.model_name))
+    assert [r["version"] for r in listed] == export.versions(os.path.join(serving_dir, cfg.serving.model_name))
+    assert listed[-1]["ks"] == pytest.approx(good["metrics"]["ks"]) and listed[-1]["baseline_version"] == before[-1]
+    assert listed[-1]["fingerprint"] == listed[0]["fingerprint"] and listed[-1]["pushed_at"]
 
 
 def test_a_candidate_worse_than_the_blessed_model_is_refused():

@@ -28,11 +28,13 @@ def metrics_table(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tf_cartola.train", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 pushed, 1 not blessed, 2 bad config or input")
+                                     epilog="exit status: 0 pushed (or nothing changed), 1 not blessed, 2 bad config or input")
     parser.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
     parser.add_argument("--preprocess_dir", help="beam_jobs.preprocess output; default from the config")
     parser.add_argument("--serving_dir", help="where blessed versions are pushed; default from the config")
     parser.add_argument("--run_dir", help="this run's folder; default a new one under train.run_dir")
+    parser.add_argument("--force", action="store_true",
+                        help="train and push even when the latest version was made of the same data and config")
     cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
@@ -40,17 +42,21 @@ def main(argv=None) -> int:
 
     try:
         config = config_lib.load(args.config)
-        result = training.train(config, args.preprocess_dir, args.serving_dir, args.run_dir)
+        result = training.train(config, args.preprocess_dir, args.serving_dir, args.run_dir, args.force)
     except (config_lib.ConfigError, training.PreprocessOutputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if result.get("nothing_changed"):
+        print(f"nothing changed: version {result['version']} ({result['version_dir']}) was made of the same data "
+              "and config; not trained, nothing pushed (--force trains anyway)")
+        return 0
     print(metrics_table(result))
     print(f"seconds: {result['seconds']}")
     print(f"run folder: {result['run_dir']} (report: {result['report']})")
     if not result["blessed"]:
         print("NOT BLESSED, not pushed:\n  " + "\n  ".join(result["reasons"]), file=sys.stderr)
         return 1
-    print(f"blessed and pushed as version {result['version']}")
+    print(f"blessed and pushed as version {result['version']}: {result['version_dir']}")
     return 0
 
 

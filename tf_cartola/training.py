@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -94,8 +95,29 @@ def _write_json(path: str, data) -> None:
         f.write(json.dumps(data, indent=2, sort_keys=True))
 
 
+PROVENANCE_FILE = "provenance.json"
+
+
+def provenance(manifest: dict, config: config_lib.Config) -> dict:
+    """What a model is made of: the input files' hashes, the split and the training config, and their digest."""
+    train = {k: v for k, v in dataclasses.asdict(config.train).items() if k != "run_dir"}
+    made_of = {"inputs_sha256": sorted(i["sha256"] for i in manifest["inputs"]),
+               "split_ratio": list(config.preprocess.split_ratio), "train": train}
+    digest = hashlib.sha256(json.dumps(made_of, sort_keys=True).encode("utf-8")).hexdigest()
+    return {"fingerprint": digest, **made_of}
+
+
+def read_provenance(version_dir: str) -> typing.Optional[dict]:
+    """A pushed version's provenance, or None for a version pushed without one."""
+    path = os.path.join(version_dir, PROVENANCE_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
 def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None,
-          serving_dir: typing.Optional[str] = None, run_dir: typing.Optional[str] = None) -> dict:
+          serving_dir: typing.Optional[str] = None, run_dir: typing.Optional[str] = None, force: bool = False) -> dict:
     """Trains, evaluates, blesses and (if blessed) pushes a model.
 
     Args:
@@ -103,17 +125,26 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
       preprocess_dir: output of beam_jobs.preprocess; default `config.preprocess.output_dir`.
       serving_dir: where versions are pushed; default `config.serving.serving_dir`.
       run_dir: where this run's files go; default a new timestamped folder under `config.train.run_dir`.
+      force: train even when the latest pushed version was made of the same data and config.
 
     Returns:
       {"run_dir", "export_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
-       "version" (None unless pushed), "seconds", ..., "model" (the trained tf_keras model)}.
+       "version" (None unless pushed), "seconds", ..., "model" (the trained tf_keras model)}; or, when
+      nothing changed since the latest pushed version (and not `force`),
+      {"nothing_changed": True, "version": that version, "version_dir": its folder}.
     """
     preprocess_dir = preprocess_dir or config.preprocess.output_dir
     base_path = os.path.join(serving_dir or config.serving.serving_dir, config.serving.model_name)
-    run_dir = run_dir or os.path.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
     hp = config.train
     feature_names = hp.feature_names()
     manifest = read_manifest(preprocess_dir)
+    made_of = provenance(manifest, config)
+    previous = export_lib.versions(base_path)
+    if previous and not force:
+        latest_dir = os.path.join(base_path, str(previous[-1]))
+        if (read_provenance(latest_dir) or {}).get("fingerprint") == made_of["fingerprint"]:
+            return {"nothing_changed": True, "version": previous[-1], "version_dir": latest_dir}
+    run_dir = run_dir or os.path.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
     artifacts = manifest["artifacts"]
     seconds = {}
 
@@ -148,7 +179,6 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     start = time.perf_counter()
     threshold = config.blessing.decision_threshold
     candidate, scores = evaluate_export(export_dir, serialized, labels, threshold)
-    previous = export_lib.versions(base_path)
     baseline = evaluate_export(os.path.join(base_path, str(previous[-1])), serialized, labels,
                                threshold)[0] if previous else None
     reasons = bless(candidate, baseline, config.blessing)
@@ -164,6 +194,7 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
         "blessed": not reasons,
         "reasons": reasons,
         "version": None,
+        "version_dir": None,
         "features": list(feature_names),
         "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
         "epochs_run": len(history.history["loss"]),
@@ -171,9 +202,13 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
         "config": dataclasses.asdict(config),
     }
     _write_json(os.path.join(export_dir, "metrics.json"), candidate)
+    _write_json(os.path.join(export_dir, PROVENANCE_FILE),
+                {**made_of, "preprocess_dir": preprocess_dir, "run_dir": run_dir,
+                 "trained_at": datetime.datetime.utcnow().isoformat() + "Z"})
     if not reasons:
         start = time.perf_counter()
         result["version"] = export_lib.push(export_dir, base_path)
+        result["version_dir"] = os.path.join(base_path, str(result["version"]))
         seconds["push"] = round(time.perf_counter() - start, 2)
     _write_json(os.path.join(run_dir, "metrics.json"), candidate)
     _write_json(os.path.join(run_dir, "history.json"), history.history)
