@@ -14,6 +14,7 @@ import http.server
 import logging
 import os
 import signal
+import sys
 import threading
 
 import grpc
@@ -25,6 +26,23 @@ from serving.servables import ServableManager, single_model_config
 log = logging.getLogger("serving.local_server")
 
 DEFAULT_MAX_REQUEST_BYTES = 16 << 20
+DRAIN_SECONDS = 10.0
+
+
+class PortInUse(OSError):
+    """A port the server was told to listen on is taken."""
+
+
+class _HttpServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that hangs up is one line of log, not a traceback; anything else is logged in full.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.info("%s:%s hung up (%s)", *client_address[:2], type(error).__name__)
+        else:
+            log.exception("REST connection from %s:%s failed", *client_address[:2])
 
 
 def _warmup(servable) -> int:
@@ -49,13 +67,24 @@ class LocalServer:
         self.manager = ServableManager(config, poll_seconds, warmup=_warmup)
         self._grpc = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=16),
-            options=[("grpc.max_receive_message_length", max_request_bytes)],
+            # Without SO_REUSEPORT a second server on the same port fails instead of sharing it.
+            options=[("grpc.max_receive_message_length", max_request_bytes), ("grpc.so_reuseport", 0)],
         )
         grpc_service.add_services(self._grpc, self.manager)
-        self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+        try:
+            self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+        except RuntimeError:
+            self._grpc_port = 0
+        if not self._grpc_port:
+            raise PortInUse(f"gRPC port {grpc_port} on {host} is in use (or cannot be bound); choose another with --port")
         self._host = host
-        self._http = http.server.ThreadingHTTPServer((host, rest_port), make_handler(RestApi(self.manager), max_request_bytes))
-        self._http.daemon_threads = True
+        self._rest = RestApi(self.manager)
+        try:
+            self._http = _HttpServer((host, rest_port), make_handler(self._rest, max_request_bytes))
+        except OSError as e:
+            self._grpc.stop(None)
+            raise PortInUse(f"REST port {rest_port} on {host} is in use ({e.strerror}); choose another with "
+                            "--rest_api_port") from None
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="rest", daemon=True)
 
     @property
@@ -74,10 +103,14 @@ class LocalServer:
         log.info("serving %s: gRPC %s, REST %s", self.manager.model_names(), self.grpc_address, self.rest_url)
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain_seconds: float = 1.0) -> None:
+        """Stops accepting requests, lets those in flight finish (up to `drain_seconds`), unloads."""
         self._http.shutdown()
+        grpc_done = self._grpc.stop(grace=drain_seconds)
+        if not self._rest.in_flight.wait_idle(drain_seconds):
+            log.warning("REST requests still in flight after %.0f s; stopping anyway", drain_seconds)
         self._http.server_close()
-        self._grpc.stop(grace=1).wait()
+        grpc_done.wait()
         self.manager.stop()
 
     def __enter__(self):
@@ -87,30 +120,50 @@ class LocalServer:
         self.stop()
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port")
-    parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (TF Serving binds all)")
-    parser.add_argument("--model_name", default="cartola_pro")
+def main(argv=None) -> int:
+    """The command-line entry point: serves until SIGINT or SIGTERM; returns the exit status."""
+    from tf_cartola import cli
+
+    parser = argparse.ArgumentParser(prog="python -m serving.local_server", description=__doc__.splitlines()[0],
+                                     epilog="exit status: 0 stopped by SIGINT/SIGTERM, 2 bad flags, config or port")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default: %(default)s)")
+    parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; TF Serving "
+                                                                 "binds all)")
+    parser.add_argument("--model_name", default="cartola_pro", help="with --model_base_path (default: %(default)s)")
     parser.add_argument("--model_base_path", help="serve this base path's latest version")
     parser.add_argument("--model_config_file", help="a models.config (ModelServerConfig text proto)")
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                        help="how often base paths are polled for versions (default: %(default)s)")
+    parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+                        help="larger requests are refused (default: %(default)s)")
+    cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    cli.setup_logging(args.verbose)
     if bool(args.model_base_path) == bool(args.model_config_file):
         parser.error("give exactly one of --model_base_path and --model_config_file")
-    config = (model_config.read(args.model_config_file) if args.model_config_file
-              else single_model_config(args.model_name, args.model_base_path))
-    server = LocalServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
-                         args.max_request_bytes).start()
+    if args.model_config_file and not os.path.isfile(args.model_config_file):
+        print(f"error: the model config file {args.model_config_file} does not exist", file=sys.stderr)
+        return 2
+    try:
+        config = (model_config.read(args.model_config_file) if args.model_config_file
+                  else single_model_config(args.model_name, args.model_base_path))
+        server = LocalServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
+                             args.max_request_bytes)
+    except (PortInUse, model_config.text_format.ParseError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    server.start()
+    log.info("Ctrl-C (or SIGTERM) to stop")
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
+        signal.signal(sig, lambda number, _: (log.info("%s: draining in-flight requests", signal.Signals(number).name),
+                                              stopped.set()))
     stopped.wait()
-    server.stop()
+    server.stop(DRAIN_SECONDS)
+    log.info("stopped")
+    return 0
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    main()
+    sys.exit(main())

@@ -1,10 +1,18 @@
-"""Writes TF Serving's `models.config` with the ModelServerConfig protos (never by string templates).
+"""Builds TF Serving's `models.config` with the ModelServerConfig protos (never by string templates).
 
-    python -m serving.model_config --model_name cartola_pro --base_path /models/cartola_pro \
-        --latest 2 [--label stable=3 --label canary=4] --out serving/models.config
+    python -m serving.model_config                                   # prints the container's config
+    python -m serving.model_config --base_path serving_models/cartola_pro --out runs/models.local.config
+    python -m serving.model_config --latest 2 --label stable=1 --label canary=2 --out serving/models.config
+
+Prints the config unless --out names a file. A local base path is written absolute, as
+TF Serving wants it; a label must name a version present under the base path unless
+--allow_version_labels_for_unavailable_models (TF Serving's flag of the same meaning).
+Exit status: 0 printed or written, 2 bad arguments.
 """
 
 import argparse
+import os
+import sys
 import typing
 
 from google.protobuf import text_format
@@ -22,10 +30,15 @@ def build(model_name: str, base_path: str, latest: int = 2,
     return config
 
 
-def read(path: str) -> model_server_config_pb2.ModelServerConfig:
+def parse(text: str) -> model_server_config_pb2.ModelServerConfig:
     """Parses a models.config text proto."""
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def read(path: str) -> model_server_config_pb2.ModelServerConfig:
+    """Reads a models.config file."""
     with open(path) as f:
-        return text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+        return parse(f.read())
 
 
 def write(config: model_server_config_pb2.ModelServerConfig, path: str) -> None:
@@ -40,16 +53,45 @@ def _label(text: str) -> typing.Tuple[str, int]:
     return name, int(version)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model_name", default="cartola_pro")
-    parser.add_argument("--base_path", default="/models/cartola_pro", help="the base path inside the container")
-    parser.add_argument("--latest", type=int, default=2, help="how many of the newest versions to serve")
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.model_config", description=__doc__.splitlines()[0],
+                                     epilog="exit status: 0 printed or written, 2 bad arguments")
+    parser.add_argument("--model_name", default="cartola_pro", help="default: %(default)s")
+    parser.add_argument("--base_path", default="/models/cartola_pro",
+                        help="the versions' folder: the container's (default: %(default)s) or a local one")
+    parser.add_argument("--latest", type=_positive, default=2, help="serve the newest N versions (default: %(default)s)")
     parser.add_argument("--label", type=_label, action="append", default=[], help="LABEL=VERSION, e.g. stable=3")
-    parser.add_argument("--out", default="serving/models.config")
+    parser.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
+                        help="let a label name a version not (yet) under the base path, as TF Serving's flag does")
+    parser.add_argument("--out", help="write here instead of printing (e.g. serving/models.config for the image)")
     args = parser.parse_args(argv)
-    write(build(args.model_name, args.base_path, args.latest, dict(args.label)), args.out)
+    base_path = os.path.abspath(args.base_path) if os.path.isdir(args.base_path) else args.base_path
+    labels = dict(args.label)
+    if labels and not args.allow_version_labels_for_unavailable_models:
+        on_disk = sorted(int(d) for d in os.listdir(base_path) if d.isdigit()) if os.path.isdir(base_path) else []
+        missing = {k: v for k, v in labels.items() if v not in on_disk}
+        if missing:
+            where = f"versions {on_disk} under {base_path}" if os.path.isdir(base_path) else \
+                f"{base_path} is not on this machine"
+            print(f"error: label(s) {missing} name no available version ({where}); pass "
+                  "--allow_version_labels_for_unavailable_models if they will exist when the server loads",
+                  file=sys.stderr)
+            return 2
+    config = build(args.model_name, base_path, args.latest, labels)
+    if args.out:
+        write(config, args.out)
+        print(f"wrote {args.out}: {args.model_name} at {base_path}, latest {args.latest} version(s)"
+              + (f", labels {labels}" if labels else ""))
+    else:
+        print(text_format.MessageToString(config), end="")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

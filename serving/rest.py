@@ -4,6 +4,7 @@ import http.server
 import json
 import logging
 import re
+import threading
 import typing
 
 import grpc
@@ -37,10 +38,33 @@ def _to_dict(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=True, including_default_value_fields=True)
 
 
+class InFlight:
+    """Counts requests being answered, so that a shutdown can wait for them (`with in_flight:` per request)."""
+
+    def __init__(self):
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self):
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *exc):
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no request is in flight; False if some still are after `timeout` seconds."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout)
+
+
 class RestApi:
     """Routes REST requests to the inference operations; every failure is a `{"error": ...}` body."""
 
     def __init__(self, manager: ServableManager):
+        self.in_flight = InFlight()
         self.manager = manager
 
     def get(self, path: str) -> dict:
@@ -96,10 +120,21 @@ def make_handler(api: RestApi, max_request_bytes: int) -> typing.Type[http.serve
             self.wfile.write(body)
 
         def _serve(self, call) -> None:
+            with api.in_flight:
+                try:
+                    self._answer(call)
+                except ConnectionError as e:  # The client hung up: its business, not a server error.
+                    self.close_connection = True
+                    log.info("%s hung up before the answer to %s %s (%s)", self.address_string(), self.command,
+                             self.path, type(e).__name__)
+
+        def _answer(self, call) -> None:
             try:
                 self._reply(200, call())
             except ServingError as e:
                 self._reply(e.http_status, {"error": e.message})
+            except ConnectionError:
+                raise
             except Exception as e:  # The server stays up; the client gets the reason.
                 log.exception("internal error serving %s %s", self.command, self.path)
                 self._reply(500, {"error": f"Internal error: {e}"})

@@ -99,6 +99,8 @@ class ServableManager:
             base = model.base_path
             entries = tf.io.gfile.listdir(base) if tf.io.gfile.isdir(base) else []
             on_disk = sorted(int(d.strip("/")) for d in entries if d.strip("/").isdigit())
+            if not on_disk:  # As TF Serving says it, on every poll.
+                log.warning("No versions of servable %s found under base path %s", name, base)
             aspired = _aspired(model.model_version_policy, on_disk)
             current = self._table[name]
             fresh = dict((v, s) for v, s in current.items() if v in aspired)

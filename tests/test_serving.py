@@ -4,6 +4,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 import urllib.request
@@ -20,7 +21,8 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import client as client_cli
 from serving import model_config
 from serving.grpc_client import GrpcClient, GrpcError, examples_of
-from serving.local_server import LocalServer
+from serving import local_server
+from serving.local_server import LocalServer, PortInUse
 from serving.rest_client import RestClient, example_json
 from tf_cartola import export, rows
 from tf_cartola import features as F
@@ -324,3 +326,49 @@ def test_new_version_is_served_under_load_without_errors(served, trained, tmp_pa
             break
         time.sleep(0.5)
     assert [s["version"] for s in rest.status()["model_version_status"]] == ["1"]
+
+
+def test_a_taken_port_is_refused_naming_it(served):
+    server, base, _ = served
+    config = model_config.build(MODEL, str(base))
+    grpc_port = int(server.grpc_address.rsplit(":", 1)[1])
+    rest_port = int(server.rest_url.rsplit(":", 1)[1])
+    with pytest.raises(PortInUse, match=f"gRPC port {grpc_port} .* in use"):
+        LocalServer(config, grpc_port=grpc_port, rest_port=0)
+    with pytest.raises(PortInUse, match=f"REST port {rest_port} .* in use"):
+        LocalServer(config, grpc_port=0, rest_port=rest_port)
+    assert local_server.main(["--model_base_path", str(base), "--port", str(grpc_port), "--rest_api_port", "0"]) == 2
+
+
+def test_a_missing_config_file_is_one_line_and_an_empty_base_path_is_logged(tmp_path, capsys, caplog):
+    assert local_server.main(["--model_config_file", str(tmp_path / "none.config")]) == 2
+    assert "model config file" in capsys.readouterr().err
+    with LocalServer(model_config.build(MODEL, str(tmp_path)), grpc_port=0, rest_port=0, poll_seconds=0.1):
+        time.sleep(0.3)
+    assert f"No versions of servable {MODEL} found under base path {tmp_path}" in caplog.text
+
+
+def test_model_config_prints_unless_told_where_and_checks_its_arguments(served, tmp_path, capsys):
+    _, base, _ = served
+    assert model_config.main([]) == 0
+    assert model_config.parse(capsys.readouterr().out).model_config_list.config[0].base_path == "/models/cartola_pro"
+    with pytest.raises(SystemExit):
+        model_config.main(["--latest", "0"])
+    assert model_config.main(["--label", "stable=3"]) == 2
+    assert "--allow_version_labels_for_unavailable_models" in capsys.readouterr().err
+    out = tmp_path / "local.config"
+    assert model_config.main(["--base_path", str(base), "--label", "stable=1", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert model_config.read(str(out)).model_config_list.config[0].version_labels["stable"] == 1
+
+
+def test_a_client_hanging_up_is_one_line_and_the_server_stays_up(served, rest, caplog):
+    server, _, _ = served
+    host, port = server.rest_url[len("http://"):].split(":")
+    with socket.create_connection((host, int(port))) as s:
+        body = b'{"instances": [' + b'{"pixels": "1x1"},' * 20000 + b'{"pixels": "1x1"}]}'
+        s.sendall(b"POST /v1/models/%s:predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (MODEL.encode(), len(body)))
+        s.sendall(body[:100])  # ... and hang up mid-request.
+    time.sleep(0.5)
+    assert "Traceback" not in caplog.text
+    assert rest.status()["model_version_status"]

@@ -6,6 +6,7 @@ import os
 import warnings
 
 OURS = ("tf_cartola", "beam_jobs", "serving")
+_handler = None  # The stderr handler this module installed, if any.
 
 
 def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +23,19 @@ def setup_logging(verbose: bool) -> None:
     a CPU-only machine) off, FutureWarnings and DeprecationWarnings from client
     libraries hidden.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:  # Set up again (tests call several entry points): replace, never stack.
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(_handler)
+    root.setLevel(logging.INFO)
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return
     # Libraries set their own loggers' levels when imported (absl does), so filter at the handler.
-    logging.getLogger().handlers[0].addFilter(
-        lambda record: record.name.split(".")[0] in OURS or record.levelno >= logging.ERROR
-    )
+    _handler.addFilter(lambda record: record.name.split(".")[0] in OURS or record.levelno >= logging.ERROR)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
