@@ -47,7 +47,7 @@ def main(argv=None) -> None:
         print(f"{'batch':>5} {'path':<12} {'median':>8} {'p95':>8} {'x in-process':>13}")
         for batch in (1, 100):
             chunk = records[:batch]
-            columns = {k: tf.constant(v) for k, v in rows.to_columns(chunk).items()}
+            columns = {k: tf.constant(v) for k, v in rows.to_columns(chunk, rest.raw_inputs()).items()}
             paths = {
                 "in-process": lambda: raw(**columns),
                 "gRPC": lambda: grpc_client.score(chunk),

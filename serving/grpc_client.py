@@ -52,6 +52,7 @@ class GrpcClient:
         )
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._raw_inputs = {}
 
     def close(self) -> None:
         self._channel.close()
@@ -108,10 +109,21 @@ class GrpcClient:
         self._spec(request.model_spec, version=version, label=label)
         return self.call(self._models.GetModelStatus, request)
 
+    def raw_inputs(self, version=None, label=None) -> typing.List[str]:
+        """The raw columns the served model uses: its raw-feature signature's inputs (asked once)."""
+        key = (version, label)
+        if key not in self._raw_inputs:
+            from tensorflow_serving.apis import get_model_metadata_pb2 as metadata_pb2
+
+            signatures = metadata_pb2.SignatureDefMap()
+            self.metadata(version, label).metadata["signature_def"].Unpack(signatures)
+            self._raw_inputs[key] = sorted(signatures.signature_def[RAW_SIGNATURE].inputs)
+        return self._raw_inputs[key]
+
     def score(self, records, version=None, label=None) -> np.ndarray:
         """PRO probabilities of typed rows, through the raw-feature signature."""
-        outputs = self.predict(raw_columns_tensor_protos(records), RAW_SIGNATURE, version, label)
-        return outputs[PROBABILITY].astype(np.float64)
+        protos = raw_columns_tensor_protos(records, self.raw_inputs(version, label))
+        return self.predict(protos, RAW_SIGNATURE, version, label)[PROBABILITY].astype(np.float64)
 
 
 def examples_of(records) -> typing.List[tf.train.Example]:

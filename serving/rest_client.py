@@ -21,6 +21,15 @@ class RestError(Exception):
         self.message = message
 
 
+class Unreachable(RestError):
+    """No HTTP answer at all: connection refused, no route, name not found, timed out."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)
+        self.status = None
+        self.message = message
+
+
 class RestClient:
     """Calls one model's REST endpoints, retrying while the server answers 503 or refuses connections.
 
@@ -37,6 +46,7 @@ class RestClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self._raw_inputs = {}
 
     def _path(self, version: typing.Optional[int], label: typing.Optional[str]) -> str:
         path = f"/v1/models/{self.model}"
@@ -63,9 +73,9 @@ class RestClient:
                     message = text
                 if e.code != 503 or attempt == self.retries:
                     raise RestError(e.code, message) from None
-            except (urllib.error.URLError, ConnectionError) as e:
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
                 if attempt == self.retries:
-                    raise RestError(503, f"cannot reach {self.url}: {getattr(e, 'reason', e)}") from None
+                    raise Unreachable(f"cannot reach {self.url}: {getattr(e, 'reason', e)}") from None
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -91,9 +101,17 @@ class RestClient:
             body["signature_name"] = signature_name
         return self.call("POST", self._path(version, label) + ":classify", body)["result"]
 
+    def raw_inputs(self, version=None, label=None) -> typing.List[str]:
+        """The raw columns the served model uses: its raw-feature signature's inputs (asked once)."""
+        key = (version, label)
+        if key not in self._raw_inputs:
+            signatures = self.metadata(version, label)["metadata"]["signature_def"]["signature_def"]
+            self._raw_inputs[key] = sorted(signatures[RAW_SIGNATURE]["inputs"])
+        return self._raw_inputs[key]
+
     def score(self, records, version=None, label=None) -> np.ndarray:
         """PRO probabilities of typed rows, through the raw-feature signature (row format)."""
-        columns = rows.to_columns(records)
+        columns = rows.to_columns(records, self.raw_inputs(version, label))
         instances = [{c: columns[c][i] for c in columns} for i in range(len(records))]
         answer = self.predict(instances=instances, signature_name=RAW_SIGNATURE, version=version, label=label)
         return np.array(answer["predictions"], dtype=np.float64)

@@ -25,9 +25,9 @@ def _line(header=HEADER, **overrides):
     return ",".join(cells[c] for c in header)
 
 
-def _read(text, label_required=True, block_bytes=csv_reader.BLOCK_BYTES):
+def _read(text, required=F.CSV_COLUMNS, block_bytes=csv_reader.BLOCK_BYTES):
     data = text.encode("utf-8") if isinstance(text, str) else text
-    chunks = list(csv_reader.read_csv(io.BytesIO(data), "f.csv", label_required, block_bytes))
+    chunks = list(csv_reader.read_csv(io.BytesIO(data), "f.csv", required, block_bytes))
     records = [r for c in chunks for r in csv_reader.to_records(c.batch)]
     return records, [b for c in chunks for b in c.bad], sum(c.rows for c in chunks)
 
@@ -129,9 +129,17 @@ def test_vectorised_typing_agrees_with_the_cell_rule():
             assert got[i] == expected, (column, cell)
 
 
+def test_a_file_to_score_needs_only_the_columns_asked_for():
+    header = [F.ID_KEY, "escalacoes", "avg_3"]
+    [row], bad, _ = _read(",".join(header) + "\n7,3,0.5\n", required=header)
+    assert not bad and row == {F.ID_KEY: 7, "escalacoes": 3.0, "avg_3": 0.5}
+    with pytest.raises(rows.InputError, match=r"lacks column\(s\) \['avg_4'\]"):
+        _read(",".join(header) + "\n7,3,0.5\n", required=header + ["avg_4"])
+
+
 def test_a_file_without_the_label_reads_for_scoring():
     header = [c for c in HEADER if c != F.LABEL_KEY]
-    [row], bad, _ = _read(",".join(header) + "\n" + _line(header) + "\n", label_required=False)
+    [row], bad, _ = _read(",".join(header) + "\n" + _line(header) + "\n", required=header)
     assert not bad and F.LABEL_KEY not in row
     with pytest.raises(rows.InputError, match="lacks column.*pro_target"):
         _read(",".join(header) + "\n" + _line(header) + "\n")

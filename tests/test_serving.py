@@ -67,7 +67,7 @@ def _b64(serialized):
 def test_every_signature_and_json_format_matches_the_in_process_model(served, rest, grpc_client, records):
     _, _, loaded = served
     serialized = [rows.to_example(r) for r in records]
-    columns = rows.to_columns(records)
+    columns = rows.to_columns(records, export.used_raw_columns(F.FINAL_FEATURES))  # The model's own six.
     in_process = {
         "serving_default": loaded.signatures["serving_default"](inputs=tf.constant(serialized)),
         "predict_raw": loaded.signatures["predict_raw"](**{k: tf.constant(v) for k, v in columns.items()}),
@@ -135,7 +135,10 @@ def test_status_metadata_and_label_routing(rest, grpc_client):
     assert rest.status(label="stable") == status
     sigs = rest.metadata()["metadata"]["signature_def"]["signature_def"]
     assert sigs["serving_default"]["method_name"] == "tensorflow/serving/classify"
-    assert set(sigs["predict_raw"]["inputs"]) == set(F.RAW_FEATURES)
+    # predict_raw takes only the raw columns the model uses.
+    assert set(sigs["predict_raw"]["inputs"]) == set(export.used_raw_columns(F.FINAL_FEATURES))
+    assert set(export.used_raw_columns(F.FINAL_FEATURES)) == {
+        "anos_como_pro", "avg_3", "avg_4", "escalacoes", "norm_escalacao", "tempo_desperd"}
     assert grpc_client.status().model_version_status[0].version == 1
     assert grpc_client.metadata().model_spec.version.value == 1
 
@@ -372,3 +375,46 @@ def test_a_client_hanging_up_is_one_line_and_the_server_stays_up(served, rest, c
     time.sleep(0.5)
     assert "Traceback" not in caplog.text
     assert rest.status()["model_version_status"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_client_needs_only_the_model_columns_and_says_what_it_wrote(served, tmp_path, capsys):
+    server, _, loaded = served
+    needed = [F.ID_KEY, *export.used_raw_columns(F.FINAL_FEATURES)]
+    frame = synthetic.generate(30, seed=5)[needed]
+    csv_path, out = tmp_path / "few.csv", tmp_path / "scores.csv"
+    synthetic.write_csv(frame, str(csv_path))
+    (tmp_path / "scores.csv.bad.jsonl").write_text("stale\n")
+    assert client_cli.main(["--rest", server.rest_url, "--csv", str(csv_path), "--out", str(out), "--no_progress"]) == 0
+    assert f"scored 30 rows of {csv_path} into {out}" in capsys.readouterr().out
+    assert len(pd.read_csv(out)) == 30 and not (tmp_path / "scores.csv.bad.jsonl").exists()
+    assert not list(tmp_path.glob(".*.part"))
+    synthetic.write_csv(frame.drop(columns=["avg_4"]), str(csv_path))
+    assert client_cli.main(["--grpc", server.grpc_address, "--csv", str(csv_path), "--out", str(tmp_path / "x.csv"),
+                            "--no_progress"]) == client_cli.EXIT_INPUT
+    assert "lacks column(s) ['avg_4']" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists() and not list(tmp_path.glob(".*.part"))
+
+
+@pytest.mark.parametrize("flag", ["--rest", "--grpc"])
+def test_the_client_exit_statuses_say_what_went_wrong(served, tmp_path, capsys, flag):
+    server, _, _ = served
+    csv_path, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    synthetic.write_csv(synthetic.generate(5, seed=6), str(csv_path))
+    good = server.rest_url if flag == "--rest" else server.grpc_address
+    nobody = f"http://127.0.0.1:{_free_port()}" if flag == "--rest" else f"127.0.0.1:{_free_port()}"
+    bad_address = "127.0.0.1:8501" if flag == "--rest" else "http://127.0.0.1:8500"
+    base = ["--csv", str(csv_path), "--out", str(out), "--no_progress", "--timeout", "2"]
+    assert client_cli.main([flag, bad_address, *base]) == client_cli.EXIT_ARGUMENTS
+    assert "expected" in capsys.readouterr().err
+    assert client_cli.main([flag, good, "--csv", str(tmp_path / "none.csv"), "--out", str(out)]) == client_cli.EXIT_INPUT
+    assert client_cli.main([flag, nobody, *base]) == client_cli.EXIT_UNREACHABLE
+    assert "unreachable" in capsys.readouterr().err
+    assert client_cli.main([flag, good, "--model", "no_such_model", *base]) == client_cli.EXIT_SERVER
+    assert "refused or failed" in capsys.readouterr().err
+    assert not out.exists()

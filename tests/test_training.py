@@ -75,7 +75,8 @@ def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
     try:
         loaded = tf.saved_model.load(moved)
         by_example = loaded.signatures["serving_default"](inputs=tf.constant(serialized))["scores"][:, 1]
-        columns = {k: tf.constant(v) for k, v in rows.to_columns(records).items()}
+        used = export.used_raw_columns(result["features"])
+        columns = {k: tf.constant(v) for k, v in rows.to_columns(records, used).items()}
         by_column = loaded.signatures["predict_raw"](**columns)[export.PROBABILITY]
         by_transform = loaded.signatures["transform_features"](inputs=tf.constant(serialized))
     finally:

@@ -4,8 +4,8 @@ Signatures:
   serving_default     serialized tf.Example (raw columns; numbers as int64 or float lists) in
                       `inputs` -> `classes`, `scores` ([batch, 2], PRO last); method
                       `tensorflow/serving/classify`.
-  predict_raw         one [batch] input per raw column (numbers as float32, `pixels` as
-                      string; NaN / "" = missing) -> `pro_probability`.
+  predict_raw         one [batch] input per raw column the model uses (numbers as float32,
+                      `pixels` as string; NaN / "" = missing) -> `pro_probability`.
   transform_features  serialized tf.Example -> every transformed feature and `pro_probability`.
 """
 
@@ -100,6 +100,11 @@ def _raw_columns_to_features(columns: dict) -> dict:
     return out
 
 
+def used_raw_columns(feature_names) -> typing.List[str]:
+    """The raw columns the model's transformed features are made from, in contract order."""
+    return [c for c in F.RAW_FEATURES if F.transformed_name(c) in set(feature_names)]
+
+
 def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names) -> dict:
     """Builds the serving signatures; `model.tft_layer` keeps the transform graph tracked for saving."""
     model.tft_layer = tft_output.transform_features_layer()
@@ -119,14 +124,18 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
         classes = tf.tile(tf.constant([list(CLASS_LABELS)]), tf.stack([batch, 1]))
         return {"classes": classes, "scores": tf.stack([1.0 - p, p], axis=1)}
 
+    # A client of predict_raw sends only what the model uses; the signature's inputs say what that is.
     raw_signature = {
         name: tf.TensorSpec([None], tf.string if name == F.PIXELS else tf.float32, name=name)
-        for name in F.RAW_FEATURES
+        for name in used_raw_columns(feature_names)
     }
 
     @tf.function(input_signature=[raw_signature], autograph=False)
     def predict_raw(columns):
-        _, p = transformed_and_probability(_raw_columns_to_features(columns))
+        batch = tf.shape(next(iter(columns.values())))[0]
+        missing = {name: tf.fill([batch], "" if name == F.PIXELS else float("nan"))
+                   for name in F.RAW_FEATURES if name not in columns}
+        _, p = transformed_and_probability(_raw_columns_to_features({**columns, **missing}))
         return {PROBABILITY: p}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
@@ -154,15 +163,15 @@ def _set_method_name(export_dir: str, signature: str, method: str) -> None:
         f.write(saved_model.SerializeToString())
 
 
-def raw_columns_tensor_protos(records) -> dict:
-    """{column: TensorProto} for the `predict_raw` signature (gRPC Predict)."""
+def raw_columns_tensor_protos(records, columns) -> dict:
+    """{column: TensorProto} of `columns` (the `predict_raw` signature's inputs) for gRPC Predict."""
     return {
         column: tf.make_tensor_proto(values, dtype=tf.string if column == F.PIXELS else tf.float32)
-        for column, values in rows.to_columns(records).items()
+        for column, values in rows.to_columns(records, columns).items()
     }
 
 
-def warmup_logs(records, model_name: str) -> list:
+def warmup_logs(records, model_name: str, raw_columns) -> list:
     """PredictionLogs that exercise every served path: Classify, and Predict on both signatures."""
     from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
 
@@ -173,7 +182,7 @@ def warmup_logs(records, model_name: str) -> list:
     by_example = predict_pb2.PredictRequest(model_spec=spec("serving_default"))
     by_example.inputs["inputs"].CopyFrom(tf.make_tensor_proto(serialized, dtype=tf.string))
     by_column = predict_pb2.PredictRequest(model_spec=spec(RAW_SIGNATURE))
-    for column, proto in raw_columns_tensor_protos(records).items():
+    for column, proto in raw_columns_tensor_protos(records, raw_columns).items():
         by_column.inputs[column].CopyFrom(proto)
     return [
         prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=classify)),
@@ -200,7 +209,7 @@ def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_nam
     if warmup_records:
         tf.io.gfile.makedirs(os.path.dirname(os.path.join(export_dir, WARMUP_FILE)))
         with tf.io.TFRecordWriter(os.path.join(export_dir, WARMUP_FILE)) as writer:
-            for log in warmup_logs(warmup_records, model_name):
+            for log in warmup_logs(warmup_records, model_name, used_raw_columns(feature_names)):
                 writer.write(log.SerializeToString())
 
 

@@ -86,14 +86,15 @@ def to_example(row: typing.Mapping[str, typing.Any]) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def to_columns(records: typing.Sequence[typing.Mapping[str, typing.Any]]) -> typing.Dict[str, list]:
-    """Typed rows -> one list per raw feature, as the `predict_raw` signature takes them.
+def to_columns(records: typing.Sequence[typing.Mapping[str, typing.Any]],
+               names: typing.Sequence[str] = F.RAW_FEATURES) -> typing.Dict[str, list]:
+    """Typed rows -> one list per raw feature in `names`, as the `predict_raw` signature takes them.
 
     Numbers become floats (NaN = missing) and `pixels` a string ("" = missing); a
     column absent from a row counts as missing.
     """
     columns = {}
-    for column in F.RAW_FEATURES:
+    for column in names:
         if column == F.PIXELS:
             columns[column] = [r.get(column) or "" for r in records]
         else:

@@ -63,9 +63,9 @@ def to_records(batch: pa.RecordBatch) -> typing.List[dict]:
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
-def _columns(header: typing.Sequence[str], label_required: bool) -> typing.List[str]:
-    """The contract columns a file's batches carry: all, less the label when it may be absent and is."""
-    return [c for c in F.CSV_COLUMNS if label_required or c != F.LABEL_KEY or c in header]
+def _columns(header: typing.Sequence[str]) -> typing.List[str]:
+    """The contract columns a file's batches carry: those its header has, in contract order."""
+    return [c for c in F.CSV_COLUMNS if c in header]
 
 
 def _cellwise(column: str, texts: typing.Sequence[str], present: np.ndarray):
@@ -113,7 +113,7 @@ def _as_lists(values: pa.Array) -> pa.LargeListArray:
 
 
 def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.Callable[[int], str], source: str,
-               label_required: bool = True) -> typing.Tuple[pa.RecordBatch, typing.List[dict]]:
+               required: typing.Sequence[str] = F.CSV_COLUMNS) -> typing.Tuple[pa.RecordBatch, typing.List[dict]]:
     """Types one block of string cells by the contract.
 
     Args:
@@ -121,7 +121,7 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.
       line_numbers: each row's line number in the file (the header is line 1).
       text_of: row -> its line as it stands in the file.
       source: the file, for quarantine records.
-      label_required: False for rows to score, which may have no label column.
+      required: the columns the caller needs; of these, the id and the label may not be empty.
 
     Returns:
       (the good rows in `arrow_schema` layout, quarantine records of the bad ones). A
@@ -129,13 +129,13 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.
       words it.
     """
     n = block.num_rows
-    columns = _columns(block.schema.names, label_required)
+    columns = _columns(block.schema.names)
     first_bad: typing.Dict[int, rows.BadRow] = {}
     typed = {}
     for column in columns:
         text = pc.utf8_trim_whitespace(block.column(column))
         present = np.asarray(pc.not_equal(text, "").to_numpy(zero_copy_only=False), dtype=bool)
-        if column in (F.ID_KEY, F.LABEL_KEY) and not present.all():
+        if column in (F.ID_KEY, F.LABEL_KEY) and column in required and not present.all():
             for i in np.flatnonzero(~present):
                 first_bad.setdefault(int(i), rows.BadRow(rows.MISSING_REQUIRED, column, f"{column} is empty"))
         if column == F.PIXELS:
@@ -157,8 +157,8 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.
     return batch, records
 
 
-def read_header(f: typing.BinaryIO, source: str, label_required: bool = True) -> typing.List[str]:
-    """The column names on a CSV's first line, checked to hold the contract's columns.
+def read_header(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F.CSV_COLUMNS) -> typing.List[str]:
+    """The column names on a CSV's first line, checked to hold the `required` ones.
 
     Leaves `f` at the start of the second line.
 
@@ -169,7 +169,6 @@ def read_header(f: typing.BinaryIO, source: str, label_required: bool = True) ->
     if not first.strip():
         raise rows.InputError(f"{source}: the file is empty (no header line)")
     header = next(csv.reader([first]))
-    required = [c for c in F.CSV_COLUMNS if label_required or c != F.LABEL_KEY]
     rows.check_header(header, source, required)
     return header
 
@@ -270,14 +269,16 @@ def _parse_piece(piece: bytes, header: typing.Sequence[str], source: str, first_
     return block, first_line + row_lines, wrong, text_of
 
 
-def read_csv(f: typing.BinaryIO, source: str, label_required: bool = True, block_bytes: int = BLOCK_BYTES,
+def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F.CSV_COLUMNS,
+             block_bytes: int = BLOCK_BYTES,
              byte_range: typing.Optional[Range] = None) -> typing.Iterator[Chunk]:
     """Reads a CSV file of the contract, or one range of its lines, as typed chunks.
 
     Args:
       f: the file, opened in binary mode at its start.
       source: its name, for errors and quarantine records.
-      label_required: False for rows to score, which may have no label column.
+      required: the columns the header must hold (rows to score need no label, and only the
+        features their model uses); of these, the id and the label may not be empty.
       block_bytes: how much text one chunk covers.
       byte_range: only these lines (from `plan_ranges`); default the whole file.
 
@@ -287,7 +288,7 @@ def read_csv(f: typing.BinaryIO, source: str, label_required: bool = True, block
     Raises:
       rows.InputError: the header lacks contract columns, or a quoted value spans lines.
     """
-    header = read_header(f, source, label_required)
+    header = read_header(f, source, required)
     byte_range = byte_range or Range(source)
     if byte_range.start is not None:
         f.seek(byte_range.start)
@@ -295,7 +296,7 @@ def read_csv(f: typing.BinaryIO, source: str, label_required: bool = True, block
     for piece in _pieces(f, byte_range.end, block_bytes):
         block, line_numbers, wrong, text_of = _parse_piece(piece, header, source, first_line)
         first_line += piece.count(b"\n")
-        batch, bad = type_block(block, line_numbers, text_of, source, label_required)
+        batch, bad = type_block(block, line_numbers, text_of, source, required)
         for number, text, fields in wrong:
             error = rows.BadRow(rows.WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {fields}")
             bad.append(quarantine_record(source, number, text, error))
