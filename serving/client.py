@@ -121,6 +121,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="scores CSV to write")
     parser.add_argument("--batch_size", type=int, default=500, help="rows per request (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
+    parser.add_argument("--wait", type=float, default=0.0,
+                        help="seconds to wait for the server and model to come up, for scripts (default: %(default)s)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     cli.add_verbose_flag(parser)
     try:
@@ -145,6 +147,15 @@ def main(argv=None) -> int:
         client = GrpcClient(args.grpc, args.model, timeout=args.timeout)
         unreachable, failed = (), (GrpcError,)
     try:
+        deadline = time.monotonic() + args.wait
+        while True:  # The model's inputs, asked once the server answers (or at once without --wait).
+            try:
+                client.raw_inputs(args.version, args.label)
+                break
+            except unreachable + failed:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
         summary = score_csv(client, args.csv, args.out, args.batch_size, args.version, args.label,
                             progress=not args.no_progress)
     except (rows.InputError, FileNotFoundError) as e:

@@ -24,12 +24,13 @@ def first_rows(csv_path: str, n: int) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/default.yaml")
-    parser.add_argument("--csv", default="data/cartola.csv")
-    parser.add_argument("--rows", type=int, default=5)
-    parser.add_argument("--grpc_port", type=int, default=8500)
-    parser.add_argument("--rest_port", type=int, default=8501)
+    parser = argparse.ArgumentParser(prog="python -m serving.demo", description=__doc__.splitlines()[0],
+                                     epilog="exit status: 0 REST and gRPC agree, 1 they differ")
+    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
+    parser.add_argument("--csv", default="data/cartola.csv", help="users to score (default: %(default)s)")
+    parser.add_argument("--rows", type=int, default=5, help="how many of its first rows (default: %(default)s)")
+    parser.add_argument("--grpc_port", type=int, default=8500, help="default: %(default)s")
+    parser.add_argument("--rest_port", type=int, default=8501, help="default: %(default)s")
     args = parser.parse_args(argv)
     cfg = config_lib.load(args.config).serving
     base_path = os.path.join(cfg.serving_dir, cfg.model_name)

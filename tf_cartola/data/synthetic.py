@@ -140,9 +140,10 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=128_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(prog="python -m tf_cartola.data.synthetic", description=__doc__.splitlines()[0],
+                                     epilog="exit status: 0 written, 2 bad arguments")
+    parser.add_argument("--rows", type=int, default=128_000, help="users to generate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same file (default: %(default)s)")
     parser.add_argument("--out", required=True, help="CSV file to write")
     args = parser.parse_args(argv)
     start = time.perf_counter()
