@@ -118,6 +118,7 @@ def _raw_schema():
 # Which stage each top-level step of the pipeline belongs to, for the manifest's seconds.
 _STAGE_OF_STEP = {
     "ReadAndSplitCsv": "read_split", "WriteRawData": "read_split", "WriteQuarantine": "read_split",
+    "AllRows": "read_split", "CountDuplicateIds": "read_split",
     "GenerateStatistics": "statistics", "WriteStatistics": "statistics",
     "AnalyzeAndTransformDataset": "transform", "TransformDataset": "transform",
     "WriteTransformedData": "transform", "WriteTransformFn": "transform", "WriteRawMetadata": "transform",
@@ -167,6 +168,8 @@ def run_pipeline(cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range],
         _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
             layout.path("bad_rows", "bad_rows")
         )
+        _ = (parsed["train"], parsed["eval"]) | "AllRows" >> beam.Flatten() | "CountDuplicateIds" >> \
+            transforms.CountDuplicateIds()
         for which in split.SPLITS:
             _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which), raw_schema)
             _ = (
@@ -230,6 +233,8 @@ def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.L
     anomalies["input"] = validation.bad_row_anomalies(bad, rows_read, layout.path("bad_rows"))
     if rows_read and counters.get("bad_rows", 0) / rows_read <= cfg.max_bad_row_fraction:
         anomalies["input"].Clear()  # Tolerated: the quarantine still holds every bad row.
+    anomalies["input"].MergeFrom(validation.data_anomalies(
+        stats["train"], rows_read, counters.get("duplicate_ids", 0), counters.get("duplicate_id_rows", 0)))
     tf.io.gfile.makedirs(layout.path("anomalies"))
     for which, a in anomalies.items():
         tfdv.write_anomalies_text(a, layout.anomalies(which))
@@ -298,6 +303,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
             "bad": counters.get("bad_rows", 0),
         },
         "bad_rows": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("bad_rows:")},
+        "duplicate_ids": {"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)},
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows],
         "valid": not anomaly_rows,
         "seconds": seconds,

@@ -12,6 +12,7 @@ import typing
 import zlib
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -71,6 +72,43 @@ def ReadAndSplitCsv(pipeline, ranges: typing.Sequence[csv_reader.Range], split_r
         pipeline
         | "ListRanges" >> beam.Create(list(ranges))
         | "ParseAndSplitRows" >> beam.ParDo(ReadAndSplitCsvFn(split_ratio)).with_outputs(BAD, *split.SPLITS)
+    )
+
+
+_ID_BUCKETS = 64
+
+
+def _ids_by_bucket(batch):
+    ids = batch.column(F.ID_KEY).flatten().to_numpy()
+    buckets = ids % _ID_BUCKETS
+    return [(int(b), ids[buckets == b]) for b in np.unique(buckets)]
+
+
+class _CountDuplicatesFn(beam.DoFn):
+    def __init__(self):
+        self._ids = Metrics.counter(NAMESPACE, "duplicate_ids")
+        self._rows = Metrics.counter(NAMESPACE, "duplicate_id_rows")
+
+    def process(self, element):
+        _, parts = element
+        _, counts = np.unique(np.concatenate(list(parts)), return_counts=True)
+        repeated = counts[counts > 1]
+        self._ids.inc(len(repeated))
+        self._rows.inc(int(repeated.sum()))
+        return []
+
+
+@beam.ptransform_fn
+def CountDuplicateIds(record_batches):  # pylint: disable=invalid-name
+    """Counts user ids that appear in more than one row (counters duplicate_ids, duplicate_id_rows).
+
+    Ids are grouped by id modulo 64, arrays at a time, so no row travels alone.
+    """
+    return (
+        record_batches
+        | "IdsByBucket" >> beam.FlatMap(_ids_by_bucket)
+        | "GroupByBucket" >> beam.GroupByKey()
+        | "CountDuplicates" >> beam.ParDo(_CountDuplicatesFn())
     )
 
 

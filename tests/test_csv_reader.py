@@ -181,3 +181,17 @@ def test_a_line_break_inside_quotes_is_a_clear_error():
     text = ",".join(HEADER) + "\n" + _line(pixels='"1920\n1080"') + "\n"
     with pytest.raises(rows.InputError, match="spans lines"):
         _read(text)
+
+
+def test_labels_outside_0_1_and_a_repeated_header_are_set_aside():
+    lines = [",".join(HEADER), _line(pro_target="2"), _line(pro_target="-1"), ",".join(HEADER), _line()]
+    records, bad, n = _read("\n".join(lines) + "\n")
+    assert n == 4 and len(records) == 1
+    assert [(b["line_number"], b["kind"], b["reason"]) for b in bad] == [
+        (2, rows.LABEL_ABOVE_1, "pro_target: 2 is neither 0 nor 1"),
+        (3, rows.LABEL_BELOW_0, "pro_target: -1 is neither 0 nor 1"),
+        (4, rows.REPEATED_HEADER, "the header line repeats here (files joined with their headers?)"),
+    ]
+    header = [c for c in HEADER if c != F.LABEL_KEY]
+    scored, bad, _ = _read(",".join(HEADER) + "\n" + _line(pro_target="2") + "\n", required=header)
+    assert len(scored) == 1 and not bad  # Rows to score need no label, right or wrong.

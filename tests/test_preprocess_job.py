@@ -203,3 +203,37 @@ def test_an_unknown_flag_is_refused_before_any_work(tmp_path, capsys):
     assert not out.exists()
     assert preprocess.main(["--input", "nothing.csv", "--config", "configs/default.yaml", "--no_such_beam_flag=1"]) == 2
     assert "unknown flag --no_such_beam_flag" in capsys.readouterr().err
+
+
+def test_data_problems_the_schema_does_not_see_are_anomalies(tmp_path, capsys):
+    frame = synthetic.generate(600, seed=8)
+    frame["gplay_free"] = 1  # A constant column.
+    frame.loc[10, F.LABEL_KEY] = 2  # Labels outside {0, 1}.
+    frame.loc[11, F.LABEL_KEY] = -1
+    path = tmp_path / "joined.csv"
+    synthetic.write_csv(pd.concat([frame, frame.iloc[20:25]]), str(path))  # Five users twice.
+    more = tmp_path / "more.csv"
+    synthetic.write_csv(synthetic.generate(30, seed=9).assign(GLOBO_ID=range(1, 31), gplay_free=1), str(more))
+    with open(path, "a") as f:
+        f.write(open(more).read())  # Two files joined, headers and all.
+    out = tmp_path / "out"
+    assert preprocess.main(["--input", str(path), "--output_dir", str(out)]) == 1
+    table = [line.split() for line in capsys.readouterr().err.splitlines()]
+    found = {(row[0], row[1], row[2]) for row in table if len(row) > 2}
+    assert {("input", F.ID_KEY, "DUPLICATE_ID"), ("input", "gplay_free", "FEATURE_TYPE_LOW_UNIQUE"),
+            ("input", F.LABEL_KEY, "BOOL_TYPE_BIG_INT"), ("input", F.LABEL_KEY, "BOOL_TYPE_SMALL_INT"),
+            ("input", "(dataset)", "REPEATED_HEADER")} <= found, found
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["duplicate_ids"] == {"ids": 5, "rows": 10}
+    assert manifest["rows"]["bad"] == 3 and manifest["rows"]["read"] == 600 + 5 + 1 + 30
+    raw = {w: _ids(manifest["artifacts"][f"raw_{w}"], F.raw_feature_spec()) for w in split.SPLITS}
+    twice = set(frame[F.ID_KEY].iloc[20:25])
+    for which in split.SPLITS:  # Both copies of a user land in the same split.
+        assert all(raw[which].count(i) in (0, 2) for i in twice)
+
+
+def test_an_input_without_rows_is_an_anomaly(tmp_path, capsys):
+    path = tmp_path / "header_only.csv"
+    path.write_text(",".join(F.CSV_COLUMNS) + "\n")
+    assert preprocess.main(["--input", str(path), "--output_dir", str(tmp_path / "out")]) == 1
+    assert "DATASET_LOW_NUM_EXAMPLES" in capsys.readouterr().err

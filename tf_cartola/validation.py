@@ -68,17 +68,65 @@ def bad_row_anomalies(bad_counts: typing.Mapping[typing.Tuple[str, str], int], r
     """
     out = anomalies_pb2.Anomalies()
     for (kind, column), count in sorted(bad_counts.items()):
-        info = out.anomaly_info[column] if column else out.dataset_anomaly_info
-        reason = info.reason.add()
-        reason.type = getattr(anomalies_pb2.AnomalyInfo, kind, anomalies_pb2.AnomalyInfo.UNKNOWN_TYPE)
-        reason.short_description = f"{count} malformed row(s) quarantined"
-        reason.description = (
-            f"{count} of {rows_read} rows ({kind}) could not be typed and were set aside in {quarantine}."
-        )
-        info.severity = anomalies_pb2.AnomalyInfo.ERROR
-        info.description = reason.description
-        info.short_description = reason.short_description
+        add_anomaly(out, column or None, kind,
+                    f"{count} of {rows_read} rows ({kind}) could not be typed and were set aside in {quarantine}.")
     return out
+
+
+def add_anomaly(anomalies: anomalies_pb2.Anomalies, feature: typing.Optional[str], kind: str,
+                description: str) -> None:
+    """Adds one ERROR anomaly to a feature (or, with None, to the dataset).
+
+    `kind` is a TFDV AnomalyInfo type name where one fits; any other kind is kept as the
+    reason's short description (its type is UNKNOWN_TYPE) and shown as the kind.
+    """
+    info = anomalies.anomaly_info[feature] if feature else anomalies.dataset_anomaly_info
+    reason = info.reason.add()
+    reason.type = getattr(anomalies_pb2.AnomalyInfo, kind, anomalies_pb2.AnomalyInfo.UNKNOWN_TYPE)
+    reason.short_description = kind
+    reason.description = description
+    info.severity = anomalies_pb2.AnomalyInfo.ERROR
+    info.description = description
+    info.short_description = kind
+
+
+def data_anomalies(stats: statistics_pb2.DatasetFeatureStatisticsList, rows_read: int, duplicate_ids: int,
+                   duplicate_rows: int) -> anomalies_pb2.Anomalies:
+    """What TFDV's schema checks do not see: no data at all, repeated user ids, constant features.
+
+    Args:
+      stats: the train split's statistics (constant features are looked for there).
+      rows_read: every data row read, good or bad.
+      duplicate_ids, duplicate_rows: how many ids appear more than once, and in how many rows.
+    """
+    out = anomalies_pb2.Anomalies()
+    if rows_read == 0:
+        add_anomaly(out, None, "DATASET_LOW_NUM_EXAMPLES", "The input holds no data row (empty, or a header alone).")
+    if duplicate_ids:
+        add_anomaly(out, F.ID_KEY, "DUPLICATE_ID", f"{duplicate_ids} {F.ID_KEY} values appear more than once, in "
+                    f"{duplicate_rows} rows: one user should be one row (both copies went to the same split).")
+    for feature in stats.datasets[0].features if stats.datasets else ():
+        name = feature.path.step[0]
+        if name not in F.RAW_FEATURES:
+            continue
+        kind = feature.WhichOneof("stats")
+        if kind == "num_stats" and feature.num_stats.common_stats.num_non_missing > 1 \
+                and feature.num_stats.min == feature.num_stats.max:
+            value = f"{feature.num_stats.min:g}"
+        elif kind == "string_stats" and feature.string_stats.common_stats.num_non_missing > 1 \
+                and feature.string_stats.unique == 1:
+            value = repr(feature.string_stats.top_values[0].value) if feature.string_stats.top_values else "one"
+        else:
+            continue
+        add_anomaly(out, name, "FEATURE_TYPE_LOW_UNIQUE",
+                    f"Every present value of {name} in the train split is {value}: a constant column tells nothing.")
+    return out
+
+
+def _kind(reason) -> str:
+    if reason.type == anomalies_pb2.AnomalyInfo.UNKNOWN_TYPE and reason.short_description.isupper():
+        return reason.short_description  # One of ours (see add_anomaly).
+    return anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
 
 
 def anomaly_rows(anomalies_by_name: typing.Mapping[str, anomalies_pb2.Anomalies]) -> typing.List[tuple]:
@@ -87,11 +135,9 @@ def anomaly_rows(anomalies_by_name: typing.Mapping[str, anomalies_pb2.Anomalies]
     for where, anomalies in anomalies_by_name.items():
         for feature, info in anomalies.anomaly_info.items():
             for reason in info.reason:
-                kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-                rows.append((where, feature, kind, reason.description or reason.short_description))
+                rows.append((where, feature, _kind(reason), reason.description or reason.short_description))
         for reason in anomalies.dataset_anomaly_info.reason:
-            kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-            rows.append((where, "(dataset)", kind, reason.description or reason.short_description))
+            rows.append((where, "(dataset)", _kind(reason), reason.description or reason.short_description))
     return sorted(rows)
 
 

@@ -104,6 +104,18 @@ def _numbers(column: str, text: pa.Array, present: np.ndarray):
     return pc.cast(values, _VALUE_TYPES[kind]), {}
 
 
+def _outside_0_1(labels: pa.Array, bad: dict) -> typing.Dict[int, rows.BadRow]:
+    """Labels that are whole numbers but neither 0 nor 1."""
+    values = labels.to_numpy(zero_copy_only=False)
+    present = ~np.asarray(labels.is_null().to_numpy(zero_copy_only=False))
+    out = {}
+    for i in np.flatnonzero(present & (values != 0) & (values != 1)):
+        if int(i) not in bad:
+            kind = rows.LABEL_ABOVE_1 if values[i] > 1 else rows.LABEL_BELOW_0
+            out[int(i)] = rows.BadRow(kind, F.LABEL_KEY, f"{F.LABEL_KEY}: {int(values[i])} is neither 0 nor 1")
+    return out
+
+
 def _as_lists(values: pa.Array) -> pa.LargeListArray:
     """[v, None, ...] -> [[v], null, ...]: the tf.Example-decoded layout of an optional scalar."""
     valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False))
@@ -131,6 +143,13 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.
     n = block.num_rows
     columns = _columns(block.schema.names)
     first_bad: typing.Dict[int, rows.BadRow] = {}
+    if F.ID_KEY in columns:  # Files joined with their headers: the header again, as a row.
+        maybe = np.flatnonzero(pc.equal(pc.utf8_trim_whitespace(block.column(F.ID_KEY)), F.ID_KEY).to_numpy(
+            zero_copy_only=False))
+        for i in maybe:
+            if all(block.column(name)[int(i)].as_py().strip() == name for name in block.schema.names):
+                first_bad[int(i)] = rows.BadRow(rows.REPEATED_HEADER, None,
+                                                "the header line repeats here (files joined with their headers?)")
     typed = {}
     for column in columns:
         text = pc.utf8_trim_whitespace(block.column(column))
@@ -142,6 +161,8 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.
             typed[column] = pc.cast(pc.if_else(pa.array(present), text, pa.scalar(None, pa.string())), pa.large_binary())
             continue
         typed[column], bad = _numbers(column, text, present)
+        if column == F.LABEL_KEY and column in required:
+            bad.update(_outside_0_1(typed[column], bad))
         for i, error in bad.items():
             first_bad.setdefault(i, error)
     records = []
