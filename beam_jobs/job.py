@@ -118,7 +118,7 @@ def _raw_schema():
 # Which stage each top-level step of the pipeline belongs to, for the manifest's seconds.
 _STAGE_OF_STEP = {
     "ReadAndSplitCsv": "read_split", "WriteRawData": "read_split", "WriteQuarantine": "read_split",
-    "AllRows": "read_split", "CountDuplicateIds": "read_split",
+    "CountDuplicateIds": "read_split",
     "GenerateStatistics": "statistics", "WriteStatistics": "statistics",
     "AnalyzeAndTransformDataset": "transform", "TransformDataset": "transform",
     "WriteTransformedData": "transform", "WriteTransformFn": "transform", "WriteRawMetadata": "transform",
@@ -168,8 +168,7 @@ def run_pipeline(cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range],
         _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
             layout.path("bad_rows", "bad_rows")
         )
-        _ = (parsed["train"], parsed["eval"]) | "AllRows" >> beam.Flatten() | "CountDuplicateIds" >> \
-            transforms.CountDuplicateIds()
+        _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
         for which in split.SPLITS:
             _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which), raw_schema)
             _ = (

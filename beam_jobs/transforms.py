@@ -24,6 +24,8 @@ from tf_cartola.data import csv_reader
 
 NAMESPACE = "cartola.preprocess"
 BAD = "bad"
+IDS = "ids"  # (id modulo ID_BUCKETS, ids): every good row's id, for the duplicate count.
+ID_BUCKETS = 64
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +55,9 @@ class ReadAndSplitCsvFn(beam.DoFn):
                     Metrics.counter(NAMESPACE, bad_counter_name(record["kind"], record["column"])).inc()
                     yield beam.pvalue.TaggedOutput(BAD, record)
                 ids = chunk.batch.column(F.ID_KEY).flatten().to_numpy()
+                buckets = ids % ID_BUCKETS
+                for bucket in np.unique(buckets):
+                    yield beam.pvalue.TaggedOutput(IDS, (int(bucket), ids[buckets == bucket]))
                 eval_mask = split.is_eval(ids, self._split_ratio)
                 for which, mask in (("train", ~eval_mask), ("eval", eval_mask)):
                     part = chunk.batch.filter(mask)
@@ -65,23 +70,14 @@ class ReadAndSplitCsvFn(beam.DoFn):
 
 @beam.ptransform_fn
 def ReadAndSplitCsv(pipeline, ranges: typing.Sequence[csv_reader.Range], split_ratio=(2, 1)):  # pylint: disable=invalid-name
-    """Reads ranges of CSV files (each file by its own header) into {train, eval} record batches and
-    {bad} records. Ranges are spread over the workers, and what follows (statistics, transform,
+    """Reads ranges of CSV files (each file by its own header) into {train, eval} record batches,
+    {bad} records and {ids} (see IDS). Ranges are spread over the workers, and what follows (statistics, transform,
     encoding, writing) runs where its batches were read."""
     return (
         pipeline
         | "ListRanges" >> beam.Create(list(ranges))
-        | "ParseAndSplitRows" >> beam.ParDo(ReadAndSplitCsvFn(split_ratio)).with_outputs(BAD, *split.SPLITS)
+        | "ParseAndSplitRows" >> beam.ParDo(ReadAndSplitCsvFn(split_ratio)).with_outputs(BAD, IDS, *split.SPLITS)
     )
-
-
-_ID_BUCKETS = 64
-
-
-def _ids_by_bucket(batch):
-    ids = batch.column(F.ID_KEY).flatten().to_numpy()
-    buckets = ids % _ID_BUCKETS
-    return [(int(b), ids[buckets == b]) for b in np.unique(buckets)]
 
 
 class _CountDuplicatesFn(beam.DoFn):
@@ -99,14 +95,14 @@ class _CountDuplicatesFn(beam.DoFn):
 
 
 @beam.ptransform_fn
-def CountDuplicateIds(record_batches):  # pylint: disable=invalid-name
+def CountDuplicateIds(ids_by_bucket):  # pylint: disable=invalid-name
     """Counts user ids that appear in more than one row (counters duplicate_ids, duplicate_id_rows).
 
-    Ids are grouped by id modulo 64, arrays at a time, so no row travels alone.
+    Takes the reader's IDS output: (id modulo 64, array of ids), so no row travels alone and
+    the record batches themselves are not read again.
     """
     return (
-        record_batches
-        | "IdsByBucket" >> beam.FlatMap(_ids_by_bucket)
+        ids_by_bucket
         | "GroupByBucket" >> beam.GroupByKey()
         | "CountDuplicates" >> beam.ParDo(_CountDuplicatesFn())
     )

@@ -143,7 +143,7 @@ def _svg(fig) -> str:
     import matplotlib.pyplot as plt
 
     out = io.StringIO()
-    fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(out, format="svg", metadata={"Date": None})
     plt.close(fig)
     text = out.getvalue()
     return text[text.index("<svg"):]
@@ -156,7 +156,7 @@ def _figure(width=4.2, height=2.8):
     import matplotlib.pyplot as plt
 
     plt.rcParams["svg.fonttype"] = "path"  # Text as outlines: no font is fetched or needed.
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(figsize=(width, height), layout="constrained")
 
 
 def histogram_figure(name: str, stats: dict) -> typing.Optional[str]:
