@@ -29,20 +29,16 @@ import sys
 
 from tf_cartola import cli
 
-EXIT_STATUS = "exit status: 0 valid and transformed, 1 anomalies found, 2 bad arguments, config or input"
+EXIT_STATUS = "0 valid and transformed, 1 anomalies found, 2 bad arguments, config or input"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m beam_jobs.preprocess", description=__doc__.splitlines()[0], epilog=EXIT_STATUS,
-    )
-    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
+    parser = cli.parser("beam_jobs.preprocess", __doc__, EXIT_STATUS, config=True)
     parser.add_argument("--input", help="CSV path or glob (any Beam filesystem); overrides the config")
     parser.add_argument("--output_dir", help="where artifacts go; overrides the config")
     parser.add_argument("--schema", help="curated schema (text proto); overrides the config")
     parser.add_argument("--infer_schema", action="store_true", help="also write a schema inferred from train stats")
     parser.add_argument("--no_fail_on_anomalies", action="store_true", help="report anomalies but go on")
-    cli.add_verbose_flag(parser)
     return parser
 
 

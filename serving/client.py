@@ -25,7 +25,7 @@ from tf_cartola import rows
 from tf_cartola.data import csv_reader
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
-EXIT_STATUS = ("exit status: 0 scored; 2 bad arguments; 3 input problem (no file, a column the model uses is "
+EXIT_STATUS = ("0 scored; 2 bad arguments; 3 input problem (no file, a column the model uses is "
                "missing, a malformed file); 4 server unreachable; 5 the server refused or failed a request")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 
@@ -109,8 +109,7 @@ def score_csv(client, csv_path: str, out_path: str, batch_size: int = 500, versi
 def main(argv=None) -> int:
     from tf_cartola import cli
 
-    parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__.splitlines()[0],
-                                     epilog=EXIT_STATUS)
+    parser = cli.parser("serving.client", __doc__, EXIT_STATUS)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
     where.add_argument("--grpc", type=grpc_address, help="gRPC HOST:PORT, e.g. 127.0.0.1:8500")
@@ -124,7 +123,6 @@ def main(argv=None) -> int:
     parser.add_argument("--wait", type=float, default=0.0,
                         help="seconds to wait for the server and model to come up, for scripts (default: %(default)s)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    cli.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:

@@ -3,7 +3,6 @@
     python -m serving.demo --config configs/default.yaml --csv data/cartola.csv --rows 5
 """
 
-import argparse
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import numpy as np
 
 from serving.grpc_client import GrpcClient
 from serving.rest_client import RestClient
+from tf_cartola import cli
 from tf_cartola import config as config_lib
 from tf_cartola import features as F
 from tf_cartola.data import csv_reader
@@ -24,9 +24,7 @@ def first_rows(csv_path: str, n: int) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.demo", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 REST and gRPC agree, 1 they differ")
-    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
+    parser = cli.parser("serving.demo", __doc__, "0 REST and gRPC agree, 1 they differ", config=True, verbose=False)
     parser.add_argument("--csv", default="data/cartola.csv", help="users to score (default: %(default)s)")
     parser.add_argument("--rows", type=int, default=5, help="how many of its first rows (default: %(default)s)")
     parser.add_argument("--grpc_port", type=int, default=8500, help="default: %(default)s")

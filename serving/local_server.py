@@ -8,7 +8,6 @@ models.config. It binds 127.0.0.1 unless `--host` says otherwise. See README,
 "Local server vs TF Serving", for what it does and does not reproduce.
 """
 
-import argparse
 import concurrent.futures
 import http.server
 import logging
@@ -124,8 +123,7 @@ def main(argv=None) -> int:
     """The command-line entry point: serves until SIGINT or SIGTERM; returns the exit status."""
     from tf_cartola import cli
 
-    parser = argparse.ArgumentParser(prog="python -m serving.local_server", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 stopped by SIGINT/SIGTERM, 2 bad flags, config or port")
+    parser = cli.parser("serving.local_server", __doc__, "0 stopped by SIGINT/SIGTERM, 2 bad flags, config or port")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default: %(default)s)")
     parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; TF Serving "
@@ -137,7 +135,6 @@ def main(argv=None) -> int:
                         help="how often base paths are polled for versions (default: %(default)s)")
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="larger requests are refused (default: %(default)s)")
-    cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     if bool(args.model_base_path) == bool(args.model_config_file):

@@ -18,6 +18,8 @@ import typing
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from tf_cartola import cli
+
 
 def build(model_name: str, base_path: str, latest: int = 2,
           labels: typing.Optional[typing.Mapping[str, int]] = None) -> model_server_config_pb2.ModelServerConfig:
@@ -60,8 +62,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.model_config", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 printed or written, 2 bad arguments")
+    parser = cli.parser("serving.model_config", __doc__, "0 printed or written, 2 bad arguments", verbose=False)
     parser.add_argument("--model_name", default="cartola_pro", help="default: %(default)s")
     parser.add_argument("--base_path", default="/models/cartola_pro",
                         help="the versions' folder: the container's (default: %(default)s) or a local one")

@@ -12,7 +12,6 @@ the run report shows) and the kept features are printed as `train.features` take
 Exit status: 0 done, 2 not a preprocessing output.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -130,13 +129,11 @@ def load_transformed(preprocess_dir: str) -> typing.Tuple[tuple, tuple]:
 def main(argv=None) -> int:
     from tf_cartola import cli
 
-    parser = argparse.ArgumentParser(prog="python -m tf_cartola.analysis", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 done, 2 not a preprocessing output")
+    parser = cli.parser("tf_cartola.analysis", __doc__, "0 done, 2 not a preprocessing output")
     parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
     parser.add_argument("--vif_threshold", type=float, default=3.0, help="default: %(default)s")
     parser.add_argument("--ks_tolerance", type=float, default=0.01, help="default: %(default)s")
     parser.add_argument("--out", help="the JSON table (default: analysis.json in the preprocessing output)")
-    cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     from tf_cartola import report

@@ -9,10 +9,25 @@ OURS = ("tf_cartola", "beam_jobs", "serving")
 _handler = None  # The stderr handler this module installed, if any.
 
 
-def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
-    """Adds -v / --verbose: bring back the logs of TensorFlow, Beam, TFDV and tf.Transform."""
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="also show the libraries' logs and warnings (TensorFlow, Beam, TFDV, tf.Transform)")
+def parser(module: str, doc: str, exit_status: str, config: bool = False,
+           verbose: bool = True) -> argparse.ArgumentParser:
+    """The argument parser every entry point starts from.
+
+    Args:
+      module: the entry point's module, shown as `python -m MODULE` in usage lines.
+      doc: its docstring; the first line describes it.
+      exit_status: what each exit status means, shown under --help.
+      config: add --config (the run's YAML file).
+      verbose: add -v / --verbose (the libraries' logs and warnings back).
+    """
+    out = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.splitlines()[0],
+                                  epilog=f"exit status: {exit_status}")
+    if config:
+        out.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
+    if verbose:
+        out.add_argument("-v", "--verbose", action="store_true",
+                         help="also show the libraries' logs and warnings (TensorFlow, Beam, TFDV, tf.Transform)")
+    return out
 
 
 def setup_logging(verbose: bool) -> None:

@@ -10,7 +10,6 @@ output when validation fails. Exit status: 0 written, 2 a folder that is not a
 preprocessing output or a training run.
 """
 
-import argparse
 import html
 import io
 import json
@@ -359,12 +358,10 @@ def write_report(out: str, preprocess_dir: str, run_dir: typing.Optional[str] = 
 def main(argv=None) -> int:
     from tf_cartola import cli
 
-    parser = argparse.ArgumentParser(prog="python -m tf_cartola.report", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 written, 2 not a preprocessing output or training run")
+    parser = cli.parser("tf_cartola.report", __doc__, "0 written, 2 not a preprocessing output or training run")
     parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
     parser.add_argument("--run_dir", help="a tf_cartola.train run folder (adds the model sections)")
     parser.add_argument("--out", help="the HTML file (default: report.html in the run folder, else the output)")
-    cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     out = args.out or os.path.join(args.run_dir or args.preprocess_dir, "report.html")

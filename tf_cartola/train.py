@@ -5,7 +5,6 @@
 Exit status: 0 pushed, 1 refused (the reasons are printed), 2 bad config or input.
 """
 
-import argparse
 import sys
 
 from tf_cartola import cli
@@ -27,15 +26,13 @@ def metrics_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tf_cartola.train", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 pushed (or nothing changed), 1 not blessed, 2 bad config or input")
-    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
+    parser = cli.parser("tf_cartola.train", __doc__, "0 pushed (or nothing changed), 1 not blessed, 2 bad config or input",
+                        config=True)
     parser.add_argument("--preprocess_dir", help="beam_jobs.preprocess output; default from the config")
     parser.add_argument("--serving_dir", help="where blessed versions are pushed; default from the config")
     parser.add_argument("--run_dir", help="this run's folder; default a new one under train.run_dir")
     parser.add_argument("--force", action="store_true",
                         help="train and push even when the latest version was made of the same data and config")
-    cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     from tf_cartola import training  # After logging is set up: TensorFlow reads its log level on import.

@@ -5,7 +5,6 @@
 Exit status: 0 listed (an empty list says so), 2 bad config.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -60,12 +59,9 @@ def table(records: typing.Sequence[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tf_cartola.versions", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 listed, 2 bad config")
-    parser.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
+    parser = cli.parser("tf_cartola.versions", __doc__, "0 listed, 2 bad config", config=True)
     parser.add_argument("--serving_dir", help="where versions are pushed; default from the config")
     parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
-    cli.add_verbose_flag(parser)
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     try:

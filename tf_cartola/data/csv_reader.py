@@ -252,7 +252,7 @@ def _parse_piece(piece: bytes, header: typing.Sequence[str], source: str, first_
 
     Returns:
       (the rows' cells, their line numbers, [(line number, text, fields)] of the rows with
-      a wrong field count, a function: row -> its line's text).
+      a wrong field count, a function: row -> its line's text, the piece's line breaks).
     """
     invalid = []
 
@@ -287,7 +287,7 @@ def _parse_piece(piece: bytes, header: typing.Sequence[str], source: str, first_
         k = row_lines[row]
         return piece[starts[k]:ends[k]].decode("utf-8", "replace").rstrip("\r")
 
-    return block, first_line + row_lines, wrong, text_of
+    return block, first_line + row_lines, wrong, text_of, len(breaks)
 
 
 def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F.CSV_COLUMNS,
@@ -315,8 +315,8 @@ def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F
         f.seek(byte_range.start)
     first_line = byte_range.first_line
     for piece in _pieces(f, byte_range.end, block_bytes):
-        block, line_numbers, wrong, text_of = _parse_piece(piece, header, source, first_line)
-        first_line += piece.count(b"\n")
+        block, line_numbers, wrong, text_of, line_breaks = _parse_piece(piece, header, source, first_line)
+        first_line += line_breaks
         batch, bad = type_block(block, line_numbers, text_of, source, required)
         for number, text, fields in wrong:
             error = rows.BadRow(rows.WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {fields}")

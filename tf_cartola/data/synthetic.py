@@ -8,13 +8,13 @@ Collinear pairs stay collinear; missing cells, -1 sentinels and malformed
 `pixels` appear at realistic rates.
 """
 
-import argparse
 import logging
 import time
 
 import numpy as np
 import pandas as pd
 
+from tf_cartola import cli
 from tf_cartola import features as F
 
 # Label model on z-scored engineered features; tuned so the reference procedure
@@ -140,8 +140,7 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tf_cartola.data.synthetic", description=__doc__.splitlines()[0],
-                                     epilog="exit status: 0 written, 2 bad arguments")
+    parser = cli.parser("tf_cartola.data.synthetic", __doc__, "0 written, 2 bad arguments", verbose=False)
     parser.add_argument("--rows", type=int, default=128_000, help="users to generate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same file (default: %(default)s)")
     parser.add_argument("--out", required=True, help="CSV file to write")
