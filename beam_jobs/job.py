@@ -3,9 +3,9 @@
 Stages: (1) check and hash the inputs; (2) one Beam pipeline, one read of the
 input: type and split the rows as Arrow record batches (bad rows quarantined),
 write the raw splits, TFDV statistics per split, tf.Transform analyze (train) and
-transform (train, eval); (3) validation against the curated schema (and
-eval-vs-train drift); (4) the manifest, and the transform outputs published only
-if validation passed.
+transform (train, eval); (3) validation against the curated schema, and drift
+of eval from train and of train from the baseline (tf_cartola.drift); (4) the
+manifest, and the transform outputs published only if validation passed.
 """
 
 import dataclasses
@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 
 
 class AnomaliesFound(RuntimeError):
-    """The data did not pass validation; the message is the anomaly table."""
+    """The data did not pass validation; the message is the anomaly table, `manifest` the run's manifest."""
+
+    def __init__(self, message: str, manifest: typing.Optional[dict] = None):
+        super().__init__(message)
+        self.manifest = manifest
 
 
 @dataclasses.dataclass
@@ -63,7 +67,7 @@ def _versions() -> dict:
     return {n: metadata.version(n) for n in names}
 
 
-def _write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
     with FileSystems.create(path) as f:
         f.write(text.encode("utf-8"))
 
@@ -72,39 +76,53 @@ def _write_text(path: str, text: str) -> None:
 RANGE_BYTES = 16 << 20
 
 
-def describe_inputs(pattern: str) -> typing.Tuple[typing.List[dict], typing.List[csv_reader.Range]]:
-    """Path, size and content hash of every file matching `pattern`, each header checked, and the
-    line ranges the pipeline reads (one pass over each file).
+CSV, PREDICTION_LOG = "csv", "prediction_log"
 
-    A compressed file cannot be entered mid-way: it is one range.
+
+def describe_inputs(pattern: str, fmt: str = CSV, required: typing.Sequence[str] = F.CSV_COLUMNS
+                    ) -> typing.Tuple[typing.List[dict], typing.List[csv_reader.Range]]:
+    """Path, size and content fingerprint of every file matching `pattern`, and the ranges the pipeline
+    reads. A CSV's header is checked to hold the `required` columns.
+
+    A local file is read once here: its sha256, and for an uncompressed CSV the line ranges
+    that let workers share it. A file on an object store (gs://, s3://, ...) is not
+    downloaded: its fingerprint is the store's checksum (`FileSystems.checksum`: CRC32C on
+    GCS, the ETag on S3) and it is one range. A compressed file cannot be entered mid-way,
+    nor a file of records: each is one range too.
 
     Raises:
       FileNotFoundError: nothing matches.
-      rows.InputError: a file is empty or its header lacks contract columns.
+      rows.InputError: a CSV is empty or its header lacks required columns.
     """
     matched = FileSystems.match([pattern])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no input file matches {pattern!r}")
     inputs, ranges = [], []
     for meta in sorted(matched, key=lambda m: m.path):
-        with FileSystems.open(meta.path) as f:
-            csv_reader.read_header(f, meta.path)
+        if fmt == CSV:
+            with FileSystems.open(meta.path) as f:
+                csv_reader.read_header(f, meta.path, required)
+        if FileSystems.get_scheme(meta.path):  # An object store (gs://, s3://, ...); local paths have none.
+            checksum = FileSystems.checksum(meta.path)
+            inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "fingerprint": f"checksum:{checksum}"})
+            ranges.append(csv_reader.Range(meta.path))
+            continue
         digest = hashlib.sha256()
         with FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            if CompressionTypes.detect_compression_type(meta.path) == CompressionTypes.UNCOMPRESSED:
+            if fmt == CSV and CompressionTypes.detect_compression_type(meta.path) == CompressionTypes.UNCOMPRESSED:
                 ranges += csv_reader.plan_ranges(f, meta.path, RANGE_BYTES, digest)
             else:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)
                 ranges.append(csv_reader.Range(meta.path))
-        inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "sha256": digest.hexdigest()})
+        inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "fingerprint": f"sha256:{digest.hexdigest()}"})
     return inputs, ranges
 
 
-def _counters(result) -> dict:
-    counters = result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]
+def counters(result) -> dict:
+    """The job's counters (namespace transforms.NAMESPACE) of a finished pipeline, by name."""
     out = {}
-    for c in counters:
+    for c in result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]:
         out[c.key.metric.name] = out.get(c.key.metric.name, 0) + (c.committed or 0)
     return out
 
@@ -137,15 +155,10 @@ def _stage_seconds(result) -> dict:
     return {k: round(v, 2) for k, v in seconds.items()}
 
 
-def run_pipeline(cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range], options: PipelineOptions,
-                 temp_dir: str) -> typing.Tuple[dict, dict]:
-    """One Beam pipeline, one read of the input: types and splits the rows, writes the raw splits and
-    the quarantine, computes TFDV statistics per split, analyzes train and transforms both.
-
-    Returns:
-      (counters, busy seconds per stage).
-    """
-    import tensorflow as tf
+def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range]) -> None:
+    """Adds the job's steps to `p` (inside a `tft_beam.Context`): one read of the input types and splits
+    the rows, writes the raw splits and the quarantine, computes TFDV statistics per split, analyzes train
+    and transforms both. Nothing is read or written until the pipeline runs."""
     import tensorflow_data_validation as tfdv
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
@@ -153,56 +166,91 @@ def run_pipeline(cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range],
     from tfx_bsl.public import tfxio
     from tfx_bsl.tfxio import tensor_representation_util
 
+    from tf_cartola import drift
     from tf_cartola.preprocessing import preprocessing_fn
 
-    transform_dir = layout.path("transform")
-    for stale in (transform_dir, layout.path("transformed")):  # A rerun into the same output_dir.
-        if tf.io.gfile.exists(stale):
-            tf.io.gfile.rmtree(stale)
     raw_schema = _raw_schema()
     adapter = tfxio.TensorAdapterConfig(
         csv_reader.arrow_schema(), tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
     )
+    parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(ranges, cfg.split_ratio)
+    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
+    _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
+    for which in split.SPLITS:
+        _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which), raw_schema)
+        _ = (
+            parsed[which]
+            | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(drift.stats_options())
+            | f"WriteStatistics[{which}]" >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
+        )
+    (train_out, out_metadata), transform_fn = (
+        parsed["train"],
+        adapter,
+    ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(preprocessing_fn,
+                                                                            output_record_batches=True)
+    eval_out, _ = ((parsed["eval"], adapter), transform_fn) | "TransformDataset[eval]" >> tft_beam.TransformDataset(
+        output_record_batches=True
+    )
+    for which, data in (("train", train_out), ("eval", eval_out)):
+        _ = data | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(
+            layout.transformed(which), out_metadata.schema
+        )
+    transform_dir = layout.path("transform")
+    _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
+    # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec() reads.
+    _ = dataset_metadata.DatasetMetadata(raw_schema) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
+        FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), p
+    )
+
+
+def run_pipeline(cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range], options: PipelineOptions,
+                 temp_dir: str) -> typing.Tuple[dict, dict]:
+    """Runs `build_pipeline` (after clearing a previous run's transform outputs).
+
+    Returns:
+      (counters, busy seconds per stage).
+    """
+    import tensorflow as tf
+    import tensorflow_transform.beam as tft_beam
+
+    for stale in (layout.path("transform"), layout.path("transformed")):  # A rerun into the same output_dir.
+        if tf.io.gfile.exists(stale):
+            tf.io.gfile.rmtree(stale)
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
-        parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(ranges, cfg.split_ratio)
-        _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
-            layout.path("bad_rows", "bad_rows")
-        )
-        _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
-        for which in split.SPLITS:
-            _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which), raw_schema)
-            _ = (
-                parsed[which]
-                | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
-                | f"WriteStatistics[{which}]" >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
-            )
-        (train_out, out_metadata), transform_fn = (
-            parsed["train"],
-            adapter,
-        ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn, output_record_batches=True
-        )
-        eval_out, _ = ((parsed["eval"], adapter), transform_fn) | "TransformDataset[eval]" >> tft_beam.TransformDataset(
-            output_record_batches=True
-        )
-        for which, data in (("train", train_out), ("eval", eval_out)):
-            _ = data | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(
-                layout.transformed(which), out_metadata.schema
-            )
-        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
-        # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec() reads.
-        _ = dataset_metadata.DatasetMetadata(raw_schema) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
-            FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), p
-        )
-    return _counters(p.result), _stage_seconds(p.result)
+        build_pipeline(p, cfg, layout, ranges)
+    return counters(p.result), _stage_seconds(p.result)
 
 
-def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.List[tuple]:
-    """Validates each split against the schema (eval also for drift from train). Returns anomaly rows."""
+def input_anomalies(counters: dict, layout: Layout, max_bad_row_fraction: float):
+    """The quarantine's anomalies (none while the bad rows' share is tolerated), and an empty input's."""
+    from tf_cartola import validation
+
+    bad = {}
+    for name, count in counters.items():
+        if name.startswith("bad_rows:") and count:
+            _, kind, column = name.split(":", 2)
+            bad[(kind, column)] = count
+    rows_read = counters.get("rows_read", 0)
+    out = validation.bad_row_anomalies(bad, rows_read, layout.path("bad_rows"))
+    if rows_read and counters.get("bad_rows", 0) / rows_read <= max_bad_row_fraction:
+        out.Clear()  # Tolerated: the quarantine still holds every bad row.
+    return out
+
+
+def stage_validate(cfg, layout: Layout, counters: dict, infer: bool,
+                   baseline=None) -> typing.Tuple[typing.List[tuple], dict]:
+    """Validates each split against the schema, and compares eval with train and train with the baseline.
+
+    Args:
+      baseline: a tf_cartola.baseline.Baseline, or None.
+
+    Returns:
+      (anomaly rows, {comparison: drift checks as JSON}).
+    """
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
-    from tf_cartola import validation
+    from tf_cartola import drift, validation
 
     stats = {w: tfdv.load_stats_binary(layout.stats(w, "binpb")) for w in split.SPLITS}
     for which, s in stats.items():
@@ -217,27 +265,25 @@ def stage_validate(cfg, layout: Layout, counters: dict, infer: bool) -> typing.L
         log.warning("no schema at %s: validating against the inferred one, which cannot find anomalies", cfg.schema)
         schema = inferred
     tfdv.write_schema_text(schema, layout.path("schema.pbtxt"))
-    anomalies = {
-        "train": validation.validate(stats["train"], schema),
-        "eval": validation.validate(
-            stats["eval"], validation.with_drift_comparators(schema, cfg.drift_threshold), previous=stats["train"]
-        ),
-    }
-    bad = {}
-    for name, count in counters.items():
-        if name.startswith("bad_rows:") and count:
-            _, kind, column = name.split(":", 2)
-            bad[(kind, column)] = count
+    anomalies = {w: validation.validate(s, schema) for w, s in stats.items()}
+    # The run's false-alarm budget is shared by its comparisons.
+    comparisons = {"eval vs train": ("eval", stats["train"], "the train split")}
+    if baseline is not None:
+        comparisons["train vs baseline"] = ("train", baseline.stats, baseline.description)
+    alpha = cfg.drift_false_alarm_rate / len(comparisons)
+    drifts = {}
+    for name, (which, reference, reference_name) in comparisons.items():
+        checks = drift.compare(reference, stats[which], alpha)
+        validation.merge(anomalies[which], validation.drift_anomalies(checks, reference_name))
+        drifts[name] = drift.to_json(checks)
     rows_read = counters.get("rows_read", 0)
-    anomalies["input"] = validation.bad_row_anomalies(bad, rows_read, layout.path("bad_rows"))
-    if rows_read and counters.get("bad_rows", 0) / rows_read <= cfg.max_bad_row_fraction:
-        anomalies["input"].Clear()  # Tolerated: the quarantine still holds every bad row.
-    anomalies["input"].MergeFrom(validation.data_anomalies(
+    anomalies["input"] = input_anomalies(counters, layout, cfg.max_bad_row_fraction)
+    validation.merge(anomalies["input"], validation.data_anomalies(
         stats["train"], rows_read, counters.get("duplicate_ids", 0), counters.get("duplicate_id_rows", 0)))
     tf.io.gfile.makedirs(layout.path("anomalies"))
     for which, a in anomalies.items():
         tfdv.write_anomalies_text(a, layout.anomalies(which))
-    return validation.anomaly_rows(anomalies)
+    return validation.anomaly_rows(anomalies), drifts
 
 
 _STAGES = 4
@@ -252,6 +298,22 @@ def _timed(seconds: dict, number: int, stage: str, description: str, fn, *args):
     return out
 
 
+def resolve_baseline(cfg: config_lib.PreprocessConfig, serving: config_lib.ServingConfig):
+    """The baseline `cfg.baseline` names: a directory, the latest served version ("served"; None when
+    nothing is served yet) or None ("none").
+
+    Raises:
+      baseline.BaselineError: a directory that holds no baseline.
+    """
+    from tf_cartola import baseline
+
+    if cfg.baseline == "none":
+        return None
+    if cfg.baseline == "served":
+        return baseline.latest_served(serving.serving_dir, serving.model_name)
+    return baseline.load(cfg.baseline)
+
+
 def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer_schema: bool = False,
                config: typing.Optional[config_lib.Config] = None) -> dict:
     """Runs every stage and writes `manifest.json`.
@@ -264,7 +326,8 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
       cfg: the preprocess section of the config (input, output_dir, schema, ...).
       options: Beam pipeline options shared by every stage.
       infer_schema: also write a schema inferred from the train statistics, for review.
-      config: the whole resolved config, recorded in the manifest.
+      config: the whole resolved config, recorded in the manifest; its serving section
+        locates the served baseline.
 
     Returns:
       The manifest.
@@ -278,6 +341,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     if not infer_schema and not FileSystems.exists(cfg.schema):  # Fail before any work is done.
         raise FileNotFoundError(f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)")
     started = time.perf_counter()
+    baseline = resolve_baseline(cfg, (config or config_lib.Config()).serving)
     layout = Layout(cfg.output_dir)
     seconds = {}
     inputs, ranges = _timed(seconds, 1, "hash_inputs", f"checking and hashing {cfg.input}", describe_inputs,
@@ -291,8 +355,9 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
     seconds.update(busy)
     log.info("rows: %s", {k: v for k, v in counters.items() if not k.startswith("bad_rows:")})
-    anomaly_rows = _timed(seconds, 3, "validate", f"against {cfg.schema}", stage_validate, cfg, layout, counters,
-                          infer_schema)
+    against = cfg.schema + (f" and {baseline.description}" if baseline else "")
+    anomaly_rows, drifts = _timed(seconds, 3, "validate", f"against {against}", stage_validate, cfg, layout,
+                                  counters, infer_schema, baseline)
     manifest = {
         "config": dataclasses.asdict(config) if config else {"preprocess": dataclasses.asdict(cfg)},
         "inputs": inputs,
@@ -305,6 +370,8 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         "duplicate_ids": {"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)},
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows],
         "valid": not anomaly_rows,
+        "baseline": baseline.summary() if baseline else None,
+        "drift": drifts,
         "seconds": seconds,
         "versions": _versions(),
         "artifacts": {
@@ -327,7 +394,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         from tf_cartola.validation import format_table
 
         report.write_report(layout.path("report.html"), cfg.output_dir)  # Something to open and share.
-        raise AnomaliesFound(format_table(anomaly_rows) + f"\nreport: {layout.path('report.html')}")
+        raise AnomaliesFound(format_table(anomaly_rows) + f"\nreport: {layout.path('report.html')}", manifest)
     manifest["artifacts"].update(
         {
             "transform": layout.path("transform"),
@@ -340,4 +407,4 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
 
 def _write_manifest(layout: Layout, manifest: dict, started: float) -> None:
     manifest["seconds"]["total"] = round(time.perf_counter() - started, 2)
-    _write_text(layout.path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+    write_text(layout.path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))

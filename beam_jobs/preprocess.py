@@ -15,18 +15,20 @@ On Dataflow (the pipeline becomes one Dataflow job; workers install this package
 Stages: (1) check and hash the inputs; (2) one Beam pipeline, one read of the
 input: type and split the rows as Arrow record batches (bad rows quarantined),
 write the raw splits, TFDV statistics per split, tf.Transform analyze (train) and
-transform (train, eval); (3) validation against the curated schema (and
-eval-vs-train drift); (4) the manifest, and the transform outputs published only
-if validation passed. Any flag this module does not know goes to Beam's
+transform (train, eval); (3) validation against the curated schema, and drift
+of eval from train and of train from the baseline (by default the latest served
+version of the configured model, which carries its training data's statistics);
+(4) the manifest, and the transform outputs published only if validation passed.
+Any flag this module does not know goes to Beam's
 PipelineOptions. Exit status 1 means anomalies were found (their table is
 printed; statistics and anomalies are written); 2 means bad arguments or config.
 """
 
 import argparse
-import difflib
 import json
 import sys
 
+from beam_jobs import job_cli
 from tf_cartola import cli
 
 EXIT_STATUS = "0 valid and transformed, 1 anomalies found, 2 bad arguments, config or input"
@@ -37,34 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", help="CSV path or glob (any Beam filesystem); overrides the config")
     parser.add_argument("--output_dir", help="where artifacts go; overrides the config")
     parser.add_argument("--schema", help="curated schema (text proto); overrides the config")
+    parser.add_argument("--baseline", help='compare the train split with this model version or preprocessing '
+                        'output; "served" (the default) is the latest served version, "none" skips it')
     parser.add_argument("--infer_schema", action="store_true", help="also write a schema inferred from train stats")
     parser.add_argument("--no_fail_on_anomalies", action="store_true", help="report anomalies but go on")
     return parser
-
-
-class UnknownFlag(ValueError):
-    """A flag neither this job nor Beam's PipelineOptions knows."""
-
-
-def _check_beam_flags(beam_args) -> None:
-    """Raises UnknownFlag for a flag Beam would discard (it only logs them), naming the closest known one."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    options = PipelineOptions(beam_args)
-    known = options.get_all_options(retain_unknown_options=False)
-    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
-    if unknown:
-        ours = [a.dest for a in _parser()._actions if a.option_strings]  # pylint: disable=protected-access
-        close = difflib.get_close_matches(unknown[0], ours + sorted(known), n=1)
-        hint = f" (did you mean --{close[0]}?)" if close else ""
-        raise UnknownFlag(f"unknown flag --{unknown[0]}{hint}; see --help, and Beam's PipelineOptions")
 
 
 def run(argv=None) -> dict:
     """Parses the command line, runs `job.preprocess` and returns its manifest.
 
     Raises:
-      UnknownFlag: a flag that neither the job nor Beam knows (before any work).
+      job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -72,34 +58,24 @@ def run(argv=None) -> dict:
     from tf_cartola import config as config_lib
 
     args, beam_args = _parser().parse_known_args(argv)
-    _check_beam_flags(beam_args)
+    job_cli.check_beam_flags(beam_args, _parser())
     config = config_lib.load(args.config)
     config = config_lib.override(
-        config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema,
+        config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema, baseline=args.baseline,
         fail_on_anomalies=False if args.no_fail_on_anomalies else None,
     )
     return job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
 
 
+def _show(manifest: dict, passed: bool) -> None:
+    if passed:
+        print(json.dumps({"output_dir": manifest["config"]["preprocess"]["output_dir"], "rows": manifest["rows"],
+                          "seconds": manifest["seconds"]}, indent=2))
+
+
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
-    args, _ = _parser().parse_known_args(argv)
-    cli.setup_logging(args.verbose)
-    from beam_jobs import job
-    from tf_cartola import config as config_lib
-    from tf_cartola import rows
-
-    try:
-        manifest = run(argv)
-    except job.AnomaliesFound as e:
-        print(f"Anomalies found; statistics and anomalies are written.\n{e}", file=sys.stderr)
-        return 1
-    except (config_lib.ConfigError, FileNotFoundError, rows.InputError, UnknownFlag) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({"output_dir": manifest["config"]["preprocess"]["output_dir"], "rows": manifest["rows"],
-                      "seconds": manifest["seconds"]}, indent=2))
-    return 0
+    return job_cli.main(_parser(), run, argv, _show)
 
 
 if __name__ == "__main__":

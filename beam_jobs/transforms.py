@@ -6,7 +6,6 @@ row: Beam's per-element cost is paid per batch.
 
 import json
 import logging
-import struct
 import time
 import typing
 import zlib
@@ -20,10 +19,11 @@ from apache_beam.metrics import Metrics
 
 from tf_cartola import features as F
 from tf_cartola import split
-from tf_cartola.data import csv_reader
+from tf_cartola.data import csv_reader, tfrecords
 
 NAMESPACE = "cartola.preprocess"
 BAD = "bad"
+GOOD = "good"  # Counter rows_good: the rows read without a split.
 IDS = "ids"  # (id modulo ID_BUCKETS, ids): every good row's id, for the duplicate count.
 ID_BUCKETS = 64
 log = logging.getLogger(__name__)
@@ -34,38 +34,50 @@ def bad_counter_name(kind: str, column: typing.Optional[str]) -> str:
     return f"bad_rows:{kind}:{column or ''}"
 
 
-class ReadAndSplitCsvFn(beam.DoFn):
-    """A range of a CSV file's lines -> typed record batches tagged by split; malformed rows go to the BAD
-    output, counted."""
+class ReadRowsFn(beam.DoFn):
+    """A range of an input file -> typed record batches; malformed rows go to the BAD output, counted.
 
-    def __init__(self, split_ratio=(2, 1)):
-        self._split_ratio = tuple(split_ratio)
+    With a split ratio the batches are tagged by split (and every id goes to the IDS output);
+    without, they are the main output.
+    """
+
+    def __init__(self, read: typing.Callable = csv_reader.read_csv, split_ratio=None):
+        self._read = read
+        self._split_ratio = tuple(split_ratio) if split_ratio else None
         self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self._bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
-        self._split_rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in split.SPLITS}
+        self._good_rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in (*split.SPLITS, GOOD)}
 
     def process(self, byte_range: csv_reader.Range):
         start, read, path = time.perf_counter(), 0, byte_range.path
         with FileSystems.open(path) as f:  # Compression from the file name (.gz, .bz2, ...).
-            for chunk in csv_reader.read_csv(f, path, byte_range=byte_range):
+            for chunk in self._read(f, path, byte_range=byte_range):
                 self._rows_read.inc(chunk.rows)
                 read += chunk.rows
                 for record in chunk.bad:
                     self._bad_rows.inc()
                     Metrics.counter(NAMESPACE, bad_counter_name(record["kind"], record["column"])).inc()
                     yield beam.pvalue.TaggedOutput(BAD, record)
-                ids = chunk.batch.column(F.ID_KEY).flatten().to_numpy()
-                buckets = ids % ID_BUCKETS
-                for bucket in np.unique(buckets):
-                    yield beam.pvalue.TaggedOutput(IDS, (int(bucket), ids[buckets == bucket]))
-                eval_mask = split.is_eval(ids, self._split_ratio)
-                for which, mask in (("train", ~eval_mask), ("eval", eval_mask)):
-                    part = chunk.batch.filter(mask)
-                    if part.num_rows:
-                        self._split_rows[which].inc(part.num_rows)
-                        yield beam.pvalue.TaggedOutput(which, part)
+                yield from self._good(chunk.batch)
                 log.info("read %d rows of %s from line %d (%.1f s)", read, path, byte_range.first_line,
                          time.perf_counter() - start)
+
+    def _good(self, batch):
+        if self._split_ratio is None:
+            if batch.num_rows:
+                self._good_rows[GOOD].inc(batch.num_rows)
+                yield batch
+            return
+        ids = batch.column(F.ID_KEY).flatten().to_numpy()
+        buckets = ids % ID_BUCKETS
+        for bucket in np.unique(buckets):
+            yield beam.pvalue.TaggedOutput(IDS, (int(bucket), ids[buckets == bucket]))
+        eval_mask = split.is_eval(ids, self._split_ratio)
+        for which, mask in (("train", ~eval_mask), ("eval", eval_mask)):
+            part = batch.filter(mask)
+            if part.num_rows:
+                self._good_rows[which].inc(part.num_rows)
+                yield beam.pvalue.TaggedOutput(which, part)
 
 
 @beam.ptransform_fn
@@ -76,7 +88,18 @@ def ReadAndSplitCsv(pipeline, ranges: typing.Sequence[csv_reader.Range], split_r
     return (
         pipeline
         | "ListRanges" >> beam.Create(list(ranges))
-        | "ParseAndSplitRows" >> beam.ParDo(ReadAndSplitCsvFn(split_ratio)).with_outputs(BAD, IDS, *split.SPLITS)
+        | "ParseAndSplitRows" >> beam.ParDo(ReadRowsFn(split_ratio=split_ratio)).with_outputs(BAD, IDS, *split.SPLITS)
+    )
+
+
+@beam.ptransform_fn
+def ReadRows(pipeline, ranges: typing.Sequence[csv_reader.Range], read):  # pylint: disable=invalid-name
+    """Reads ranges of input files with `read` (csv_reader.read_csv or prediction_logs.read, as a
+    picklable callable) into {main: record batches, bad: quarantine records}."""
+    return (
+        pipeline
+        | "ListRanges" >> beam.Create(list(ranges))
+        | "ParseRows" >> beam.ParDo(ReadRowsFn(read)).with_outputs(BAD, main="rows")
     )
 
 
@@ -125,22 +148,6 @@ class EncodeExamplesFn(beam.DoFn):
         yield self._encoder.encode(record_batch)
 
 
-def _masked_crc32c(data: bytes) -> int:
-    import google_crc32c  # A C implementation; installed with apache-beam[gcp].
-
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def tfrecord_frames(records: typing.Iterable[bytes]) -> bytes:
-    """Records in TFRecord framing: length, masked CRC-32C of the length, data, masked CRC-32C of the data."""
-    parts = []
-    for record in records:
-        length = struct.pack("<Q", len(record))
-        parts += (length, struct.pack("<I", _masked_crc32c(length)), record, struct.pack("<I", _masked_crc32c(record)))
-    return b"".join(parts)
-
-
 class _TFRecordBatchSink(filebasedsink.FileBasedSink):
     """Beam's file sink (temporary files, then an atomic finalize) writing a list of records per element.
 
@@ -157,7 +164,7 @@ class _TFRecordBatchSink(filebasedsink.FileBasedSink):
     def write_record(self, file_handle, value):
         if value:
             gzip = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            file_handle.write(gzip.compress(tfrecord_frames(value)) + gzip.flush())
+            file_handle.write(gzip.compress(tfrecords.frames(value)) + gzip.flush())
 
 
 @beam.ptransform_fn

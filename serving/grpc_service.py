@@ -7,6 +7,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from serving import inference
 from serving.errors import ServingError
+from serving.request_log import RequestLogger
 from serving.servables import ServableManager
 
 log = logging.getLogger(__name__)
@@ -23,16 +24,21 @@ def _call(context, fn, *args):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify, Regress and GetModelMetadata."""
+    """Predict, Classify, Regress and GetModelMetadata; answered requests go to the request log."""
 
-    def __init__(self, manager: ServableManager):
+    def __init__(self, manager: ServableManager, logger: RequestLogger):
         self._manager = manager
+        self._logger = logger
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method names)
-        return _call(context, inference.predict, self._manager, request)
+        response = _call(context, inference.predict, self._manager, request)
+        self._logger.record("predict_log", request, response)
+        return response
 
     def Classify(self, request, context):  # noqa: N802
-        return _call(context, inference.classify, self._manager, request)
+        response = _call(context, inference.classify, self._manager, request)
+        self._logger.record("classify_log", request, response)
+        return response
 
     def Regress(self, request, context):  # noqa: N802
         return _call(context, inference.regress, self._manager, request)
@@ -51,6 +57,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return _call(context, inference.status, self._manager, request)
 
 
-def add_services(server: grpc.Server, manager: ServableManager) -> None:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager), server)
+def add_services(server: grpc.Server, manager: ServableManager, logger: RequestLogger) -> None:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager, logger), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)

@@ -18,7 +18,7 @@ import threading
 
 import grpc
 
-from serving import grpc_service, inference, model_config
+from serving import grpc_service, inference, model_config, request_log
 from serving.rest import RestApi, make_handler
 from serving.servables import ServableManager, single_model_config
 
@@ -59,17 +59,20 @@ class LocalServer:
       grpc_port / rest_port: 0 picks a free port (see `grpc_address`, `rest_url`).
       poll_seconds: how often the base paths are polled for new or removed versions.
       max_request_bytes: larger requests are refused (413 over REST, RESOURCE_EXHAUSTED over gRPC).
+      log_rotate_bytes: request log files (a model's `logging_config`) are rotated past this size.
     """
 
     def __init__(self, config, host: str = "127.0.0.1", grpc_port: int = 8500, rest_port: int = 8501,
-                 poll_seconds: float = 1.0, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+                 poll_seconds: float = 1.0, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 log_rotate_bytes: int = request_log.DEFAULT_ROTATE_BYTES):
         self.manager = ServableManager(config, poll_seconds, warmup=_warmup)
+        self.request_logger = request_log.RequestLogger(config, log_rotate_bytes)
         self._grpc = grpc.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=16),
             # Without SO_REUSEPORT a second server on the same port fails instead of sharing it.
             options=[("grpc.max_receive_message_length", max_request_bytes), ("grpc.so_reuseport", 0)],
         )
-        grpc_service.add_services(self._grpc, self.manager)
+        grpc_service.add_services(self._grpc, self.manager, self.request_logger)
         try:
             self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
         except RuntimeError:
@@ -77,7 +80,7 @@ class LocalServer:
         if not self._grpc_port:
             raise PortInUse(f"gRPC port {grpc_port} on {host} is in use (or cannot be bound); choose another with --port")
         self._host = host
-        self._rest = RestApi(self.manager)
+        self._rest = RestApi(self.manager, self.request_logger)
         try:
             self._http = _HttpServer((host, rest_port), make_handler(self._rest, max_request_bytes))
         except OSError as e:
@@ -110,6 +113,7 @@ class LocalServer:
             log.warning("REST requests still in flight after %.0f s; stopping anyway", drain_seconds)
         self._http.server_close()
         grpc_done.wait()
+        self.request_logger.close()
         self.manager.stop()
 
     def __enter__(self):
@@ -135,6 +139,9 @@ def main(argv=None) -> int:
                         help="how often base paths are polled for versions (default: %(default)s)")
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="larger requests are refused (default: %(default)s)")
+    parser.add_argument("--request_log_rotate_bytes", type=int, default=request_log.DEFAULT_ROTATE_BYTES,
+                        help="a request log file (logging_config in models.config) is rotated past this size "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     if bool(args.model_base_path) == bool(args.model_config_file):
@@ -146,7 +153,7 @@ def main(argv=None) -> int:
         config = (model_config.read(args.model_config_file) if args.model_config_file
                   else single_model_config(args.model_name, args.model_base_path))
         server = LocalServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
-                             args.max_request_bytes)
+                             args.max_request_bytes, args.request_log_rotate_bytes)
     except (PortInUse, model_config.text_format.ParseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from serving import inference, rest_json
 from serving.errors import ServingError, invalid
+from serving.request_log import RequestLogger
 from serving.servables import ServableManager
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,10 @@ class InFlight:
 class RestApi:
     """Routes REST requests to the inference operations; every failure is a `{"error": ...}` body."""
 
-    def __init__(self, manager: ServableManager):
+    def __init__(self, manager: ServableManager, logger: RequestLogger):
         self.in_flight = InFlight()
         self.manager = manager
+        self._logger = logger
 
     def get(self, path: str) -> dict:
         match = _PATH.match(path)
@@ -93,11 +95,15 @@ class RestApi:
             _spec(spec, match)
             servable = inference.resolve(self.manager, spec)
             request, fmt = rest_json.predict_request(data, servable)
-            return rest_json.predict_response(inference.predict_on(servable, request), fmt)
+            response = inference.predict_on(servable, request)
+            self._logger.record("predict_log", request, response)
+            return rest_json.predict_response(response, fmt)
         if match["verb"] == "classify":
             request = rest_json.classify_request(data)
             _spec(request.model_spec, match)
-            return rest_json.classify_response(inference.classify(self.manager, request))
+            response = inference.classify(self.manager, request)
+            self._logger.record("classify_log", request, response)
+            return rest_json.classify_response(response)
         request = rest_json.classify_request(data)  # Same body shape; the signature check answers.
         _spec(request.model_spec, match)
         inference.regress(self.manager, request)

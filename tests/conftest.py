@@ -25,7 +25,8 @@ def preprocess_run(small_csv, tmp_path_factory):
     from beam_jobs import preprocess
 
     out = str(tmp_path_factory.mktemp("preprocess"))
-    manifest = preprocess.run(["--config", "configs/default.yaml", "--input", small_csv, "--output_dir", out])
+    manifest = preprocess.run(["--config", "configs/default.yaml", "--input", small_csv, "--output_dir", out,
+                               "--baseline", "none"])  # Not whatever a demo left in ./serving_models.
     return manifest, out
 
 

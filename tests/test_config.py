@@ -37,7 +37,7 @@ def test_override_replaces_only_given_fields():
         ({"preprocess": {"split_ratio": [0, 0]}}, "preprocess.split_ratio: must be two positive whole numbers"),
         ({"preprocess": {"split_ratio": [2, 1, 1]}}, "preprocess.split_ratio"),
         ({"preprocess": {"max_bad_row_fraction": 2}}, r"preprocess.max_bad_row_fraction: must be in \[0, 1\]"),
-        ({"preprocess": {"drift_threshold": 0}}, r"preprocess.drift_threshold: must be in \(0, 1\]"),
+        ({"preprocess": {"drift_false_alarm_rate": 0}}, r"preprocess.drift_false_alarm_rate: must be in \(0, 0.5\]"),
         ({"train": {"batch_size": 0}}, "train.batch_size: must be positive"),
         ({"train": {"learning_rate": -0.1}}, "train.learning_rate: must be positive"),
         ({"blessing": {"min_ks": 1.5}}, r"blessing.min_ks: must be in \[0, 1\]"),

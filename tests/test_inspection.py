@@ -55,7 +55,7 @@ def test_the_report_of_a_run_holds_every_section_and_the_run_numbers(trained, pr
     assert str(metrics["rows"]) in page.cells
     for key in ("read", "train", "eval"):
         assert str(manifest["rows"][key]) in page.cells
-    assert manifest["inputs"][0]["sha256"] in page.cells
+    assert manifest["inputs"][0]["fingerprint"] in page.cells
     assert page.tags.count("svg") >= len(F.RAW_FEATURES) + 5  # A histogram per feature and the model figures.
 
 

@@ -18,6 +18,8 @@ from tf_cartola import split
 from tf_cartola.data import synthetic
 from tests.conftest import SMALL_ROWS
 
+NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
+
 
 def _ids(pattern, spec):
     files = glob.glob(pattern)
@@ -33,7 +35,7 @@ def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
     assert manifest["rows"]["read"] == SMALL_ROWS and manifest["rows"]["bad"] == 0
     assert manifest["rows"]["train"] + manifest["rows"]["eval"] == SMALL_ROWS
     assert set(manifest["seconds"]) >= {"read_split", "statistics", "validate", "transform", "total"}
-    assert manifest["inputs"][0]["sha256"] and manifest["versions"]["tensorflow-transform"] == "1.16.0"
+    assert manifest["inputs"][0]["fingerprint"].startswith("sha256:") and manifest["versions"]["tensorflow-transform"] == "1.16.0"
     assert manifest["config"]["preprocess"]["fail_on_anomalies"] is True
     a = manifest["artifacts"]
     for name, path in a.items():
@@ -63,14 +65,14 @@ def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_
     parts.mkdir()
     synthetic.write_csv(frame.iloc[:2500], str(parts / "a.csv"))
     synthetic.write_csv(frame.iloc[2500:], str(parts / "b.csv"))
-    again = preprocess.run(["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out"),
+    again = preprocess.run(NO_BASELINE + ["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out"),
                             "--infer_schema"])
     assert [i["path"].rsplit("/", 1)[1] for i in again["inputs"]] == ["a.csv", "b.csv"]
     assert tfdv.load_schema_text(again["artifacts"]["schema_inferred"]).feature
     # Validation still used the curated schema, not the draft inferred from the same data.
     assert open(again["artifacts"]["schema"]).read() == open(manifest["artifacts"]["schema"]).read()
     # A rerun into the same output directory replaces the previous outputs.
-    rerun = preprocess.run(["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out")])
+    rerun = preprocess.run(NO_BASELINE + ["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out")])
     assert rerun["rows"] == again["rows"]
     for which in split.SPLITS:
         ids = _ids(manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec())
@@ -89,7 +91,7 @@ def test_bad_csv_exits_nonzero_with_anomaly_table_and_writes_stats(tmp_path, cap
     path = tmp_path / "bad.csv"
     synthetic.write_csv(frame, str(path))
     out = tmp_path / "out"
-    status = preprocess.main(["--input", str(path), "--output_dir", str(out)])
+    status = preprocess.main(NO_BASELINE + ["--input", str(path), "--output_dir", str(out)])
     err = capsys.readouterr().err
     assert status == 1
     assert "feature" in err and "anomaly kind" in err
@@ -126,7 +128,7 @@ def test_missing_input_bad_header_and_missing_schema_are_clear_errors(tmp_path, 
 
 def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run, small_csv, tmp_path):
     manifest, _ = preprocess_run
-    multi = preprocess.run(
+    multi = preprocess.run(NO_BASELINE +
         ["--input", small_csv, "--output_dir", str(tmp_path),
          "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     )
@@ -162,7 +164,7 @@ def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tm
     from tf_cartola import rows
 
     golden = json.load(open(os.path.join(EDGE_CSV, "golden.json")))
-    manifest = preprocess.run(["--input", os.path.join(EDGE_CSV, "*.csv"), "--output_dir", str(tmp_path),
+    manifest = preprocess.run(NO_BASELINE + ["--input", os.path.join(EDGE_CSV, "*.csv"), "--output_dir", str(tmp_path),
                                "--no_fail_on_anomalies"])
     assert manifest["rows"] == golden["rows"] and manifest["bad_rows"] == golden["bad_rows"]
     quarantined = [json.loads(line) for f in glob.glob(manifest["artifacts"]["bad_rows"]) for line in open(f)]
@@ -186,7 +188,7 @@ def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tm
 
 def test_the_cli_prints_its_progress_and_no_library_noise(small_csv, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
-    done = subprocess.run([sys.executable, "-m", "beam_jobs.preprocess", "--input", small_csv,
+    done = subprocess.run([sys.executable, "-m", "beam_jobs.preprocess", *NO_BASELINE, "--input", small_csv,
                            "--output_dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stderr.splitlines()
@@ -217,7 +219,7 @@ def test_data_problems_the_schema_does_not_see_are_anomalies(tmp_path, capsys):
     with open(path, "a") as f:
         f.write(open(more).read())  # Two files joined, headers and all.
     out = tmp_path / "out"
-    assert preprocess.main(["--input", str(path), "--output_dir", str(out)]) == 1
+    assert preprocess.main(NO_BASELINE + ["--input", str(path), "--output_dir", str(out)]) == 1
     table = [line.split() for line in capsys.readouterr().err.splitlines()]
     found = {(row[0], row[1], row[2]) for row in table if len(row) > 2}
     assert {("input", F.ID_KEY, "DUPLICATE_ID"), ("input", "gplay_free", "FEATURE_TYPE_LOW_UNIQUE"),
@@ -235,5 +237,5 @@ def test_data_problems_the_schema_does_not_see_are_anomalies(tmp_path, capsys):
 def test_an_input_without_rows_is_an_anomaly(tmp_path, capsys):
     path = tmp_path / "header_only.csv"
     path.write_text(",".join(F.CSV_COLUMNS) + "\n")
-    assert preprocess.main(["--input", str(path), "--output_dir", str(tmp_path / "out")]) == 1
+    assert preprocess.main(NO_BASELINE + ["--input", str(path), "--output_dir", str(tmp_path / "out")]) == 1
     assert "DATASET_LOW_NUM_EXAMPLES" in capsys.readouterr().err

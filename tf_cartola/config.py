@@ -32,15 +32,21 @@ class PreprocessConfig:
     fail_on_anomalies: bool = True
     # Share of rows that may be quarantined before the bad rows count as an anomaly.
     max_bad_row_fraction: float = 0.0
-    # Jensen-Shannon divergence above which eval-vs-train numeric drift is an anomaly.
-    drift_threshold: float = 0.1
+    # The chance that a run on data with no drift raises a drift alarm anyway (tf_cartola/drift.py).
+    drift_false_alarm_rate: float = 0.01
+    # The new train split is also compared with this: "served" (the latest pushed version of
+    # serving.model_name that carries a baseline, if any), "none", or a directory (a model
+    # version, or a preprocessing output).
+    baseline: str = "served"
 
     def __post_init__(self):
         ratio = tuple(self.split_ratio)
         _require(len(ratio) == 2 and all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ratio),
                  "split_ratio", "must be two positive whole numbers [train, eval]", list(ratio))
         _fraction("max_bad_row_fraction", self.max_bad_row_fraction)
-        _require(0.0 < self.drift_threshold <= 1.0, "drift_threshold", "must be in (0, 1]", self.drift_threshold)
+        _require(0.0 < self.drift_false_alarm_rate <= 0.5, "drift_false_alarm_rate", "must be in (0, 0.5]",
+                 self.drift_false_alarm_rate)
+        _require(bool(self.baseline), "baseline", 'must be "served", "none" or a directory', self.baseline)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -115,13 +115,19 @@ def feature_rows(stats: dict) -> typing.List[tuple]:
     return out
 
 
-def drift_rows(anomalies) -> typing.List[tuple]:
-    """(feature, measure, value, threshold, failed) of every drift / skew comparison TFDV made."""
+DRIFT_HEADER = ("comparison", "feature", "test", "reference", "this data", "statistic", "threshold", "verdict")
+
+
+def drift_rows(manifest: dict) -> typing.List[tuple]:
+    """One row per drift test of the run (tf_cartola.drift), in the manifest's order."""
     out = []
-    for info in anomalies.drift_skew_info:
-        for m in list(info.drift_measurements) + list(info.skew_measurements):
-            out.append((info.path.step[0], type(m).Type.Name(m.type), m.value, m.threshold, m.value > m.threshold))
-    return sorted(out)
+    for comparison, checks in manifest.get("drift", {}).items():
+        for c in checks:
+            verdict = c["note"] or ("DRIFT" if c["drifted"] else "ok")
+            out.append((comparison, c["feature"], c["test"], c["baseline"], c["current"],
+                        "" if c["statistic"] is None else c["statistic"],
+                        "" if c["threshold"] is None else c["threshold"], verdict))
+    return out
 
 
 def threshold_rows(labels, scores, thresholds=THRESHOLDS) -> typing.List[tuple]:
@@ -250,7 +256,8 @@ def _figs(figures: typing.Dict[str, str]) -> str:
 
 
 def _inputs_section(manifest: dict) -> str:
-    inputs = _table(("file", "bytes", "sha256"), [(i["path"], i["bytes"], i["sha256"]) for i in manifest["inputs"]])
+    inputs = _table(("file", "bytes", "fingerprint"), [(i["path"], i["bytes"], i["fingerprint"])
+                                                       for i in manifest["inputs"]])
     rows = _table(("rows", "count"), list(manifest["rows"].items()))
     bad = _table(("bad rows: kind and column", "count"), sorted(manifest["bad_rows"].items())) \
         if manifest["bad_rows"] else "<p>No row was set aside.</p>"
@@ -265,7 +272,7 @@ def _features_section(stats: dict) -> str:
     return table + "<h3>Histograms (share of rows per bucket)</h3>" + _figs(figures)
 
 
-def _anomalies_section(anomalies: dict) -> str:
+def _anomalies_section(anomalies: dict, manifest: dict) -> str:
     from tf_cartola import validation
 
     parts = []
@@ -274,11 +281,14 @@ def _anomalies_section(anomalies: dict) -> str:
         parts.append(f"<h3>{html.escape(which)}</h3>")
         parts.append(_table(("split", "feature", "kind", "description"), rows, ["bad"] * len(rows)) if rows
                      else "<p>No anomaly.</p>")
-    drift = drift_rows(anomalies["eval"]) if "eval" in anomalies else []
-    parts.append("<h3>Drift, eval vs train</h3>")
-    parts.append(_table(("feature", "measure", "value", "threshold", "above"), [r[:4] + ("yes" if r[4] else "no",)
-                                                                                  for r in drift],
-                        ["bad" if r[4] else "ok" for r in drift]) if drift else "<p>No drift comparison.</p>")
+    drift = drift_rows(manifest)
+    baseline = manifest.get("baseline")
+    parts.append("<h3>Drift</h3><p>The statistic is the Kolmogorov-Smirnov distance for distributions (flagged "
+                 "above the threshold) and Fisher's p-value for shares (flagged below it); thresholds keep a run's "
+                 f"false-alarm rate at {manifest['config']['preprocess'].get('drift_false_alarm_rate', '')}. "
+                 + (f"Baseline: {html.escape(baseline['description'])}.</p>" if baseline else "No baseline.</p>"))
+    parts.append(_table(DRIFT_HEADER, drift, ["bad" if r[-1] == "DRIFT" else "" for r in drift]) if drift
+                 else "<p>No drift comparison.</p>")
     return "".join(parts)
 
 
@@ -324,7 +334,7 @@ def build_html(preprocess: dict, run: typing.Optional[dict] = None, labels=None,
             f'<section id="inputs"><h2>Inputs</h2>{_inputs_section(manifest)}</section>',
             f'<section id="features"><h2>Features, train vs eval</h2>{_features_section(preprocess["stats"])}'
             "</section>",
-            f'<section id="anomalies"><h2>Anomalies and drift</h2>{_anomalies_section(preprocess["anomalies"])}'
+            f'<section id="anomalies"><h2>Anomalies and drift</h2>{_anomalies_section(preprocess["anomalies"], manifest)}'
             "</section>"]
     if preprocess.get("analysis"):
         body.append('<section id="analysis"><h2>Feature analysis (python -m tf_cartola.analysis)</h2>'

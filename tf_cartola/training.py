@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
+from tf_cartola import baseline as baseline_lib
 from tf_cartola import config as config_lib
 from tf_cartola import export as export_lib
 from tf_cartola import features as F
@@ -99,9 +100,9 @@ PROVENANCE_FILE = "provenance.json"
 
 
 def provenance(manifest: dict, config: config_lib.Config) -> dict:
-    """What a model is made of: the input files' hashes, the split and the training config, and their digest."""
+    """What a model is made of: the input files' fingerprints, the split and the training config, and their digest."""
     train = {k: v for k, v in dataclasses.asdict(config.train).items() if k != "run_dir"}
-    made_of = {"inputs_sha256": sorted(i["sha256"] for i in manifest["inputs"]),
+    made_of = {"inputs": sorted(i["fingerprint"] for i in manifest["inputs"]),
                "split_ratio": list(config.preprocess.split_ratio), "train": train}
     digest = hashlib.sha256(json.dumps(made_of, sort_keys=True).encode("utf-8")).hexdigest()
     return {"fingerprint": digest, **made_of}
@@ -174,6 +175,8 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     warmup = [rows.from_example(s) for s in serialized[:WARMUP_ROWS]]
     warmup = [{c: row[c] for c in F.RAW_FEATURES} for row in warmup]  # What a client sends: no id, no label.
     export_lib.export(model, tft_output, feature_names, export_dir, warmup, config.serving.model_name)
+    # New data is judged against what this version learned from.
+    baseline_lib.save(preprocess_dir, export_dir, export_lib.used_raw_columns(feature_names))
     seconds["export"] = round(time.perf_counter() - start, 2)
 
     start = time.perf_counter()

@@ -20,38 +20,57 @@ def infer_schema(stats: statistics_pb2.DatasetFeatureStatisticsList) -> schema_p
     return schema
 
 
-def _bounded(feature: schema_pb2.Feature) -> bool:
-    domain = feature.WhichOneof("domain_info")
-    if domain in ("int_domain", "float_domain"):
-        d = getattr(feature, domain)
-        return d.HasField("min") and d.HasField("max")
-    return domain == "bool_domain"
+def validate(stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema,
+             environment: str = TRAINING) -> anomalies_pb2.Anomalies:
+    """TFDV's schema checks of one dataset (drift is tf_cartola.drift's)."""
+    return tfdv.validate_statistics(stats, schema, environment=environment)
 
 
-def with_drift_comparators(schema: schema_pb2.Schema, threshold: float) -> schema_pb2.Schema:
-    """A copy of `schema` comparing bounded numeric features' distributions by Jensen-Shannon divergence.
+def merge(into: anomalies_pb2.Anomalies, other: anomalies_pb2.Anomalies) -> None:
+    """Adds `other`'s anomalies to `into`, keeping both when they name the same feature (a proto
+    merge would replace the first)."""
+    for feature, info in other.anomaly_info.items():
+        if feature in into.anomaly_info:
+            into.anomaly_info[feature].reason.extend(info.reason)
+        else:
+            into.anomaly_info[feature].CopyFrom(info)
+    into.dataset_anomaly_info.reason.extend(other.dataset_anomaly_info.reason)
+    if other.dataset_anomaly_info.reason:
+        into.dataset_anomaly_info.severity = anomalies_pb2.AnomalyInfo.ERROR
 
-    TFDV ignores `infinity_norm` for numeric features, so JSD is the comparator. Its
-    equal-width histograms are dominated by the extreme values of unbounded, long-tailed
-    columns (two samples of one distribution differ by JSD 0.1-0.4), so only features
-    with a bounded domain in the schema are compared.
-    """
+
+def only_features(schema: schema_pb2.Schema, names: typing.Sequence[str], environment: str) -> schema_pb2.Schema:
+    """A copy of `schema` in which features outside `names` are left out of `environment` (a model's
+    requests carry only the raw columns it uses)."""
     out = schema_pb2.Schema()
     out.CopyFrom(schema)
     for feature in out.feature:
-        if feature.name in F.NUMERIC_FEATURES and _bounded(feature):
-            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+        if feature.name not in names and environment not in feature.not_in_environment:
+            feature.not_in_environment.append(environment)
     return out
 
 
-def validate(
-    stats: statistics_pb2.DatasetFeatureStatisticsList,
-    schema: schema_pb2.Schema,
-    previous: typing.Optional[statistics_pb2.DatasetFeatureStatisticsList] = None,
-    environment: str = TRAINING,
-) -> anomalies_pb2.Anomalies:
-    """TFDV validation of one split; with `previous`, also its drift from those statistics."""
-    return tfdv.validate_statistics(stats, schema, previous_statistics=previous, environment=environment)
+def in_environment(stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema,
+                   environment: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """A copy of `stats` without the features the schema leaves out of `environment` (e.g. the label
+    and the id when serving data happens to carry them: TFDV would call them new columns)."""
+    out = statistics_pb2.DatasetFeatureStatisticsList()
+    out.CopyFrom(stats)
+    excluded = {f.name for f in schema.feature if environment in f.not_in_environment}
+    for dataset in out.datasets:
+        kept = [f for f in dataset.features if (f.path.step[0] if f.path.step else f.name) not in excluded]
+        del dataset.features[:]
+        dataset.features.extend(kept)
+    return out
+
+
+def drift_anomalies(checks, baseline_name: str) -> anomalies_pb2.Anomalies:
+    """One anomaly per drift.Check that raised an alarm, naming the feature and what moved."""
+    out = anomalies_pb2.Anomalies()
+    for check in checks:
+        if check.drifted:
+            add_anomaly(out, check.feature, check.kind, check.describe(baseline_name))
+    return out
 
 
 def bad_row_anomalies(bad_counts: typing.Mapping[typing.Tuple[str, str], int], rows_read: int,

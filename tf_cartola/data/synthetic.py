@@ -134,6 +134,28 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
     return frame[list(F.CSV_COLUMNS)]
 
 
+def shift_mean(frame: pd.DataFrame, column: str, sds: float, rng) -> pd.DataFrame:
+    """`frame` with `column`'s mean moved by `sds` of its standard deviations: drift, for testing monitors.
+
+    A float column moves as a whole; an integer column stays whole: +1 on a random share of
+    rows, on top of any whole part of the step.
+    """
+    values = frame[column]
+    step = sds * values.std()
+    if F.column_kind(column) == "int":
+        add = np.floor(step) + (rng.random(len(values)) < step - np.floor(step))
+        frame[column] = (values + add).astype(values.dtype)
+    else:
+        frame[column] = values + step
+    return frame
+
+
+def set_missing(frame: pd.DataFrame, column: str, share: float, rng) -> pd.DataFrame:
+    """`frame` with `column` emptied in a random `share` of rows (the others as they were)."""
+    frame[column] = frame[column].where(rng.random(len(frame)) >= share, None if column == F.PIXELS else np.nan)
+    return frame
+
+
 def write_csv(frame: pd.DataFrame, path: str) -> None:
     """Writes a generated frame as CSV; missing cells are empty."""
     frame.to_csv(path, index=False, float_format="%.6g")

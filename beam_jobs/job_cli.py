@@ -1,0 +1,53 @@
+"""What the Beam jobs' command lines share: Beam flag checking and the mapping of failures to exit statuses."""
+
+import argparse
+import difflib
+import sys
+import typing
+
+from tf_cartola import cli
+
+
+class UnknownFlag(ValueError):
+    """A flag neither the job nor Beam's PipelineOptions knows."""
+
+
+def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
+    """Raises UnknownFlag for a flag Beam would discard (it only logs them), naming the closest known one."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(beam_args)
+    known = options.get_all_options(retain_unknown_options=False)
+    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+    if unknown:
+        ours = [a.dest for a in parser._actions if a.option_strings]  # pylint: disable=protected-access
+        close = difflib.get_close_matches(unknown[0], ours + sorted(known), n=1)
+        hint = f" (did you mean --{close[0]}?)" if close else ""
+        raise UnknownFlag(f"unknown flag --{unknown[0]}{hint}; see --help, and Beam's PipelineOptions")
+
+
+def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typing.Callable) -> int:
+    """Runs a job's `run(argv)` and returns the exit status: 0 done, 1 anomalies (their table on
+    stderr), 2 bad arguments, config, baseline or input (one line on stderr).
+
+    Args:
+      show: called with (manifest, passed) to print what the job found.
+    """
+    args, _ = parser.parse_known_args(argv)
+    cli.setup_logging(args.verbose)
+    from beam_jobs import job
+    from tf_cartola import baseline
+    from tf_cartola import config as config_lib
+    from tf_cartola import rows
+
+    try:
+        manifest = run(argv)
+    except job.AnomaliesFound as e:
+        show(e.manifest, False)
+        print(f"Anomalies found; statistics and anomalies are written.\n{e}", file=sys.stderr)
+        return 1
+    except (config_lib.ConfigError, FileNotFoundError, rows.InputError, UnknownFlag, baseline.BaselineError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    show(manifest, True)
+    return 0

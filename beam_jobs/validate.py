@@ -1,0 +1,79 @@
+"""Validates a batch of data against a served model's baseline: schema (SERVING), drift, bad rows.
+
+    python -m beam_jobs.validate --baseline serving_models/cartola_pro/3 \
+        --input 'data/to_score/*.csv' --output_dir runs/validate
+
+    python -m beam_jobs.validate --input 'logs/requests*' --format prediction_log
+
+The batch is users to score (CSV of the contract, with or without the label and id)
+or TF Serving PredictionLog records (warmup files, the local server's request log):
+Classify, Regress, MultiInference and Predict requests become raw rows again. Its
+TFDV statistics are checked against the baseline's schema in the SERVING environment
+and compared with the statistics of the data the model was trained on. The baseline
+is a model version or a preprocessing output; by default the latest served version of
+the configured model. Any flag this module does not know goes to Beam's
+PipelineOptions. Prints the drift table; on anomalies, also their table.
+"""
+
+import argparse
+import json
+import sys
+
+from beam_jobs import job_cli
+from tf_cartola import cli
+
+EXIT_STATUS = "0 valid, 1 anomalies, drift or bad rows found, 2 bad arguments, config, baseline or input"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = cli.parser("beam_jobs.validate", __doc__, EXIT_STATUS, config=True)
+    parser.add_argument("--input", required=True, help="files of the batch: a path or glob (any Beam filesystem)")
+    parser.add_argument("--format", choices=("csv", "prediction_log"), default="csv",
+                        help="csv (the default) or prediction_log (TFRecords of TF Serving PredictionLog)")
+    parser.add_argument("--baseline", default="served",
+                        help='a model version or preprocessing output; "served" (the default) is the latest '
+                             "served version of the configured model")
+    parser.add_argument("--output_dir", default="runs/validate", help="where artifacts go (default: %(default)s)")
+    return parser
+
+
+def run(argv=None) -> dict:
+    """Parses the command line, runs `validation_job.validate` and returns its manifest.
+
+    Raises:
+      baseline.BaselineError: no baseline (nothing served yet, or a directory without one).
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_jobs import job, validation_job
+    from tf_cartola import baseline as baseline_lib
+    from tf_cartola import config as config_lib
+
+    args, beam_args = _parser().parse_known_args(argv)
+    job_cli.check_beam_flags(beam_args, _parser())
+    config = config_lib.load(args.config)
+    cfg = config_lib.override(config, "preprocess", baseline=args.baseline).preprocess
+    baseline = job.resolve_baseline(cfg, config.serving)
+    if baseline is None:
+        raise baseline_lib.BaselineError(
+            f"no baseline: no version of {config.serving.model_name} under {config.serving.serving_dir} carries "
+            "one, and --baseline names no model version or preprocessing output")
+    return validation_job.validate(args.input, baseline, args.output_dir, PipelineOptions(beam_args), args.format,
+                                   cfg.drift_false_alarm_rate, cfg.max_bad_row_fraction)
+
+
+def _show(manifest: dict, passed: bool) -> None:
+    from beam_jobs import validation_job
+
+    print(validation_job.drift_table(manifest))
+    if passed:
+        print(json.dumps(validation_job.summary(manifest), indent=2))
+
+
+def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
+    return job_cli.main(_parser(), run, argv, _show)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Validating a batch of data against a model's baseline, as a library (CLI: beam_jobs.validate).
+
+The batch (users to score as CSV, with or without the label, or TF Serving
+PredictionLog records) is read by one Beam pipeline into typed record batches (bad
+rows quarantined, as in preprocessing), and TFDV computes its statistics; then the
+statistics are checked against the baseline's schema in the SERVING environment and
+compared with the baseline's train statistics (tf_cartola.drift).
+"""
+
+import functools
+import json
+import logging
+import time
+import typing
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_jobs import job, transforms
+
+log = logging.getLogger(__name__)
+
+FORMATS = (job.CSV, job.PREDICTION_LOG)
+
+
+def _reader(fmt: str):
+    from tf_cartola.data import csv_reader, prediction_logs
+
+    if fmt == job.CSV:
+        return functools.partial(csv_reader.read_csv, required=())  # Missing columns are the schema's finding.
+    return prediction_logs.read
+
+
+def build_pipeline(p: beam.Pipeline, ranges, fmt: str, layout: job.Layout) -> None:
+    """Adds the steps that read the batch and write its statistics and quarantine to `p`."""
+    import tensorflow_data_validation as tfdv
+
+    from tf_cartola import drift
+
+    parsed = p | "ReadRows" >> transforms.ReadRows(ranges, _reader(fmt))
+    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
+    _ = (
+        parsed["rows"]
+        | "GenerateStatistics" >> tfdv.GenerateStatistics(drift.stats_options())
+        | "WriteStatistics" >> tfdv.WriteStatisticsToBinaryFile(layout.stats("data", "binpb"))
+    )
+
+
+def run_pipeline(ranges, fmt: str, layout: job.Layout, options: PipelineOptions) -> dict:
+    """Runs `build_pipeline`. Returns the counters."""
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, ranges, fmt, layout)
+    return job.counters(p.result)
+
+
+def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOptions, fmt: str = job.CSV,
+             false_alarm_rate: float = 0.01, max_bad_row_fraction: float = 0.0) -> dict:
+    """Validates a batch against a baseline and writes `manifest.json` (and report-ready artifacts).
+
+    Args:
+      input_pattern: files of the batch (any Beam filesystem).
+      baseline: a tf_cartola.baseline.Baseline (its schema and train statistics).
+      output_dir: where statistics, anomalies, the quarantine and the manifest go.
+      options: Beam pipeline options.
+      fmt: "csv" or "prediction_log".
+      false_alarm_rate: the drift comparison's false-alarm budget.
+      max_bad_row_fraction: share of rows that may be quarantined before that is an anomaly.
+
+    Returns:
+      The manifest.
+
+    Raises:
+      job.AnomaliesFound: anomalies, drift or bad rows (everything is written first).
+    """
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    from tf_cartola import drift, validation
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; one of {list(FORMATS)}")
+    started = time.perf_counter()
+    layout = job.Layout(output_dir)
+    log.info("step 1/3: hashing %s", input_pattern)
+    inputs, ranges = job.describe_inputs(input_pattern, fmt, required=())
+    log.info("step 2/3: reading %d file(s) (%s) and computing statistics", len(inputs), fmt)
+    counters = run_pipeline(ranges, fmt, layout, options)
+    log.info("step 3/3: validating against %s", baseline.description)
+    stats = tfdv.load_stats_binary(layout.stats("data", "binpb"))
+    tfdv.write_stats_text(stats, layout.stats("data"))
+    schema = validation.only_features(baseline.schema, baseline.features, validation.SERVING)
+    anomalies = validation.validate(validation.in_environment(stats, schema, validation.SERVING), schema,
+                                    validation.SERVING)
+    checks = drift.compare(baseline.stats, stats, false_alarm_rate, baseline.features)
+    validation.merge(anomalies, validation.drift_anomalies(checks, baseline.description))
+    good = counters.get(f"rows_{transforms.GOOD}", 0)
+    if not good:
+        validation.add_anomaly(anomalies, None, "DATASET_LOW_NUM_EXAMPLES", "The input holds no readable row.")
+    by_name = {"data": anomalies, "input": job.input_anomalies(counters, layout, max_bad_row_fraction)}
+    tf.io.gfile.makedirs(layout.path("anomalies"))
+    for which, a in by_name.items():
+        tfdv.write_anomalies_text(a, layout.anomalies(which))
+    rows = validation.anomaly_rows(by_name)
+    manifest = {
+        "input": input_pattern, "format": fmt, "inputs": inputs,
+        "rows": {"read": counters.get("rows_read", 0), "good": good, "bad": counters.get("bad_rows", 0)},
+        "bad_rows": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("bad_rows:")},
+        "baseline": baseline.summary(),
+        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
+        "drift": {"data vs baseline": drift.to_json(checks)},
+        "valid": not rows,
+        "seconds": {"total": round(time.perf_counter() - started, 2)},
+        "artifacts": {"stats": layout.stats("data"), "anomalies": layout.anomalies("data"),
+                      "bad_rows": layout.path("bad_rows", "bad_rows") + "*"},
+    }
+    job.write_text(layout.path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+    if rows:
+        raise job.AnomaliesFound(validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}",
+                                 manifest)
+    return manifest
+
+
+def drift_table(manifest: dict) -> str:
+    """The drift checks, as a plain-text table."""
+    lines = [f"{'feature':<20} {'test':<28} {'baseline':>14} {'this data':>14} {'statistic':>10} "
+             f"{'threshold':>10}  verdict"]
+    for c in manifest["drift"]["data vs baseline"]:
+        verdict = c["note"] or ("DRIFT" if c["drifted"] else "ok")
+        number = "" if c["statistic"] is None else f"{c['statistic']:.3g}"
+        threshold = "" if c["threshold"] is None else f"{c['threshold']:.3g}"
+        lines.append(f"{c['feature']:<20} {c['test'][:28]:<28} {c['baseline']:>14} {c['current']:>14} "
+                     f"{number:>10} {threshold:>10}  {verdict}")
+    return "\n".join(lines)
+
+
+def summary(manifest: dict) -> typing.Dict[str, typing.Any]:
+    """What the CLI prints on success."""
+    return {k: manifest[k] for k in ("rows", "valid", "seconds")} | {"baseline": manifest["baseline"]["description"]}

@@ -1,0 +1,134 @@
+"""Request logging as TF Serving configures it: `logging_config` per model in models.config.
+
+    model_config_list { config {
+      name: "cartola_pro" base_path: "/models/cartola_pro" model_platform: "tensorflow"
+      logging_config {
+        log_collector_config { filename_prefix: "logs/cartola_pro" }
+        sampling_config { sampling_rate: 0.1 }
+      }
+    } }
+
+A sampled request and its response are appended as one `PredictionLog` TFRecord to
+`<filename_prefix>.<start time>.<n>.tfrecord`, a new file once one reaches its size
+limit. A request never waits for the log: records go through a bounded queue to one
+writer thread, and when the queue is full a record is dropped and counted, never the
+request failed. (TF Serving's open-source build has no file collector; see README.)
+"""
+
+import logging
+import os
+import queue
+import random
+import threading
+import time
+import typing
+
+from tf_cartola.data import tfrecords
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROTATE_BYTES = 64 << 20
+QUEUE_RECORDS = 10_000
+
+
+class _Sink:
+    """One model's log files."""
+
+    def __init__(self, prefix: str, rotate_bytes: int):
+        self.prefix, self.rotate_bytes = prefix, rotate_bytes
+        self.started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.number, self.size, self.file = 0, 0, None
+
+    def write(self, records: typing.List[bytes]) -> None:
+        if self.file is None or self.size >= self.rotate_bytes:
+            self.close()
+            self.file = open(f"{self.prefix}.{self.started}.{self.number:05d}.tfrecord", "ab")
+            self.number, self.size = self.number + 1, 0
+        data = tfrecords.frames(records)
+        self.file.write(data)
+        self.file.flush()  # Readers see whole records.
+        self.size += len(data)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class RequestLogger:
+    """Samples and writes requests of the models whose config has a `logging_config`.
+
+    Args:
+      config: the ModelServerConfig.
+      rotate_bytes: a log file is closed and a new one begun past this size.
+    """
+
+    def __init__(self, config, rotate_bytes: int = DEFAULT_ROTATE_BYTES):
+        self._rates, self._sinks = {}, {}
+        for model in config.model_config_list.config:
+            logging_config = model.logging_config
+            prefix = logging_config.log_collector_config.filename_prefix
+            if prefix and logging_config.sampling_config.sampling_rate > 0:
+                os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+                self._rates[model.name] = logging_config.sampling_config.sampling_rate
+                self._sinks[model.name] = _Sink(prefix, rotate_bytes)
+                log.info("logging %.3g of %s's requests to %s.*.tfrecord", self._rates[model.name], model.name,
+                         prefix)
+        self._queue: queue.Queue = queue.Queue(QUEUE_RECORDS)
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        if self._sinks:
+            self._thread.start()
+
+    def record(self, kind: str, request, response) -> None:
+        """Queues (request, response) of one call for the log if its model is logged and it is sampled.
+
+        Args:
+          kind: the PredictionLog field: "predict_log", "classify_log", "regress_log" or "multi_inference_log".
+        """
+        name = response.model_spec.name if hasattr(response, "model_spec") else request.model_spec.name
+        rate = self._rates.get(name)
+        if rate is None or random.random() >= rate:
+            return
+        try:
+            self._queue.put_nowait((name, kind, request, response))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("request log queue full: %d record(s) dropped so far (requests were served)",
+                            self.dropped)
+
+    def _run(self) -> None:
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        while True:
+            items = [self._queue.get()]
+            while len(items) < 256 and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            by_model: typing.Dict[str, list] = {}
+            for item in items:
+                if item is None:
+                    continue
+                name, kind, request, response = item
+                entry = prediction_log_pb2.PredictionLog()
+                entry.log_metadata.model_spec.CopyFrom(getattr(response, "model_spec", request.model_spec))
+                entry.log_metadata.sampling_config.sampling_rate = self._rates[name]
+                getattr(entry, kind).request.CopyFrom(request)
+                getattr(entry, kind).response.CopyFrom(response)
+                by_model.setdefault(name, []).append(entry.SerializeToString())
+            for name, records in by_model.items():
+                try:
+                    self._sinks[name].write(records)
+                except OSError as e:  # A full disk loses log records, never requests.
+                    self.dropped += len(records)
+                    log.error("could not write %s's request log: %s", name, e)
+            if None in items:  # close() was called: everything queued before is written.
+                for sink in self._sinks.values():
+                    sink.close()
+                return
+
+    def close(self) -> None:
+        """Writes what is queued, then closes the files."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()

@@ -1,0 +1,134 @@
+"""Drift tests calibrated on the generator: false alarms on pairs of samples of one distribution, and power.
+
+Statistics are TFDV's own (the generators the Beam job runs, computed in memory on the
+reader's record batches), with the job's options. Samples are compared in all pairs: a
+sample that looks odd by chance shows up in many pairs, which can only inflate the rate.
+"""
+
+import io
+import itertools
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tf_cartola import drift
+from tf_cartola import features as F
+from tf_cartola.data import csv_reader, synthetic
+
+ALPHA = 0.01
+
+
+def stats_of(frame):
+    """TFDV statistics of a generated frame, read back through the CSV reader as the job reads it."""
+    from tensorflow_data_validation.statistics import stats_impl
+
+    text = io.StringIO()
+    synthetic.write_csv(frame, text)
+    chunks = csv_reader.read_csv(io.BytesIO(text.getvalue().encode()), "generated.csv")
+    table = pa.Table.from_batches([c.batch for c in chunks]).combine_chunks()
+    return stats_impl.generate_statistics_in_memory(table.to_batches()[0], drift.stats_options())
+
+
+def false_alarm_rate(rows, samples, seed):
+    stats = [stats_of(synthetic.generate(rows, seed + i)) for i in range(samples)]
+    pairs = list(itertools.combinations(stats, 2))
+    alarms = [drift.drifted_features(drift.compare(a, b, ALPHA)) for a, b in pairs]
+    return sum(bool(a) for a in alarms) / len(pairs), len(pairs), [a for a in alarms if a]
+
+
+def power(rows, pairs, seed, change):
+    """Share of pairs in which the changed feature is flagged, for each feature; and any other feature flagged."""
+    out, others = {}, set()
+    for column, k in itertools.product(change["columns"], range(pairs)):
+        rng = np.random.default_rng(seed + k)
+        a = synthetic.generate(rows, seed + 2 * k)
+        b = synthetic.generate(rows, seed + 2 * k + 1)
+        a, b = change["apply"](a, b, column, rng)
+        flagged = drift.drifted_features(drift.compare(stats_of(a), stats_of(b), ALPHA))
+        out[column] = out.get(column, 0) + (column in flagged) / pairs
+        others |= set(flagged) - {column}
+    return out, others
+
+
+MEAN_SHIFT = {"columns": F.NUMERIC_FEATURES, "apply": lambda a, b, c, rng: (a, synthetic.shift_mean(b, c, 0.25, rng))}
+MISSING_5_TO_15 = {"columns": F.RAW_FEATURES, "apply": lambda a, b, c, rng: (synthetic.set_missing(a, c, 0.05, rng),
+                                                                              synthetic.set_missing(b, c, 0.15, rng))}
+
+
+def test_pairs_of_one_distribution_rarely_alarm():
+    rate, pairs, alarms = false_alarm_rate(5000, 16, seed=500)
+    assert pairs == 120
+    assert rate <= ALPHA, alarms
+
+
+@pytest.mark.parametrize("change", [MEAN_SHIFT, MISSING_5_TO_15], ids=["mean+0.25sd", "missing 5%->15%"])
+def test_a_changed_feature_is_flagged_and_named(change):
+    # One pair per feature here (every feature must be flagged); the slow sweep runs 20 per feature.
+    flagged, others = power(20000, 1, seed=900, change=change)
+    assert flagged == {c: 1.0 for c in change["columns"]}
+    assert not others
+
+
+def test_a_feature_with_too_few_baseline_rows_is_not_judged():
+    base = synthetic.set_missing(synthetic.generate(5000, 1), "avg_4", 0.98, np.random.default_rng(0))
+    moved = synthetic.shift_mean(synthetic.generate(5000, 2), "avg_4", 2.0, np.random.default_rng(1))
+    checks = drift.compare(stats_of(base), stats_of(moved), ALPHA)
+    avg_4 = {c.test: c for c in checks if c.feature == "avg_4"}
+    assert not avg_4[drift.DISTRIBUTION].drifted
+    assert avg_4[drift.DISTRIBUTION].note.startswith("too few rows to judge")
+    assert avg_4[drift.MISSING].drifted  # 98% missing against ~0% is still a finding.
+
+
+def test_a_shifted_csv_fails_the_job_naming_the_feature_and_a_clean_one_passes(preprocess_run, tmp_path):
+    from beam_jobs import preprocess
+
+    _, baseline_dir = preprocess_run
+    clean, moved = tmp_path / "clean.csv", tmp_path / "moved.csv"
+    synthetic.write_csv(synthetic.generate(5000, 77), str(clean))
+    synthetic.write_csv(synthetic.shift_mean(synthetic.generate(5000, 78), "escalacoes", 0.5, np.random.default_rng(0)),
+                        str(moved))
+    common = ["--config", "configs/default.yaml", "--baseline", baseline_dir]
+    manifest = preprocess.run(common + ["--input", str(clean), "--output_dir", str(tmp_path / "clean")])
+    assert manifest["valid"] and manifest["baseline"]["path"] == baseline_dir
+    assert {c["feature"] for c in manifest["drift"]["train vs baseline"]} == set(F.RAW_FEATURES)
+
+    status = preprocess.main(common + ["--input", str(moved), "--output_dir", str(tmp_path / "moved")])
+    assert status == 1
+    moved_manifest = json.loads((tmp_path / "moved" / "manifest.json").read_text())
+    found = {(a["split"], a["feature"], a["kind"]): a["description"] for a in moved_manifest["anomalies"]}
+    assert {feature for _, feature, _ in found} == {"escalacoes"}  # Also above the schema's domain now.
+    assert "escalacoes distribution" in found[("train", "escalacoes", "DRIFT_DISTRIBUTION")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rows,samples", [(5000, 40), (20000, 30), (50000, 20), (200000, 12)])
+def test_false_alarm_sweep(rows, samples):
+    rate, pairs, alarms = false_alarm_rate(rows, samples, seed=10_000 + rows)
+    print(f"\nfalse alarms, {rows} rows a side: {rate:.4f} of {pairs} pairs {alarms}")
+    assert rate <= ALPHA, alarms
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [MEAN_SHIFT, MISSING_5_TO_15], ids=["mean+0.25sd", "missing 5%->15%"])
+def test_power_sweep(change):
+    flagged, others = power(20000, 20, seed=20_000, change=change)
+    print("\npower, 20000 rows a side, 20 pairs per feature:", json.dumps(flagged), "others flagged:", others)
+    assert min(flagged.values()) >= 0.95
+
+
+def test_the_latest_served_version_is_the_default_baseline(trained, small_csv, tmp_path):
+    from beam_jobs import preprocess
+
+    cfg, result = trained
+    config = tmp_path / "config.yaml"
+    serving_dir = os.path.dirname(os.path.dirname(result["version_dir"]))
+    config.write_text(f"serving:\n  serving_dir: {serving_dir}\n  model_name: {cfg.serving.model_name}\n")
+    manifest = preprocess.run(["--config", str(config), "--input", small_csv, "--output_dir", str(tmp_path / "out"),
+                               "--schema", "configs/schema.pbtxt"])
+    assert manifest["baseline"]["description"] == f"served model {cfg.serving.model_name} version {result['version']}"
+    assert manifest["baseline"]["inputs"] == manifest["inputs"]  # The same CSV the version was trained on.
+    assert manifest["valid"]
+    assert not any(c["drifted"] for c in manifest["drift"]["train vs baseline"])

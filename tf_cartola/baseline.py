@@ -1,0 +1,107 @@
+"""What a model was trained on, as TFDV statistics and schema: the reference new data is compared with.
+
+A baseline is read from either
+- a preprocessing output directory (`stats/train.binpb`, `schema.pbtxt`, `manifest.json`), or
+- a pushed model version, which carries a copy of its preprocessing run's train
+  statistics, schema and inputs under `assets.extra/tf_cartola_baseline/` (`save`),
+  so the version can be judged against its own training data wherever it is copied.
+"""
+
+import dataclasses
+import json
+import os
+import typing
+
+from tf_cartola import features as F
+
+# Inside a SavedModel version: TF Serving ignores assets.extra/ except for its warmup file.
+VERSION_DIR = os.path.join("assets.extra", "tf_cartola_baseline")
+_STATS, _SCHEMA, _ABOUT = "train_stats.binpb", "schema.pbtxt", "about.json"
+
+
+class BaselineError(ValueError):
+    """A directory that holds no baseline."""
+
+
+@dataclasses.dataclass
+class Baseline:
+    """Train statistics and schema of one preprocessing run, and where they come from."""
+
+    path: str
+    description: str  # e.g. "served model cartola_pro version 3" or "preprocessing run runs/preprocess".
+    stats: typing.Any  # statistics_pb2.DatasetFeatureStatisticsList
+    schema: typing.Any  # schema_pb2.Schema
+    inputs: typing.List[dict]  # The preprocessing run's inputs (path, bytes, fingerprint).
+    # The raw features new data is checked on: a model version's inputs, else every one.
+    features: typing.Sequence[str] = F.RAW_FEATURES
+
+    def summary(self) -> dict:
+        """The manifest's record of the baseline."""
+        return {"path": self.path, "description": self.description, "inputs": self.inputs,
+                "features": list(self.features)}
+
+
+def save(preprocess_dir: str, version_dir: str, raw_columns: typing.Sequence[str]) -> None:
+    """Copies a preprocessing run's train statistics, schema and inputs into a model export, with the raw
+    columns the model takes (requests carry only those)."""
+    import tensorflow as tf
+
+    manifest = _manifest(preprocess_dir)
+    out = os.path.join(version_dir, VERSION_DIR)
+    tf.io.gfile.makedirs(out)
+    tf.io.gfile.copy(_stats_path(preprocess_dir, manifest), os.path.join(out, _STATS), overwrite=True)
+    tf.io.gfile.copy(manifest["artifacts"]["schema"], os.path.join(out, _SCHEMA), overwrite=True)
+    with tf.io.gfile.GFile(os.path.join(out, _ABOUT), "w") as f:
+        json.dump({"preprocess_dir": preprocess_dir, "inputs": manifest["inputs"], "raw_columns": list(raw_columns)},
+                  f, indent=2, sort_keys=True)
+
+
+def _manifest(preprocess_dir: str) -> dict:
+    import tensorflow as tf
+
+    path = os.path.join(preprocess_dir, "manifest.json")
+    if not tf.io.gfile.exists(path):
+        raise BaselineError(f"{preprocess_dir}: neither a preprocessing output (no manifest.json) nor a model "
+                            f"version (no {VERSION_DIR}/)")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _stats_path(preprocess_dir: str, manifest: dict) -> str:
+    return os.path.splitext(manifest["artifacts"]["stats_train"])[0] + ".binpb"
+
+
+def load(path: str, description: typing.Optional[str] = None) -> Baseline:
+    """Reads the baseline of a model version or a preprocessing output directory.
+
+    Raises:
+      BaselineError: `path` is neither.
+    """
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    inside = os.path.join(path, VERSION_DIR)
+    if tf.io.gfile.exists(os.path.join(inside, _STATS)):
+        with tf.io.gfile.GFile(os.path.join(inside, _ABOUT)) as f:
+            about = json.load(f)
+        return Baseline(path, description or f"model version {path}", tfdv.load_stats_binary(
+            os.path.join(inside, _STATS)), tfdv.load_schema_text(os.path.join(inside, _SCHEMA)), about["inputs"],
+            about["raw_columns"])
+    manifest = _manifest(path)
+    if "stats_train" not in manifest.get("artifacts", {}):
+        raise BaselineError(f"{path}: its manifest lists no train statistics")
+    return Baseline(path, description or f"preprocessing run {path}",
+                    tfdv.load_stats_binary(_stats_path(path, manifest)),
+                    tfdv.load_schema_text(manifest["artifacts"]["schema"]), manifest["inputs"])
+
+
+def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
+    """The baseline of the newest pushed version of a model that carries one, or None."""
+    from tf_cartola import export
+
+    base_path = os.path.join(serving_dir, model_name)
+    for version in reversed(export.versions(base_path)):
+        version_dir = os.path.join(base_path, str(version))
+        if os.path.exists(os.path.join(version_dir, VERSION_DIR, _STATS)):
+            return load(version_dir, f"served model {model_name} version {version}")
+    return None
