@@ -14,9 +14,20 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
 
-.PHONY: setup demo test notebook clean
+.PHONY: setup system-packages demo demo-db test notebook clean
 
 setup: $(STAMP)
+
+# What the tests drive from Debian: headless Chromium and its driver (the offline report test) and
+# PostgreSQL's server binaries (a throwaway server per test session and for demo-db).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
+	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing Debian packages: chromium chromium-driver postgresql"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    chromium chromium-driver postgresql >/dev/null; \
+	fi
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +43,12 @@ demo: $(STAMP)
 	$(PY) -m tf_cartola.train --config configs/default.yaml
 	$(PY) -m serving.demo --config configs/default.yaml --csv data/cartola.csv
 
-test: $(STAMP)
+# PostgreSQL at both ends: a throwaway server, users loaded with COPY, preprocess from the table,
+# train and push, scores upserted into a table.
+demo-db: $(STAMP) system-packages
+	$(PY) -m serving.demo_db --config configs/default.yaml
+
+test: $(STAMP) system-packages
 	$(PY) -m pytest -q
 
 # Jupyter's front end is not needed by the tests (they run the notebook with nbclient).

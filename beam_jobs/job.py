@@ -8,6 +8,7 @@ of eval from train and of train from the baseline (tf_cartola.drift); (4) the
 manifest, and the transform outputs published only if validation passed.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -77,6 +78,46 @@ RANGE_BYTES = 16 << 20
 
 
 CSV, PREDICTION_LOG = "csv", "prediction_log"
+
+
+def is_database(location: str) -> bool:
+    """Whether an input is a PostgreSQL URL rather than files."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def shown(location: str) -> str:
+    """An input as logs and manifests show it: a database URL without its password."""
+    from tf_cartola.data import postgres
+
+    return postgres.masked(location) if is_database(location) else location
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseInput:
+    """What to read from a PostgreSQL input: a table or a query, in how many id ranges."""
+
+    table: str = ""
+    query: str = ""
+    partitions: int = 1
+
+
+@contextlib.contextmanager
+def open_inputs(location: str, fmt: str = CSV, required: typing.Sequence[str] = F.CSV_COLUMNS,
+                database: typing.Optional[DatabaseInput] = None):
+    """(inputs as the manifest records them, the parts the pipeline reads), valid inside the block.
+
+    Files: `describe_inputs`. A database: one snapshot exported for the whole block, its
+    partitions, and the query, row count and fingerprint the database computed.
+    """
+    if not is_database(location):
+        yield describe_inputs(location, fmt, required)
+        return
+    from tf_cartola.data import postgres
+
+    database = database or DatabaseInput()
+    with postgres.snapshot(location, database.table or None, database.query or None, database.partitions,
+                           required) as (parts, description):
+        yield [description], parts
 
 
 def describe_inputs(pattern: str, fmt: str = CSV, required: typing.Sequence[str] = F.CSV_COLUMNS
@@ -155,7 +196,7 @@ def _stage_seconds(result) -> dict:
     return {k: round(v, 2) for k, v in seconds.items()}
 
 
-def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range]) -> None:
+def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence) -> None:
     """Adds the job's steps to `p` (inside a `tft_beam.Context`): one read of the input types and splits
     the rows, writes the raw splits and the quarantine, computes TFDV statistics per split, analyzes train
     and transforms both. Nothing is read or written until the pipeline runs."""
@@ -173,7 +214,13 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, ranges: typing.Sequenc
     adapter = tfxio.TensorAdapterConfig(
         csv_reader.arrow_schema(), tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
     )
-    parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(ranges, cfg.split_ratio)
+    if is_database(cfg.input):
+        from tf_cartola.data import postgres
+
+        read = postgres.read_partition
+    else:
+        read = transforms.read_csv_range
+    parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(parts, cfg.split_ratio, read)
     _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
     _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
     for which in split.SPLITS:
@@ -203,7 +250,7 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, ranges: typing.Sequenc
     )
 
 
-def run_pipeline(cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range], options: PipelineOptions,
+def run_pipeline(cfg, layout: Layout, parts: typing.Sequence, options: PipelineOptions,
                  temp_dir: str) -> typing.Tuple[dict, dict]:
     """Runs `build_pipeline` (after clearing a previous run's transform outputs).
 
@@ -217,7 +264,7 @@ def run_pipeline(cfg, layout: Layout, ranges: typing.Sequence[csv_reader.Range],
         if tf.io.gfile.exists(stale):
             tf.io.gfile.rmtree(stale)
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
-        build_pipeline(p, cfg, layout, ranges)
+        build_pipeline(p, cfg, layout, parts)
     return counters(p.result), _stage_seconds(p.result)
 
 
@@ -344,14 +391,16 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     baseline = resolve_baseline(cfg, (config or config_lib.Config()).serving)
     layout = Layout(cfg.output_dir)
     seconds = {}
-    inputs, ranges = _timed(seconds, 1, "hash_inputs", f"checking and hashing {cfg.input}", describe_inputs,
-                            cfg.input)
     temp_dir = layout.path("tmp")
-    counters, busy = _timed(
-        seconds, 2, "pipeline",
-        f"read, type and split {len(inputs)} file(s) in {len(ranges)} range(s); statistics; tf.Transform",
-        run_pipeline, cfg, layout, ranges, options, temp_dir,
-    )
+    with contextlib.ExitStack() as held:  # A database snapshot stays open while the pipeline reads it.
+        inputs, parts = _timed(seconds, 1, "hash_inputs", f"checking and fingerprinting {shown(cfg.input)}",
+                               held.enter_context, open_inputs(cfg.input, CSV, F.CSV_COLUMNS,
+                                                               DatabaseInput(cfg.table, cfg.query, cfg.partitions)))
+        counters, busy = _timed(
+            seconds, 2, "pipeline",
+            f"read, type and split {len(inputs)} input(s) in {len(parts)} part(s); statistics; tf.Transform",
+            run_pipeline, cfg, layout, parts, options, temp_dir,
+        )
     tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
     seconds.update(busy)
     log.info("rows: %s", {k: v for k, v in counters.items() if not k.startswith("bad_rows:")})
@@ -359,7 +408,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     anomaly_rows, drifts = _timed(seconds, 3, "validate", f"against {against}", stage_validate, cfg, layout,
                                   counters, infer_schema, baseline)
     manifest = {
-        "config": dataclasses.asdict(config) if config else {"preprocess": dataclasses.asdict(cfg)},
+        "config": _shown_config(config, cfg),
         "inputs": inputs,
         "rows": {
             "read": counters.get("rows_read", 0),
@@ -403,6 +452,12 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     )
     _write_manifest(layout, manifest, started)
     return manifest
+
+
+def _shown_config(config: typing.Optional[config_lib.Config], cfg: config_lib.PreprocessConfig) -> dict:
+    out = dataclasses.asdict(config) if config else {"preprocess": dataclasses.asdict(cfg)}
+    out["preprocess"]["input"] = shown(out["preprocess"]["input"])  # Never a password in a manifest.
+    return out
 
 
 def _write_manifest(layout: Layout, manifest: dict, started: float) -> None:

@@ -26,6 +26,14 @@ def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
         raise UnknownFlag(f"unknown flag --{unknown[0]}{hint}; see --help, and Beam's PipelineOptions")
 
 
+def add_database_flags(parser: argparse.ArgumentParser) -> None:
+    """--table, --query and --partitions, for a postgresql:// --input (they override the config)."""
+    parser.add_argument("--table", help="with a database --input: the table (or schema.table) to read")
+    parser.add_argument("--query", help="with a database --input: a SELECT to read instead of a table")
+    parser.add_argument("--partitions", type=int, help="with a database --input: ranges of GLOBO_ID read in "
+                        "parallel (config default: 4)")
+
+
 def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typing.Callable) -> int:
     """Runs a job's `run(argv)` and returns the exit status: 0 done, 1 anomalies (their table on
     stderr), 2 bad arguments, config, baseline or input (one line on stderr).

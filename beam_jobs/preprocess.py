@@ -36,7 +36,9 @@ EXIT_STATUS = "0 valid and transformed, 1 anomalies found, 2 bad arguments, conf
 
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("beam_jobs.preprocess", __doc__, EXIT_STATUS, config=True)
-    parser.add_argument("--input", help="CSV path or glob (any Beam filesystem); overrides the config")
+    parser.add_argument("--input", help="CSV path or glob (any Beam filesystem), or postgresql://USER@HOST:PORT/DB "
+                        "(password from PGPASSWORD or ~/.pgpass); overrides the config")
+    job_cli.add_database_flags(parser)
     parser.add_argument("--output_dir", help="where artifacts go; overrides the config")
     parser.add_argument("--schema", help="curated schema (text proto); overrides the config")
     parser.add_argument("--baseline", help='compare the train split with this model version or preprocessing '
@@ -62,6 +64,7 @@ def run(argv=None) -> dict:
     config = config_lib.load(args.config)
     config = config_lib.override(
         config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema, baseline=args.baseline,
+        table=args.table, query=args.query, partitions=args.partitions,
         fail_on_anomalies=False if args.no_fail_on_anomalies else None,
     )
     return job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)

@@ -34,33 +34,48 @@ def bad_counter_name(kind: str, column: typing.Optional[str]) -> str:
     return f"bad_rows:{kind}:{column or ''}"
 
 
-class ReadRowsFn(beam.DoFn):
-    """A range of an input file -> typed record batches; malformed rows go to the BAD output, counted.
+def read_csv_range(byte_range: csv_reader.Range, required: typing.Sequence[str] = F.CSV_COLUMNS):
+    """Typed chunks of one range of a CSV file (any Beam filesystem; compression from the file name)."""
+    with FileSystems.open(byte_range.path) as f:
+        yield from csv_reader.read_csv(f, byte_range.path, required, byte_range=byte_range)
 
-    With a split ratio the batches are tagged by split (and every id goes to the IDS output);
-    without, they are the main output.
+
+def read_prediction_log_file(byte_range: csv_reader.Range):
+    """Typed chunks of a file of PredictionLog records."""
+    from tf_cartola.data import prediction_logs
+
+    with FileSystems.open(byte_range.path) as f:
+        yield from prediction_logs.read(f, byte_range.path, byte_range)
+
+
+class ReadRowsFn(beam.DoFn):
+    """A part of the input (a range of a file, a partition of a table) -> typed record batches; malformed
+    rows go to the BAD output, counted.
+
+    `read` turns the element into chunks (read_csv_range, read_prediction_log_file,
+    postgres.read_partition). With a split ratio the batches are tagged by split (and every id
+    goes to the IDS output); without, they are the main output.
     """
 
-    def __init__(self, read: typing.Callable = csv_reader.read_csv, split_ratio=None):
+    def __init__(self, read: typing.Callable = read_csv_range, split_ratio=None):
         self._read = read
         self._split_ratio = tuple(split_ratio) if split_ratio else None
         self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self._bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
         self._good_rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in (*split.SPLITS, GOOD)}
 
-    def process(self, byte_range: csv_reader.Range):
-        start, read, path = time.perf_counter(), 0, byte_range.path
-        with FileSystems.open(path) as f:  # Compression from the file name (.gz, .bz2, ...).
-            for chunk in self._read(f, path, byte_range=byte_range):
-                self._rows_read.inc(chunk.rows)
-                read += chunk.rows
-                for record in chunk.bad:
-                    self._bad_rows.inc()
-                    Metrics.counter(NAMESPACE, bad_counter_name(record["kind"], record["column"])).inc()
-                    yield beam.pvalue.TaggedOutput(BAD, record)
-                yield from self._good(chunk.batch)
-                log.info("read %d rows of %s from line %d (%.1f s)", read, path, byte_range.first_line,
-                         time.perf_counter() - start)
+    def process(self, part):
+        start, read = time.perf_counter(), 0
+        for chunk in self._read(part):
+            self._rows_read.inc(chunk.rows)
+            read += chunk.rows
+            for record in chunk.bad:
+                self._bad_rows.inc()
+                Metrics.counter(NAMESPACE, bad_counter_name(record["kind"], record["column"])).inc()
+                yield beam.pvalue.TaggedOutput(BAD, record)
+            yield from self._good(chunk.batch)
+            log.info("read %d rows of %s from line %d (%.1f s)", read, part.path, part.first_line,
+                     time.perf_counter() - start)
 
     def _good(self, batch):
         if self._split_ratio is None:
@@ -81,24 +96,24 @@ class ReadRowsFn(beam.DoFn):
 
 
 @beam.ptransform_fn
-def ReadAndSplitCsv(pipeline, ranges: typing.Sequence[csv_reader.Range], split_ratio=(2, 1)):  # pylint: disable=invalid-name
-    """Reads ranges of CSV files (each file by its own header) into {train, eval} record batches,
-    {bad} records and {ids} (see IDS). Ranges are spread over the workers, and what follows (statistics, transform,
-    encoding, writing) runs where its batches were read."""
+def ReadAndSplitCsv(pipeline, parts, split_ratio=(2, 1), read=read_csv_range):  # pylint: disable=invalid-name
+    """Reads ranges of CSV files (each file by its own header) or partitions of a table into {train, eval}
+    record batches, {bad} records and {ids} (see IDS). Parts are spread over the workers, and what follows
+    (statistics, transform, encoding, writing) runs where its batches were read."""
     return (
         pipeline
-        | "ListRanges" >> beam.Create(list(ranges))
-        | "ParseAndSplitRows" >> beam.ParDo(ReadRowsFn(split_ratio=split_ratio)).with_outputs(BAD, IDS, *split.SPLITS)
+        | "ListRanges" >> beam.Create(list(parts))
+        | "ParseAndSplitRows" >> beam.ParDo(ReadRowsFn(read, split_ratio)).with_outputs(BAD, IDS, *split.SPLITS)
     )
 
 
 @beam.ptransform_fn
-def ReadRows(pipeline, ranges: typing.Sequence[csv_reader.Range], read):  # pylint: disable=invalid-name
-    """Reads ranges of input files with `read` (csv_reader.read_csv or prediction_logs.read, as a
-    picklable callable) into {main: record batches, bad: quarantine records}."""
+def ReadRows(pipeline, parts: typing.Sequence, read):  # pylint: disable=invalid-name
+    """Reads parts of the input with `read` (a picklable callable: element -> chunks) into
+    {main: record batches, bad: quarantine records}."""
     return (
         pipeline
-        | "ListRanges" >> beam.Create(list(ranges))
+        | "ListRanges" >> beam.Create(list(parts))
         | "ParseRows" >> beam.ParDo(ReadRowsFn(read)).with_outputs(BAD, main="rows")
     )
 

@@ -27,7 +27,9 @@ EXIT_STATUS = "0 valid, 1 anomalies, drift or bad rows found, 2 bad arguments, c
 
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("beam_jobs.validate", __doc__, EXIT_STATUS, config=True)
-    parser.add_argument("--input", required=True, help="files of the batch: a path or glob (any Beam filesystem)")
+    parser.add_argument("--input", required=True, help="files of the batch: a path or glob (any Beam filesystem); "
+                        "or users in a database: postgresql://USER@HOST:PORT/DB with --table or --query")
+    job_cli.add_database_flags(parser)
     parser.add_argument("--format", choices=("csv", "prediction_log"), default="csv",
                         help="csv (the default) or prediction_log (TFRecords of TF Serving PredictionLog)")
     parser.add_argument("--baseline", default="served",
@@ -52,14 +54,16 @@ def run(argv=None) -> dict:
     args, beam_args = _parser().parse_known_args(argv)
     job_cli.check_beam_flags(beam_args, _parser())
     config = config_lib.load(args.config)
-    cfg = config_lib.override(config, "preprocess", baseline=args.baseline).preprocess
+    cfg = config_lib.override(config, "preprocess", baseline=args.baseline, table=args.table, query=args.query,
+                              partitions=args.partitions).preprocess
     baseline = job.resolve_baseline(cfg, config.serving)
     if baseline is None:
         raise baseline_lib.BaselineError(
             f"no baseline: no version of {config.serving.model_name} under {config.serving.serving_dir} carries "
             "one, and --baseline names no model version or preprocessing output")
     return validation_job.validate(args.input, baseline, args.output_dir, PipelineOptions(beam_args), args.format,
-                                   cfg.drift_false_alarm_rate, cfg.max_bad_row_fraction)
+                                   cfg.drift_false_alarm_rate, cfg.max_bad_row_fraction,
+                                   job.DatabaseInput(cfg.table, cfg.query, cfg.partitions))
 
 
 def _show(manifest: dict, passed: bool) -> None:

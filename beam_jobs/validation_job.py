@@ -23,21 +23,23 @@ log = logging.getLogger(__name__)
 FORMATS = (job.CSV, job.PREDICTION_LOG)
 
 
-def _reader(fmt: str):
-    from tf_cartola.data import csv_reader, prediction_logs
+def _reader(fmt: str, database: bool):
+    from tf_cartola.data import postgres
 
-    if fmt == job.CSV:
-        return functools.partial(csv_reader.read_csv, required=())  # Missing columns are the schema's finding.
-    return prediction_logs.read
+    if fmt == job.PREDICTION_LOG:
+        return transforms.read_prediction_log_file
+    # Missing columns are the schema's finding.
+    return functools.partial(postgres.read_partition if database else transforms.read_csv_range, required=())
 
 
-def build_pipeline(p: beam.Pipeline, ranges, fmt: str, layout: job.Layout) -> None:
-    """Adds the steps that read the batch and write its statistics and quarantine to `p`."""
+def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: job.Layout, database: bool = False) -> None:
+    """Adds the steps that read the batch (file ranges, or table partitions) and write its statistics and
+    quarantine to `p`."""
     import tensorflow_data_validation as tfdv
 
     from tf_cartola import drift
 
-    parsed = p | "ReadRows" >> transforms.ReadRows(ranges, _reader(fmt))
+    parsed = p | "ReadRows" >> transforms.ReadRows(parts, _reader(fmt, database))
     _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
     _ = (
         parsed["rows"]
@@ -46,25 +48,27 @@ def build_pipeline(p: beam.Pipeline, ranges, fmt: str, layout: job.Layout) -> No
     )
 
 
-def run_pipeline(ranges, fmt: str, layout: job.Layout, options: PipelineOptions) -> dict:
+def run_pipeline(parts, fmt: str, layout: job.Layout, options: PipelineOptions, database: bool) -> dict:
     """Runs `build_pipeline`. Returns the counters."""
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, ranges, fmt, layout)
+        build_pipeline(p, parts, fmt, layout, database)
     return job.counters(p.result)
 
 
 def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOptions, fmt: str = job.CSV,
-             false_alarm_rate: float = 0.01, max_bad_row_fraction: float = 0.0) -> dict:
+             false_alarm_rate: float = 0.01, max_bad_row_fraction: float = 0.0,
+             database: typing.Optional[job.DatabaseInput] = None) -> dict:
     """Validates a batch against a baseline and writes `manifest.json` (and report-ready artifacts).
 
     Args:
-      input_pattern: files of the batch (any Beam filesystem).
+      input_pattern: files of the batch (any Beam filesystem), or a postgresql:// URL.
       baseline: a tf_cartola.baseline.Baseline (its schema and train statistics).
       output_dir: where statistics, anomalies, the quarantine and the manifest go.
       options: Beam pipeline options.
       fmt: "csv" or "prediction_log".
       false_alarm_rate: the drift comparison's false-alarm budget.
       max_bad_row_fraction: share of rows that may be quarantined before that is an anomaly.
+      database: the table or query and partitions, for a postgresql:// input.
 
     Returns:
       The manifest.
@@ -81,10 +85,10 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
         raise ValueError(f"unknown format {fmt!r}; one of {list(FORMATS)}")
     started = time.perf_counter()
     layout = job.Layout(output_dir)
-    log.info("step 1/3: hashing %s", input_pattern)
-    inputs, ranges = job.describe_inputs(input_pattern, fmt, required=())
-    log.info("step 2/3: reading %d file(s) (%s) and computing statistics", len(inputs), fmt)
-    counters = run_pipeline(ranges, fmt, layout, options)
+    log.info("step 1/3: fingerprinting %s", job.shown(input_pattern))
+    with job.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
+        log.info("step 2/3: reading %d part(s) (%s) and computing statistics", len(parts), fmt)
+        counters = run_pipeline(parts, fmt, layout, options, fmt == job.CSV and job.is_database(input_pattern))
     log.info("step 3/3: validating against %s", baseline.description)
     stats = tfdv.load_stats_binary(layout.stats("data", "binpb"))
     tfdv.write_stats_text(stats, layout.stats("data"))
@@ -102,7 +106,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
         tfdv.write_anomalies_text(a, layout.anomalies(which))
     rows = validation.anomaly_rows(by_name)
     manifest = {
-        "input": input_pattern, "format": fmt, "inputs": inputs,
+        "input": job.shown(input_pattern), "format": fmt, "inputs": inputs,
         "rows": {"read": counters.get("rows_read", 0), "good": good, "bad": counters.get("bad_rows", 0)},
         "bad_rows": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("bad_rows:")},
         "baseline": baseline.summary(),

@@ -1,16 +1,23 @@
-"""Scores a CSV of Cartola users against a model server (TF Serving or the local one).
+"""Scores Cartola users, from a CSV or a PostgreSQL table, with a served model or a SavedModel in-process.
 
     python -m serving.client --rest http://127.0.0.1:8501 --model cartola_pro --csv users.csv --out scores.csv
     python -m serving.client --grpc 127.0.0.1:8500 --model cartola_pro --csv users.csv --out scores.csv
+    python -m serving.client --model_dir serving_models/cartola_pro/3 \
+        --db postgresql://cartola@db:5432/cartola --table users --out postgresql://cartola@db:5432/cartola
 
-Asks the server which raw columns the model uses (the inputs of its `predict_raw`
-signature): the CSV needs those and GLOBO_ID, nothing else. Writes GLOBO_ID,pro_probability
-per row to a temporary file that becomes --out only when every row is scored. Rows that
-cannot be typed are not sent: they go, as the preprocessing job's quarantine records, to
-OUT.bad.jsonl, which exists only when there are some.
+Asks the model which raw columns it uses (the inputs of its `predict_raw` signature):
+the users need those and GLOBO_ID, nothing else. To a CSV it writes GLOBO_ID,pro_probability
+per row to a temporary file that becomes --out only when every row is scored. To a
+database it upserts (GLOBO_ID, pro_probability, model_name, model_version, scored_at)
+into --scores_table (created if missing), one transaction per batch: a crash leaves whole
+batches, and a rerun replaces rows instead of adding them. Database passwords come from
+PGPASSWORD or ~/.pgpass. Rows that cannot be typed are not sent: they go, as the
+preprocessing job's quarantine records, to --quarantine (default OUT.bad.jsonl, or
+SCORES_TABLE.bad.jsonl for a database), which exists only when there are some.
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -18,6 +25,7 @@ import re
 import sys
 import tempfile
 import time
+import typing
 import urllib.parse
 
 from tf_cartola import features as F
@@ -50,60 +58,103 @@ def _count_rows(path: str) -> int:
         return max(sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1, 0)
 
 
-def score_csv(client, csv_path: str, out_path: str, batch_size: int = 500, version=None, label=None,
-              progress: bool = True) -> dict:
-    """Streams a CSV through `client.score` in batches; the output appears only when complete.
+class CsvScores:
+    """GLOBO_ID,pro_probability rows in a temporary file, renamed to the output once complete."""
+
+    def __init__(self, out_path: str):
+        self.out = out_path
+        directory = os.path.dirname(os.path.abspath(out_path))
+        self._part = tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{os.path.basename(out_path)}.",
+                                                 suffix=".part", newline="", delete=False)
+        self._writer = csv.writer(self._part)
+        self._writer.writerow([F.ID_KEY, "pro_probability"])
+
+    def write(self, ids, probabilities) -> None:
+        self._writer.writerows((i, f"{p:.6f}") for i, p in zip(ids, probabilities))
+
+    def close(self, complete: bool) -> None:
+        self._part.close()
+        if complete:
+            os.replace(self._part.name, self.out)
+        elif os.path.exists(self._part.name):
+            os.remove(self._part.name)  # Never leave a half-written result behind.
+
+
+class DatabaseScores:
+    """Upserts each batch into a scores table (postgres.ScoresTable), with the model's name and version."""
+
+    def __init__(self, url: str, table: str, model_name: str, model_version):
+        from tf_cartola.data import postgres
+
+        self.out = f"{postgres.masked(url)} table {table}"
+        self._table = postgres.ScoresTable(url, table)
+        self._model = (model_name, model_version)
+
+    def write(self, ids, probabilities) -> None:
+        self._table.upsert(ids, probabilities, *self._model)
+
+    def close(self, complete: bool) -> None:
+        self._table.close()
+
+
+def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = None, batch_size: int = 500,
+          version=None, label=None, progress: bool = True) -> dict:
+    """Streams typed chunks through `client.score` in batches into `sink`.
 
     Args:
-      client: a RestClient or GrpcClient.
-      csv_path: input CSV with GLOBO_ID and the columns the served model uses.
-      out_path: output CSV (GLOBO_ID, pro_probability); bad rows go to `out_path + ".bad.jsonl"`.
-      batch_size: rows per request.
+      client: a RestClient, GrpcClient or InProcessClient.
+      chunks: typed chunks of users (csv_reader.read_csv, postgres.read_all).
+      sink: CsvScores or DatabaseScores; closed as complete only when every row is scored.
+      quarantine: where bad rows go (removed when there are none).
+      total: rows expected, for the progress bar.
       progress: show a progress bar on stderr.
 
     Returns:
-      {"scored": n, "bad": n, "out": path, "quarantine": path or None, "seconds": s}
+      {"scored": n, "bad": n, "out": what was written, "quarantine": path or None, "seconds": s}
 
     Raises:
-      rows.InputError, FileNotFoundError: the CSV cannot be read as the model needs it.
+      rows.InputError, FileNotFoundError: the users cannot be read as the model needs them.
       Exceptions of the client: the server failed or is unreachable.
     """
     import tqdm
 
-    start, scored = time.perf_counter(), 0
-    needed = [F.ID_KEY, *client.raw_inputs(version, label)]
-    total = _count_rows(csv_path)
-    directory = os.path.dirname(os.path.abspath(out_path))
-    part = tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".part",
-                                       newline="", delete=False)
-    quarantine = out_path + ".bad.jsonl"
-    bad = []
+    start, scored, bad, complete = time.perf_counter(), 0, [], False
     try:
-        with part, open(csv_path, "rb") as f, tqdm.tqdm(total=total, unit="rows", disable=not progress,
-                                                         desc="scoring") as bar:
-            writer = csv.writer(part)
-            writer.writerow([F.ID_KEY, "pro_probability"])
-            for chunk in csv_reader.read_csv(f, csv_path, required=needed):
+        with tqdm.tqdm(total=total, unit="rows", disable=not progress, desc="scoring") as bar:
+            for chunk in chunks:
                 bad += chunk.bad
                 bar.update(len(chunk.bad))
                 records = csv_reader.to_records(chunk.batch)
                 for i in range(0, len(records), batch_size):
                     batch = records[i:i + batch_size]
-                    for record, p in zip(batch, client.score(batch, version=version, label=label)):
-                        writer.writerow([record[F.ID_KEY], f"{p:.6f}"])
+                    sink.write([r[F.ID_KEY] for r in batch], client.score(batch, version=version, label=label))
                     scored += len(batch)
                     bar.update(len(batch))
-        os.replace(part.name, out_path)
+        complete = True
     finally:
-        if os.path.exists(part.name):
-            os.remove(part.name)  # Never leave a half-written result behind.
+        sink.close(complete)
     if bad:
         with open(quarantine, "w") as f:
             f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in bad)
     elif os.path.exists(quarantine):
         os.remove(quarantine)  # A stale one from an earlier run would mislead.
-    return {"scored": scored, "bad": len(bad), "out": out_path, "quarantine": quarantine if bad else None,
+    return {"scored": scored, "bad": len(bad), "out": sink.out, "quarantine": quarantine if bad else None,
             "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _client(args):
+    """(client, unreachable errors, failure errors) for the chosen server or model folder."""
+    if args.rest:
+        from serving.rest_client import RestClient, RestError, Unreachable as RestUnreachable
+
+        return RestClient(args.rest, args.model, timeout=args.timeout), (RestUnreachable,), (RestError,)
+    if args.grpc:
+        from serving.grpc_client import GrpcClient, GrpcError
+
+        return GrpcClient(args.grpc, args.model, timeout=args.timeout), (), (GrpcError,)
+    from serving.inprocess_client import InProcessClient
+
+    return InProcessClient(args.model_dir), (), ()
 
 
 def main(argv=None) -> int:
@@ -113,11 +164,18 @@ def main(argv=None) -> int:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
     where.add_argument("--grpc", type=grpc_address, help="gRPC HOST:PORT, e.g. 127.0.0.1:8500")
+    where.add_argument("--model_dir", help="score in this process with a model version folder (no server)")
     parser.add_argument("--model", default="cartola_pro", help="model name (default: %(default)s)")
     parser.add_argument("--version", type=int, help="a version number (default: the server's choice)")
     parser.add_argument("--label", help="a version label, e.g. stable")
-    parser.add_argument("--csv", required=True, help="users to score")
-    parser.add_argument("--out", required=True, help="scores CSV to write")
+    users = parser.add_mutually_exclusive_group(required=True)
+    users.add_argument("--csv", help="users to score: a CSV file")
+    users.add_argument("--db", help="users to score: postgresql://USER@HOST:PORT/DB, with --table or --query")
+    parser.add_argument("--table", help="with --db: the users' table")
+    parser.add_argument("--query", help="with --db: a SELECT of the users")
+    parser.add_argument("--out", required=True, help="scores: a CSV file, or postgresql://USER@HOST:PORT/DB")
+    parser.add_argument("--scores_table", default="scores", help="with a database --out (default: %(default)s)")
+    parser.add_argument("--quarantine", help="bad rows (default: OUT.bad.jsonl, or SCORES_TABLE.bad.jsonl)")
     parser.add_argument("--batch_size", type=int, default=500, help="rows per request (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
     parser.add_argument("--wait", type=float, default=0.0,
@@ -128,33 +186,44 @@ def main(argv=None) -> int:
     except SystemExit as e:
         return EXIT_ARGUMENTS if e.code else EXIT_OK
     cli.setup_logging(args.verbose)
+    from tf_cartola.data import postgres
+
     if args.batch_size < 1:
         print("error: --batch_size must be >= 1", file=sys.stderr)
         return EXIT_ARGUMENTS
-    if not os.path.isfile(args.csv):
+    if args.db and bool(args.table) == bool(args.query):
+        print("error: --db needs exactly one of --table and --query", file=sys.stderr)
+        return EXIT_ARGUMENTS
+    if args.csv and not os.path.isfile(args.csv):
         print(f"error: no such file: {args.csv}", file=sys.stderr)
         return EXIT_INPUT
-    if args.rest:
-        from serving.rest_client import RestClient, RestError, Unreachable as RestUnreachable
-
-        client = RestClient(args.rest, args.model, timeout=args.timeout)
-        unreachable, failed = (RestUnreachable,), (RestError,)
-    else:
-        from serving.grpc_client import GrpcClient, GrpcError
-
-        client = GrpcClient(args.grpc, args.model, timeout=args.timeout)
-        unreachable, failed = (), (GrpcError,)
+    if args.model_dir and not os.path.isdir(args.model_dir):
+        print(f"error: no such model folder: {args.model_dir}", file=sys.stderr)
+        return EXIT_INPUT
+    to_database = postgres.is_database(args.out)
+    quarantine = args.quarantine or (f"{args.scores_table}.bad.jsonl" if to_database else args.out + ".bad.jsonl")
+    client, unreachable, failed = _client(args)
     try:
         deadline = time.monotonic() + args.wait
         while True:  # The model's inputs, asked once the server answers (or at once without --wait).
             try:
-                client.raw_inputs(args.version, args.label)
+                needed = [F.ID_KEY, *client.raw_inputs(args.version, args.label)]
                 break
             except unreachable + failed:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.5)
-        summary = score_csv(client, args.csv, args.out, args.batch_size, args.version, args.label,
+        with contextlib.ExitStack() as held:
+            if args.csv:
+                source, total = args.csv, _count_rows(args.csv)
+                chunks = csv_reader.read_csv(held.enter_context(open(args.csv, "rb")), args.csv, required=needed)
+            else:
+                source, total = postgres.masked(args.db), None
+                chunks = postgres.read_all(args.db, args.table, args.query, required=needed)
+            sink = (DatabaseScores(args.out, args.scores_table, args.model,
+                                   client.served_version(args.version, args.label))
+                    if to_database else CsvScores(args.out))
+            summary = score(client, chunks, sink, quarantine, total, args.batch_size, args.version, args.label,
                             progress=not args.no_progress)
     except (rows.InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -167,7 +236,7 @@ def main(argv=None) -> int:
         print(f"error: the server refused or failed a request: {e}", file=sys.stderr)
         return EXIT_SERVER
     bad = f"; {summary['bad']} rows set aside in {summary['quarantine']}" if summary["bad"] else ""
-    print(f"scored {summary['scored']} rows of {args.csv} into {summary['out']} in {summary['seconds']} s{bad}")
+    print(f"scored {summary['scored']} rows of {source} into {summary['out']} in {summary['seconds']} s{bad}")
     return EXIT_OK
 
 

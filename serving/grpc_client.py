@@ -120,6 +120,10 @@ class GrpcClient:
             self._raw_inputs[key] = sorted(signatures.signature_def[RAW_SIGNATURE].inputs)
         return self._raw_inputs[key]
 
+    def served_version(self, version=None, label=None) -> int:
+        """The version number that answers for (version, label): the latest when neither is given."""
+        return self.metadata(version, label).model_spec.version.value
+
     def score(self, records, version=None, label=None) -> np.ndarray:
         """PRO probabilities of typed rows, through the raw-feature signature."""
         protos = raw_columns_tensor_protos(records, self.raw_inputs(version, label))

@@ -109,6 +109,10 @@ class RestClient:
             self._raw_inputs[key] = sorted(signatures[RAW_SIGNATURE]["inputs"])
         return self._raw_inputs[key]
 
+    def served_version(self, version=None, label=None) -> int:
+        """The version number that answers for (version, label): the latest when neither is given."""
+        return int(self.metadata(version, label)["model_spec"]["version"])
+
     def score(self, records, version=None, label=None) -> np.ndarray:
         """PRO probabilities of typed rows, through the raw-feature signature (row format)."""
         columns = rows.to_columns(records, self.raw_inputs(version, label))

@@ -40,3 +40,20 @@ def trained(preprocess_run, tmp_path_factory):
     cfg = config.load("configs/default.yaml")
     result = training.train(cfg, preprocess_dir, serving_dir=str(root / "serving"), run_dir=str(root / "run"))
     return cfg, result
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server on a free loopback port (tf_cartola.data.local_postgres)."""
+    from tf_cartola.data import local_postgres
+
+    with local_postgres.running() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_env(postgres, monkeypatch):
+    """The server's password in PGPASSWORD, as a user would set it; yields the server."""
+    for name, value in postgres.env.items():
+        monkeypatch.setenv(name, value)
+    return postgres

@@ -17,15 +17,9 @@ from tf_cartola import features as F
 from tf_cartola import split
 from tf_cartola.data import synthetic
 from tests.conftest import SMALL_ROWS
+from tests.helpers import probe_batch, split_ids
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
-
-
-def _ids(pattern, spec):
-    files = glob.glob(pattern)
-    assert files, pattern
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(100_000)
-    return sorted(int(i) for batch in ds for i in tf.io.parse_example(batch, spec)[F.ID_KEY].numpy())
 
 
 def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
@@ -45,7 +39,7 @@ def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
         stats = tfdv.load_stats_text(a[f"stats_{which}"])
         assert stats.datasets[0].num_examples == manifest["rows"][which]
         tfdv.load_anomalies_text(a[f"anomalies_{which}"])
-        assert len(_ids(a[f"raw_{which}"], F.raw_feature_spec())) == manifest["rows"][which]
+        assert len(split_ids(a[f"raw_{which}"], F.raw_feature_spec())) == manifest["rows"][which]
     tfdv.load_anomalies_text(a["anomalies_input"])
     assert glob.glob(a["bad_rows"])
     # The transform output is usable without this repo's code: raw and transformed specs both load.
@@ -54,7 +48,7 @@ def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
     spec = output.transformed_feature_spec()
     assert set(spec) == set(F.TRANSFORMED_FEATURES) | {F.LABEL_KEY, F.ID_KEY}
     for which in split.SPLITS:
-        assert _ids(a[f"transformed_{which}"], spec) == _ids(a[f"raw_{which}"], F.raw_feature_spec())
+        assert split_ids(a[f"transformed_{which}"], spec) == split_ids(a[f"raw_{which}"], F.raw_feature_spec())
 
 
 def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_draft(
@@ -75,9 +69,9 @@ def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_
     rerun = preprocess.run(NO_BASELINE + ["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out")])
     assert rerun["rows"] == again["rows"]
     for which in split.SPLITS:
-        ids = _ids(manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec())
-        assert ids == _ids(again["artifacts"][f"raw_{which}"], F.raw_feature_spec())
-        assert ids == _ids(rerun["artifacts"][f"transformed_{which}"], tft.TFTransformOutput(
+        ids = split_ids(manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec())
+        assert ids == split_ids(again["artifacts"][f"raw_{which}"], F.raw_feature_spec())
+        assert ids == split_ids(rerun["artifacts"][f"transformed_{which}"], tft.TFTransformOutput(
             rerun["artifacts"]["transform"]).transformed_feature_spec())
         assert ids == sorted(i for i in frame[F.ID_KEY] if split.split_of(i) == which)
 
@@ -133,23 +127,15 @@ def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run
          "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     )
     for which in split.SPLITS:
-        assert _ids(multi["artifacts"][f"raw_{which}"], F.raw_feature_spec()) == _ids(
+        assert split_ids(multi["artifacts"][f"raw_{which}"], F.raw_feature_spec()) == split_ids(
             manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec()
         )
     ref = tft.TFTransformOutput(manifest["artifacts"]["transform"])
     got = tft.TFTransformOutput(multi["artifacts"]["transform"])
-    probe = {k: v for k, v in _probe_batch().items()}
+    probe = {k: v for k, v in probe_batch().items()}
     a, b = ref.transform_raw_features(probe), got.transform_raw_features(probe)
     for name in F.TRANSFORMED_FEATURES:
         tf.debugging.assert_near(a[name], b[name], atol=1e-6, message=name)
-
-
-def _probe_batch():
-    from tf_cartola import rows
-
-    frame = synthetic.generate(50, seed=9)
-    serialized = [rows.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
-    return tf.io.parse_example(serialized, F.raw_feature_spec())
 
 
 EDGE_CSV = os.path.join(os.path.dirname(__file__), "data", "edge_csv")
@@ -228,7 +214,7 @@ def test_data_problems_the_schema_does_not_see_are_anomalies(tmp_path, capsys):
     manifest = json.load(open(out / "manifest.json"))
     assert manifest["duplicate_ids"] == {"ids": 5, "rows": 10}
     assert manifest["rows"]["bad"] == 3 and manifest["rows"]["read"] == 600 + 5 + 1 + 30
-    raw = {w: _ids(manifest["artifacts"][f"raw_{w}"], F.raw_feature_spec()) for w in split.SPLITS}
+    raw = {w: split_ids(manifest["artifacts"][f"raw_{w}"], F.raw_feature_spec()) for w in split.SPLITS}
     twice = set(frame[F.ID_KEY].iloc[20:25])
     for which in split.SPLITS:  # Both copies of a user land in the same split.
         assert all(raw[which].count(i) in (0, 2) for i in twice)

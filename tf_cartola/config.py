@@ -25,7 +25,12 @@ def _fraction(field: str, value) -> None:
 class PreprocessConfig:
     """The Beam preprocessing job (beam_jobs.preprocess)."""
 
+    # CSV path or glob (any Beam filesystem), or postgresql://USER@HOST:PORT/DB with `table` or `query`.
     input: str = "data/cartola.csv"
+    table: str = ""
+    query: str = ""
+    # A database input is read in this many ranges of GLOBO_ID, in parallel.
+    partitions: int = 4
     output_dir: str = "runs/preprocess"
     schema: str = "configs/schema.pbtxt"
     split_ratio: typing.Tuple[int, int] = (2, 1)
@@ -44,6 +49,8 @@ class PreprocessConfig:
         _require(len(ratio) == 2 and all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ratio),
                  "split_ratio", "must be two positive whole numbers [train, eval]", list(ratio))
         _fraction("max_bad_row_fraction", self.max_bad_row_fraction)
+        _require(self.partitions >= 1, "partitions", "must be >= 1", self.partitions)
+        _require(not (self.table and self.query), "table", "give a table or a query, not both", self.table)
         _require(0.0 < self.drift_false_alarm_rate <= 0.5, "drift_false_alarm_rate", "must be in (0, 0.5]",
                  self.drift_false_alarm_rate)
         _require(bool(self.baseline), "baseline", 'must be "served", "none" or a directory', self.baseline)

@@ -52,14 +52,19 @@ def _records(pattern: str) -> tf.data.Dataset:
 
 
 def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[dict, np.ndarray]:
-    """All transformed rows of one split in memory: ({feature: [n, 1]}, labels [n])."""
-    columns = {n: [] for n in (*feature_names, F.LABEL_KEY)}
+    """All transformed rows of one split in memory, in GLOBO_ID order: ({feature: [n, 1]}, labels [n]).
+
+    The order the files hold the rows in depends on how they were read (file ranges, table
+    partitions, workers); sorting by id makes the training, and so the model, independent of it.
+    """
+    columns = {n: [] for n in (*feature_names, F.LABEL_KEY, F.ID_KEY)}
     for batch in _records(pattern).batch(65536):
         parsed = tf.io.parse_example(batch, spec)
         for n in columns:
             columns[n].append(parsed[n].numpy())
-    x = {n: np.concatenate(columns[n]).reshape(-1, 1) for n in feature_names}
-    return x, np.concatenate(columns[F.LABEL_KEY])
+    order = np.argsort(np.concatenate(columns[F.ID_KEY]), kind="stable")
+    x = {n: np.concatenate(columns[n])[order].reshape(-1, 1) for n in feature_names}
+    return x, np.concatenate(columns[F.LABEL_KEY])[order]
 
 
 def load_raw(pattern: str) -> typing.Tuple[typing.List[bytes], np.ndarray]:

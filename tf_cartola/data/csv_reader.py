@@ -234,8 +234,9 @@ def plan_ranges(f: typing.BinaryIO, path: str, range_bytes: int, digest=None) ->
 
 
 def _pieces(f: typing.BinaryIO, end: typing.Optional[int], piece_bytes: int) -> typing.Iterator[bytes]:
-    """Reads from the current position to `end` (or EOF) in pieces of whole lines."""
-    position = f.tell()
+    """Reads from the current position to `end` (or EOF) in pieces of whole lines; without an end `f`
+    may be a stream (no tell)."""
+    position = f.tell() if end is not None else 0
     while end is None or position < end:
         size = piece_bytes if end is None else min(piece_bytes, end - position)
         piece = f.read(size)

@@ -1,0 +1,36 @@
+"""Scoring with a SavedModel loaded in this process, no server: the clients' interface for batch jobs."""
+
+import os
+import typing
+
+import numpy as np
+import tensorflow as tf
+
+from tf_cartola import features as F
+from tf_cartola import rows
+from tf_cartola.export import PROBABILITY, RAW_SIGNATURE
+
+
+class InProcessClient:
+    """`raw_inputs`, `served_version` and `score` of RestClient / GrpcClient, on a model version folder.
+
+    Args:
+      model_dir: a pushed version (<serving_dir>/<model>/<version>) or any export of tf_cartola.train.
+    """
+
+    def __init__(self, model_dir: str):
+        self._loaded = tf.saved_model.load(model_dir)
+        self._fn = self._loaded.signatures[RAW_SIGNATURE]
+        name = os.path.basename(os.path.normpath(model_dir))
+        self._version = int(name) if name.isdigit() else None
+
+    def raw_inputs(self, version=None, label=None) -> typing.List[str]:
+        return sorted(self._fn.structured_input_signature[1])
+
+    def served_version(self, version=None, label=None) -> typing.Optional[int]:
+        return self._version
+
+    def score(self, records, version=None, label=None) -> np.ndarray:
+        columns = rows.to_columns(records, self.raw_inputs())
+        tensors = {c: tf.constant(v, tf.string if c == F.PIXELS else tf.float32) for c, v in columns.items()}
+        return self._fn(**tensors)[PROBABILITY].numpy().astype(np.float64)

@@ -1,0 +1,26 @@
+"""Helpers shared by test modules: reading a run's outputs back."""
+
+import glob
+
+import pandas as pd
+import tensorflow as tf
+
+from tf_cartola import features as F
+from tf_cartola import rows
+from tf_cartola.data import synthetic
+
+
+def split_ids(pattern, spec=None):
+    """The sorted GLOBO_IDs in gzipped tf.Example TFRecords matching `pattern`."""
+    files = glob.glob(pattern)
+    assert files, pattern
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(100_000)
+    return sorted(int(i) for batch in ds for i in tf.io.parse_example(batch, spec or F.raw_feature_spec())[F.ID_KEY]
+                  .numpy())
+
+
+def probe_batch():
+    """50 generated raw rows, parsed as the transform graph takes them."""
+    frame = synthetic.generate(50, seed=9)
+    serialized = [rows.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
+    return tf.io.parse_example(serialized, F.raw_feature_spec())
