@@ -1,19 +1,30 @@
-"""Serving latency, side by side in one run: in-process SavedModel vs the local server over gRPC and REST.
+"""Serving latency and throughput, side by side in one run: the signature in-process vs the local server
+over gRPC and REST.
 
-    python bench/serving_latency.py --model_base_path serving_models/cartola_pro [--requests 200]
+    python bench/serving_latency.py --model_base_path serving_models/cartola_pro [--requests 300]
 
-Needs a pushed model (`make demo`). Prints the median and p95 latency per path and
-batch size, and each path's ratio to the in-process call. Traffic stays on 127.0.0.1.
+Needs a pushed model (`make demo`). For batch sizes 1, 64 and 1024 and 1 or 16 concurrent
+clients, prints p50 and p99 latency per path, rows/s, and each path's p50 minus the
+in-process p50 and its rows/s as a share of in-process. Every path calls the same
+`predict_raw` signature with the same rows, encoded once (a PredictRequest over gRPC,
+columnar JSON over REST on a kept-alive connection), so the differences are transport
+and server. Traffic stays on 127.0.0.1. Writes bench/results/serving_latency.json.
 """
 
 import argparse
-import statistics
+import concurrent.futures
+import http.client
+import json
+import os
 import time
+import urllib.parse
 
+import grpc
+import numpy as np
 import pandas as pd
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving.grpc_client import GrpcClient
 from serving.local_server import LocalServer
 from serving.rest_client import RestClient
 from serving.servables import single_model_config
@@ -21,46 +32,93 @@ from tf_cartola import export, rows
 from tf_cartola.data import synthetic
 
 
-def _timings(fn, requests: int) -> list:
-    fn()  # Warm: first calls trace and connect.
-    out = []
-    for _ in range(requests):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+def _run(make_call, requests: int, concurrency: int) -> dict:
+    """Latencies (ms) of `requests` calls spread over `concurrency` threads, each with its own call."""
+    calls = [make_call() for _ in range(concurrency)]
+    for call in calls:
+        call()  # Warm: first calls trace and connect.
+
+    def worker(call):
+        out = []
+        for _ in range(requests // concurrency):
+            start = time.perf_counter()
+            call()
+            out.append((time.perf_counter() - start) * 1000)
+        return out
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        latencies = sorted(x for part in pool.map(worker, calls) for x in part)
+    seconds = time.perf_counter() - start
+    return {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99)),
+            "calls_per_second": len(latencies) / seconds}
+
+
+def _grpc_call(address: str, request):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(address))
+    return lambda: stub.Predict(request, timeout=60)
+
+
+def _rest_call(url: str, body: bytes):
+    connection = http.client.HTTPConnection(*urllib.parse.urlsplit(url).netloc.split(":"), timeout=60)
+    path = urllib.parse.urlsplit(url).path
+
+    def call():
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        return response.read()
+
+    return call
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_base_path", default="serving_models/cartola_pro")
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=320)
     args = parser.parse_args(argv)
-    frame = synthetic.generate(100, seed=1).drop(columns=["pro_target"])
+    frame = synthetic.generate(1024, seed=1).drop(columns=["pro_target"])
     records = frame.astype(object).where(pd.notna(frame), None).to_dict("records")
     config = single_model_config("cartola_pro", args.model_base_path)
+    results = []
     with LocalServer(config, grpc_port=0, rest_port=0, poll_seconds=0) as server:
         servable = server.manager.get("cartola_pro")
         raw = servable.loaded.signatures[export.RAW_SIGNATURE]
-        rest, grpc_client = RestClient(server.rest_url, "cartola_pro"), GrpcClient(server.grpc_address, "cartola_pro")
-        print(f"model version {servable.version}, {args.requests} requests per cell, milliseconds")
-        print(f"{'batch':>5} {'path':<12} {'median':>8} {'p95':>8} {'x in-process':>13}")
-        for batch in (1, 100):
-            chunk = records[:batch]
-            columns = {k: tf.constant(v) for k, v in rows.to_columns(chunk, rest.raw_inputs()).items()}
+        names = RestClient(server.rest_url, "cartola_pro").raw_inputs()
+        print(f"model version {servable.version}, {args.requests} requests per cell; latency in ms")
+        print(f"{'batch':>5} {'clients':>7} {'path':<10} {'p50':>7} {'p99':>7} {'rows/s':>9} "
+              f"{'p50 - in-process':>17} {'rows/s share':>12}")
+        for batch in (1, 64, 1024):
+            columns = rows.to_columns(records[:batch], names)
+            tensors = {k: tf.constant(v, tf.string if k == "pixels" else tf.float32) for k, v in columns.items()}
+            # The same rows, encoded once: each path pays for its transport and the server, not for
+            # turning Python records into a request.
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name, request.model_spec.signature_name = "cartola_pro", export.RAW_SIGNATURE
+            for name, proto in export.raw_columns_tensor_protos(records[:batch], names).items():
+                request.inputs[name].CopyFrom(proto)
+            body = json.dumps({"signature_name": export.RAW_SIGNATURE, "inputs": columns}).encode()
             paths = {
-                "in-process": lambda: raw(**columns),
-                "gRPC": lambda: grpc_client.score(chunk),
-                "REST": lambda: rest.score(chunk),
+                "in-process": lambda: (lambda: raw(**tensors)),
+                "gRPC": lambda: _grpc_call(server.grpc_address, request),
+                "REST": lambda: _rest_call(f"{server.rest_url}/v1/models/cartola_pro:predict", body),
             }
-            medians = {}
-            for name, fn in paths.items():
-                t = sorted(_timings(fn, args.requests))
-                medians[name] = statistics.median(t)
-                p95 = t[int(0.95 * (len(t) - 1))]
-                print(f"{batch:>5} {name:<12} {medians[name]:>8.2f} {p95:>8.2f} "
-                      f"{medians[name] / medians['in-process']:>13.1f}")
-        grpc_client.close()
+            for concurrency in (1, 16):
+                requests = max(args.requests // (8 if batch == 1024 else 1), concurrency * 4)
+                cell = {name: _run(make, requests, concurrency) for name, make in paths.items()}
+                base = cell["in-process"]
+                for name, r in cell.items():
+                    r.update(batch=batch, clients=concurrency, path=name, rows_per_second=r["calls_per_second"] * batch,
+                             p50_minus_in_process=r["p50"] - base["p50"],
+                             rows_share_of_in_process=r["calls_per_second"] / base["calls_per_second"])
+                    results.append(r)
+                    print(f"{batch:>5} {concurrency:>7} {name:<10} {r['p50']:>7.2f} {r['p99']:>7.2f} "
+                          f"{r['rows_per_second']:>9,.0f} {r['p50_minus_in_process']:>17.2f} "
+                          f"{r['rows_share_of_in_process']:>12.2f}")
+    out = os.path.join(os.path.dirname(__file__), "results", "serving_latency.json")
+    with open(out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -3,15 +3,18 @@
 import typing
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
-from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_pb2,
     predict_pb2,
+    regression_pb2,
 )
 
 from serving.errors import ServingError, invalid
@@ -23,6 +26,8 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 
 def resolve(manager: ServableManager, spec: model_pb2.ModelSpec) -> Servable:
     """The servable a ModelSpec names (latest unless a version or a label is given)."""
+    if not spec.name:
+        raise invalid("Missing ModelSpec name")
     version = spec.version.value if spec.HasField("version") else None
     label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
     return manager.get(spec.name, version, label)
@@ -58,6 +63,27 @@ def _to_tensor(name: str, proto, expected) -> tf.Tensor:
     return tf.constant(value)
 
 
+_TYPED_FIELD = {
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val", types_pb2.DT_STRING: "string_val",
+}
+
+
+def typed_tensor_proto(value: tf.Tensor):
+    """A TensorProto with the values in the typed field of its dtype (float_val, int64_val, ...), as TF
+    Serving fills them; other dtypes (half, complex) fall back to tensor_content."""
+    array = value.numpy()
+    dtype = value.dtype.as_datatype_enum
+    field = _TYPED_FIELD.get(dtype)
+    if field is None:
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tf.TensorShape(array.shape).as_proto())
+    getattr(proto, field).extend(array.ravel().tolist())
+    return proto
+
+
 def predict(manager: ServableManager, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
     """Runs a signature on named input tensors; returns (filtered) output tensors."""
     return predict_on(resolve(manager, request.model_spec), request)
@@ -75,6 +101,9 @@ def predict_on(servable: Servable, request: predict_pb2.PredictRequest) -> predi
         raise invalid(f"Request inputs do not match required inputs for model `{servable.name}`. "
                       f"Send extra: {{}}. Missing but required: {{{','.join(missing)}}}.")
     kwargs = {name: _to_tensor(name, request.inputs[name], sig.inputs[name]) for name in request.inputs}
+    sizes = {int(t.shape[0]) for t in kwargs.values() if t.shape.rank}
+    if sizes:
+        servable.batch_limits.check(max(sizes))
     outputs = _run(fn, kwargs)
     wanted = list(request.output_filter) or sorted(outputs)
     for name in wanted:
@@ -83,7 +112,7 @@ def predict_on(servable: Servable, request: predict_pb2.PredictRequest) -> predi
     response = predict_pb2.PredictResponse()
     _fill_spec(response.model_spec, servable, request.model_spec.signature_name)
     for name in wanted:
-        response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name].numpy()))
+        response.outputs[name].CopyFrom(typed_tensor_proto(outputs[name]))
     return response
 
 
@@ -120,42 +149,114 @@ def classify(manager: ServableManager,
     return classify_on(resolve(manager, request.model_spec), request)
 
 
-def classify_on(servable: Servable,
-                request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
-    """`classify` on a given servable."""
-    fn, sig = _method_signature(servable, request.model_spec.signature_name, CLASSIFY_METHOD, "classification")
+def _run_on_examples(servable: Servable, request, method: str, kind: str) -> typing.Tuple[dict, int]:
+    fn, sig = _method_signature(servable, request.model_spec.signature_name, method, kind)
     serialized = examples_of(request.input)
+    servable.batch_limits.check(len(serialized))
+    if len(sig.inputs) != 1:
+        raise invalid(f"Expected one input Tensor, got {len(sig.inputs)}")
     [input_name] = list(sig.inputs)
     outputs = _run(fn, {input_name: tf.constant(serialized)})
-    scores = outputs["scores"].numpy() if "scores" in outputs else None
-    classes = outputs["classes"].numpy() if "classes" in outputs else None
+    return {k: v.numpy() for k, v in outputs.items()}, len(serialized)
+
+
+def _batch_check(name: str, value: np.ndarray, rows: int, rank: int) -> None:
+    if value.ndim < 1 or value.shape[0] != rows:
+        raise invalid(f"Input batch size did not match output batch size: {rows} vs. "
+                      f"{value.shape[0] if value.ndim else 0}")
+    if value.ndim > rank:
+        shape = "[batch_size]" if rank == 1 else "[batch_size num_classes]"
+        raise invalid(f"Expected {name} Tensor of shape {shape} but got {list(value.shape)}")
+
+
+def classify_on(servable: Servable,
+                request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
+    """`classify` on a given servable: outputs `classes` (string) and/or `scores` (float), [batch, k]."""
+    outputs, rows = _run_on_examples(servable, request, CLASSIFY_METHOD, "classification")
+    classes, scores = outputs.get("classes"), outputs.get("scores")
+    if classes is None and scores is None:
+        raise invalid(f"Expected classification signature outputs to contain classes or scores; got "
+                      f"{sorted(outputs)}")
+    for name, value in (("classes", classes), ("scores", scores)):
+        if value is not None:
+            _batch_check(name, value, rows, 2)
+    if classes is not None and scores is not None and classes.shape != scores.shape:
+        raise invalid(f"Tensors class and score should match in shape: {list(classes.shape)} vs. "
+                      f"{list(scores.shape)}")
     response = classification_pb2.ClassificationResponse()
     _fill_spec(response.model_spec, servable, request.model_spec.signature_name)
-    width = (scores if scores is not None else classes).shape[1]
-    for i in range(len(serialized)):
+    width = (scores if scores is not None else classes).reshape(rows, -1).shape[1]
+    for i in range(rows):
         result = response.result.classifications.add()
         for j in range(width):
             c = result.classes.add()
             if classes is not None:
-                c.label = classes[i, j].decode("utf-8")
+                c.label = classes.reshape(rows, -1)[i, j].decode("utf-8", "replace")
             if scores is not None:
-                c.score = float(scores[i, j])
+                c.score = float(scores.reshape(rows, -1)[i, j])
     return response
 
 
-def regress(manager: ServableManager, request) -> None:
-    """The model has no regression signature; this reports it as TF Serving does."""
-    servable = resolve(manager, request.model_spec)
-    _method_signature(servable, request.model_spec.signature_name, REGRESS_METHOD, "regression")
-    raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "Regress is not implemented by this server.")
+def regress(manager: ServableManager,
+            request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
+    """Runs a regress signature on tf.Examples: one value per example."""
+    return regress_on(resolve(manager, request.model_spec), request)
+
+
+def regress_on(servable: Servable, request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
+    """`regress` on a given servable: output `outputs`, [batch] or [batch, 1] float."""
+    outputs, rows = _run_on_examples(servable, request, REGRESS_METHOD, "regression")
+    if "outputs" not in outputs:
+        raise invalid(f"No output tensor named outputs in the regression signature; got {sorted(outputs)}")
+    values = outputs["outputs"]
+    _batch_check("outputs", values, rows, 2)
+    if values.ndim == 2 and values.shape[1] != 1:
+        raise invalid(f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
+                      f"{list(values.shape)}")
+    response = regression_pb2.RegressionResponse()
+    _fill_spec(response.model_spec, servable, request.model_spec.signature_name)
+    for value in values.reshape(rows):
+        response.result.regressions.add().value = float(value)
+    return response
+
+
+def multi_inference(manager: ServableManager,
+                    request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
+    """Classify and regress tasks of one model version on the same tf.Examples."""
+    if not request.tasks:
+        raise invalid("Expected at least one task")
+    names = {t.model_spec.name for t in request.tasks}
+    if len(names) != 1:
+        raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same model name")
+    signatures = [t.model_spec.signature_name or "serving_default" for t in request.tasks]
+    if len(set(signatures)) != len(signatures):
+        raise invalid("Duplicate evaluation of signature: " + signatures[0])
+    servable = resolve(manager, request.tasks[0].model_spec)
+    response = inference_pb2.MultiInferenceResponse()
+    for task in request.tasks:
+        result = response.results.add()
+        if task.method_name == CLASSIFY_METHOD:
+            one = classification_pb2.ClassificationRequest(model_spec=task.model_spec, input=request.input)
+            answer = classify_on(servable, one)
+            result.classification_result.CopyFrom(answer.result)
+        elif task.method_name == REGRESS_METHOD:
+            one = regression_pb2.RegressionRequest(model_spec=task.model_spec, input=request.input)
+            answer = regress_on(servable, one)
+            result.regression_result.CopyFrom(answer.result)
+        else:
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
+        result.model_spec.CopyFrom(answer.model_spec)
+    return response
 
 
 def metadata(manager: ServableManager,
              request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
     """The signature defs of the requested version."""
-    fields = list(request.metadata_field) or ["signature_def"]
-    if fields != ["signature_def"]:
-        raise invalid(f"Metadata field {fields[0]} is not supported")
+    if not request.metadata_field:
+        raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+        if field != "signature_def":
+            raise invalid(f"Metadata field {field} is not supported")
     servable = resolve(manager, request.model_spec)
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     response.model_spec.name = servable.name
@@ -200,6 +301,8 @@ def replay_warmup(servable: Servable, path: str) -> int:
             predict_on(servable, log.predict_log.request)
         elif kind == "classify_log":
             classify_on(servable, log.classify_log.request)
+        elif kind == "regress_log":
+            regress_on(servable, log.regress_log.request)
         else:
             raise invalid(f"unsupported warmup request type {kind}")
         count += 1

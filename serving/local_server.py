@@ -8,6 +8,7 @@ models.config. It binds 127.0.0.1 unless `--host` says otherwise. See README,
 "Local server vs TF Serving", for what it does and does not reproduce.
 """
 
+import argparse
 import concurrent.futures
 import http.server
 import logging
@@ -15,10 +16,11 @@ import os
 import signal
 import sys
 import threading
+import typing
 
 import grpc
 
-from serving import grpc_service, inference, model_config, request_log
+from serving import batching, grpc_service, inference, model_config, monitoring, request_log
 from serving.rest import RestApi, make_handler
 from serving.servables import ServableManager, single_model_config
 
@@ -34,6 +36,7 @@ class PortInUse(OSError):
 
 class _HttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # The default 5 resets connections under a burst of clients.
 
     def handle_error(self, request, client_address):
         # A client that hangs up is one line of log, not a traceback; anything else is logged in full.
@@ -60,19 +63,24 @@ class LocalServer:
       poll_seconds: how often the base paths are polled for new or removed versions.
       max_request_bytes: larger requests are refused (413 over REST, RESOURCE_EXHAUSTED over gRPC).
       log_rotate_bytes: request log files (a model's `logging_config`) are rotated past this size.
+      batch_limits: TF Serving's batch-size rule (--enable_batching); default none.
+      metrics_path: serve Prometheus metrics on the REST port at this path (--monitoring_config_file).
     """
 
     def __init__(self, config, host: str = "127.0.0.1", grpc_port: int = 8500, rest_port: int = 8501,
                  poll_seconds: float = 1.0, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 log_rotate_bytes: int = request_log.DEFAULT_ROTATE_BYTES):
-        self.manager = ServableManager(config, poll_seconds, warmup=_warmup)
+                 log_rotate_bytes: int = request_log.DEFAULT_ROTATE_BYTES,
+                 batch_limits: batching.BatchLimits = batching.UNLIMITED, metrics_path: typing.Optional[str] = None):
+        self.manager = ServableManager(config, poll_seconds, warmup=_warmup, batch_limits=batch_limits)
         self.request_logger = request_log.RequestLogger(config, log_rotate_bytes)
+        self.metrics = monitoring.Metrics()
         self._grpc = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(max_workers=16),
+            concurrent.futures.ThreadPoolExecutor(max_workers=64),
             # Without SO_REUSEPORT a second server on the same port fails instead of sharing it.
-            options=[("grpc.max_receive_message_length", max_request_bytes), ("grpc.so_reuseport", 0)],
+            options=[("grpc.max_receive_message_length", max_request_bytes), ("grpc.so_reuseport", 0),
+                     ("grpc.max_concurrent_streams", 1024)],
         )
-        grpc_service.add_services(self._grpc, self.manager, self.request_logger)
+        grpc_service.add_services(self._grpc, self.manager, self.request_logger, self.metrics)
         try:
             self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
         except RuntimeError:
@@ -80,9 +88,9 @@ class LocalServer:
         if not self._grpc_port:
             raise PortInUse(f"gRPC port {grpc_port} on {host} is in use (or cannot be bound); choose another with --port")
         self._host = host
-        self._rest = RestApi(self.manager, self.request_logger)
+        self._rest = RestApi(self.manager, self.request_logger, self.metrics)
         try:
-            self._http = _HttpServer((host, rest_port), make_handler(self._rest, max_request_bytes))
+            self._http = _HttpServer((host, rest_port), make_handler(self._rest, max_request_bytes, metrics_path))
         except OSError as e:
             self._grpc.stop(None)
             raise PortInUse(f"REST port {rest_port} on {host} is in use ({e.strerror}); choose another with "
@@ -123,8 +131,47 @@ class LocalServer:
         self.stop()
 
 
-def main(argv=None) -> int:
-    """The command-line entry point: serves until SIGINT or SIGTERM; returns the exit status."""
+# tensorflow_model_server's other flags (TF Serving 2.16): accepted, listed as ignored at start-up.
+IGNORED_FLAGS = frozenset("""
+grpc_socket_path rest_api_num_threads rest_api_timeout_in_ms rest_api_enable_cors_support
+enable_per_model_batching_parameters num_load_threads num_unload_threads max_num_load_retries
+load_retry_interval_micros flush_filesystem_caches tensorflow_session_parallelism
+tensorflow_session_config_file tensorflow_intra_op_parallelism tensorflow_inter_op_parallelism
+use_alts_credentials ssl_config_file platform_config_file per_process_gpu_memory_fraction saved_model_tags
+grpc_channel_arguments grpc_max_threads enable_model_warmup num_request_iterations_for_warmup
+remove_unused_fields_from_bundle_metagraph prefer_tflite_model num_tflite_pools
+num_tflite_interpreters_per_pool enable_signature_method_name_check xla_cpu_compilation_enabled
+enable_profiler thread_pool_factory_config_file mixed_precision skip_initialize_tpu
+enable_grpc_healthcheck_service enable_serialization_as_tensor_content
+""".split())
+_BOOL_FLAGS = ("enable_batching", "allow_version_labels_for_unavailable_models")
+
+
+def _truth(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _split_ignored(argv: typing.Sequence[str]) -> typing.Tuple[typing.List[str], typing.List[str]]:
+    """(argv without TF Serving's flags this server ignores, the names of those flags)."""
+    kept, ignored = [], []
+    i = 0
+    while i < len(argv):
+        name = argv[i][2:].split("=", 1)[0] if argv[i].startswith("--") else None
+        if name in IGNORED_FLAGS:
+            ignored.append(name)
+            if "=" not in argv[i] and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                i += 1  # --flag value
+        else:
+            kept.append(argv[i])
+        i += 1
+    return kept, ignored
+
+
+def _parser() -> argparse.ArgumentParser:
     from tf_cartola import cli
 
     parser = cli.parser("serving.local_server", __doc__, "0 stopped by SIGINT/SIGTERM, 2 bad flags, config or port")
@@ -132,34 +179,86 @@ def main(argv=None) -> int:
     parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; TF Serving "
                                                                  "binds all)")
-    parser.add_argument("--model_name", default="cartola_pro", help="with --model_base_path (default: %(default)s)")
+    parser.add_argument("--model_name", default="default", help="with --model_base_path (default: %(default)s)")
     parser.add_argument("--model_base_path", help="serve this base path's latest version")
     parser.add_argument("--model_config_file", help="a models.config (ModelServerConfig text proto)")
+    parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                        help="re-read --model_config_file this often; 0 (the default) never")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                         help="how often base paths are polled for versions (default: %(default)s)")
+    parser.add_argument("--monitoring_config_file", help="a MonitoringConfig: Prometheus metrics on the REST port")
+    parser.add_argument("--batching_parameters_file", help="a BatchingParameters (with --enable_batching)")
+    for flag in _BOOL_FLAGS:
+        parser.add_argument(f"--{flag}", type=_truth, nargs="?", const=True, default=False, metavar="true|false")
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="larger requests are refused (default: %(default)s)")
     parser.add_argument("--request_log_rotate_bytes", type=int, default=request_log.DEFAULT_ROTATE_BYTES,
                         help="a request log file (logging_config in models.config) is rotated past this size "
                              "(default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _read_text(path: str, what: str) -> str:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the {what} {path} does not exist")
+    with open(path) as f:
+        return f.read()
+
+
+def _watch_config(server: LocalServer, path: str, seconds: float, stopped: threading.Event) -> None:
+    """Re-reads the model config file every `seconds` and serves what it lists (a bad file is logged, kept)."""
+    last = _read_text(path, "model config file")
+    while not stopped.wait(seconds):
+        try:
+            text = _read_text(path, "model config file")
+            if text != last:
+                server.manager.reload(model_config.parse(text))
+                last = text
+                log.info("reloaded %s: serving %s", path, server.manager.model_names())
+        except (OSError, model_config.text_format.ParseError) as e:
+            log.error("could not reload %s (still serving the previous config): %s", path, e)
+
+
+def main(argv=None) -> int:
+    """The command-line entry point: serves until SIGINT or SIGTERM; returns the exit status."""
+    from tf_cartola import cli
+
+    kept, ignored = _split_ignored(list(sys.argv[1:] if argv is None else argv))
+    parser = _parser()
+    args = parser.parse_args(kept)
     cli.setup_logging(args.verbose)
+    if ignored:
+        log.info("accepted and ignored (TF Serving flags this server does not implement): %s",
+                 " ".join(f"--{f}" for f in ignored))
     if bool(args.model_base_path) == bool(args.model_config_file):
         parser.error("give exactly one of --model_base_path and --model_config_file")
-    if args.model_config_file and not os.path.isfile(args.model_config_file):
-        print(f"error: the model config file {args.model_config_file} does not exist", file=sys.stderr)
-        return 2
     try:
-        config = (model_config.read(args.model_config_file) if args.model_config_file
-                  else single_model_config(args.model_name, args.model_base_path))
+        config = (model_config.parse(_read_text(args.model_config_file, "model config file"))
+                  if args.model_config_file else single_model_config(args.model_name, args.model_base_path))
+        limits = batching.UNLIMITED
+        if args.enable_batching:
+            limits = (batching.parse(_read_text(args.batching_parameters_file, "batching parameters file"))
+                      if args.batching_parameters_file else batching.BatchLimits())
+        metrics_path = (monitoring.prometheus_path(_read_text(args.monitoring_config_file, "monitoring config file"))
+                        if args.monitoring_config_file else None)
         server = LocalServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
-                             args.max_request_bytes, args.request_log_rotate_bytes)
-    except (PortInUse, model_config.text_format.ParseError) as e:
+                             args.max_request_bytes, args.request_log_rotate_bytes, limits, metrics_path)
+    except (PortInUse, FileNotFoundError, model_config.text_format.ParseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     server.start()
+    unavailable = server.manager.unavailable_labels()
+    if unavailable and not args.allow_version_labels_for_unavailable_models:
+        server.stop()
+        print(f"error: version label(s) {unavailable} name versions that are not available; pass "
+              "--allow_version_labels_for_unavailable_models=true to serve them once they load", file=sys.stderr)
+        return 2
     log.info("Ctrl-C (or SIGTERM) to stop")
     stopped = threading.Event()
+    if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+        threading.Thread(target=_watch_config, args=(server, args.model_config_file,
+                                                     args.model_config_file_poll_wait_seconds, stopped),
+                         name="config-reloader", daemon=True).start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _: (log.info("%s: draining in-flight requests", signal.Signals(number).name),
                                               stopped.set()))

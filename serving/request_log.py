@@ -55,6 +55,13 @@ class _Sink:
             self.file = None
 
 
+def _spec_of(request, response):
+    """The ModelSpec that answered (a MultiInference answer has one per task: the first)."""
+    if hasattr(response, "model_spec"):
+        return response.model_spec
+    return response.results[0].model_spec if response.results else request.tasks[0].model_spec
+
+
 class RequestLogger:
     """Samples and writes requests of the models whose config has a `logging_config`.
 
@@ -86,7 +93,7 @@ class RequestLogger:
         Args:
           kind: the PredictionLog field: "predict_log", "classify_log", "regress_log" or "multi_inference_log".
         """
-        name = response.model_spec.name if hasattr(response, "model_spec") else request.model_spec.name
+        name = _spec_of(request, response).name
         rate = self._rates.get(name)
         if rate is None or random.random() >= rate:
             return
@@ -111,7 +118,7 @@ class RequestLogger:
                     continue
                 name, kind, request, response = item
                 entry = prediction_log_pb2.PredictionLog()
-                entry.log_metadata.model_spec.CopyFrom(getattr(response, "model_spec", request.model_spec))
+                entry.log_metadata.model_spec.CopyFrom(_spec_of(request, response))
                 entry.log_metadata.sampling_config.sampling_rate = self._rates[name]
                 getattr(entry, kind).request.CopyFrom(request)
                 getattr(entry, kind).response.CopyFrom(response)

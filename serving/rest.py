@@ -4,31 +4,47 @@ import http.server
 import json
 import logging
 import re
+import socket
 import threading
+import time
 import typing
 
 import grpc
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    regression_pb2,
+)
 
 from serving import inference, rest_json
 from serving.errors import ServingError, invalid
+from serving.monitoring import Metrics
 from serving.request_log import RequestLogger
 from serving.servables import ServableManager
 
 log = logging.getLogger(__name__)
 
-_PATH = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>[a-z]+))?/?$"
-)
+# TF Serving's REST routes (http_rest_api_handler.cc), case-insensitive like its regexes.
+_PREDICTION = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                         r":(?P<verb>classify|regress|predict)", re.IGNORECASE)
+_STATUS = re.compile(r"/v1/models(?:/(?P<name>[^/:]+))?(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                     r"(?P<metadata>/metadata)?", re.IGNORECASE)
+_INT64_MAX = 2**63 - 1
+
+
+def malformed(method: str, path: str) -> ServingError:
+    return invalid(f"Malformed request: {method} {path}")
 
 
 def _spec(out, match) -> None:
+    if not match["name"]:
+        raise invalid("Missing model name in request.")
     out.name = match["name"]
     if match["version"] is not None:
-        if not match["version"].isdigit():
+        if int(match["version"]) > _INT64_MAX:
             raise invalid(f"Failed to convert version: {match['version']} to numeric.")
         out.version.value = int(match["version"])
     elif match["label"] is not None:
@@ -64,15 +80,16 @@ class InFlight:
 class RestApi:
     """Routes REST requests to the inference operations; every failure is a `{"error": ...}` body."""
 
-    def __init__(self, manager: ServableManager, logger: RequestLogger):
+    def __init__(self, manager: ServableManager, logger: RequestLogger, metrics: Metrics):
         self.in_flight = InFlight()
         self.manager = manager
         self._logger = logger
+        self.metrics = metrics
 
     def get(self, path: str) -> dict:
-        match = _PATH.match(path)
-        if not match or match["verb"]:
-            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: GET {path}")
+        match = _STATUS.fullmatch(path.split("?", 1)[0])
+        if not match:
+            raise malformed("GET", path)
         if match["metadata"]:
             request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
             _spec(request.model_spec, match)
@@ -85,11 +102,25 @@ class RestApi:
         return _to_dict(inference.status(self.manager, request))
 
     def post(self, path: str, body: bytes) -> dict:
-        match = _PATH.match(path)
-        if not match or match["verb"] not in ("predict", "classify", "regress"):
-            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: POST {path}")
+        match = _PREDICTION.fullmatch(path.split("?", 1)[0])
+        if not match:
+            raise malformed("POST", path)
+        verb = match["verb"].lower()
+        start, status = time.perf_counter(), "OK"
+        try:
+            return self._post(verb, match, body)
+        except ServingError as e:
+            status = e.code.name
+            raise
+        except Exception:
+            status = "INTERNAL"
+            raise
+        finally:
+            self.metrics.record(match["name"], verb.capitalize(), "REST", status, time.perf_counter() - start)
+
+    def _post(self, verb: str, match, body: bytes) -> dict:
         data = rest_json.parse_body(body)
-        if match["verb"] == "predict":
+        if verb == "predict":
             # Resolve first: the JSON is typed by the signature of the version that will run it.
             spec = model_pb2.ModelSpec()
             _spec(spec, match)
@@ -98,24 +129,32 @@ class RestApi:
             response = inference.predict_on(servable, request)
             self._logger.record("predict_log", request, response)
             return rest_json.predict_response(response, fmt)
-        if match["verb"] == "classify":
-            request = rest_json.classify_request(data)
+        if verb == "classify":
+            request = rest_json.examples_request(data, classification_pb2.ClassificationRequest(), verb)
             _spec(request.model_spec, match)
             response = inference.classify(self.manager, request)
             self._logger.record("classify_log", request, response)
             return rest_json.classify_response(response)
-        request = rest_json.classify_request(data)  # Same body shape; the signature check answers.
+        request = rest_json.examples_request(data, regression_pb2.RegressionRequest(), verb)
         _spec(request.model_spec, match)
-        inference.regress(self.manager, request)
-        return {}
+        response = inference.regress(self.manager, request)
+        self._logger.record("regress_log", request, response)
+        return rest_json.regress_response(response)
 
 
-def make_handler(api: RestApi, max_request_bytes: int) -> typing.Type[http.server.BaseHTTPRequestHandler]:
-    """A request handler class bound to one RestApi."""
+def make_handler(api: RestApi, max_request_bytes: int,
+                 metrics_path: typing.Optional[str] = None) -> typing.Type[http.server.BaseHTTPRequestHandler]:
+    """A request handler class bound to one RestApi; Prometheus metrics at `metrics_path` when given."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "tf_cartola-local-serving"
+
+        def setup(self):
+            super().setup()
+            # Headers and body are separate writes: without this, Nagle's algorithm holds the body until the
+            # client's delayed ACK (40 ms) on a kept-alive connection.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _reply(self, status: int, payload: dict) -> None:
             body = json.dumps(payload).encode("utf-8")
@@ -146,7 +185,28 @@ def make_handler(api: RestApi, max_request_bytes: int) -> typing.Type[http.serve
                 self._reply(500, {"error": f"Internal error: {e}"})
 
         def do_GET(self):  # noqa: N802 (http.server's naming)
+            if metrics_path and self.path.split("?", 1)[0] == metrics_path:
+                body = api.metrics.prometheus().encode("utf-8")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             self._serve(lambda: api.get(self.path))
+
+        def _refuse(self):
+            """Any other method: TF Serving answers 400 Malformed request."""
+            length = int(self.headers.get("Content-Length") or 0)
+            if 0 < length <= max_request_bytes:
+                self.rfile.read(length)
+
+            def refuse():
+                raise malformed(self.command, self.path)
+
+            self._serve(refuse)
+
+        do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
 
         def do_POST(self):  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)

@@ -93,13 +93,13 @@ class RestClient:
         return self.call("POST", self._path(version, label) + ":predict", body)
 
     def classify(self, examples, context=None, signature_name=None, version=None, label=None) -> list:
-        """`:classify` on JSON examples; returns `result`: per example, [label, score] pairs."""
+        """`:classify` on JSON examples; returns `results`: per example, [label, score] pairs."""
         body = {"examples": examples}
         if context:
             body["context"] = context
         if signature_name:
             body["signature_name"] = signature_name
-        return self.call("POST", self._path(version, label) + ":classify", body)["result"]
+        return self.call("POST", self._path(version, label) + ":classify", body)["results"]
 
     def raw_inputs(self, version=None, label=None) -> typing.List[str]:
         """The raw columns the served model uses: its raw-feature signature's inputs (asked once)."""

@@ -65,47 +65,90 @@ def _tensor(values: list, dtype: int, where: str):
     return tf.make_tensor_proto(array, dtype=tf.as_dtype(dtype))
 
 
+def _shape(value) -> list:
+    """The dense shape of a JSON value, following first elements (TF Serving's GetDenseTensorShape)."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        value = value[0] if value else None
+    return shape
+
+
+def _size(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
 def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictRequest, str]:
-    """A PredictRequest from a `:predict` body; returns it with the format, "row" or "columnar"."""
+    """A PredictRequest from a `:predict` body; returns it with the format, "row" or "columnar".
+
+    Error messages carry TF Serving's key phrases (util/json_tensor.cc).
+    """
     signature_name = body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise invalid(f"JSON Value: {json.dumps(body)[:200]} not formatted correctly. 'signature_name' key must be "
+                      "a string value.")
     _, sig = servable.signature(signature_name)
-    if ("instances" in body) == ("inputs" in body):
-        raise invalid('Request body must have exactly one of "instances" (row format) or "inputs" (columnar format)')
     names = sorted(sig.inputs)
+    if not names:
+        raise invalid(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
+    if "instances" in body and "inputs" in body:
+        raise invalid("JSON Value: ... Not formatted correctly expecting only one of 'inputs' or 'instances' keys "
+                      "to exist")
     request = predict_pb2.PredictRequest()
     request.model_spec.signature_name = signature_name
     if "instances" in body:
         instances = body["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise invalid('"instances" must be a non-empty JSON list')
+        if not isinstance(instances, list):
+            raise invalid("JSON Value: ... Excepting 'instances' to be an list/array")
+        if not instances:
+            raise invalid("JSON Value: ... No values in 'instances' array")
         named = isinstance(instances[0], dict) and not _is_b64(instances[0])
-        if not named:
-            if len(names) != 1:
-                raise invalid(f"The signature has {len(names)} inputs {names}: each instance must be an object")
-            columns = {names[0]: instances}
-        else:
-            columns = {n: [] for n in names}
-            for i, instance in enumerate(instances):
-                if not isinstance(instance, dict) or set(instance) != set(names):
-                    got = sorted(instance) if isinstance(instance, dict) else type(instance).__name__
-                    raise invalid(f"Failed to process element: {i} of 'instances' list. "
-                                  f"Expected the named inputs {names}, got {got}")
-                for n in names:
-                    columns[n].append(instance[n])
+        if not named and len(names) > 1:
+            raise invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
+                          "required as per tensorinfo_map")
+        columns = {n: [] for n in names} if named else {names[0]: []}
+        shapes = {}
+        for i, instance in enumerate(instances):
+            is_object = isinstance(instance, dict) and not _is_b64(instance)
+            if named and not is_object:
+                raise invalid(f"Expecting object but got list at item {i} of input list")
+            if not named and is_object:
+                raise invalid(f"Expecting value/list but got object at item {i} of input list")
+            items = instance if named else {names[0]: instance}
+            if named and set(items) != set(names):
+                raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: "
+                              f"{json.dumps(instance)[:200]} keys must be equal to: {','.join(names)}")
+            for n, value in items.items():
+                shape = _shape(value)
+                if n in shapes and _size(shapes[n]) != _size(shape):
+                    raise invalid(f"Failed to process element: {i} key: {n} of 'instances' list. Error: "
+                                  f"Expecting tensor size: {_size(shapes[n])} but got: {_size(shape)}")
+                if n in shapes and shapes[n] != shape:
+                    raise invalid(f"Failed to process element: {i} key: {n} of 'instances' list. Error: "
+                                  f"Expecting shape [{','.join(map(str, shapes[n]))}] but got: "
+                                  f"[{','.join(map(str, shape))}]")
+                shapes[n] = shape
+                columns[n].append(value)
         fmt = "row"
-    else:
+    elif "inputs" in body:
         inputs = body["inputs"]
         if isinstance(inputs, dict) and not _is_b64(inputs):
-            columns = inputs
+            missing = [n for n in names if n not in inputs]
+            if missing:
+                raise invalid(f"Missing named input: {missing[0]} in 'inputs' object.")
+            columns = {n: inputs[n] for n in names}
         elif len(names) == 1:
             columns = {names[0]: inputs}
         else:
-            raise invalid(f"The signature has {len(names)} inputs {names}: \"inputs\" must be an object")
+            raise invalid("inputs is a plain value/list, but expecting an object as multiple input tensors required "
+                          "as per tensorinfo_map")
         fmt = "columnar"
+    else:
+        raise invalid("Missing 'inputs' or 'instances' key")
     for name, values in columns.items():
-        if name not in sig.inputs:
-            raise invalid(f"input tensor alias not found in signature: {name}. "
-                          f"Inputs expected to be in the set {{{','.join(names)}}}.")
         request.inputs[name].CopyFrom(_tensor(values, sig.inputs[name].dtype, f"input '{name}'"))
     return request, fmt
 
@@ -153,13 +196,20 @@ def _example(obj, where: str) -> tf.train.Example:
         feature={k: _feature(v, f"{where} feature '{k}'") for k, v in obj.items()}))
 
 
-def classify_request(body: dict) -> classification_pb2.ClassificationRequest:
-    """A ClassificationRequest from a `:classify` body (JSON numbers: int -> int64, else float)."""
-    examples = body.get("examples")
-    if not isinstance(examples, list) or not examples:
-        raise invalid('"examples" must be a non-empty JSON list')
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.signature_name = body.get("signature_name", "")
+def examples_request(body: dict, request, verb: str):
+    """A ClassificationRequest or RegressionRequest from a `:classify` / `:regress` body (JSON numbers: int ->
+    int64, else float)."""
+    signature_name = body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise invalid("JSON Value: ... not formatted correctly. 'signature_name' key must be a string value.")
+    request.model_spec.signature_name = signature_name
+    if "examples" not in body:
+        raise invalid(f"JSON Value: ... When method is {verb}, key 'examples' is expected and was not found")
+    examples = body["examples"]
+    if not isinstance(examples, list):
+        raise invalid("JSON Value: ... Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise invalid("JSON Value: ... 'examples' value is an empty array")
     parsed = [_example(e, f"example {i}") for i, e in enumerate(examples)]
     if "context" in body:
         request.input.example_list_with_context.context.CopyFrom(_example(body["context"], "context"))
@@ -170,5 +220,10 @@ def classify_request(body: dict) -> classification_pb2.ClassificationRequest:
 
 
 def classify_response(response: classification_pb2.ClassificationResponse) -> dict:
-    """`{"result": [[[label, score], ...], ...]}` from a ClassificationResponse."""
-    return {"result": [[[c.label, c.score] for c in r.classes] for r in response.result.classifications]}
+    """`{"results": [[[label, score], ...], ...]}` from a ClassificationResponse."""
+    return {"results": [[[c.label, c.score] for c in r.classes] for r in response.result.classifications]}
+
+
+def regress_response(response) -> dict:
+    """`{"results": [value, ...]}` from a RegressionResponse."""
+    return {"results": [r.value for r in response.result.regressions]}

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving import batching
 from serving.errors import ServingError, not_found
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,13 @@ class Servable:
     version: int
     path: str
     loaded: typing.Any
-    signature_defs: typing.Mapping[str, meta_graph_pb2.SignatureDef]
+    signature_defs: typing.Mapping[str, meta_graph_pb2.SignatureDef]  # As stored (metadata shows them all).
+    batch_limits: batching.BatchLimits = batching.UNLIMITED
 
     def signature(self, name: str):
         """(callable, SignatureDef) of a signature; '' means serving_default."""
         name = name or DEFAULT_SIGNATURE
-        if name not in self.signature_defs:
+        if name not in self.signature_defs or name not in self.loaded.signatures:
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
         return self.loaded.signatures[name], self.signature_defs[name]
 
@@ -41,8 +43,7 @@ def load_servable(name: str, version: int, path: str) -> Servable:
     saved_model = saved_model_pb2.SavedModel()
     with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
         saved_model.ParseFromString(f.read())
-    defs = {k: v for k, v in saved_model.meta_graphs[0].signature_def.items() if not k.startswith("__")}
-    return Servable(name, version, path, tf.saved_model.load(path), defs)
+    return Servable(name, version, path, tf.saved_model.load(path), dict(saved_model.meta_graphs[0].signature_def))
 
 
 def _aspired(policy, on_disk: typing.List[int]) -> typing.List[int]:
@@ -63,13 +64,16 @@ class ServableManager:
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, poll_seconds: float = 1.0,
-                 warmup: typing.Optional[typing.Callable[[Servable], int]] = None):
+                 warmup: typing.Optional[typing.Callable[[Servable], int]] = None,
+                 batch_limits: batching.BatchLimits = batching.UNLIMITED):
         self._models = {m.name: m for m in config.model_config_list.config}
+        self._batch_limits = batch_limits
         self._poll_seconds = poll_seconds
         self._warmup = warmup
         self._table: typing.Dict[str, typing.Dict[int, Servable]] = {name: {} for name in self._models}
         self._failed: typing.Dict[typing.Tuple[str, int], str] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # Guards the table; requests read it.
+        self._poll_lock = threading.Lock()  # One poll or reload at a time.
         self._stop = threading.Event()
         self._thread = None
 
@@ -95,6 +99,10 @@ class ServableManager:
 
     def poll(self) -> None:
         """One pass: load aspired versions not yet loaded, unload versions no longer aspired."""
+        with self._poll_lock:
+            self._poll()
+
+    def _poll(self) -> None:
         for name, model in self._models.items():
             base = model.base_path
             entries = tf.io.gfile.listdir(base) if tf.io.gfile.isdir(base) else []
@@ -110,6 +118,7 @@ class ServableManager:
                 path = os.path.join(base, str(version))
                 try:
                     servable = load_servable(name, version, path)
+                    servable.batch_limits = self._batch_limits
                     warmed = self._warmup(servable) if self._warmup else 0
                 except Exception as e:  # A broken version is reported in status, not fatal.
                     log.error("loading %s version %d failed: %s", name, version, e)
@@ -122,6 +131,16 @@ class ServableManager:
                     self._table[name] = fresh
                 for version in current.keys() - fresh.keys():
                     log.info("unloaded %s version %d", name, version)
+
+    def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Serves the models of a new config (as TF Serving does on --model_config_file_poll_wait_seconds):
+        new models are loaded, removed ones unloaded, the others keep their loaded versions."""
+        models = {m.name: m for m in config.model_config_list.config}
+        with self._poll_lock:
+            with self._lock:
+                self._models = models
+                self._table = {name: self._table.get(name, {}) for name in models}
+            self._poll()
 
     def get(self, name: str, version: typing.Optional[int] = None, label: typing.Optional[str] = None) -> Servable:
         """The servable for a request: latest, a specific version, or a version label."""
@@ -155,6 +174,14 @@ class ServableManager:
             if not rows:
                 raise not_found(f"Could not find version {version} of model {name}")
         return rows
+
+    def unavailable_labels(self) -> typing.List[str]:
+        """Version labels that name a version not loaded, as "model/label=version" (TF Serving refuses such a
+        config unless --allow_version_labels_for_unavailable_models)."""
+        with self._lock:
+            return [f"{name}/{label}={version}" for name, model in sorted(self._models.items())
+                    for label, version in sorted(model.version_labels.items())
+                    if version not in self._table.get(name, {})]
 
     def model_names(self) -> typing.List[str]:
         return sorted(self._models)

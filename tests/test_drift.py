@@ -41,16 +41,16 @@ def false_alarm_rate(rows, samples, seed):
 
 def power(rows, pairs, seed, change):
     """Share of pairs in which the changed feature is flagged, for each feature; and any other feature flagged."""
-    out, others = {}, set()
+    hits, others = dict.fromkeys(change["columns"], 0), set()
     for column, k in itertools.product(change["columns"], range(pairs)):
         rng = np.random.default_rng(seed + k)
         a = synthetic.generate(rows, seed + 2 * k)
         b = synthetic.generate(rows, seed + 2 * k + 1)
         a, b = change["apply"](a, b, column, rng)
         flagged = drift.drifted_features(drift.compare(stats_of(a), stats_of(b), ALPHA))
-        out[column] = out.get(column, 0) + (column in flagged) / pairs
+        hits[column] += column in flagged
         others |= set(flagged) - {column}
-    return out, others
+    return {c: n / pairs for c, n in hits.items()}, others
 
 
 MEAN_SHIFT = {"columns": F.NUMERIC_FEATURES, "apply": lambda a, b, c, rng: (a, synthetic.shift_mean(b, c, 0.25, rng))}

@@ -1,0 +1,60 @@
+"""Request metrics under TF Serving's names, in Prometheus' text format (--monitoring_config_file).
+
+    :tensorflow:serving:request_count{model_name="m",status="OK"}            requests, by gRPC status name
+    :tensorflow:serving:request_latency_bucket{model_name,API,entrypoint,le}  wall time in microseconds
+
+as TF Serving's Prometheus exporter names `/tensorflow/serving/request_count` and
+`/tensorflow/serving/request_latency` (buckets 10 * 1.8^k, k < 33, as its sampler's).
+"""
+
+import bisect
+import re
+import threading
+import typing
+
+BUCKETS = tuple(10 * 1.8 ** k for k in range(33))
+
+
+def prometheus_path(text: str) -> typing.Optional[str]:
+    """The metrics path of a MonitoringConfig text proto, or None when Prometheus is not enabled."""
+    block = re.search(r"prometheus_config\s*\{([^}]*)\}", text)
+    if not block or not re.search(r"\benable\s*:\s*true\b", block.group(1)):
+        return None
+    path = re.search(r'\bpath\s*:\s*"([^"]*)"', block.group(1))
+    return path.group(1) if path else "/monitoring/prometheus/metrics"
+
+
+class Metrics:
+    """Thread-safe request counts and latency histograms."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: typing.Dict[tuple, int] = {}
+        self._latency: typing.Dict[tuple, list] = {}
+
+    def record(self, model_name: str, api: str, entrypoint: str, status: str, seconds: float) -> None:
+        micros = seconds * 1e6
+        with self._lock:
+            self._counts[(model_name, status)] = self._counts.get((model_name, status), 0) + 1
+            cell = self._latency.setdefault((model_name, api, entrypoint), [[0] * (len(BUCKETS) + 1), 0.0, 0])
+            cell[0][bisect.bisect_left(BUCKETS, micros)] += 1
+            cell[1] += micros
+            cell[2] += 1
+
+    def prometheus(self) -> str:
+        """The exposition text."""
+        lines = ["# TYPE :tensorflow:serving:request_count counter"]
+        with self._lock:
+            for (model, status), n in sorted(self._counts.items()):
+                lines.append(f':tensorflow:serving:request_count{{model_name="{model}",status="{status}"}} {n}')
+            lines.append("# TYPE :tensorflow:serving:request_latency histogram")
+            for (model, api, entrypoint), (buckets, total, count) in sorted(self._latency.items()):
+                labels = f'model_name="{model}",API="{api}",entrypoint="{entrypoint}"'
+                cumulative = 0
+                for bound, n in zip([*BUCKETS, float("inf")], buckets):
+                    cumulative += n
+                    le = "+Inf" if bound == float("inf") else f"{bound:g}"
+                    lines.append(f':tensorflow:serving:request_latency_bucket{{{labels},le="{le}"}} {cumulative}')
+                lines.append(f":tensorflow:serving:request_latency_sum{{{labels}}} {total:g}")
+                lines.append(f":tensorflow:serving:request_latency_count{{{labels}}} {count}")
+        return "\n".join(lines) + "\n"
