@@ -96,7 +96,7 @@ class ReadRowsFn(beam.DoFn):
 
 
 @beam.ptransform_fn
-def ReadAndSplitCsv(pipeline, parts, split_ratio=(2, 1), read=read_csv_range):  # pylint: disable=invalid-name
+def ReadAndSplitCsv(pipeline, parts, split_ratio=split.DEFAULT_RATIO, read=read_csv_range):  # pylint: disable=invalid-name
     """Reads ranges of CSV files (each file by its own header) or partitions of a table into {train, eval}
     record batches, {bad} records and {ids} (see IDS). Parts are spread over the workers, and what follows
     (statistics, transform, encoding, writing) runs where its batches were read."""

@@ -28,7 +28,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.local_server import LocalServer
 from serving.rest_client import RestClient
 from serving.servables import single_model_config
-from tf_cartola import export, rows
+from tf_cartola import export, rows, signatures
 from tf_cartola.data import synthetic
 
 
@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     results = []
     with LocalServer(config, grpc_port=0, rest_port=0, poll_seconds=0) as server:
         servable = server.manager.get("cartola_pro")
-        raw = servable.loaded.signatures[export.RAW_SIGNATURE]
+        raw = servable.loaded.signatures[signatures.RAW_SIGNATURE]
         names = RestClient(server.rest_url, "cartola_pro").raw_inputs()
         print(f"model version {servable.version}, {args.requests} requests per cell; latency in ms")
         print(f"{'batch':>5} {'clients':>7} {'path':<10} {'p50':>7} {'p99':>7} {'rows/s':>9} "
@@ -94,10 +94,10 @@ def main(argv=None) -> None:
             # The same rows, encoded once: each path pays for its transport and the server, not for
             # turning Python records into a request.
             request = predict_pb2.PredictRequest()
-            request.model_spec.name, request.model_spec.signature_name = "cartola_pro", export.RAW_SIGNATURE
+            request.model_spec.name, request.model_spec.signature_name = "cartola_pro", signatures.RAW_SIGNATURE
             for name, proto in export.raw_columns_tensor_protos(records[:batch], names).items():
                 request.inputs[name].CopyFrom(proto)
-            body = json.dumps({"signature_name": export.RAW_SIGNATURE, "inputs": columns}).encode()
+            body = json.dumps({"signature_name": signatures.RAW_SIGNATURE, "inputs": columns}).encode()
             paths = {
                 "in-process": lambda: (lambda: raw(**tensors)),
                 "gRPC": lambda: _grpc_call(server.grpc_address, request),

@@ -17,7 +17,8 @@ from tensorflow_serving.apis import (
 )
 
 from tf_cartola import rows
-from tf_cartola.export import PROBABILITY, RAW_SIGNATURE, raw_columns_tensor_protos
+from tf_cartola.export import raw_columns_tensor_protos
+from tf_cartola.signatures import PROBABILITY, RAW_SIGNATURE
 
 
 class GrpcError(Exception):

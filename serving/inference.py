@@ -19,9 +19,8 @@ from tensorflow_serving.apis import (
 
 from serving.errors import ServingError, invalid
 from serving.servables import Servable, ServableManager
+from tf_cartola.signatures import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def resolve(manager: ServableManager, spec: model_pb2.ModelSpec) -> Servable:
@@ -36,7 +35,7 @@ def resolve(manager: ServableManager, spec: model_pb2.ModelSpec) -> Servable:
 def _fill_spec(out: model_pb2.ModelSpec, servable: Servable, signature: str) -> None:
     out.name = servable.name
     out.version.value = servable.version
-    out.signature_name = signature or "serving_default"
+    out.signature_name = signature or DEFAULT_SIGNATURE
 
 
 def _run(fn, kwargs: dict) -> dict:
@@ -228,7 +227,7 @@ def multi_inference(manager: ServableManager,
     names = {t.model_spec.name for t in request.tasks}
     if len(names) != 1:
         raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same model name")
-    signatures = [t.model_spec.signature_name or "serving_default" for t in request.tasks]
+    signatures = [t.model_spec.signature_name or DEFAULT_SIGNATURE for t in request.tasks]
     if len(set(signatures)) != len(signatures):
         raise invalid("Duplicate evaluation of signature: " + signatures[0])
     servable = resolve(manager, request.tasks[0].model_spec)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tf_cartola import features as F
 from tf_cartola import rows
-from tf_cartola.export import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.signatures import PROBABILITY, RAW_SIGNATURE
 
 
 class InProcessClient:

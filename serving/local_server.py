@@ -23,6 +23,7 @@ import grpc
 from serving import batching, grpc_service, inference, model_config, monitoring, request_log
 from serving.rest import RestApi, make_handler
 from serving.servables import ServableManager, single_model_config
+from tf_cartola.signatures import WARMUP_FILE
 
 log = logging.getLogger("serving.local_server")
 
@@ -48,8 +49,6 @@ class _HttpServer(http.server.ThreadingHTTPServer):
 
 
 def _warmup(servable) -> int:
-    from tf_cartola.export import WARMUP_FILE
-
     return inference.replay_warmup(servable, os.path.join(servable.path, WARMUP_FILE))
 
 

@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 
 from tf_cartola import rows
-from tf_cartola.export import RAW_SIGNATURE
+from tf_cartola.signatures import RAW_SIGNATURE
 
 
 class RestError(Exception):

@@ -13,10 +13,10 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import batching
 from serving.errors import ServingError, not_found
+from tf_cartola.signatures import DEFAULT_SIGNATURE
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
 
 
 @dataclasses.dataclass

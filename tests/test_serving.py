@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -24,7 +26,7 @@ from serving.grpc_client import GrpcClient, GrpcError, examples_of
 from serving import local_server
 from serving.local_server import LocalServer, PortInUse
 from serving.rest_client import RestClient, example_json
-from tf_cartola import export, rows
+from tf_cartola import export, rows, signatures
 from tf_cartola import features as F
 from tf_cartola.data import synthetic
 
@@ -73,7 +75,7 @@ def test_every_signature_and_json_format_matches_the_in_process_model(served, re
         "predict_raw": loaded.signatures["predict_raw"](**{k: tf.constant(v) for k, v in columns.items()}),
         "transform_features": loaded.signatures["transform_features"](inputs=tf.constant(serialized)),
     }
-    expected_p = in_process["predict_raw"][export.PROBABILITY].numpy()
+    expected_p = in_process["predict_raw"][signatures.PROBABILITY].numpy()
     np.testing.assert_allclose(in_process["serving_default"]["scores"].numpy()[:, 1], expected_p, atol=1e-6)
 
     # serving_default: REST row + columnar (b64 examples), REST :classify, gRPC Predict + Classify.
@@ -153,7 +155,7 @@ def test_models_config_in_repo_parses_as_model_server_config():
 
 def test_warmup_file_parses_and_every_request_succeeds(served, grpc_client):
     _, base, _ = served
-    path = base / "1" / export.WARMUP_FILE
+    path = base / "1" / signatures.WARMUP_FILE
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
     assert {log.WhichOneof("log_type") for log in logs} == {"predict_log", "classify_log"}
     for log in logs:
@@ -407,6 +409,23 @@ def test_the_client_needs_only_the_model_columns_and_says_what_it_wrote(served, 
                             "--no_progress"]) == client_cli.EXIT_INPUT
     assert "lacks column(s) ['avg_4']" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_scoring_a_csv_over_rest_does_not_load_tensorflow(served, tmp_path):
+    server, _, _ = served
+    csv_path, out = tmp_path / "users.csv", tmp_path / "scores.csv"
+    synthetic.write_csv(synthetic.generate(20, seed=6), str(csv_path))
+    code = ("import sys\n"
+            "import serving.rest_client\n"
+            "assert 'tensorflow' not in sys.modules\n"
+            "from serving import client\n"
+            f"assert client.main(['--rest', {server.rest_url!r}, '--csv', {str(csv_path)!r}, '--out', {str(out)!r},"
+            " '--no_progress']) == 0\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras'))\n"
+            "assert not loaded, loaded[:5]\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(pd.read_csv(out)) == 20
 
 
 @pytest.mark.parametrize("flag", ["--rest", "--grpc"])

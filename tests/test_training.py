@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from beam_jobs import preprocess
 from tf_cartola import config as config_lib
-from tf_cartola import export, features as F, model, reference, rows, training, versions
+from tf_cartola import export, features as F, model, reference, rows, signatures, training, versions
 from tf_cartola.data import synthetic
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
@@ -34,7 +34,8 @@ def test_unknown_feature_in_config_is_an_error():
 def test_parity_with_the_data_scientists_procedure(trained, small_csv):
     cfg, result = trained
     frame = pd.read_csv(small_csv, keep_default_na=False, na_values=[""])
-    ref = reference.run(frame, cfg.train.feature_names(), cfg.blessing.decision_threshold)["metrics"]
+    ref = reference.run(frame, cfg.train.feature_names(), cfg.blessing.decision_threshold,
+                        ratio=cfg.preprocess.split_ratio)["metrics"]
     got = result["metrics"]  # Measured through the exported SavedModel's serving signature.
     assert got["rows"] == ref["rows"]
     assert got["ks"] == pytest.approx(ref["ks"], abs=0.01)
@@ -79,14 +80,14 @@ def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
         by_example = loaded.signatures["serving_default"](inputs=tf.constant(serialized))["scores"][:, 1]
         used = export.used_raw_columns(result["features"])
         columns = {k: tf.constant(v) for k, v in rows.to_columns(records, used).items()}
-        by_column = loaded.signatures["predict_raw"](**columns)[export.PROBABILITY]
+        by_column = loaded.signatures["predict_raw"](**columns)[signatures.PROBABILITY]
         by_transform = loaded.signatures["transform_features"](inputs=tf.constant(serialized))
     finally:
         os.rename(hidden, preprocess_dir)
     assert len(expected) == 1000 and 0.2 < expected.mean() < 0.8
     np.testing.assert_allclose(by_example.numpy(), expected, atol=1e-6)
     np.testing.assert_allclose(by_column.numpy(), expected, atol=1e-6)
-    np.testing.assert_allclose(by_transform[export.PROBABILITY].numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(by_transform[signatures.PROBABILITY].numpy(), expected, atol=1e-6)
 
 
 def test_serving_default_is_a_classify_signature(trained):

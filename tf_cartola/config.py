@@ -6,6 +6,7 @@ import typing
 import yaml
 
 from tf_cartola import features as F
+from tf_cartola import split
 
 
 class ConfigError(ValueError):
@@ -33,7 +34,7 @@ class PreprocessConfig:
     partitions: int = 4
     output_dir: str = "runs/preprocess"
     schema: str = "configs/schema.pbtxt"
-    split_ratio: typing.Tuple[int, int] = (2, 1)
+    split_ratio: typing.Tuple[int, int] = split.DEFAULT_RATIO
     fail_on_anomalies: bool = True
     # Share of rows that may be quarantined before the bad rows count as an anomaly.
     max_bad_row_fraction: float = 0.0

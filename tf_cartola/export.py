@@ -16,16 +16,17 @@ import typing
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
-from tensorflow.core.protobuf import saved_model_pb2
 
 from tf_cartola import features as F
 from tf_cartola import rows
-
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-PROBABILITY = "pro_probability"
-CLASS_LABELS = ("0", "1")
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-RAW_SIGNATURE = "predict_raw"
+from tf_cartola.signatures import (
+    CLASS_LABELS,
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    PROBABILITY,
+    RAW_SIGNATURE,
+    WARMUP_FILE,
+)
 
 
 def serving_feature_spec() -> dict:
@@ -146,21 +147,10 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
         return outputs
 
     return {
-        "serving_default": serving_default.get_concrete_function(),
+        DEFAULT_SIGNATURE: serving_default.get_concrete_function(),
         RAW_SIGNATURE: predict_raw.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
     }
-
-
-def _set_method_name(export_dir: str, signature: str, method: str) -> None:
-    """TF2 saves every signature as `predict`; TF Serving's Classify API needs `classify`."""
-    path = os.path.join(export_dir, "saved_model.pb")
-    saved_model = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
-        saved_model.ParseFromString(f.read())
-    saved_model.meta_graphs[0].signature_def[signature].method_name = method
-    with open(path, "wb") as f:
-        f.write(saved_model.SerializeToString())
 
 
 def raw_columns_tensor_protos(records, columns) -> dict:
@@ -177,9 +167,9 @@ def warmup_logs(records, model_name: str, raw_columns) -> list:
 
     serialized = [rows.to_example(r) for r in records]
     spec = lambda signature: model_pb2.ModelSpec(name=model_name, signature_name=signature)  # noqa: E731
-    classify = classification_pb2.ClassificationRequest(model_spec=spec("serving_default"))
+    classify = classification_pb2.ClassificationRequest(model_spec=spec(DEFAULT_SIGNATURE))
     classify.input.example_list.examples.extend(tf.train.Example.FromString(s) for s in serialized)
-    by_example = predict_pb2.PredictRequest(model_spec=spec("serving_default"))
+    by_example = predict_pb2.PredictRequest(model_spec=spec(DEFAULT_SIGNATURE))
     by_example.inputs["inputs"].CopyFrom(tf.make_tensor_proto(serialized, dtype=tf.string))
     by_column = predict_pb2.PredictRequest(model_spec=spec(RAW_SIGNATURE))
     for column, proto in raw_columns_tensor_protos(records, raw_columns).items():
@@ -205,7 +195,10 @@ def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_nam
     """
     signatures = attach_signatures(model, tft_output, feature_names)
     model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
-    _set_method_name(export_dir, "serving_default", CLASSIFY_METHOD)
+    # TF2 saves every signature as `predict`; TF Serving's Classify API needs `classify`.
+    updater = tf.compat.v1.saved_model.signature_def_utils.MethodNameUpdater(export_dir)
+    updater.replace_method_name(signature_key=DEFAULT_SIGNATURE, method_name=CLASSIFY_METHOD, tags="serve")
+    updater.save()
     if warmup_records:
         tf.io.gfile.makedirs(os.path.dirname(os.path.join(export_dir, WARMUP_FILE)))
         with tf.io.TFRecordWriter(os.path.join(export_dir, WARMUP_FILE)) as writer:
@@ -242,7 +235,7 @@ def push(export_dir: str, base_path: str) -> int:
 def load_scorer(export_dir: str):
     """(loaded SavedModel, function: serialized raw tf.Examples -> PRO probabilities as numpy)."""
     loaded = tf.saved_model.load(export_dir)
-    fn = loaded.signatures["serving_default"]
+    fn = loaded.signatures[DEFAULT_SIGNATURE]
 
     def score(serialized: typing.Sequence[bytes], batch_size: int = 8192):
         import numpy as np

@@ -35,7 +35,6 @@ NUMERIC_FEATURES = tuple(c for c in RAW_FEATURES if c != PIXELS)
 # Treatments: log(1+x) with x <= -1 missing; capped at 1; left as is (then imputed and z-scored).
 LONG_TAIL = tuple(name for name, _, treatment in _COLUMNS if treatment == "long_tail")
 CAPPED = tuple(name for name, _, treatment in _COLUMNS if treatment == "capped")
-PLAIN = tuple(name for name, _, treatment in _COLUMNS if treatment == "plain")
 # Columns whose values are whole numbers; every other numeric column is a float.
 INT_COLUMNS = frozenset(name for name, kind, _ in _COLUMNS if kind == "int")
 _KINDS = {name: kind for name, kind, _ in _COLUMNS}

@@ -36,21 +36,23 @@ def impute_and_scale(train: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     return (other.fillna(means) - imputed_train.mean()) / std
 
 
-def split_frame(frame: pd.DataFrame, ratio=(2, 1)):
+def split_frame(frame: pd.DataFrame, ratio=split.DEFAULT_RATIO):
     """Splits a raw frame with the pipeline's own id hash: (train, eval)."""
     is_eval = frame[F.ID_KEY].map(lambda i: split.split_of(i, ratio) == "eval").to_numpy()
     return frame[~is_eval], frame[is_eval]
 
 
-def run(frame: pd.DataFrame, feature_names=F.FINAL_FEATURES, threshold: float = 0.5, seed: int = 0) -> dict:
-    """Runs the reference procedure: engineer, impute, scale, logistic regression, eval metrics.
+def run(frame: pd.DataFrame, feature_names=F.FINAL_FEATURES, threshold: float = 0.5, seed: int = 0,
+        ratio=split.DEFAULT_RATIO) -> dict:
+    """Runs the reference procedure: engineer, impute, scale, logistic regression, eval metrics, on the
+    pipeline's own split (`ratio`: the configured split_ratio).
 
     Returns:
       {"metrics": eval metrics, "eval_scores": np.ndarray, "model": the fitted LogisticRegression}
     """
     from sklearn.linear_model import LogisticRegression
 
-    train, eval_ = split_frame(frame)
+    train, eval_ = split_frame(frame, ratio)
     x_train_raw = engineer(train)[list(feature_names)]
     x_train = impute_and_scale(x_train_raw, x_train_raw)
     x_eval = impute_and_scale(x_train_raw, engineer(eval_)[list(feature_names)])

@@ -6,9 +6,11 @@ import typing
 import numpy as np
 
 SPLITS = ("train", "eval")
+# (train, eval) hash buckets: a third of the users in eval. The config's split_ratio defaults to it.
+DEFAULT_RATIO = (2, 1)
 
 
-def is_eval(globo_ids: typing.Iterable[int], ratio=(2, 1)) -> np.ndarray:
+def is_eval(globo_ids: typing.Iterable[int], ratio=DEFAULT_RATIO) -> np.ndarray:
     """Which users belong to the eval split, by the MD5 of each id's decimal text.
 
     Args:
@@ -23,6 +25,6 @@ def is_eval(globo_ids: typing.Iterable[int], ratio=(2, 1)) -> np.ndarray:
     return buckets >= np.uint64(ratio[0])
 
 
-def split_of(globo_id: int, ratio=(2, 1)) -> str:
+def split_of(globo_id: int, ratio=DEFAULT_RATIO) -> str:
     """"train" or "eval" for one user (see `is_eval`)."""
     return "eval" if is_eval([globo_id], ratio)[0] else "train"

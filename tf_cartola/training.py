@@ -228,7 +228,7 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     result["model"] = model  # In-process use only (comparisons, notebooks); not serialized.
     decisions = os.path.join(os.path.dirname(base_path), f"{config.serving.model_name}.decisions.jsonl")
     tf.io.gfile.makedirs(os.path.dirname(decisions))
-    with open(decisions, "a") as f:
+    with tf.io.gfile.GFile(decisions, "a") as f:  # Also on gs://.
         record = {k: result[k] for k in ("run_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
                                          "version")}
         f.write(json.dumps({"time": datetime.datetime.utcnow().isoformat() + "Z", **record}, sort_keys=True) + "\n")
