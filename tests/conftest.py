@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 
 from tf_cartola.data import synthetic  # noqa: E402
 
-SMALL_ROWS = 6000
+from tests.helpers import SMALL_ROWS  # noqa: E402
 
 
 @pytest.fixture(scope="session")

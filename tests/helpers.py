@@ -1,17 +1,21 @@
-"""Helpers shared by test modules: reading a run's outputs back."""
+"""Helpers shared by test modules: where the repository is, reading a run's outputs back (TensorFlow only
+when used, so unit tests do not load it)."""
 
 import glob
-
-import pandas as pd
-import tensorflow as tf
+import os
 
 from tf_cartola import features as F
-from tf_cartola import rows
-from tf_cartola.data import synthetic
+
+# The repository's root (the tests run from it: configs name their files relative to it).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+SMALL_ROWS = 6000  # The session's small generated CSV (conftest `small_csv`).
 
 
 def split_ids(pattern, spec=None):
     """The sorted GLOBO_IDs in gzipped tf.Example TFRecords matching `pattern`."""
+    import tensorflow as tf
+
     files = glob.glob(pattern)
     assert files, pattern
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(100_000)
@@ -21,6 +25,12 @@ def split_ids(pattern, spec=None):
 
 def probe_batch():
     """50 generated raw rows, parsed as the transform graph takes them."""
+    import pandas as pd
+    import tensorflow as tf
+
+    from tf_cartola import rows
+    from tf_cartola.data import synthetic
+
     frame = synthetic.generate(50, seed=9)
     serialized = [rows.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
     return tf.io.parse_example(serialized, F.raw_feature_spec())

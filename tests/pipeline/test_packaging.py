@@ -5,7 +5,7 @@ import subprocess
 import sys
 import tarfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 def test_the_sdist_installs_in_a_fresh_venv_and_the_jobs_import_from_it(tmp_path):

@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 _PATH = re.compile(r"(?<![\w/.:-])((?:runs|serving_models|data)/[\w./-]*\w|[\w./-]+\.(?:csv|json|jsonl|html|config))")
 

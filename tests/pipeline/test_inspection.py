@@ -11,7 +11,8 @@ import pytest
 from tf_cartola import analysis, report
 from tf_cartola import features as F
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 COLLINEAR_PAIRS = [("dif_melhoria", "rel_pont"), ("escalacoes", "norm_rodadas"), ("max_camp", "log_min_camp")]
 
 

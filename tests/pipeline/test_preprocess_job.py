@@ -16,8 +16,7 @@ from beam_jobs import preprocess
 from tf_cartola import features as F
 from tf_cartola import split
 from tf_cartola.data import synthetic
-from tests.conftest import SMALL_ROWS
-from tests.helpers import probe_batch, split_ids
+from tests.helpers import DATA, SMALL_ROWS, probe_batch, split_ids
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
 
@@ -138,7 +137,7 @@ def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run
         tf.debugging.assert_near(a[name], b[name], atol=1e-6, message=name)
 
 
-EDGE_CSV = os.path.join(os.path.dirname(__file__), "data", "edge_csv")
+EDGE_CSV = os.path.join(DATA, "edge_csv")
 
 
 def _records(pattern):
