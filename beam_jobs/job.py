@@ -25,7 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs import transforms
 from tf_cartola import config as config_lib
 from tf_cartola import features as F
-from tf_cartola import split
+from tf_cartola import split, timing
 from tf_cartola.data import csv_reader
 
 log = logging.getLogger(__name__)
@@ -338,9 +338,8 @@ _STAGES = 4
 
 def _timed(seconds: dict, number: int, stage: str, description: str, fn, *args):
     log.info("stage %d/%d %s: %s", number, _STAGES, stage, description)
-    start = time.perf_counter()
-    out = fn(*args)
-    seconds[stage] = round(time.perf_counter() - start, 2)
+    with timing.stage(seconds, stage):
+        out = fn(*args)
     log.info("stage %d/%d %s: done in %.1f s", number, _STAGES, stage, seconds[stage])
     return out
 

@@ -28,7 +28,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.local_server import LocalServer
 from serving.rest_client import RestClient
 from serving.servables import single_model_config
-from tf_cartola import export, rows, signatures
+from tf_cartola import requests, signatures
 from tf_cartola.data import synthetic
 
 
@@ -89,13 +89,13 @@ def main(argv=None) -> None:
         print(f"{'batch':>5} {'clients':>7} {'path':<10} {'p50':>7} {'p99':>7} {'rows/s':>9} "
               f"{'p50 - in-process':>17} {'rows/s share':>12}")
         for batch in (1, 64, 1024):
-            columns = rows.to_columns(records[:batch], names)
+            columns = requests.to_columns(records[:batch], names)
             tensors = {k: tf.constant(v, tf.string if k == "pixels" else tf.float32) for k, v in columns.items()}
             # The same rows, encoded once: each path pays for its transport and the server, not for
             # turning Python records into a request.
             request = predict_pb2.PredictRequest()
             request.model_spec.name, request.model_spec.signature_name = "cartola_pro", signatures.RAW_SIGNATURE
-            for name, proto in export.raw_columns_tensor_protos(records[:batch], names).items():
+            for name, proto in requests.raw_columns_tensor_protos(records[:batch], names).items():
                 request.inputs[name].CopyFrom(proto)
             body = json.dumps({"signature_name": signatures.RAW_SIGNATURE, "inputs": columns}).encode()
             paths = {
@@ -104,8 +104,8 @@ def main(argv=None) -> None:
                 "REST": lambda: _rest_call(f"{server.rest_url}/v1/models/cartola_pro:predict", body),
             }
             for concurrency in (1, 16):
-                requests = max(args.requests // (8 if batch == 1024 else 1), concurrency * 4)
-                cell = {name: _run(make, requests, concurrency) for name, make in paths.items()}
+                calls = max(args.requests // (8 if batch == 1024 else 1), concurrency * 4)
+                cell = {name: _run(make, calls, concurrency) for name, make in paths.items()}
                 base = cell["in-process"]
                 for name, r in cell.items():
                     r.update(batch=batch, clients=concurrency, path=name, rows_per_second=r["calls_per_second"] * batch,

@@ -1,6 +1,5 @@
 """A client of TF Serving's gRPC API built on tensorflow-serving-api (works with the local server too)."""
 
-import time
 import typing
 
 import grpc
@@ -16,8 +15,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tf_cartola import rows
-from tf_cartola.export import raw_columns_tensor_protos
+from serving import retry
+from tf_cartola import examples
+from tf_cartola.requests import raw_columns_tensor_protos
 from tf_cartola.signatures import PROBABILITY, RAW_SIGNATURE
 
 
@@ -69,14 +69,14 @@ class GrpcClient:
 
     def call(self, method, request):
         """One RPC with retries on UNAVAILABLE; raises GrpcError with the server's message."""
-        for attempt in range(self.retries + 1):
+        def attempt():
             try:
                 return method(request, timeout=self.timeout)
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
-                    raise GrpcError(e.code(), e.details()) from None
-            time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
+                error = GrpcError(e.code(), e.details())
+                raise (retry.Transient(error) if e.code() == grpc.StatusCode.UNAVAILABLE else error) from None
+
+        return retry.with_backoff(attempt, self.retries, self.backoff)
 
     def predict(self, inputs: typing.Mapping, signature_name=None, version=None, label=None,
                 output_filter=()) -> typing.Dict[str, np.ndarray]:
@@ -133,4 +133,4 @@ class GrpcClient:
 
 def examples_of(records) -> typing.List[tf.train.Example]:
     """Typed rows as tf.Example protos."""
-    return [tf.train.Example.FromString(rows.to_example(r)) for r in records]
+    return [tf.train.Example.FromString(examples.to_example(r)) for r in records]

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cartola import features as F
-from tf_cartola import rows
+from tf_cartola import requests
 from tf_cartola.signatures import PROBABILITY, RAW_SIGNATURE
 
 
@@ -31,6 +31,6 @@ class InProcessClient:
         return self._version
 
     def score(self, records, version=None, label=None) -> np.ndarray:
-        columns = rows.to_columns(records, self.raw_inputs())
+        columns = requests.to_columns(records, self.raw_inputs())
         tensors = {c: tf.constant(v, tf.string if c == F.PIXELS else tf.float32) for c, v in columns.items()}
         return self._fn(**tensors)[PROBABILITY].numpy().astype(np.float64)

@@ -9,7 +9,6 @@ import threading
 import time
 import typing
 
-import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
     classification_pb2,

@@ -1,14 +1,14 @@
 """A client of TF Serving's REST API (works with the local server too)."""
 
 import json
-import time
 import typing
 import urllib.error
 import urllib.request
 
 import numpy as np
 
-from tf_cartola import rows
+from serving import retry
+from tf_cartola import requests
 from tf_cartola.signatures import RAW_SIGNATURE
 
 
@@ -59,7 +59,8 @@ class RestClient:
     def call(self, method: str, path: str, body: typing.Optional[dict] = None) -> dict:
         """One HTTP call with retries; returns the JSON answer or raises RestError."""
         data = json.dumps(body).encode("utf-8") if body is not None else None
-        for attempt in range(self.retries + 1):
+
+        def attempt() -> dict:
             request = urllib.request.Request(self.url + path, data=data, method=method,
                                              headers={"Content-Type": "application/json"})
             try:
@@ -71,13 +72,12 @@ class RestClient:
                     message = json.loads(text).get("error", text)
                 except json.JSONDecodeError:
                     message = text
-                if e.code != 503 or attempt == self.retries:
-                    raise RestError(e.code, message) from None
+                error = RestError(e.code, message)
+                raise (retry.Transient(error) if e.code == 503 else error) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-                if attempt == self.retries:
-                    raise Unreachable(f"cannot reach {self.url}: {getattr(e, 'reason', e)}") from None
-            time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
+                raise retry.Transient(Unreachable(f"cannot reach {self.url}: {getattr(e, 'reason', e)}")) from None
+
+        return retry.with_backoff(attempt, self.retries, self.backoff)
 
     def status(self, version=None, label=None) -> dict:
         return self.call("GET", self._path(version, label))
@@ -115,7 +115,7 @@ class RestClient:
 
     def score(self, records, version=None, label=None) -> np.ndarray:
         """PRO probabilities of typed rows, through the raw-feature signature (row format)."""
-        columns = rows.to_columns(records, self.raw_inputs(version, label))
+        columns = requests.to_columns(records, self.raw_inputs(version, label))
         instances = [{c: columns[c][i] for c in columns} for i in range(len(records))]
         answer = self.predict(instances=instances, signature_name=RAW_SIGNATURE, version=version, label=label)
         return np.array(answer["predictions"], dtype=np.float64)

@@ -13,6 +13,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import batching
 from serving.errors import ServingError, not_found
+from tf_cartola import model_store
 from tf_cartola.signatures import DEFAULT_SIGNATURE
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,7 @@ class ServableManager:
     def _poll(self) -> None:
         for name, model in self._models.items():
             base = model.base_path
-            entries = tf.io.gfile.listdir(base) if tf.io.gfile.isdir(base) else []
-            on_disk = sorted(int(d.strip("/")) for d in entries if d.strip("/").isdigit())
+            on_disk = model_store.versions(base)
             if not on_disk:  # As TF Serving says it, on every poll.
                 log.warning("No versions of servable %s found under base path %s", name, base)
             aspired = _aspired(model.model_version_policy, on_disk)

@@ -28,9 +28,9 @@ def probe_batch():
     import pandas as pd
     import tensorflow as tf
 
-    from tf_cartola import rows
+    from tf_cartola import examples
     from tf_cartola.data import synthetic
 
     frame = synthetic.generate(50, seed=9)
-    serialized = [rows.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
+    serialized = [examples.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
     return tf.io.parse_example(serialized, F.raw_feature_spec())

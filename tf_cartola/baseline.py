@@ -97,10 +97,10 @@ def load(path: str, description: typing.Optional[str] = None) -> Baseline:
 
 def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
     """The baseline of the newest pushed version of a model that carries one, or None."""
-    from tf_cartola import export
+    from tf_cartola import model_store
 
     base_path = os.path.join(serving_dir, model_name)
-    for version in reversed(export.versions(base_path)):
+    for version in reversed(model_store.versions(base_path)):
         version_dir = os.path.join(base_path, str(version))
         if os.path.exists(os.path.join(version_dir, VERSION_DIR, _STATS)):
             return load(version_dir, f"served model {model_name} version {version}")

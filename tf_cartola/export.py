@@ -10,7 +10,6 @@ Signatures:
 """
 
 import os
-import shutil
 import typing
 
 import tensorflow as tf
@@ -18,7 +17,7 @@ import tensorflow_transform as tft
 import tf_keras
 
 from tf_cartola import features as F
-from tf_cartola import rows
+from tf_cartola import requests
 from tf_cartola.signatures import (
     CLASS_LABELS,
     CLASSIFY_METHOD,
@@ -153,34 +152,6 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
     }
 
 
-def raw_columns_tensor_protos(records, columns) -> dict:
-    """{column: TensorProto} of `columns` (the `predict_raw` signature's inputs) for gRPC Predict."""
-    return {
-        column: tf.make_tensor_proto(values, dtype=tf.string if column == F.PIXELS else tf.float32)
-        for column, values in rows.to_columns(records, columns).items()
-    }
-
-
-def warmup_logs(records, model_name: str, raw_columns) -> list:
-    """PredictionLogs that exercise every served path: Classify, and Predict on both signatures."""
-    from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
-
-    serialized = [rows.to_example(r) for r in records]
-    spec = lambda signature: model_pb2.ModelSpec(name=model_name, signature_name=signature)  # noqa: E731
-    classify = classification_pb2.ClassificationRequest(model_spec=spec(DEFAULT_SIGNATURE))
-    classify.input.example_list.examples.extend(tf.train.Example.FromString(s) for s in serialized)
-    by_example = predict_pb2.PredictRequest(model_spec=spec(DEFAULT_SIGNATURE))
-    by_example.inputs["inputs"].CopyFrom(tf.make_tensor_proto(serialized, dtype=tf.string))
-    by_column = predict_pb2.PredictRequest(model_spec=spec(RAW_SIGNATURE))
-    for column, proto in raw_columns_tensor_protos(records, raw_columns).items():
-        by_column.inputs[column].CopyFrom(proto)
-    return [
-        prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=classify)),
-        prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=by_example)),
-        prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=by_column)),
-    ]
-
-
 def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names, export_dir: str,
            warmup_records=(), model_name: str = "") -> None:
     """Saves the hermetic SavedModel (the transform graph's assets are copied in).
@@ -202,48 +173,5 @@ def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_nam
     if warmup_records:
         tf.io.gfile.makedirs(os.path.dirname(os.path.join(export_dir, WARMUP_FILE)))
         with tf.io.TFRecordWriter(os.path.join(export_dir, WARMUP_FILE)) as writer:
-            for log in warmup_logs(warmup_records, model_name, used_raw_columns(feature_names)):
+            for log in requests.warmup_logs(warmup_records, model_name, used_raw_columns(feature_names)):
                 writer.write(log.SerializeToString())
-
-
-def versions(base_path: str) -> typing.List[int]:
-    """The numeric version directories under a model base path, ascending."""
-    if not os.path.isdir(base_path):
-        return []
-    return sorted(int(d) for d in os.listdir(base_path) if d.isdigit() and os.path.isdir(os.path.join(base_path, d)))
-
-
-def push(export_dir: str, base_path: str) -> int:
-    """Copies an export to `<base_path>/<next version>/` atomically; returns the version.
-
-    The copy is made in a hidden sibling directory, then renamed: a server polling
-    `base_path` sees either no new version or a complete one. (Atomic on a local
-    filesystem; object stores have no rename.)
-    """
-    os.makedirs(base_path, exist_ok=True)
-    version = (versions(base_path) or [0])[-1] + 1
-    staging = os.path.join(base_path, f".staging-{version}-{os.getpid()}")
-    shutil.copytree(export_dir, staging)
-    try:
-        os.rename(staging, os.path.join(base_path, str(version)))
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return version
-
-
-def load_scorer(export_dir: str):
-    """(loaded SavedModel, function: serialized raw tf.Examples -> PRO probabilities as numpy)."""
-    loaded = tf.saved_model.load(export_dir)
-    fn = loaded.signatures[DEFAULT_SIGNATURE]
-
-    def score(serialized: typing.Sequence[bytes], batch_size: int = 8192):
-        import numpy as np
-
-        parts = [
-            fn(inputs=tf.constant(serialized[i : i + batch_size]))["scores"][:, 1].numpy()
-            for i in range(0, len(serialized), batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.zeros([0], np.float32)
-
-    return loaded, score

@@ -1,4 +1,4 @@
-"""Parsing CSV rows into typed records by the feature contract; malformed rows raise BadRow."""
+"""The cell rule: typing CSV cells by the feature contract; a malformed row raises BadRow with its kind."""
 
 import math
 import typing
@@ -70,52 +70,3 @@ def _int64(column: str, text: str, value: int) -> int:
     if not -(2**63) <= value < 2**63:
         raise BadRow(NOT_AN_INT, column, f"{column}: {text!r} is outside the 64-bit integer range")
     return value
-
-
-def to_example(row: typing.Mapping[str, typing.Any]) -> bytes:
-    """Serializes a typed row as a tf.Example; None (missing) values are left out."""
-    import tensorflow as tf  # Lazy: parsing rows does not need TensorFlow.
-
-    feature = {}
-    for column, value in row.items():
-        if value is None:
-            continue
-        if column == F.PIXELS:
-            feature[column] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
-        elif column in F.INT_COLUMNS:
-            feature[column] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-        else:
-            feature[column] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-def to_columns(records: typing.Sequence[typing.Mapping[str, typing.Any]],
-               names: typing.Sequence[str] = F.RAW_FEATURES) -> typing.Dict[str, list]:
-    """Typed rows -> one list per raw feature in `names`, as the `predict_raw` signature takes them.
-
-    Numbers become floats (NaN = missing) and `pixels` a string ("" = missing); a
-    column absent from a row counts as missing.
-    """
-    columns = {}
-    for column in names:
-        if column == F.PIXELS:
-            columns[column] = [r.get(column) or "" for r in records]
-        else:
-            columns[column] = [float("nan") if r.get(column) is None else float(r[column]) for r in records]
-    return columns
-
-
-def from_example(serialized: bytes) -> dict:
-    """The typed row of a serialized raw tf.Example (absent features are None)."""
-    import tensorflow as tf
-
-    feature = tf.train.Example.FromString(serialized).features.feature
-    row = {}
-    for column in F.CSV_COLUMNS:
-        if column not in feature:
-            row[column] = None
-            continue
-        kind = feature[column].WhichOneof("kind")
-        value = getattr(feature[column], kind).value[0] if kind else None
-        row[column] = value.decode("utf-8") if isinstance(value, bytes) else value
-    return row

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 import typing
 
 import numpy as np
@@ -19,9 +18,11 @@ from tf_cartola import config as config_lib
 from tf_cartola import export as export_lib
 from tf_cartola import features as F
 from tf_cartola import metrics as metrics_lib
+from tf_cartola import model_store
 from tf_cartola import model as model_lib
 from tf_cartola import report
-from tf_cartola import rows
+from tf_cartola import examples, scoring
+from tf_cartola import timing
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def load_raw(pattern: str) -> typing.Tuple[typing.List[bytes], np.ndarray]:
 
 def evaluate_export(export_dir: str, serialized, labels, threshold: float) -> typing.Tuple[dict, np.ndarray]:
     """(metrics, scores) of a SavedModel's serving signature on raw examples."""
-    _, score = export_lib.load_scorer(export_dir)
+    _, score = scoring.load_scorer(export_dir)
     scores = score(serialized)
     return metrics_lib.classification_metrics(labels, scores, threshold), scores
 
@@ -145,7 +146,7 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     feature_names = hp.feature_names()
     manifest = read_manifest(preprocess_dir)
     made_of = provenance(manifest, config)
-    previous = export_lib.versions(base_path)
+    previous = model_store.versions(base_path)
     if previous and not force:
         latest_dir = os.path.join(base_path, str(previous[-1]))
         if (read_provenance(latest_dir) or {}).get("fingerprint") == made_of["fingerprint"]:
@@ -153,17 +154,55 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     run_dir = run_dir or os.path.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
     artifacts = manifest["artifacts"]
     seconds = {}
+    with timing.stage(seconds, "load"):
+        tft_output = tft.TFTransformOutput(artifacts["transform"])
+        spec = tft_output.transformed_feature_spec()
+        train_split = load_transformed(artifacts["transformed_train"], spec, feature_names)
+        eval_split = load_transformed(artifacts["transformed_eval"], spec, feature_names)
+    with timing.stage(seconds, "train"):
+        model, history = fit(feature_names, hp, train_split, eval_split)
+    serialized, labels = load_raw(artifacts["raw_eval"])
+    export_dir = os.path.join(run_dir, "export")
+    with timing.stage(seconds, "export"):
+        export_model(model, tft_output, feature_names, export_dir, serialized, preprocess_dir, config.serving.model_name)
+    with timing.stage(seconds, "evaluate"):
+        threshold = config.blessing.decision_threshold
+        candidate, scores = evaluate_export(export_dir, serialized, labels, threshold)
+        baseline = evaluate_export(os.path.join(base_path, str(previous[-1])), serialized, labels,
+                                   threshold)[0] if previous else None
+        reasons = bless(candidate, baseline, config.blessing)
+    result = {
+        "run_dir": run_dir, "export_dir": export_dir, "preprocess_dir": preprocess_dir,
+        "metrics": candidate, "baseline": baseline, "baseline_version": previous[-1] if previous else None,
+        "blessed": not reasons, "reasons": reasons, "version": None, "version_dir": None,
+        "features": list(feature_names),
+        "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
+        "epochs_run": len(history.history["loss"]), "seconds": seconds, "config": dataclasses.asdict(config),
+    }
+    _write_json(os.path.join(export_dir, "metrics.json"), candidate)
+    _write_json(os.path.join(export_dir, PROVENANCE_FILE),
+                {**made_of, "preprocess_dir": preprocess_dir, "run_dir": run_dir,
+                 "trained_at": datetime.datetime.utcnow().isoformat() + "Z"})
+    if not reasons:
+        with timing.stage(seconds, "push"):
+            result["version"] = model_store.push(export_dir, base_path)
+            result["version_dir"] = os.path.join(base_path, str(result["version"]))
+    _write_json(os.path.join(run_dir, "metrics.json"), candidate)
+    _write_json(os.path.join(run_dir, "history.json"), history.history)
+    _write_json(os.path.join(run_dir, "blessing.json"), result)
+    with timing.stage(seconds, "report"):
+        result["report"] = report.write_report(os.path.join(run_dir, "report.html"), preprocess_dir, run_dir, labels,
+                                               scores)
+    append_decision(base_path, result)
+    result["model"] = model  # In-process use only (comparisons, notebooks); not serialized.
+    return result
 
-    start = time.perf_counter()
-    tft_output = tft.TFTransformOutput(artifacts["transform"])
-    spec = tft_output.transformed_feature_spec()
-    x_train, y_train = load_transformed(artifacts["transformed_train"], spec, feature_names)
-    x_eval, y_eval = load_transformed(artifacts["transformed_eval"], spec, feature_names)
-    seconds["load"] = round(time.perf_counter() - start, 2)
+
+def fit(feature_names, hp: config_lib.TrainConfig, train_split, eval_split):
+    """A seeded, deterministic fit with early stopping on the eval loss: (tf_keras model, its History)."""
+    (x_train, y_train), (x_eval, y_eval) = train_split, eval_split
     log.info("training on %d rows, early stopping on %d eval rows, features %s", len(y_train), len(y_eval),
              list(feature_names))
-
-    start = time.perf_counter()
     tf_keras.utils.set_random_seed(hp.seed)
     tf.config.experimental.enable_op_determinism()
     model = model_lib.build(feature_names, hp)
@@ -172,64 +211,24 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
         shuffle=True, verbose=2,
         callbacks=[tf_keras.callbacks.EarlyStopping(patience=hp.early_stopping_patience, restore_best_weights=True)],
     )
-    seconds["train"] = round(time.perf_counter() - start, 2)
+    return model, history
 
-    serialized, labels = load_raw(artifacts["raw_eval"])
-    start = time.perf_counter()
-    export_dir = os.path.join(run_dir, "export")
-    warmup = [rows.from_example(s) for s in serialized[:WARMUP_ROWS]]
+
+def export_model(model, tft_output, feature_names, export_dir: str, serialized_eval, preprocess_dir: str,
+                 model_name: str) -> None:
+    """The SavedModel with a few eval rows as warmup requests and the baseline of its training data."""
+    warmup = [examples.from_example(s) for s in serialized_eval[:WARMUP_ROWS]]
     warmup = [{c: row[c] for c in F.RAW_FEATURES} for row in warmup]  # What a client sends: no id, no label.
-    export_lib.export(model, tft_output, feature_names, export_dir, warmup, config.serving.model_name)
+    export_lib.export(model, tft_output, feature_names, export_dir, warmup, model_name)
     # New data is judged against what this version learned from.
     baseline_lib.save(preprocess_dir, export_dir, export_lib.used_raw_columns(feature_names))
-    seconds["export"] = round(time.perf_counter() - start, 2)
 
-    start = time.perf_counter()
-    threshold = config.blessing.decision_threshold
-    candidate, scores = evaluate_export(export_dir, serialized, labels, threshold)
-    baseline = evaluate_export(os.path.join(base_path, str(previous[-1])), serialized, labels,
-                               threshold)[0] if previous else None
-    reasons = bless(candidate, baseline, config.blessing)
-    seconds["evaluate"] = round(time.perf_counter() - start, 2)
 
-    result = {
-        "run_dir": run_dir,
-        "export_dir": export_dir,
-        "preprocess_dir": preprocess_dir,
-        "metrics": candidate,
-        "baseline": baseline,
-        "baseline_version": previous[-1] if previous else None,
-        "blessed": not reasons,
-        "reasons": reasons,
-        "version": None,
-        "version_dir": None,
-        "features": list(feature_names),
-        "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
-        "epochs_run": len(history.history["loss"]),
-        "seconds": seconds,
-        "config": dataclasses.asdict(config),
-    }
-    _write_json(os.path.join(export_dir, "metrics.json"), candidate)
-    _write_json(os.path.join(export_dir, PROVENANCE_FILE),
-                {**made_of, "preprocess_dir": preprocess_dir, "run_dir": run_dir,
-                 "trained_at": datetime.datetime.utcnow().isoformat() + "Z"})
-    if not reasons:
-        start = time.perf_counter()
-        result["version"] = export_lib.push(export_dir, base_path)
-        result["version_dir"] = os.path.join(base_path, str(result["version"]))
-        seconds["push"] = round(time.perf_counter() - start, 2)
-    _write_json(os.path.join(run_dir, "metrics.json"), candidate)
-    _write_json(os.path.join(run_dir, "history.json"), history.history)
-    _write_json(os.path.join(run_dir, "blessing.json"), result)
-    start = time.perf_counter()
-    result["report"] = report.write_report(os.path.join(run_dir, "report.html"), preprocess_dir, run_dir, labels,
-                                           scores)
-    seconds["report"] = round(time.perf_counter() - start, 2)
-    result["model"] = model  # In-process use only (comparisons, notebooks); not serialized.
-    decisions = os.path.join(os.path.dirname(base_path), f"{config.serving.model_name}.decisions.jsonl")
+def append_decision(base_path: str, result: dict) -> None:
+    """Appends the blessing decision to `<base_path>.decisions.jsonl` (also on gs://)."""
+    decisions = f"{base_path.rstrip('/')}.decisions.jsonl"
     tf.io.gfile.makedirs(os.path.dirname(decisions))
-    with tf.io.gfile.GFile(decisions, "a") as f:  # Also on gs://.
-        record = {k: result[k] for k in ("run_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
-                                         "version")}
+    record = {k: result[k] for k in ("run_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
+                                     "version")}
+    with tf.io.gfile.GFile(decisions, "a") as f:
         f.write(json.dumps({"time": datetime.datetime.utcnow().isoformat() + "Z", **record}, sort_keys=True) + "\n")
-    return result

@@ -16,7 +16,7 @@ from tf_cartola import config as config_lib
 
 def describe(base_path: str) -> typing.List[dict]:
     """One record per version folder under a model base path, oldest first."""
-    from tf_cartola import export, training
+    from tf_cartola import model_store, training
 
     decisions = {}
     log_path = f"{base_path.rstrip('/')}.decisions.jsonl"
@@ -27,7 +27,7 @@ def describe(base_path: str) -> typing.List[dict]:
                 if record.get("version") is not None:
                     decisions[record["version"]] = record
     out = []
-    for version in export.versions(base_path):
+    for version in model_store.versions(base_path):
         version_dir = os.path.join(base_path, str(version))
         metrics_path = os.path.join(version_dir, "metrics.json")
         metrics = json.load(open(metrics_path)) if os.path.exists(metrics_path) else {}

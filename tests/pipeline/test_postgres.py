@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 
-from beam_jobs import preprocess, validate
+from beam_jobs import preprocess
 from serving import client as client_cli
 from tf_cartola import config as config_lib
 from tf_cartola import features as F

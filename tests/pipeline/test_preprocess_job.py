@@ -146,7 +146,7 @@ def _records(pattern):
 
 def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tmp_path):
     """The golden is the row-at-a-time job's output on the same edge-case files (tests/data/edge_csv)."""
-    from tf_cartola import rows
+    from tf_cartola import examples
 
     golden = json.load(open(os.path.join(EDGE_CSV, "golden.json")))
     manifest = preprocess.run(NO_BASELINE + ["--input", os.path.join(EDGE_CSV, "*.csv"), "--output_dir", str(tmp_path),
@@ -158,7 +158,7 @@ def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tm
         (r["source"], r["line"], r["kind"], r["column"], r["reason"]) for r in golden["quarantine"])
     spec = tft.TFTransformOutput(manifest["artifacts"]["transform"]).transformed_feature_spec()
     for which in split.SPLITS:
-        raw = sorted((rows.from_example(s) for s in _records(manifest["artifacts"][f"raw_{which}"])),
+        raw = sorted((examples.from_example(s) for s in _records(manifest["artifacts"][f"raw_{which}"])),
                      key=lambda r: r[F.ID_KEY])
         assert raw == golden["raw"][which]
         parsed = tf.io.parse_example(_records(manifest["artifacts"][f"transformed_{which}"]), spec)

@@ -8,7 +8,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from tf_cartola import features as F
-from tf_cartola import reference, rows
+from tf_cartola import examples, reference
 from tf_cartola.data import synthetic
 from tf_cartola.preprocessing import preprocessing_fn
 
@@ -106,4 +106,4 @@ def test_transformed_feature_spec_is_pinned(transformed):
 def test_examples_written_by_the_reader_parse_with_the_raw_spec():
     frame = _frame(20)
     for record in frame.to_dict("records"):
-        tf.io.parse_single_example(rows.to_example(record), F.raw_feature_spec())
+        tf.io.parse_single_example(examples.to_example(record), F.raw_feature_spec())

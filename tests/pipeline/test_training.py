@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from beam_jobs import preprocess
 from tf_cartola import config as config_lib
-from tf_cartola import export, features as F, model, reference, rows, signatures, training, versions
+from tf_cartola import (examples, export, features as F, model, model_store, reference, requests, signatures,
+                        training, versions)
 from tf_cartola.data import synthetic
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
@@ -62,7 +63,7 @@ def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
     manifest, _ = preprocess_run
     frame = synthetic.generate(1000, seed=21)
     records = frame.astype(object).where(pd.notna(frame), None).to_dict("records")
-    serialized = [rows.to_example(r) for r in records]
+    serialized = [examples.to_example(r) for r in records]
     import tensorflow_transform as tft
 
     transformed = tft.TFTransformOutput(manifest["artifacts"]["transform"]).transform_raw_features(
@@ -79,7 +80,7 @@ def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
         loaded = tf.saved_model.load(moved)
         by_example = loaded.signatures["serving_default"](inputs=tf.constant(serialized))["scores"][:, 1]
         used = export.used_raw_columns(result["features"])
-        columns = {k: tf.constant(v) for k, v in rows.to_columns(records, used).items()}
+        columns = {k: tf.constant(v) for k, v in requests.to_columns(records, used).items()}
         by_column = loaded.signatures["predict_raw"](**columns)[signatures.PROBABILITY]
         by_transform = loaded.signatures["transform_features"](inputs=tf.constant(serialized))
     finally:
@@ -111,11 +112,11 @@ def test_shuffled_labels_are_refused_and_a_good_model_is_pushed_next(trained, sm
     synthetic.write_csv(frame, shuffled_csv)
     preprocess.run(NO_BASELINE + ["--input", shuffled_csv, "--output_dir", str(tmp_path / "pre")])
 
-    before = export.versions(os.path.join(serving_dir, cfg.serving.model_name))
+    before = model_store.versions(os.path.join(serving_dir, cfg.serving.model_name))
     bad = training.train(cfg, str(tmp_path / "pre"), serving_dir, str(tmp_path / "bad_run"))
     assert not bad["blessed"] and bad["version"] is None
     assert any(r.startswith("ks ") for r in bad["reasons"])
-    assert export.versions(os.path.join(serving_dir, cfg.serving.model_name)) == before
+    assert model_store.versions(os.path.join(serving_dir, cfg.serving.model_name)) == before
 
     # The same data and config as the latest pushed version: nothing to do, unless forced.
     same = training.train(cfg, first["preprocess_dir"], serving_dir, str(tmp_path / "same_run"))
@@ -129,7 +130,7 @@ def test_shuffled_labels_are_refused_and_a_good_model_is_pushed_next(trained, sm
     np.testing.assert_allclose(good["weights"], first["weights"], atol=1e-7)
     assert good["metrics"]["ks"] == pytest.approx(first["metrics"]["ks"], abs=1e-9)
     listed = versions.describe(os.path.join(serving_dir, cfg.serving.model_name))
-    assert [r["version"] for r in listed] == export.versions(os.path.join(serving_dir, cfg.serving.model_name))
+    assert [r["version"] for r in listed] == model_store.versions(os.path.join(serving_dir, cfg.serving.model_name))
     assert listed[-1]["ks"] == pytest.approx(good["metrics"]["ks"]) and listed[-1]["baseline_version"] == before[-1]
     assert listed[-1]["fingerprint"] == listed[0]["fingerprint"] and listed[-1]["pushed_at"]
 
@@ -153,7 +154,7 @@ def test_invalid_preprocess_output_is_refused(tmp_path):
 
 def test_example_parser_equals_parse_example_and_takes_ints_or_floats_for_numbers():
     frame = synthetic.generate(300, seed=6)
-    serialized = [rows.to_example(r) for r in frame.astype(object).where(pd.notna(frame), None).to_dict("records")]
+    serialized = [examples.to_example(r) for r in frame.astype(object).where(pd.notna(frame), None).to_dict("records")]
     expected = tf.io.parse_example(serialized, export.serving_feature_spec())
     got = export.parse_raw_examples(tf.constant(serialized))
     for name, sparse in expected.items():

@@ -26,7 +26,7 @@ from serving.grpc_client import GrpcClient, GrpcError, examples_of
 from serving import local_server
 from serving.local_server import LocalServer, PortInUse
 from serving.rest_client import RestClient, example_json
-from tf_cartola import export, rows, signatures
+from tf_cartola import examples, export, model_store, requests, signatures
 from tf_cartola import features as F
 from tf_cartola.data import synthetic
 
@@ -68,8 +68,8 @@ def _b64(serialized):
 
 def test_every_signature_and_json_format_matches_the_in_process_model(served, rest, grpc_client, records):
     _, _, loaded = served
-    serialized = [rows.to_example(r) for r in records]
-    columns = rows.to_columns(records, export.used_raw_columns(F.FINAL_FEATURES))  # The model's own six.
+    serialized = [examples.to_example(r) for r in records]
+    columns = requests.to_columns(records, export.used_raw_columns(F.FINAL_FEATURES))  # The model's own six.
     in_process = {
         "serving_default": loaded.signatures["serving_default"](inputs=tf.constant(serialized)),
         "predict_raw": loaded.signatures["predict_raw"](**{k: tf.constant(v) for k, v in columns.items()}),
@@ -291,7 +291,7 @@ def test_new_version_is_served_under_load_without_errors(served, trained, tmp_pa
 
     frame = synthetic.generate(10, seed=8).drop(columns=[F.LABEL_KEY])
     records = frame.astype(object).where(pd.notna(frame), None).to_dict("records")
-    serialized = tf.constant([rows.to_example(r) for r in records])
+    serialized = tf.constant([examples.to_example(r) for r in records])
     expected = {v: m.signatures["serving_default"](inputs=serialized)["scores"].numpy() for v, m in
                 ((1, loaded), (2, loaded_v2))}
     assert np.abs(expected[1] - expected[2]).max() > 1e-3
@@ -317,7 +317,7 @@ def test_new_version_is_served_under_load_without_errors(served, trained, tmp_pa
     for t in threads:
         t.start()
     start.wait()
-    export.push(export_dir, str(base))
+    model_store.push(export_dir, str(base))
     for t in threads:
         t.join()
     assert errors == [] and len(answers) == 2000

@@ -2,7 +2,7 @@ import pytest
 import tensorflow as tf
 
 from tf_cartola import features as F
-from tf_cartola import rows
+from tf_cartola import examples, rows
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ def test_parse_number_refuses_with_kind_and_column(column, text, kind):
 def test_to_example_round_trips_through_the_raw_feature_spec():
     row = {c: 1 for c in F.CSV_COLUMNS}
     row.update({"rel_pont": None, "anos_como_pro": 3, "avg_3": 0.5, "pixels": "1920x1080"})
-    parsed = tf.io.parse_single_example(rows.to_example(row), F.raw_feature_spec())
+    parsed = tf.io.parse_single_example(examples.to_example(row), F.raw_feature_spec())
     assert parsed["anos_como_pro"].values.numpy().tolist() == [3]
     assert parsed["rel_pont"].values.numpy().tolist() == []  # Missing stays missing.
     assert parsed["pixels"].values.numpy().tolist() == [b"1920x1080"]
