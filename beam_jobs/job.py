@@ -11,7 +11,6 @@ manifest, and the transform outputs published only if validation passed.
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import time
 import typing
@@ -25,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs import transforms
 from tf_cartola import config as config_lib
 from tf_cartola import features as F
-from tf_cartola import split, timing
+from tf_cartola import files, split, timing
 from tf_cartola.data import csv_reader
 
 log = logging.getLogger(__name__)
@@ -66,11 +65,6 @@ def _versions() -> dict:
 
     names = ("tensorflow", "tensorflow-transform", "tensorflow-data-validation", "tfx-bsl", "apache-beam")
     return {n: metadata.version(n) for n in names}
-
-
-def write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as f:
-        f.write(text.encode("utf-8"))
 
 
 # Lines of one file are read in ranges of about this size, so that workers share a big file.
@@ -461,4 +455,4 @@ def _shown_config(config: typing.Optional[config_lib.Config], cfg: config_lib.Pr
 
 def _write_manifest(layout: Layout, manifest: dict, started: float) -> None:
     manifest["seconds"]["total"] = round(time.perf_counter() - started, 2)
-    write_text(layout.path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+    files.write_json(layout.path("manifest.json"), manifest)

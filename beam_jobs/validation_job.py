@@ -8,7 +8,6 @@ compared with the baseline's train statistics (tf_cartola.drift).
 """
 
 import functools
-import json
 import logging
 import time
 import typing
@@ -17,6 +16,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import job, transforms
+from tf_cartola import files
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
         "artifacts": {"stats": layout.stats("data"), "anomalies": layout.anomalies("data"),
                       "bad_rows": layout.path("bad_rows", "bad_rows") + "*"},
     }
-    job.write_text(layout.path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+    files.write_json(layout.path("manifest.json"), manifest)
     if rows:
         raise job.AnomaliesFound(validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}",
                                  manifest)

@@ -28,7 +28,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.local_server import LocalServer
 from serving.rest_client import RestClient
 from serving.servables import single_model_config
-from tf_cartola import requests, signatures
+from tf_cartola.model import requests
+from tf_cartola.model import signatures
 from tf_cartola.data import synthetic
 
 

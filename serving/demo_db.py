@@ -28,7 +28,7 @@ def main(argv=None) -> int:
 
     from beam_jobs import preprocess
     from serving import client
-    from tf_cartola import training
+    from tf_cartola.model import training
     from tf_cartola.data import local_postgres, synthetic
 
     os.makedirs(OUT, exist_ok=True)

@@ -16,9 +16,9 @@ from tensorflow_serving.apis import (
 )
 
 from serving import retry
-from tf_cartola import examples
-from tf_cartola.requests import raw_columns_tensor_protos
-from tf_cartola.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.data import examples
+from tf_cartola.model.requests import raw_columns_tensor_protos
+from tf_cartola.model.signatures import PROBABILITY, RAW_SIGNATURE
 
 
 class GrpcError(Exception):

@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cartola import features as F
-from tf_cartola import requests
-from tf_cartola.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.model import requests
+from tf_cartola.model.signatures import PROBABILITY, RAW_SIGNATURE
 
 
 class InProcessClient:

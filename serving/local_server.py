@@ -23,7 +23,7 @@ import grpc
 from serving import batching, grpc_service, inference, model_config, monitoring, request_log
 from serving.rest import RestApi, make_handler
 from serving.servables import ServableManager, single_model_config
-from tf_cartola.signatures import WARMUP_FILE
+from tf_cartola.model.signatures import WARMUP_FILE
 
 log = logging.getLogger("serving.local_server")
 

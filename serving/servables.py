@@ -13,8 +13,8 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import batching
 from serving.errors import ServingError, not_found
-from tf_cartola import model_store
-from tf_cartola.signatures import DEFAULT_SIGNATURE
+from tf_cartola.model import store as model_store
+from tf_cartola.model.signatures import DEFAULT_SIGNATURE
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ def preprocess_run(small_csv, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(preprocess_run, tmp_path_factory):
     """A real training run on the small preprocessing output, pushed to a temporary serving dir."""
-    from tf_cartola import config, training
+    from tf_cartola import config
+    from tf_cartola.model import training
 
     _, preprocess_dir = preprocess_run
     root = tmp_path_factory.mktemp("train")

@@ -28,7 +28,7 @@ def probe_batch():
     import pandas as pd
     import tensorflow as tf
 
-    from tf_cartola import examples
+    from tf_cartola.data import examples
     from tf_cartola.data import synthetic
 
     frame = synthetic.generate(50, seed=9)

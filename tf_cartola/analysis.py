@@ -12,7 +12,6 @@ the run report shows) and the kept features are printed as `train.features` take
 Exit status: 0 done, 2 not a preprocessing output.
 """
 
-import json
 import os
 import sys
 import typing
@@ -20,6 +19,7 @@ import typing
 import numpy as np
 
 from tf_cartola import features as F
+from tf_cartola import files
 from tf_cartola import metrics as metrics_lib
 
 
@@ -113,7 +113,8 @@ def load_transformed(preprocess_dir: str) -> typing.Tuple[tuple, tuple]:
     """(features, labels) of the transformed train and eval splits, every transformed feature."""
     import tensorflow_transform as tft
 
-    from tf_cartola import report, training
+    from tf_cartola import report
+    from tf_cartola.model import training
 
     manifest = report.load_preprocess(preprocess_dir)["manifest"]
     if "transform" not in manifest["artifacts"]:
@@ -149,8 +150,7 @@ def main(argv=None) -> int:
         print(f"{s['stage']:<12}{s['feature']:<24}{s['value']:>12.4f}{s['ks']:>9.4f}{s['precision']:>11.4f}"
               f"{s['recall']:>9.4f}")
     out = args.out or os.path.join(args.preprocess_dir, "analysis.json")
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
+    files.write_json(out, result)
     print(f"kept {len(result['kept'])} features; for the config:\n  features: [{', '.join(result['kept'])}]")
     print(f"wrote {out}")
     return 0

@@ -13,6 +13,7 @@ import os
 import typing
 
 from tf_cartola import features as F
+from tf_cartola import files
 
 # Inside a SavedModel version: TF Serving ignores assets.extra/ except for its warmup file.
 VERSION_DIR = os.path.join("assets.extra", "tf_cartola_baseline")
@@ -51,9 +52,8 @@ def save(preprocess_dir: str, version_dir: str, raw_columns: typing.Sequence[str
     tf.io.gfile.makedirs(out)
     tf.io.gfile.copy(_stats_path(preprocess_dir, manifest), os.path.join(out, _STATS), overwrite=True)
     tf.io.gfile.copy(manifest["artifacts"]["schema"], os.path.join(out, _SCHEMA), overwrite=True)
-    with tf.io.gfile.GFile(os.path.join(out, _ABOUT), "w") as f:
-        json.dump({"preprocess_dir": preprocess_dir, "inputs": manifest["inputs"], "raw_columns": list(raw_columns)},
-                  f, indent=2, sort_keys=True)
+    files.write_json(os.path.join(out, _ABOUT),
+                     {"preprocess_dir": preprocess_dir, "inputs": manifest["inputs"], "raw_columns": list(raw_columns)})
 
 
 def _manifest(preprocess_dir: str) -> dict:
@@ -97,7 +97,7 @@ def load(path: str, description: typing.Optional[str] = None) -> Baseline:
 
 def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
     """The baseline of the newest pushed version of a model that carries one, or None."""
-    from tf_cartola import model_store
+    from tf_cartola.model import store as model_store
 
     base_path = os.path.join(serving_dir, model_name)
     for version in reversed(model_store.versions(base_path)):

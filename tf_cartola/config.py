@@ -94,6 +94,7 @@ class TrainConfig:
 class BlessingConfig:
     """When a trained model may be pushed: absolute thresholds, then no worse than the last blessed."""
 
+    # Same shape as TrainConfig's fields (the duplicates tool pairs them): data declarations, not logic.
     decision_threshold: float = 0.5
     min_ks: float = 0.45
     min_auc: float = 0.75

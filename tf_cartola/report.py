@@ -67,8 +67,8 @@ def load_run(run_dir: str) -> dict:
 
 def eval_scores(preprocess: dict, run: dict) -> typing.Tuple[np.ndarray, np.ndarray]:
     """(labels, scores) of the run's exported model on the raw eval split."""
-    from tf_cartola import scoring
-    from tf_cartola import training
+    from tf_cartola.model import scoring
+    from tf_cartola.model import training
 
     serialized, labels = training.load_raw(preprocess["manifest"]["artifacts"]["raw_eval"])
     _, score = scoring.load_scorer(os.path.join(run["dir"], "export"))

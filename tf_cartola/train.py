@@ -35,7 +35,7 @@ def main(argv=None) -> int:
                         help="train and push even when the latest version was made of the same data and config")
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
-    from tf_cartola import training  # After logging is set up: TensorFlow reads its log level on import.
+    from tf_cartola.model import training
 
     try:
         config = config_lib.load(args.config)

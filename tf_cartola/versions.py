@@ -16,7 +16,8 @@ from tf_cartola import config as config_lib
 
 def describe(base_path: str) -> typing.List[dict]:
     """One record per version folder under a model base path, oldest first."""
-    from tf_cartola import model_store, training
+    from tf_cartola.model import store as model_store
+    from tf_cartola.model import training
 
     decisions = {}
     log_path = f"{base_path.rstrip('/')}.decisions.jsonl"

@@ -20,7 +20,8 @@ from beam_jobs import preprocess
 from serving import client as client_cli
 from tf_cartola import config as config_lib
 from tf_cartola import features as F
-from tf_cartola import split, training
+from tf_cartola import split
+from tf_cartola.model import training
 from tf_cartola.data import local_postgres, postgres as pg, synthetic
 from tests.helpers import probe_batch, split_ids
 

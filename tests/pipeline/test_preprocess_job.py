@@ -146,7 +146,7 @@ def _records(pattern):
 
 def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tmp_path):
     """The golden is the row-at-a-time job's output on the same edge-case files (tests/data/edge_csv)."""
-    from tf_cartola import examples
+    from tf_cartola.data import examples
 
     golden = json.load(open(os.path.join(EDGE_CSV, "golden.json")))
     manifest = preprocess.run(NO_BASELINE + ["--input", os.path.join(EDGE_CSV, "*.csv"), "--output_dir", str(tmp_path),

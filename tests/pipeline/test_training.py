@@ -11,8 +11,14 @@ import tensorflow as tf
 
 from beam_jobs import preprocess
 from tf_cartola import config as config_lib
-from tf_cartola import (examples, export, features as F, model, model_store, reference, requests, signatures,
-                        training, versions)
+from tf_cartola import features as F, reference, versions
+from tf_cartola.data import examples
+from tf_cartola.model import export
+from tf_cartola.model import builder as model
+from tf_cartola.model import store as model_store
+from tf_cartola.model import requests
+from tf_cartola.model import signatures
+from tf_cartola.model import training
 from tf_cartola.data import synthetic
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.

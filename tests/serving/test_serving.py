@@ -26,7 +26,11 @@ from serving.grpc_client import GrpcClient, GrpcError, examples_of
 from serving import local_server
 from serving.local_server import LocalServer, PortInUse
 from serving.rest_client import RestClient, example_json
-from tf_cartola import examples, export, model_store, requests, signatures
+from tf_cartola.data import examples
+from tf_cartola.model import export
+from tf_cartola.model import store as model_store
+from tf_cartola.model import requests
+from tf_cartola.model import signatures
 from tf_cartola import features as F
 from tf_cartola.data import synthetic
 
@@ -180,6 +184,7 @@ def _post(url, body: bytes):
         return e.code, json.loads(e.read())
 
 
+# One row per case, alike in shape by design (the duplicates tool pairs rows of this table).
 @pytest.mark.parametrize(
     "path, body, status, message",
     [
@@ -279,7 +284,7 @@ def test_new_version_is_served_under_load_without_errors(served, trained, tmp_pa
     import tensorflow_transform as tft
 
     from tf_cartola import config as config_lib
-    from tf_cartola import model as model_lib
+    from tf_cartola.model import builder as model_lib
 
     # A visibly different version 2: the same model with halved weights.
     changed = model_lib.build(result["features"], config_lib.TrainConfig())

@@ -2,7 +2,8 @@ import pytest
 import tensorflow as tf
 
 from tf_cartola import features as F
-from tf_cartola import examples, rows
+from tf_cartola import rows
+from tf_cartola.data import examples
 
 
 @pytest.mark.parametrize(

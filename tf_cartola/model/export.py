@@ -17,8 +17,8 @@ import tensorflow_transform as tft
 import tf_keras
 
 from tf_cartola import features as F
-from tf_cartola import requests
-from tf_cartola.signatures import (
+from tf_cartola.model import requests
+from tf_cartola.model.signatures import (
     CLASS_LABELS,
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,

@@ -4,9 +4,9 @@ by what builds protos, so REST clients stay TF-free."""
 
 import typing
 
-from tf_cartola import examples
+from tf_cartola.data import examples
 from tf_cartola import features as F
-from tf_cartola.signatures import DEFAULT_SIGNATURE, RAW_SIGNATURE
+from tf_cartola.model.signatures import DEFAULT_SIGNATURE, RAW_SIGNATURE
 
 
 def to_columns(records: typing.Sequence[typing.Mapping[str, typing.Any]],

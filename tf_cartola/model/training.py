@@ -15,13 +15,15 @@ import tf_keras
 
 from tf_cartola import baseline as baseline_lib
 from tf_cartola import config as config_lib
-from tf_cartola import export as export_lib
+from tf_cartola.model import export as export_lib
 from tf_cartola import features as F
+from tf_cartola import files
 from tf_cartola import metrics as metrics_lib
-from tf_cartola import model_store
-from tf_cartola import model as model_lib
+from tf_cartola.model import store as model_store
+from tf_cartola.model import builder as model_lib
 from tf_cartola import report
-from tf_cartola import examples, scoring
+from tf_cartola.data import examples
+from tf_cartola.model import scoring
 from tf_cartola import timing
 
 log = logging.getLogger(__name__)
@@ -95,11 +97,6 @@ def bless(candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.Bles
             f" by more than {cfg.ks_tolerance}"
         )
     return reasons
-
-
-def _write_json(path: str, data) -> None:
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(data, indent=2, sort_keys=True))
 
 
 PROVENANCE_FILE = "provenance.json"
@@ -179,17 +176,17 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
         "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
         "epochs_run": len(history.history["loss"]), "seconds": seconds, "config": dataclasses.asdict(config),
     }
-    _write_json(os.path.join(export_dir, "metrics.json"), candidate)
-    _write_json(os.path.join(export_dir, PROVENANCE_FILE),
+    files.write_json(os.path.join(export_dir, "metrics.json"), candidate)
+    files.write_json(os.path.join(export_dir, PROVENANCE_FILE),
                 {**made_of, "preprocess_dir": preprocess_dir, "run_dir": run_dir,
                  "trained_at": datetime.datetime.utcnow().isoformat() + "Z"})
     if not reasons:
         with timing.stage(seconds, "push"):
             result["version"] = model_store.push(export_dir, base_path)
             result["version_dir"] = os.path.join(base_path, str(result["version"]))
-    _write_json(os.path.join(run_dir, "metrics.json"), candidate)
-    _write_json(os.path.join(run_dir, "history.json"), history.history)
-    _write_json(os.path.join(run_dir, "blessing.json"), result)
+    files.write_json(os.path.join(run_dir, "metrics.json"), candidate)
+    files.write_json(os.path.join(run_dir, "history.json"), history.history)
+    files.write_json(os.path.join(run_dir, "blessing.json"), result)
     with timing.stage(seconds, "report"):
         result["report"] = report.write_report(os.path.join(run_dir, "report.html"), preprocess_dir, run_dir, labels,
                                                scores)

@@ -5,7 +5,7 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from tf_cartola.signatures import DEFAULT_SIGNATURE
+from tf_cartola.model.signatures import DEFAULT_SIGNATURE
 
 
 def load_scorer(export_dir: str):
