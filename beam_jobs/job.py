@@ -266,11 +266,7 @@ def input_anomalies(counters: dict, layout: Layout, max_bad_row_fraction: float)
     """The quarantine's anomalies (none while the bad rows' share is tolerated), and an empty input's."""
     from tf_cartola import validation
 
-    bad = {}
-    for name, count in counters.items():
-        if name.startswith("bad_rows:") and count:
-            _, kind, column = name.split(":", 2)
-            bad[(kind, column)] = count
+    bad = transforms.bad_row_counts(counters)
     rows_read = counters.get("rows_read", 0)
     out = validation.bad_row_anomalies(bad, rows_read, layout.path("bad_rows"))
     if rows_read and counters.get("bad_rows", 0) / rows_read <= max_bad_row_fraction:
@@ -396,7 +392,8 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         )
     tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
     seconds.update(busy)
-    log.info("rows: %s", {k: v for k, v in counters.items() if not k.startswith("bad_rows:")})
+    bad = transforms.bad_row_counts(counters)
+    log.info("rows: %s", {k: v for k, v in counters.items() if ":" not in k})
     against = cfg.schema + (f" and {baseline.description}" if baseline else "")
     anomaly_rows, drifts = _timed(seconds, 3, "validate", f"against {against}", stage_validate, cfg, layout,
                                   counters, infer_schema, baseline)
@@ -408,7 +405,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
             **{w: counters.get(f"rows_{w}", 0) for w in split.SPLITS},
             "bad": counters.get("bad_rows", 0),
         },
-        "bad_rows": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("bad_rows:")},
+        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in bad.items()},
         "duplicate_ids": {"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)},
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows],
         "valid": not anomaly_rows,

@@ -108,7 +108,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
     manifest = {
         "input": job.shown(input_pattern), "format": fmt, "inputs": inputs,
         "rows": {"read": counters.get("rows_read", 0), "good": good, "bad": counters.get("bad_rows", 0)},
-        "bad_rows": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("bad_rows:")},
+        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in transforms.bad_row_counts(counters).items()},
         "baseline": baseline.summary(),
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
         "drift": {"data vs baseline": drift.to_json(checks)},

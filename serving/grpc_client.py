@@ -16,7 +16,6 @@ from tensorflow_serving.apis import (
 )
 
 from serving import retry
-from tf_cartola.data import examples
 from tf_cartola.model.requests import raw_columns_tensor_protos
 from tf_cartola.model.signatures import PROBABILITY, RAW_SIGNATURE
 
@@ -129,8 +128,3 @@ class GrpcClient:
         """PRO probabilities of typed rows, through the raw-feature signature."""
         protos = raw_columns_tensor_protos(records, self.raw_inputs(version, label))
         return self.predict(protos, RAW_SIGNATURE, version, label)[PROBABILITY].astype(np.float64)
-
-
-def examples_of(records) -> typing.List[tf.train.Example]:
-    """Typed rows as tf.Example protos."""
-    return [tf.train.Example.FromString(examples.to_example(r)) for r in records]

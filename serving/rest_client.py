@@ -119,8 +119,3 @@ class RestClient:
         instances = [{c: columns[c][i] for c in columns} for i in range(len(records))]
         answer = self.predict(instances=instances, signature_name=RAW_SIGNATURE, version=version, label=label)
         return np.array(answer["predictions"], dtype=np.float64)
-
-
-def example_json(record: typing.Mapping) -> dict:
-    """A typed row as a `:classify` JSON example: ints stay ints, floats stay floats, None is left out."""
-    return {k: v for k, v in record.items() if v is not None}

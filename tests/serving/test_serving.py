@@ -22,10 +22,10 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import client as client_cli
 from serving import model_config
-from serving.grpc_client import GrpcClient, GrpcError, examples_of
+from serving.grpc_client import GrpcClient, GrpcError
 from serving import local_server
 from serving.local_server import LocalServer, PortInUse
-from serving.rest_client import RestClient, example_json
+from serving.rest_client import RestClient
 from tf_cartola.data import examples
 from tf_cartola.model import export
 from tf_cartola.model import store as model_store
@@ -88,11 +88,11 @@ def test_every_signature_and_json_format_matches_the_in_process_model(served, re
     assert row[0]["classes"] == ["0", "1"]
     col = rest.predict(inputs=_b64(serialized))["outputs"]
     np.testing.assert_allclose(col["scores"], in_process["serving_default"]["scores"], atol=1e-6)
-    result = rest.classify([example_json(r) for r in records])
+    result = rest.classify([requests.classify_json(r) for r in records])
     np.testing.assert_allclose([[s for _, s in r] for r in result], in_process["serving_default"]["scores"], atol=1e-6)
     out = grpc_client.predict({"inputs": np.array(serialized, dtype=object)}, "serving_default")
     np.testing.assert_allclose(out["scores"], in_process["serving_default"]["scores"], atol=1e-6)
-    labels, scores = grpc_client.classify(examples_of(records))
+    labels, scores = grpc_client.classify(requests.classify_examples(records))
     np.testing.assert_allclose(scores, in_process["serving_default"]["scores"], atol=1e-6)
     assert labels[0].tolist() == ["0", "1"]
 
@@ -118,8 +118,8 @@ def test_every_signature_and_json_format_matches_the_in_process_model(served, re
 
 
 def test_classify_accepts_json_ints_and_floats_for_any_numeric_column(rest, records):
-    as_floats = [{k: float(v) if isinstance(v, int) else v for k, v in example_json(r).items()} for r in records]
-    as_ints = [{k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in example_json(r).items()}
+    as_floats = [{k: float(v) if isinstance(v, int) else v for k, v in requests.classify_json(r).items()} for r in records]
+    as_ints = [{k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in requests.classify_json(r).items()}
                for r in records]
     assert any(isinstance(v, int) for v in as_ints[0].values())
     a, b = rest.classify(as_floats), rest.classify(as_ints)
@@ -129,7 +129,7 @@ def test_classify_accepts_json_ints_and_floats_for_any_numeric_column(rest, reco
 def test_missing_values_are_nan_or_empty_and_equal_an_absent_feature(rest, records):
     record = dict(records[0], rel_pont=None, tempo_desperd=None, pixels=None)
     by_raw = rest.score([record])
-    result = rest.classify([example_json(record)])  # Absent features in the tf.Example.
+    result = rest.classify([requests.classify_json(record)])  # Absent features in the tf.Example.
     assert by_raw[0] == pytest.approx(result[0][1][1], abs=1e-6)
 
 

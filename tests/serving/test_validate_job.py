@@ -11,11 +11,12 @@ import pytest
 
 from beam_jobs import validate
 from serving import model_config
-from serving.grpc_client import GrpcClient, examples_of
+from serving.grpc_client import GrpcClient
 from serving.local_server import LocalServer
 from serving.rest_client import RestClient
 from tf_cartola import features as F
 from tf_cartola.data import prediction_logs, synthetic, tfrecords
+from tf_cartola.model import requests
 
 MODEL = "cartola_pro"
 
@@ -65,7 +66,7 @@ def _send(server, records):
     try:
         for k, i in enumerate(range(0, len(records), 100)):
             part = records[i:i + 100]
-            [rest.score, grpc_client.score, lambda r: grpc_client.classify(examples_of(r))][k % 3](part)
+            [rest.score, grpc_client.score, lambda r: grpc_client.classify(requests.classify_examples(r))][k % 3](part)
     finally:
         grpc_client.close()
 

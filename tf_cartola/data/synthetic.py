@@ -9,6 +9,7 @@ Collinear pairs stay collinear; missing cells, -1 sentinels and malformed
 """
 
 import logging
+import sys
 import time
 
 import numpy as np
@@ -161,7 +162,7 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
     frame.to_csv(path, index=False, float_format="%.6g")
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     parser = cli.parser("tf_cartola.data.synthetic", __doc__, "0 written, 2 bad arguments", verbose=False)
     parser.add_argument("--rows", type=int, default=128_000, help="users to generate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same file (default: %(default)s)")
@@ -170,8 +171,9 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     write_csv(generate(args.rows, args.seed), args.out)
     logging.info("wrote %d rows to %s in %.2f s", args.rows, args.out, time.perf_counter() - start)
+    return 0
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main()
+    sys.exit(main())

@@ -54,3 +54,15 @@ def warmup_logs(records, model_name: str, raw_columns) -> list:
         prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=by_example)),
         prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=by_column)),
     ]
+
+
+def classify_json(record: typing.Mapping) -> dict:
+    """A typed row as a REST `:classify` example: ints stay ints, floats stay floats, None is left out."""
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def classify_examples(records) -> list:
+    """Typed rows as tf.Example protos, for gRPC Classify."""
+    import tensorflow as tf
+
+    return [tf.train.Example.FromString(examples.to_example(r)) for r in records]
