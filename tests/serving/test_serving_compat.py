@@ -134,19 +134,21 @@ def server(request, toy_base, tmp_path_factory):
         "--allow_version_labels_for_unavailable_models=true", "--tensorflow_intra_op_parallelism=2",
         "--enable_model_warmup", "true"], stderr=open(log_path, "w"))
     endpoints = _Endpoints(f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if endpoints.get(f"/v1/models/{MODEL}")[0] == 200:
-                break
-        except urllib.error.URLError:
-            pass  # Not listening yet.
-        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.2)
-    endpoints.log_path = log_path
-    yield endpoints
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if endpoints.get(f"/v1/models/{MODEL}")[0] == 200:
+                    break
+            except urllib.error.URLError:
+                pass  # Not listening yet.
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        endpoints.log_path = log_path
+        yield endpoints
+    finally:  # Also when it never came up: no server outlives the tests.
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def _examples(values):
