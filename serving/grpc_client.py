@@ -50,8 +50,9 @@ class GrpcClient:
             options=[("grpc.max_send_message_length", max_message_bytes),
                      ("grpc.max_receive_message_length", max_message_bytes)],
         )
-        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        # The stubs, for calls the methods below do not wrap: client.call(client.prediction.Regress, request).
+        self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._raw_inputs = {}
 
     def close(self) -> None:
@@ -85,7 +86,7 @@ class GrpcClient:
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
                                           else tf.make_tensor_proto(value))
-        response = self.call(self._prediction.Predict, request)
+        response = self.call(self.prediction.Predict, request)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
     def classify(self, examples: typing.Sequence[tf.train.Example], signature_name=None, version=None,
@@ -94,7 +95,7 @@ class GrpcClient:
         request = classification_pb2.ClassificationRequest()
         self._spec(request.model_spec, signature_name, version, label)
         request.input.example_list.examples.extend(examples)
-        result = self.call(self._prediction.Classify, request).result.classifications
+        result = self.call(self.prediction.Classify, request).result.classifications
         labels = np.array([[c.label for c in r.classes] for r in result])
         scores = np.array([[c.score for c in r.classes] for r in result], dtype=np.float64)
         return labels, scores
@@ -102,12 +103,12 @@ class GrpcClient:
     def metadata(self, version=None, label=None) -> get_model_metadata_pb2.GetModelMetadataResponse:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._spec(request.model_spec, version=version, label=label)
-        return self.call(self._prediction.GetModelMetadata, request)
+        return self.call(self.prediction.GetModelMetadata, request)
 
     def status(self, version=None, label=None) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest()
         self._spec(request.model_spec, version=version, label=label)
-        return self.call(self._models.GetModelStatus, request)
+        return self.call(self.models.GetModelStatus, request)
 
     def raw_inputs(self, version=None, label=None) -> typing.List[str]:
         """The raw columns the served model uses: its raw-feature signature's inputs (asked once)."""

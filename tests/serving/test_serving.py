@@ -166,12 +166,12 @@ def test_warmup_file_parses_and_every_request_succeeds(served, grpc_client):
         if log.HasField("classify_log"):
             request = log.classify_log.request
             request.model_spec.name = MODEL
-            response = grpc_client.call(grpc_client._prediction.Classify, request)
+            response = grpc_client.call(grpc_client.prediction.Classify, request)
             assert len(response.result.classifications) == len(request.input.example_list.examples)
         else:
             request = log.predict_log.request
             request.model_spec.name = MODEL
-            response = grpc_client.call(grpc_client._prediction.Predict, request)
+            response = grpc_client.call(grpc_client.prediction.Predict, request)
             assert response.outputs
 
 
@@ -256,7 +256,7 @@ def test_bad_grpc_requests_get_status_codes(grpc_client, served):
     request.model_spec.signature_name = "predict_raw"
     request.input.example_list.examples.add()
     with pytest.raises(GrpcError) as e:
-        grpc_client.call(grpc_client._prediction.Classify, request)
+        grpc_client.call(grpc_client.prediction.Classify, request)
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "classification signature" in e.value.message
     assert grpc_client.status().model_version_status[0].state == 30  # AVAILABLE
 
@@ -312,7 +312,7 @@ def test_new_version_is_served_under_load_without_errors(served, trained, tmp_pa
             request.model_spec.name = MODEL
             request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(serialized))
             try:
-                response = c.call(c._prediction.Predict, request)
+                response = c.call(c.prediction.Predict, request)
                 answers.append((response.model_spec.version.value, tf.make_ndarray(response.outputs["scores"])))
             except GrpcError as e:
                 errors.append(e)
