@@ -25,7 +25,7 @@ from beam_jobs import transforms
 from tf_cartola import config as config_lib
 from tf_cartola import features as F
 from tf_cartola import files, split, timing
-from tf_cartola.data import csv_reader
+from tf_cartola.data import csv_reader, postgres
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +74,9 @@ RANGE_BYTES = 16 << 20
 CSV, PREDICTION_LOG = "csv", "prediction_log"
 
 
-def is_database(location: str) -> bool:
-    """Whether an input is a PostgreSQL URL rather than files."""
-    return location.startswith(("postgresql://", "postgres://"))
-
-
 def shown(location: str) -> str:
     """An input as logs and manifests show it: a database URL without its password."""
-    from tf_cartola.data import postgres
-
-    return postgres.masked(location) if is_database(location) else location
+    return postgres.masked(location) if postgres.is_database(location) else location
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +96,9 @@ def open_inputs(location: str, fmt: str = CSV, required: typing.Sequence[str] = 
     Files: `describe_inputs`. A database: one snapshot exported for the whole block, its
     partitions, and the query, row count and fingerprint the database computed.
     """
-    if not is_database(location):
+    if not postgres.is_database(location):
         yield describe_inputs(location, fmt, required)
         return
-    from tf_cartola.data import postgres
-
     database = database or DatabaseInput()
     with postgres.snapshot(location, database.table or None, database.query or None, database.partitions,
                            required) as (parts, description):
@@ -208,9 +199,7 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
     adapter = tfxio.TensorAdapterConfig(
         csv_reader.arrow_schema(), tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
     )
-    if is_database(cfg.input):
-        from tf_cartola.data import postgres
-
+    if postgres.is_database(cfg.input):
         read = postgres.read_partition
     else:
         read = transforms.read_csv_range

@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import job, transforms
 from tf_cartola import files
+from tf_cartola.data import postgres
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,6 @@ FORMATS = (job.CSV, job.PREDICTION_LOG)
 
 
 def _reader(fmt: str, database: bool):
-    from tf_cartola.data import postgres
-
     if fmt == job.PREDICTION_LOG:
         return transforms.read_prediction_log_file
     # Missing columns are the schema's finding.
@@ -88,7 +87,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
     log.info("step 1/3: fingerprinting %s", job.shown(input_pattern))
     with job.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
         log.info("step 2/3: reading %d part(s) (%s) and computing statistics", len(parts), fmt)
-        counters = run_pipeline(parts, fmt, layout, options, fmt == job.CSV and job.is_database(input_pattern))
+        counters = run_pipeline(parts, fmt, layout, options, fmt == job.CSV and postgres.is_database(input_pattern))
     log.info("step 3/3: validating against %s", baseline.description)
     stats = tfdv.load_stats_binary(layout.stats("data", "binpb"))
     tfdv.write_stats_text(stats, layout.stats("data"))
@@ -125,15 +124,16 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
 
 
 def drift_table(manifest: dict) -> str:
-    """The drift checks, as a plain-text table."""
+    """The drift checks (report.drift_rows), as a plain-text table."""
+    from tf_cartola import report
+
     lines = [f"{'feature':<20} {'test':<28} {'baseline':>14} {'this data':>14} {'statistic':>10} "
              f"{'threshold':>10}  verdict"]
-    for c in manifest["drift"]["data vs baseline"]:
-        verdict = c["note"] or ("DRIFT" if c["drifted"] else "ok")
-        number = "" if c["statistic"] is None else f"{c['statistic']:.3g}"
-        threshold = "" if c["threshold"] is None else f"{c['threshold']:.3g}"
-        lines.append(f"{c['feature']:<20} {c['test'][:28]:<28} {c['baseline']:>14} {c['current']:>14} "
-                     f"{number:>10} {threshold:>10}  {verdict}")
+    for _, feature, test, baseline, current, statistic, threshold, verdict in report.drift_rows(manifest):
+        number = "" if statistic == "" else f"{statistic:.3g}"
+        limit = "" if threshold == "" else f"{threshold:.3g}"
+        lines.append(f"{feature:<20} {test[:28]:<28} {baseline:>14} {current:>14} {number:>10} {limit:>10}  "
+                     f"{verdict}")
     return "\n".join(lines)
 
 

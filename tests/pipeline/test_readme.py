@@ -3,20 +3,13 @@ path it prints must exist."""
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, free_port
 
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 _PATH = re.compile(r"(?<![\w/.:-])((?:runs|serving_models|data)/[\w./-]*\w|[\w./-]+\.(?:csv|json|jsonl|html|config))")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_every_runnable_readme_block_works_as_written(tmp_path):
@@ -26,7 +19,7 @@ def test_every_runnable_readme_block_works_as_written(tmp_path):
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     for block in blocks:
         for port in ("8600", "8601"):  # Loopback ports nobody else uses now.
-            block = block.replace(port, str(_free_port()))
+            block = block.replace(port, str(free_port()))
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=900)
         assert done.returncode == 0, (block, done.stdout[-3000:], done.stderr[-3000:])

@@ -34,6 +34,8 @@ from tf_cartola.model import signatures
 from tf_cartola import features as F
 from tf_cartola.data import synthetic
 
+from tests.helpers import free_port
+
 MODEL = "cartola_pro"
 
 
@@ -392,12 +394,6 @@ def test_a_client_hanging_up_is_one_line_and_the_server_stays_up(served, rest, c
     assert rest.status()["model_version_status"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_client_needs_only_the_model_columns_and_says_what_it_wrote(served, tmp_path, capsys):
     server, _, loaded = served
     needed = [F.ID_KEY, *export.used_raw_columns(F.FINAL_FEATURES)]
@@ -439,7 +435,7 @@ def test_the_client_exit_statuses_say_what_went_wrong(served, tmp_path, capsys, 
     csv_path, out = tmp_path / "in.csv", tmp_path / "out.csv"
     synthetic.write_csv(synthetic.generate(5, seed=6), str(csv_path))
     good = server.rest_url if flag == "--rest" else server.grpc_address
-    nobody = f"http://127.0.0.1:{_free_port()}" if flag == "--rest" else f"127.0.0.1:{_free_port()}"
+    nobody = f"http://127.0.0.1:{free_port()}" if flag == "--rest" else f"127.0.0.1:{free_port()}"
     bad_address = "127.0.0.1:8501" if flag == "--rest" else "http://127.0.0.1:8500"
     base = ["--csv", str(csv_path), "--out", str(out), "--no_progress", "--timeout", "2"]
     assert client_cli.main([flag, bad_address, *base]) == client_cli.EXIT_ARGUMENTS

@@ -33,6 +33,8 @@ from serving import model_config
 from serving.local_server import LocalServer
 from serving.servables import single_model_config
 
+from tests.helpers import free_port
+
 MODEL = "toy"
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
@@ -82,12 +84,6 @@ def toy_base(tmp_path_factory):
     return base
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Endpoints:
     def __init__(self, rest_url, grpc_address):
         self.rest_url, self.grpc_address = rest_url, grpc_address
@@ -124,7 +120,7 @@ def server(request, toy_base, tmp_path_factory):
     (configs / "monitoring.config").write_text(
         'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
     (configs / "batching.txt").write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 0 }\n")
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_port(), free_port()
     log_path = configs / "server.log"
     process = subprocess.Popen([
         sys.executable, "-m", "serving.local_server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
@@ -325,7 +321,7 @@ def test_the_model_config_file_is_reloaded_and_our_batching_file_serves_any_clie
     limits.check(100_000)  # Our clients send 500 rows; users may send far more.
     config_path = tmp_path / "models.config"
     model_config.write(model_config.build(MODEL, str(toy_base), latest=1), str(config_path))
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_port(), free_port()
     log_path = tmp_path / "server.log"
     process = subprocess.Popen([sys.executable, "-m", "serving.local_server", f"--port={grpc_port}",
                                 f"--rest_api_port={rest_port}", f"--model_config_file={config_path}",
