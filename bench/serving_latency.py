@@ -8,7 +8,9 @@ clients, prints p50 and p99 latency per path, rows/s, and each path's p50 minus 
 in-process p50 and its rows/s as a share of in-process. Every path calls the same
 `predict_raw` signature with the same rows, encoded once (a PredictRequest over gRPC,
 columnar JSON over REST on a kept-alive connection), so the differences are transport
-and server. Traffic stays on 127.0.0.1. Writes bench/results/serving_latency.json.
+and server. The server runs as its own process, started by its command line as users
+and the container start it, so the clients' threads do not share its interpreter lock.
+Traffic stays on 127.0.0.1. Writes bench/results/serving_latency.json.
 """
 
 import argparse
@@ -16,7 +18,12 @@ import concurrent.futures
 import http.client
 import json
 import os
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import typing
 import urllib.parse
 
 import grpc
@@ -25,12 +32,12 @@ import pandas as pd
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving.local_server import LocalServer
-from serving.rest_client import RestClient
-from serving.servables import single_model_config
+from serving.rest_client import RestClient, RestError
 from tf_cartola.model import requests
 from tf_cartola.model import signatures
 from tf_cartola.data import synthetic
+
+MODEL = "cartola_pro"
 
 
 def _run(make_call, requests: int, concurrency: int) -> dict:
@@ -73,6 +80,33 @@ def _rest_call(url: str, body: bytes):
     return call
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(model_base_path: str, log) -> typing.Tuple[subprocess.Popen, str, RestClient]:
+    """`python -m serving.local_server` on free loopback ports; returns once the model answers."""
+    grpc_port, rest_port = _free_port(), _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "serving.local_server", f"--model_name={MODEL}",
+                                f"--model_base_path={model_base_path}", f"--port={grpc_port}",
+                                f"--rest_api_port={rest_port}"], stderr=log)
+    client = RestClient(f"http://127.0.0.1:{rest_port}", MODEL, retries=0)
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with status {process.returncode}; see {log.name}")
+        try:
+            client.status()
+            return process, f"127.0.0.1:{grpc_port}", client
+        except RestError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise SystemExit(f"the server did not come up in 120 s; see {log.name}")
+            time.sleep(0.2)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_base_path", default="serving_models/cartola_pro")
@@ -80,13 +114,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     frame = synthetic.generate(1024, seed=1).drop(columns=["pro_target"])
     records = frame.astype(object).where(pd.notna(frame), None).to_dict("records")
-    config = single_model_config("cartola_pro", args.model_base_path)
     results = []
-    with LocalServer(config, grpc_port=0, rest_port=0, poll_seconds=0) as server:
-        servable = server.manager.get("cartola_pro")
-        raw = servable.loaded.signatures[signatures.RAW_SIGNATURE]
-        names = RestClient(server.rest_url, "cartola_pro").raw_inputs()
-        print(f"model version {servable.version}, {args.requests} requests per cell; latency in ms")
+    log = tempfile.NamedTemporaryFile("w", prefix="serving_latency-", suffix=".log", delete=False)
+    process, grpc_address, client = _start_server(args.model_base_path, log)
+    try:
+        version = client.served_version()
+        raw = tf.saved_model.load(os.path.join(args.model_base_path, str(version))).signatures[
+            signatures.RAW_SIGNATURE]
+        names = client.raw_inputs()
+        print(f"model version {version}, {args.requests} requests per cell; latency in ms")
         print(f"{'batch':>5} {'clients':>7} {'path':<10} {'p50':>7} {'p99':>7} {'rows/s':>9} "
               f"{'p50 - in-process':>17} {'rows/s share':>12}")
         for batch in (1, 64, 1024):
@@ -95,14 +131,14 @@ def main(argv=None) -> None:
             # The same rows, encoded once: each path pays for its transport and the server, not for
             # turning Python records into a request.
             request = predict_pb2.PredictRequest()
-            request.model_spec.name, request.model_spec.signature_name = "cartola_pro", signatures.RAW_SIGNATURE
+            request.model_spec.name, request.model_spec.signature_name = MODEL, signatures.RAW_SIGNATURE
             for name, proto in requests.raw_columns_tensor_protos(records[:batch], names).items():
                 request.inputs[name].CopyFrom(proto)
             body = json.dumps({"signature_name": signatures.RAW_SIGNATURE, "inputs": columns}).encode()
             paths = {
                 "in-process": lambda: (lambda: raw(**tensors)),
-                "gRPC": lambda: _grpc_call(server.grpc_address, request),
-                "REST": lambda: _rest_call(f"{server.rest_url}/v1/models/cartola_pro:predict", body),
+                "gRPC": lambda: _grpc_call(grpc_address, request),
+                "REST": lambda: _rest_call(f"{client.url}/v1/models/{MODEL}:predict", body),
             }
             for concurrency in (1, 16):
                 calls = max(args.requests // (8 if batch == 1024 else 1), concurrency * 4)
@@ -116,6 +152,9 @@ def main(argv=None) -> None:
                     print(f"{batch:>5} {concurrency:>7} {name:<10} {r['p50']:>7.2f} {r['p99']:>7.2f} "
                           f"{r['rows_per_second']:>9,.0f} {r['p50_minus_in_process']:>17.2f} "
                           f"{r['rows_share_of_in_process']:>12.2f}")
+    finally:
+        process.terminate()
+        process.wait()
     out = os.path.join(os.path.dirname(__file__), "results", "serving_latency.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)

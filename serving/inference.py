@@ -38,9 +38,9 @@ def _fill_spec(out: model_pb2.ModelSpec, servable: Servable, signature: str) -> 
     out.signature_name = signature or DEFAULT_SIGNATURE
 
 
-def _run(fn, kwargs: dict) -> dict:
+def _run(run, feeds: dict) -> dict:
     try:
-        return fn(**kwargs)
+        return run(feeds)
     except UnicodeDecodeError:  # TF's own message quoted undecodable input bytes.
         raise invalid("Could not parse the input: it is not a valid serialized tf.Example") from None
     except tf.errors.DataLossError as e:  # decode_proto on bytes that are no tf.Example.
@@ -49,7 +49,7 @@ def _run(fn, kwargs: dict) -> dict:
         raise invalid(str(e).strip().splitlines()[0]) from None
 
 
-def _to_tensor(name: str, proto, expected) -> tf.Tensor:
+def _to_array(name: str, proto, expected) -> np.ndarray:
     if proto.dtype != expected.dtype:
         raise invalid(
             f"Expects arg[{name}] to be {types_pb2.DataType.Name(expected.dtype)[3:].lower()} but "
@@ -59,7 +59,7 @@ def _to_tensor(name: str, proto, expected) -> tf.Tensor:
     rank = len(expected.tensor_shape.dim)
     if not expected.tensor_shape.unknown_rank and value.ndim != rank:
         raise invalid(f"input '{name}' must have rank {rank}, got shape {list(value.shape)}")
-    return tf.constant(value)
+    return value
 
 
 _TYPED_FIELD = {
@@ -68,18 +68,33 @@ _TYPED_FIELD = {
     types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
     types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val", types_pb2.DT_STRING: "string_val",
 }
+# Fixed-width fields go in as one packed field (number, little-endian dtype), as TF Serving writes them on
+# the wire: 70 times faster than appending 1024 floats one by one.
+_PACKED = {types_pb2.DT_FLOAT: (5, "<f4"), types_pb2.DT_DOUBLE: (6, "<f8")}
 
 
-def typed_tensor_proto(value: tf.Tensor):
-    """A TensorProto with the values in the typed field of its dtype (float_val, int64_val, ...), as TF
-    Serving fills them; other dtypes (half, complex) fall back to tensor_content."""
-    array = value.numpy()
-    dtype = value.dtype.as_datatype_enum
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def typed_tensor_proto(array: np.ndarray, dtype: int):
+    """A TensorProto of `dtype` (a DataType) with the values in its typed field (float_val, int64_val, ...),
+    as TF Serving fills them; other dtypes (half, complex) fall back to tensor_content."""
     field = _TYPED_FIELD.get(dtype)
     if field is None:
-        return tf.make_tensor_proto(array)
+        return tf.make_tensor_proto(array, dtype)
     proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tf.TensorShape(array.shape).as_proto())
-    getattr(proto, field).extend(array.ravel().tolist())
+    if dtype in _PACKED:
+        number, little_endian = _PACKED[dtype]
+        data = array.astype(little_endian).tobytes()
+        proto.MergeFromString(_varint(number << 3 | 2) + _varint(len(data)) + data)
+    else:
+        getattr(proto, field).extend(array.ravel().tolist())
     return proto
 
 
@@ -90,7 +105,7 @@ def predict(manager: ServableManager, request: predict_pb2.PredictRequest) -> pr
 
 def predict_on(servable: Servable, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
     """`predict` on a given servable."""
-    fn, sig = servable.signature(request.model_spec.signature_name)
+    run, sig = servable.signature(request.model_spec.signature_name)
     unknown = sorted(set(request.inputs) - set(sig.inputs))
     if unknown:
         raise invalid(f"input tensor alias not found in signature: {', '.join(unknown)}. "
@@ -99,11 +114,11 @@ def predict_on(servable: Servable, request: predict_pb2.PredictRequest) -> predi
     if missing:
         raise invalid(f"Request inputs do not match required inputs for model `{servable.name}`. "
                       f"Send extra: {{}}. Missing but required: {{{','.join(missing)}}}.")
-    kwargs = {name: _to_tensor(name, request.inputs[name], sig.inputs[name]) for name in request.inputs}
-    sizes = {int(t.shape[0]) for t in kwargs.values() if t.shape.rank}
+    feeds = {name: _to_array(name, request.inputs[name], sig.inputs[name]) for name in request.inputs}
+    sizes = {value.shape[0] for value in feeds.values() if value.ndim}
     if sizes:
         servable.batch_limits.check(max(sizes))
-    outputs = _run(fn, kwargs)
+    outputs = _run(run, feeds)
     wanted = list(request.output_filter) or sorted(outputs)
     for name in wanted:
         if name not in outputs:
@@ -111,7 +126,7 @@ def predict_on(servable: Servable, request: predict_pb2.PredictRequest) -> predi
     response = predict_pb2.PredictResponse()
     _fill_spec(response.model_spec, servable, request.model_spec.signature_name)
     for name in wanted:
-        response.outputs[name].CopyFrom(typed_tensor_proto(outputs[name]))
+        response.outputs[name].CopyFrom(typed_tensor_proto(outputs[name], sig.outputs[name].dtype))
     return response
 
 
@@ -136,10 +151,10 @@ def examples_of(request_input) -> typing.List[bytes]:
 
 
 def _method_signature(servable: Servable, name: str, method: str, kind: str):
-    fn, sig = servable.signature(name)
+    run, sig = servable.signature(name)
     if sig.method_name != method:
         raise invalid(f"Expected {kind} signature method_name to be {method}. Was: {sig.method_name}")
-    return fn, sig
+    return run, sig
 
 
 def classify(manager: ServableManager,
@@ -149,14 +164,13 @@ def classify(manager: ServableManager,
 
 
 def _run_on_examples(servable: Servable, request, method: str, kind: str) -> typing.Tuple[dict, int]:
-    fn, sig = _method_signature(servable, request.model_spec.signature_name, method, kind)
+    run, sig = _method_signature(servable, request.model_spec.signature_name, method, kind)
     serialized = examples_of(request.input)
     servable.batch_limits.check(len(serialized))
     if len(sig.inputs) != 1:
         raise invalid(f"Expected one input Tensor, got {len(sig.inputs)}")
     [input_name] = list(sig.inputs)
-    outputs = _run(fn, {input_name: tf.constant(serialized)})
-    return {k: v.numpy() for k, v in outputs.items()}, len(serialized)
+    return _run(run, {input_name: np.array(serialized, dtype=object)}), len(serialized)
 
 
 def _batch_check(name: str, value: np.ndarray, rows: int, rank: int) -> None:

@@ -8,11 +8,11 @@ import typing
 
 import grpc
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import batching
-from serving.errors import ServingError, not_found
+from serving.errors import ServingError, invalid, not_found
 from tf_cartola.model import store as model_store
 from tf_cartola.model.signatures import DEFAULT_SIGNATURE
 
@@ -20,31 +20,66 @@ log = logging.getLogger(__name__)
 
 
 
+INIT_OP_SIGNATURE = "__saved_model_init_op"  # The SavedModel's initializer: listed, never served.
+
+
 @dataclasses.dataclass
 class Servable:
-    """One loaded version of a model."""
+    """One loaded version of a model: its own graph and session, as TF Serving runs a SavedModel bundle.
+    A signature runs as one session call feeding and fetching the tensors its SignatureDef names."""
 
     name: str
     version: int
     path: str
-    loaded: typing.Any
+    session: tf.compat.v1.Session
     signature_defs: typing.Mapping[str, meta_graph_pb2.SignatureDef]  # As stored (metadata shows them all).
     batch_limits: batching.BatchLimits = batching.UNLIMITED
+    _runners: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def signature(self, name: str):
-        """(callable, SignatureDef) of a signature; '' means serving_default."""
+        """(run, SignatureDef) of a signature; '' means serving_default. `run` takes {input alias: array}
+        with every input and returns {output alias: array} of every output."""
         name = name or DEFAULT_SIGNATURE
-        if name not in self.signature_defs or name not in self.loaded.signatures:
+        if name not in self.signature_defs or name == INIT_OP_SIGNATURE:
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
-        return self.loaded.signatures[name], self.signature_defs[name]
+        if name not in self._runners:
+            raise invalid(f'Signature "{name}" has composite (sparse or ragged) tensors, which this server does '
+                          "not feed or fetch")
+        return self._runners[name], self.signature_defs[name]
+
+
+def _runner(session: tf.compat.v1.Session, sig: meta_graph_pb2.SignatureDef):
+    inputs, outputs = sorted(sig.inputs), sorted(sig.outputs)
+    call = session.make_callable([sig.outputs[k].name for k in outputs], [sig.inputs[k].name for k in inputs])
+
+    def run(feeds: dict) -> dict:
+        return dict(zip(outputs, call(*[feeds[k] for k in inputs])))
+
+    return run
+
+
+def _plain(sig: meta_graph_pb2.SignatureDef) -> bool:
+    return all(info.WhichOneof("encoding") == "name" for info in [*sig.inputs.values(), *sig.outputs.values()])
 
 
 def load_servable(name: str, version: int, path: str) -> Servable:
-    """Loads a SavedModel version and reads its signature defs (with method names)."""
-    saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
-    return Servable(name, version, path, tf.saved_model.load(path), dict(saved_model.meta_graphs[0].signature_def))
+    """Loads the `serve` MetaGraph of a SavedModel version into a session of its own."""
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    # tf.compat.v1's loader is the session-based one; its deprecation notice is for training code, so it
+    # is kept out of the server's log.
+    tf_log = tf.get_logger()
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        with graph.as_default():
+            meta_graph = tf.compat.v1.saved_model.load(session, [tf.saved_model.SERVING], path)
+    finally:
+        tf_log.setLevel(level)
+    signature_defs = dict(meta_graph.signature_def)
+    runners = {key: _runner(session, sig) for key, sig in signature_defs.items()
+               if key != INIT_OP_SIGNATURE and _plain(sig)}
+    return Servable(name, version, path, session, signature_defs, _runners=runners)
 
 
 def _aspired(policy, on_disk: typing.List[int]) -> typing.List[int]:

@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import model_config
+from serving import inference, model_config
 from serving.local_server import LocalServer
 from serving.servables import single_model_config
 
@@ -367,3 +367,18 @@ def test_a_stalled_client_does_not_stall_the_others(server):
         assert time.perf_counter() - start < 5
     finally:
         stalled.close()
+
+
+@pytest.mark.parametrize("dtype, values", [
+    (tf.float32, [[1.5, -2.0, 3.25], [0.0, 1e-30, 3e38]]), (tf.float64, [[1e300, -0.5], [2.0, 0.0]]),
+    (tf.int32, [[1, -7], [2**31 - 1, 0]]), (tf.int64, [[-(2**63), 5]]), (tf.bool, [[True, False]]),
+    (tf.string, [[b"a", b""], [b"\xff", b"xyz"]]), (tf.float32, []), (tf.float16, [[1.5, 2.0]]),
+])
+def test_typed_tensor_protos_hold_the_values_and_shape(dtype, values):
+    array = np.array(values, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
+    proto = inference.typed_tensor_proto(array, dtype.as_datatype_enum)
+    assert proto.dtype == dtype.as_datatype_enum
+    assert [d.size for d in proto.tensor_shape.dim] == list(array.shape)
+    assert (tf.make_ndarray(proto) == array).all()
+    if dtype != tf.float16:  # Half has no typed field here and falls back to tensor_content.
+        assert not proto.tensor_content
