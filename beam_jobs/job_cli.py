@@ -43,14 +43,14 @@ def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typi
     """
     args, _ = parser.parse_known_args(argv)
     cli.setup_logging(args.verbose)
-    from beam_jobs import job
+    from beam_jobs.outputs import AnomaliesFound
     from tf_cartola import baseline
     from tf_cartola import config as config_lib
     from tf_cartola import rows
 
     try:
         manifest = run(argv)
-    except job.AnomaliesFound as e:
+    except AnomaliesFound as e:
         show(e.manifest, False)
         print(f"Anomalies found; statistics and anomalies are written.\n{e}", file=sys.stderr)
         return 1

@@ -49,14 +49,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(argv=None) -> dict:
-    """Parses the command line, runs `job.preprocess` and returns its manifest.
+    """Parses the command line, runs `preprocess_job.preprocess` and returns its manifest.
 
     Raises:
       job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs import job
+    from beam_jobs import preprocess_job
     from tf_cartola import config as config_lib
 
     args, beam_args = _parser().parse_known_args(argv)
@@ -67,7 +67,7 @@ def run(argv=None) -> dict:
         table=args.table, query=args.query, partitions=args.partitions,
         fail_on_anomalies=False if args.no_fail_on_anomalies else None,
     )
-    return job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
+    return preprocess_job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
 
 
 def _show(manifest: dict, passed: bool) -> None:

@@ -17,30 +17,16 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from beam_jobs.counters import NAMESPACE, bad_counter_name
 from tf_cartola import features as F
 from tf_cartola import split
 from tf_cartola.data import csv_reader, tfrecords
 
-NAMESPACE = "cartola.preprocess"
 BAD = "bad"
 GOOD = "good"  # Counter rows_good: the rows read without a split.
 IDS = "ids"  # (id modulo ID_BUCKETS, ids): every good row's id, for the duplicate count.
 ID_BUCKETS = 64
 log = logging.getLogger(__name__)
-
-
-_BAD_PREFIX = "bad_rows:"
-
-
-def bad_counter_name(kind: str, column: typing.Optional[str]) -> str:
-    """The counter that counts bad rows of one kind and column: 'bad_rows:KIND:COLUMN'."""
-    return f"{_BAD_PREFIX}{kind}:{column or ''}"
-
-
-def bad_row_counts(counters: typing.Mapping[str, int]) -> typing.Dict[typing.Tuple[str, str], int]:
-    """{(kind, column or ""): rows} from the job's counters (Beam counters are named by strings)."""
-    return {tuple(name[len(_BAD_PREFIX):].split(":", 1)): n for name, n in counters.items()
-            if name.startswith(_BAD_PREFIX) and n}
 
 
 def read_csv_range(byte_range: csv_reader.Range, required: typing.Sequence[str] = F.CSV_COLUMNS):

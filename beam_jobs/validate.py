@@ -47,7 +47,8 @@ def run(argv=None) -> dict:
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs import job, validation_job
+    from beam_jobs import inputs as inputs_lib
+    from beam_jobs import validation_job
     from tf_cartola import baseline as baseline_lib
     from tf_cartola import config as config_lib
 
@@ -56,14 +57,14 @@ def run(argv=None) -> dict:
     config = config_lib.load(args.config)
     cfg = config_lib.override(config, "preprocess", baseline=args.baseline, table=args.table, query=args.query,
                               partitions=args.partitions).preprocess
-    baseline = job.resolve_baseline(cfg, config.serving)
+    baseline = baseline_lib.resolve(cfg.baseline, config.serving.serving_dir, config.serving.model_name)
     if baseline is None:
         raise baseline_lib.BaselineError(
             f"no baseline: no version of {config.serving.model_name} under {config.serving.serving_dir} carries "
             "one, and --baseline names no model version or preprocessing output")
     return validation_job.validate(args.input, baseline, args.output_dir, PipelineOptions(beam_args), args.format,
                                    cfg.drift_false_alarm_rate, cfg.max_bad_row_fraction,
-                                   job.DatabaseInput(cfg.table, cfg.query, cfg.partitions))
+                                   inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions))
 
 
 def _show(manifest: dict, passed: bool) -> None:

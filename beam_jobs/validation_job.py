@@ -15,23 +15,26 @@ import typing
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_jobs import job, transforms
+from beam_jobs import counters as counters_lib
+from beam_jobs import inputs as inputs_lib
+from beam_jobs import transforms
+from beam_jobs.outputs import AnomaliesFound, Layout
 from tf_cartola import files
 from tf_cartola.data import postgres
 
 log = logging.getLogger(__name__)
 
-FORMATS = (job.CSV, job.PREDICTION_LOG)
+FORMATS = (inputs_lib.CSV, inputs_lib.PREDICTION_LOG)
 
 
 def _reader(fmt: str, database: bool):
-    if fmt == job.PREDICTION_LOG:
+    if fmt == inputs_lib.PREDICTION_LOG:
         return transforms.read_prediction_log_file
     # Missing columns are the schema's finding.
     return functools.partial(postgres.read_partition if database else transforms.read_csv_range, required=())
 
 
-def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: job.Layout, database: bool = False) -> None:
+def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: Layout, database: bool = False) -> None:
     """Adds the steps that read the batch (file ranges, or table partitions) and write its statistics and
     quarantine to `p`."""
     import tensorflow_data_validation as tfdv
@@ -47,16 +50,16 @@ def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: job.Layout, databa
     )
 
 
-def run_pipeline(parts, fmt: str, layout: job.Layout, options: PipelineOptions, database: bool) -> dict:
+def run_pipeline(parts, fmt: str, layout: Layout, options: PipelineOptions, database: bool) -> dict:
     """Runs `build_pipeline`. Returns the counters."""
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, parts, fmt, layout, database)
-    return job.counters(p.result)
+    return counters_lib.of(p.result)
 
 
-def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOptions, fmt: str = job.CSV,
+def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOptions, fmt: str = inputs_lib.CSV,
              false_alarm_rate: float = 0.01, max_bad_row_fraction: float = 0.0,
-             database: typing.Optional[job.DatabaseInput] = None) -> dict:
+             database: typing.Optional[inputs_lib.DatabaseInput] = None) -> dict:
     """Validates a batch against a baseline and writes `manifest.json` (and report-ready artifacts).
 
     Args:
@@ -73,7 +76,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
       The manifest.
 
     Raises:
-      job.AnomaliesFound: anomalies, drift or bad rows (everything is written first).
+      AnomaliesFound: anomalies, drift or bad rows (everything is written first).
     """
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
@@ -83,11 +86,12 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {list(FORMATS)}")
     started = time.perf_counter()
-    layout = job.Layout(output_dir)
-    log.info("step 1/3: fingerprinting %s", job.shown(input_pattern))
-    with job.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
+    layout = Layout(output_dir)
+    log.info("step 1/3: fingerprinting %s", inputs_lib.shown(input_pattern))
+    with inputs_lib.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
         log.info("step 2/3: reading %d part(s) (%s) and computing statistics", len(parts), fmt)
-        counters = run_pipeline(parts, fmt, layout, options, fmt == job.CSV and postgres.is_database(input_pattern))
+        database_rows = fmt == inputs_lib.CSV and postgres.is_database(input_pattern)
+        counters = run_pipeline(parts, fmt, layout, options, database_rows)
     log.info("step 3/3: validating against %s", baseline.description)
     stats = tfdv.load_stats_binary(layout.stats("data", "binpb"))
     tfdv.write_stats_text(stats, layout.stats("data"))
@@ -99,15 +103,16 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
     good = counters.get(f"rows_{transforms.GOOD}", 0)
     if not good:
         validation.add_anomaly(anomalies, None, "DATASET_LOW_NUM_EXAMPLES", "The input holds no readable row.")
-    by_name = {"data": anomalies, "input": job.input_anomalies(counters, layout, max_bad_row_fraction)}
+    by_name = {"data": anomalies, "input": counters_lib.input_anomalies(counters, layout.path("bad_rows"),
+                                                                               max_bad_row_fraction)}
     tf.io.gfile.makedirs(layout.path("anomalies"))
     for which, a in by_name.items():
         tfdv.write_anomalies_text(a, layout.anomalies(which))
     rows = validation.anomaly_rows(by_name)
     manifest = {
-        "input": job.shown(input_pattern), "format": fmt, "inputs": inputs,
+        "input": inputs_lib.shown(input_pattern), "format": fmt, "inputs": inputs,
         "rows": {"read": counters.get("rows_read", 0), "good": good, "bad": counters.get("bad_rows", 0)},
-        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in transforms.bad_row_counts(counters).items()},
+        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in counters_lib.bad_row_counts(counters).items()},
         "baseline": baseline.summary(),
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
         "drift": {"data vs baseline": drift.to_json(checks)},
@@ -118,7 +123,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
     }
     files.write_json(layout.path("manifest.json"), manifest)
     if rows:
-        raise job.AnomaliesFound(validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}",
+        raise AnomaliesFound(validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}",
                                  manifest)
     return manifest
 

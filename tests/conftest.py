@@ -8,7 +8,14 @@ import pytest  # noqa: E402
 
 from tf_cartola.data import synthetic  # noqa: E402
 
-from tests.helpers import SMALL_ROWS  # noqa: E402
+from tests.helpers import CONFIG, ROOT, SCHEMA, SMALL_ROWS  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _from_the_repository_root():
+    """The CLIs' defaults (configs/default.yaml and the paths it names) are relative to the repository root,
+    where users run them; tests that rely on a default run there whatever directory pytest started in."""
+    os.chdir(ROOT)
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +32,7 @@ def preprocess_run(small_csv, tmp_path_factory):
     from beam_jobs import preprocess
 
     out = str(tmp_path_factory.mktemp("preprocess"))
-    manifest = preprocess.run(["--config", "configs/default.yaml", "--input", small_csv, "--output_dir", out,
+    manifest = preprocess.run(["--config", CONFIG, "--schema", SCHEMA, "--input", small_csv, "--output_dir", out,
                                "--baseline", "none"])  # Not whatever a demo left in ./serving_models.
     return manifest, out
 
@@ -38,7 +45,7 @@ def trained(preprocess_run, tmp_path_factory):
 
     _, preprocess_dir = preprocess_run
     root = tmp_path_factory.mktemp("train")
-    cfg = config.load("configs/default.yaml")
+    cfg = config.load(CONFIG)
     result = training.train(cfg, preprocess_dir, serving_dir=str(root / "serving"), run_dir=str(root / "run"))
     return cfg, result
 

@@ -7,8 +7,10 @@ import socket
 
 from tf_cartola import features as F
 
-# The repository's root (the tests run from it: configs name their files relative to it).
+# The repository's root. Tests name its files from it, so they run from any directory.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "default.yaml")
+SCHEMA = os.path.join(ROOT, "configs", "schema.pbtxt")  # The default config names it relative to the root.
 DATA = os.path.join(ROOT, "tests", "data")
 SMALL_ROWS = 6000  # The session's small generated CSV (conftest `small_csv`).
 

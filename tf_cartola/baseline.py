@@ -105,3 +105,17 @@ def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline
         if os.path.exists(os.path.join(version_dir, VERSION_DIR, _STATS)):
             return load(version_dir, f"served model {model_name} version {version}")
     return None
+
+
+def resolve(setting: str, serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
+    """The baseline a `preprocess.baseline` setting names: "none" (None), "served" (the latest served version
+    that carries one; None when nothing is served yet) or a directory.
+
+    Raises:
+      BaselineError: a directory that holds no baseline.
+    """
+    if setting == "none":
+        return None
+    if setting == "served":
+        return latest_served(serving_dir, model_name)
+    return load(setting)

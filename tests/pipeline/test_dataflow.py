@@ -10,7 +10,8 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from beam_jobs import job, validation_job
+from beam_jobs import inputs, preprocess_pipeline, validation_job
+from beam_jobs.outputs import Layout
 from tf_cartola import config as config_lib
 from tf_cartola.data import csv_reader
 
@@ -49,8 +50,8 @@ def test_the_preprocessing_pipeline_translates_for_dataflow_and_stages_the_packa
     # tf.Transform creates its temporary folder while the graph is built, on the launcher: on Dataflow
     # that is a gs:// path (reached over the network), here a local one.
     with tft_beam.Context(temp_dir=str(tmp_path / "tft")):
-        steps, staged = _translate(lambda p: job.build_pipeline(
-            p, config_lib.PreprocessConfig(), job.Layout(f"{BUCKET}/runs/preprocess"), ranges))
+        steps, staged = _translate(lambda p: preprocess_pipeline.build_pipeline(
+            p, config_lib.PreprocessConfig(), Layout(f"{BUCKET}/runs/preprocess"), ranges))
     assert steps >= {
         "ReadAndSplitCsv", "WriteQuarantine", "CountDuplicateIds", "WriteRawData[train]", "WriteRawData[eval]",
         "GenerateStatistics[train]", "GenerateStatistics[eval]", "WriteStatistics[train]", "WriteStatistics[eval]",
@@ -58,7 +59,7 @@ def test_the_preprocessing_pipeline_translates_for_dataflow_and_stages_the_packa
         "WriteTransformedData[eval]", "WriteTransformFn", "WriteRawMetadata",
     }
     files = _package_files(staged)
-    assert {"setup.py", "requirements.txt", "beam_jobs/job.py", "beam_jobs/transforms.py",
+    assert {"setup.py", "requirements.txt", "beam_jobs/preprocess_job.py", "beam_jobs/transforms.py",
             "tf_cartola/preprocessing.py", "tf_cartola/drift.py", "tf_cartola/data/csv_reader.py",
             "tf_cartola/data/prediction_logs.py"} <= files
 
@@ -67,7 +68,7 @@ def test_the_preprocessing_pipeline_translates_for_dataflow_and_stages_the_packa
 def test_the_validation_pipeline_translates_for_dataflow(fmt):
     ranges = [csv_reader.Range(f"{BUCKET}/logs/requests.00000.tfrecord")]
     steps, staged = _translate(lambda p: validation_job.build_pipeline(p, ranges, fmt,
-                                                                       job.Layout(f"{BUCKET}/runs/validate")))
+                                                                       Layout(f"{BUCKET}/runs/validate")))
     assert steps >= {"ReadRows", "WriteQuarantine", "GenerateStatistics", "WriteStatistics"}
     assert "workflow.tar.gz" in staged
 
@@ -109,9 +110,9 @@ def test_files_on_an_object_store_are_fingerprinted_by_its_checksum_and_read_by_
 
     pattern = f"objstore://{small_csv}"
     _ObjectStore.opened.clear()
-    inputs, ranges = job.describe_inputs(pattern)
+    described, ranges = inputs.describe_inputs(pattern)
     with open(small_csv, "rb") as f:
-        assert inputs == [{"path": pattern, "bytes": os.path.getsize(small_csv),
+        assert described == [{"path": pattern, "bytes": os.path.getsize(small_csv),
                            "fingerprint": f"checksum:{google_crc32c.Checksum(f.read()).hexdigest().decode()}"}]
     assert ranges == [csv_reader.Range(pattern)]  # One range: not read through on the launcher.
     assert _ObjectStore.opened == [pattern]  # Only to check the header.

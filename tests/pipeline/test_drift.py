@@ -18,6 +18,8 @@ from tf_cartola import drift
 from tf_cartola import features as F
 from tf_cartola.data import csv_reader, synthetic
 
+from tests.helpers import CONFIG, SCHEMA
+
 ALPHA = 0.01
 
 
@@ -90,7 +92,7 @@ def test_a_shifted_csv_fails_the_job_naming_the_feature_and_a_clean_one_passes(p
     synthetic.write_csv(synthetic.generate(5000, 77), str(clean))
     synthetic.write_csv(synthetic.shift_mean(synthetic.generate(5000, 78), "escalacoes", 0.5, np.random.default_rng(0)),
                         str(moved))
-    common = ["--config", "configs/default.yaml", "--baseline", baseline_dir]
+    common = ["--config", CONFIG, "--baseline", baseline_dir]
     manifest = preprocess.run(common + ["--input", str(clean), "--output_dir", str(tmp_path / "clean")])
     assert manifest["valid"] and manifest["baseline"]["path"] == baseline_dir
     assert {c["feature"] for c in manifest["drift"]["train vs baseline"]} == set(F.RAW_FEATURES)
@@ -127,7 +129,7 @@ def test_the_latest_served_version_is_the_default_baseline(trained, small_csv, t
     serving_dir = os.path.dirname(os.path.dirname(result["version_dir"]))
     config.write_text(f"serving:\n  serving_dir: {serving_dir}\n  model_name: {cfg.serving.model_name}\n")
     manifest = preprocess.run(["--config", str(config), "--input", small_csv, "--output_dir", str(tmp_path / "out"),
-                               "--schema", "configs/schema.pbtxt"])
+                               "--schema", SCHEMA])
     assert manifest["baseline"]["description"] == f"served model {cfg.serving.model_name} version {result['version']}"
     assert manifest["baseline"]["inputs"] == manifest["inputs"]  # The same CSV the version was trained on.
     assert manifest["valid"]

@@ -15,7 +15,7 @@ def test_the_sdist_installs_in_a_fresh_venv_and_the_jobs_import_from_it(tmp_path
     with tarfile.open(sdist) as archive:
         names = archive.getnames()
     for module in ("tf_cartola/preprocessing.py", "tf_cartola/data/csv_reader.py", "beam_jobs/transforms.py",
-                   "beam_jobs/job.py", "serving/client.py", "requirements.txt"):
+                   "beam_jobs/preprocess_job.py", "serving/client.py", "requirements.txt"):
         assert any(n.endswith(module) for n in names), module
     # Installed as a worker installs it (the pinned stack is already there), into a folder of its own
     # that comes first on the path, away from this checkout.

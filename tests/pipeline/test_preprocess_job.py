@@ -16,7 +16,7 @@ from beam_jobs import preprocess
 from tf_cartola import features as F
 from tf_cartola import split
 from tf_cartola.data import synthetic
-from tests.helpers import DATA, SMALL_ROWS, probe_batch, split_ids
+from tests.helpers import CONFIG, DATA, SMALL_ROWS, probe_batch, split_ids
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
 
@@ -188,7 +188,7 @@ def test_an_unknown_flag_is_refused_before_any_work(tmp_path, capsys):
     assert preprocess.main(["--input", "nothing.csv", "--ouput_dir", str(out)]) == 2
     assert "unknown flag --ouput_dir (did you mean --output_dir?)" in capsys.readouterr().err
     assert not out.exists()
-    assert preprocess.main(["--input", "nothing.csv", "--config", "configs/default.yaml", "--no_such_beam_flag=1"]) == 2
+    assert preprocess.main(["--input", "nothing.csv", "--config", CONFIG, "--no_such_beam_flag=1"]) == 2
     assert "unknown flag --no_such_beam_flag" in capsys.readouterr().err
 
 

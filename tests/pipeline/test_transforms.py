@@ -7,7 +7,7 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import transforms
+from beam_jobs import counters, transforms
 from tf_cartola import features as F
 from tf_cartola import split
 from tf_cartola.data import csv_reader
@@ -45,9 +45,9 @@ def test_read_and_split_routes_rows_by_id_hash_and_sets_bad_rows_aside(tmp_path)
                       ("WRONG_FIELD_COUNT", None, str(path), 33)]),
             label="CheckBad",
         )
-    counters = {c.key.metric.name: c.committed for c in p.result.metrics().query()["counters"]}
-    assert counters["rows_read"] == 32 and counters["bad_rows"] == 2
-    assert counters[transforms.bad_counter_name("FLOAT_TYPE_STRING_NOT_FLOAT", "escalacoes")] == 1
+    found = {c.key.metric.name: c.committed for c in p.result.metrics().query()["counters"]}
+    assert found["rows_read"] == 32 and found["bad_rows"] == 2
+    assert found[counters.bad_counter_name("FLOAT_TYPE_STRING_NOT_FLOAT", "escalacoes")] == 1
 
 
 def test_read_and_split_reads_files_by_their_own_header(tmp_path):

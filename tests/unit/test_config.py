@@ -1,11 +1,14 @@
 import glob
+import os
 
 import pytest
 
 from tf_cartola import config
 
+from tests.helpers import ROOT
 
-@pytest.mark.parametrize("path", sorted(glob.glob("configs/*.yaml")))
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml"))))
 def test_every_config_file_loads(path):
     cfg = config.load(path)
     assert cfg.name

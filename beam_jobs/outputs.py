@@ -1,0 +1,37 @@
+"""What a job's run leaves: where each artifact lives under its output directory (any Beam filesystem), and
+the failure that carries the manifest when the data does not pass validation."""
+
+import dataclasses
+import typing
+
+from apache_beam.io.filesystems import FileSystems
+
+
+class AnomaliesFound(RuntimeError):
+    """The data did not pass validation; the message is the anomaly table, `manifest` the run's manifest."""
+
+    def __init__(self, message: str, manifest: typing.Optional[dict] = None):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+@dataclasses.dataclass
+class Layout:
+    """Where every artifact of one run lives under the output directory."""
+
+    root: str
+
+    def path(self, *parts: str) -> str:
+        return FileSystems.join(self.root, *parts)
+
+    def raw(self, which: str) -> str:
+        return self.path("raw", which, "data")
+
+    def transformed(self, which: str) -> str:
+        return self.path("transformed", which, "data")
+
+    def stats(self, which: str, ext: str = "pbtxt") -> str:
+        return self.path("stats", f"{which}.{ext}")
+
+    def anomalies(self, which: str) -> str:
+        return self.path("anomalies", f"{which}.pbtxt")
