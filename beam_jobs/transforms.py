@@ -142,7 +142,13 @@ def CountDuplicateIds(ids_by_bucket):  # pylint: disable=invalid-name
 
 
 class EncodeExamplesFn(beam.DoFn):
-    """A record batch (or tf.Transform's (record batch, passthrough) pair) -> its serialized tf.Examples."""
+    """A record batch (or tf.Transform's (record batch, passthrough) pair) -> the list of its serialized
+    tf.Examples, as one element.
+
+    The encoder is tfx_bsl's, the one `tft_beam.EncodeTransformedDataset` uses. That transform is not used
+    here: it emits every example as an element of its own (the per-element cost this job avoids by moving
+    batches), and it encodes only tf.Transform's output, while the raw splits are encoded here too.
+    """
 
     def __init__(self, schema):
         self._schema = schema
