@@ -18,8 +18,6 @@ from tf_cartola.model.signatures import DEFAULT_SIGNATURE
 
 log = logging.getLogger(__name__)
 
-
-
 INIT_OP_SIGNATURE = "__saved_model_init_op"  # The SavedModel's initializer: listed, never served.
 
 
