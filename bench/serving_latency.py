@@ -18,7 +18,6 @@ import concurrent.futures
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.rest_client import RestClient, RestError
 from tf_cartola.model import requests
 from tf_cartola.model import signatures
+from tf_cartola import loopback
 from tf_cartola.data import synthetic
 
 MODEL = "cartola_pro"
@@ -80,15 +80,9 @@ def _rest_call(url: str, body: bytes):
     return call
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(model_base_path: str, log) -> typing.Tuple[subprocess.Popen, str, RestClient]:
     """`python -m serving.local_server` on free loopback ports; returns once the model answers."""
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = loopback.free_port(), loopback.free_port()
     process = subprocess.Popen([sys.executable, "-m", "serving.local_server", f"--model_name={MODEL}",
                                 f"--model_base_path={model_base_path}", f"--port={grpc_port}",
                                 f"--rest_api_port={rest_port}"], stderr=log)

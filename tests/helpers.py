@@ -3,7 +3,6 @@ when used, so unit tests do not load it)."""
 
 import glob
 import os
-import socket
 
 from tf_cartola import features as F
 
@@ -13,13 +12,6 @@ CONFIG = os.path.join(ROOT, "configs", "default.yaml")
 SCHEMA = os.path.join(ROOT, "configs", "schema.pbtxt")  # The default config names it relative to the root.
 DATA = os.path.join(ROOT, "tests", "data")
 SMALL_ROWS = 6000  # The session's small generated CSV (conftest `small_csv`).
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now (for servers a test starts as a subprocess)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def split_ids(pattern, spec=None):

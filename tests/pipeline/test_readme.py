@@ -6,7 +6,9 @@ import re
 import subprocess
 import sys
 
-from tests.helpers import ROOT, free_port
+from tf_cartola.loopback import free_port
+
+from tests.helpers import ROOT
 
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 _PATH = re.compile(r"(?<![\w/.:-])((?:runs|serving_models|data)/[\w./-]*\w|[\w./-]+\.(?:csv|json|jsonl|html|config))")

@@ -33,8 +33,7 @@ from tf_cartola.model import requests
 from tf_cartola.model import signatures
 from tf_cartola import features as F
 from tf_cartola.data import synthetic
-
-from tests.helpers import free_port
+from tf_cartola.loopback import free_port
 
 MODEL = "cartola_pro"
 

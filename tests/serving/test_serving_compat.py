@@ -32,8 +32,7 @@ from tensorflow_serving.apis import (
 from serving import inference, model_config
 from serving.local_server import LocalServer
 from serving.servables import single_model_config
-
-from tests.helpers import free_port
+from tf_cartola.loopback import free_port
 
 MODEL = "toy"
 CLASSIFY = "tensorflow/serving/classify"

@@ -17,10 +17,11 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import typing
+
+from tf_cartola import loopback
 
 ROLE = DATABASE = "cartola"
 
@@ -35,12 +36,6 @@ def _binary(name: str) -> str:
     if not found:
         raise PostgresNotFound(f"{name} not found: install Debian's postgresql package (make test does)")
     return found[-1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -83,7 +78,7 @@ def running(parent: typing.Optional[str] = None) -> typing.Iterator[Server]:
         user = pwd.getpwnam("postgres")
         os.chown(directory, user.pw_uid, user.pw_gid)
     data = os.path.join(directory, "data")
-    server = Server(directory, _free_port(), secrets.token_urlsafe(16))
+    server = Server(directory, loopback.free_port(), secrets.token_urlsafe(16))
     try:
         _run([_binary("initdb"), "-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
               "-E", "UTF8", "--locale=C"], as_postgres)
