@@ -115,9 +115,6 @@ def predict_on(servable: Servable, request: predict_pb2.PredictRequest) -> predi
         raise invalid(f"Request inputs do not match required inputs for model `{servable.name}`. "
                       f"Send extra: {{}}. Missing but required: {{{','.join(missing)}}}.")
     feeds = {name: _to_array(name, request.inputs[name], sig.inputs[name]) for name in request.inputs}
-    sizes = {value.shape[0] for value in feeds.values() if value.ndim}
-    if sizes:
-        servable.batch_limits.check(max(sizes))
     outputs = _run(run, feeds)
     wanted = list(request.output_filter) or sorted(outputs)
     for name in wanted:
@@ -166,7 +163,6 @@ def classify(manager: ServableManager,
 def _run_on_examples(servable: Servable, request, method: str, kind: str) -> typing.Tuple[dict, int]:
     run, sig = _method_signature(servable, request.model_spec.signature_name, method, kind)
     serialized = examples_of(request.input)
-    servable.batch_limits.check(len(serialized))
     if len(sig.inputs) != 1:
         raise invalid(f"Expected one input Tensor, got {len(sig.inputs)}")
     [input_name] = list(sig.inputs)

@@ -62,15 +62,16 @@ class LocalServer:
       poll_seconds: how often the base paths are polled for new or removed versions.
       max_request_bytes: larger requests are refused (413 over REST, RESOURCE_EXHAUSTED over gRPC).
       log_rotate_bytes: request log files (a model's `logging_config`) are rotated past this size.
-      batch_limits: TF Serving's batch-size rule (--enable_batching); default none.
+      batching_parameters: TF Serving's server-side batching (--enable_batching); default none.
       metrics_path: serve Prometheus metrics on the REST port at this path (--monitoring_config_file).
     """
 
     def __init__(self, config, host: str = "127.0.0.1", grpc_port: int = 8500, rest_port: int = 8501,
                  poll_seconds: float = 1.0, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  log_rotate_bytes: int = request_log.DEFAULT_ROTATE_BYTES,
-                 batch_limits: batching.BatchLimits = batching.UNLIMITED, metrics_path: typing.Optional[str] = None):
-        self.manager = ServableManager(config, poll_seconds, warmup=_warmup, batch_limits=batch_limits)
+                 batching_parameters: typing.Optional[batching.BatchingParameters] = None,
+                 metrics_path: typing.Optional[str] = None):
+        self.manager = ServableManager(config, poll_seconds, warmup=_warmup, batching=batching_parameters)
         self.request_logger = request_log.RequestLogger(config, log_rotate_bytes)
         self.metrics = monitoring.Metrics()
         self._grpc = grpc.server(
@@ -234,15 +235,16 @@ def main(argv=None) -> int:
     try:
         config = (model_config.parse(_read_text(args.model_config_file, "model config file"))
                   if args.model_config_file else single_model_config(args.model_name, args.model_base_path))
-        limits = batching.UNLIMITED
+        batching_parameters = None
         if args.enable_batching:
-            limits = (batching.parse(_read_text(args.batching_parameters_file, "batching parameters file"))
-                      if args.batching_parameters_file else batching.BatchLimits())
+            batching_parameters = (
+                batching.parse(_read_text(args.batching_parameters_file, "batching parameters file"))
+                if args.batching_parameters_file else batching.BatchingParameters())
         metrics_path = (monitoring.prometheus_path(_read_text(args.monitoring_config_file, "monitoring config file"))
                         if args.monitoring_config_file else None)
         server = LocalServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
-                             args.max_request_bytes, args.request_log_rotate_bytes, limits, metrics_path)
-    except (PortInUse, FileNotFoundError, model_config.text_format.ParseError) as e:
+                             args.max_request_bytes, args.request_log_rotate_bytes, batching_parameters, metrics_path)
+    except (PortInUse, FileNotFoundError, ValueError, model_config.text_format.ParseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     server.start()

@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import batching
+from serving.batching import Batcher, BatchingParameters
 from serving.errors import ServingError, invalid, not_found
 from tf_cartola.model import store as model_store
 from tf_cartola.model.signatures import DEFAULT_SIGNATURE
@@ -31,7 +31,6 @@ class Servable:
     path: str
     session: tf.compat.v1.Session
     signature_defs: typing.Mapping[str, meta_graph_pb2.SignatureDef]  # As stored (metadata shows them all).
-    batch_limits: batching.BatchLimits = batching.UNLIMITED
     _runners: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def signature(self, name: str):
@@ -60,8 +59,10 @@ def _plain(sig: meta_graph_pb2.SignatureDef) -> bool:
     return all(info.WhichOneof("encoding") == "name" for info in [*sig.inputs.values(), *sig.outputs.values()])
 
 
-def load_servable(name: str, version: int, path: str) -> Servable:
-    """Loads the `serve` MetaGraph of a SavedModel version into a session of its own."""
+def load_servable(name: str, version: int, path: str,
+                  batching: typing.Optional[BatchingParameters] = None) -> Servable:
+    """Loads the `serve` MetaGraph of a SavedModel version into a session of its own; with `batching`, each
+    signature's runs go through a batch queue of its own (TF Serving's --enable_batching)."""
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph)
     # tf.compat.v1's loader is the session-based one; its deprecation notice is for training code, so it
@@ -77,6 +78,8 @@ def load_servable(name: str, version: int, path: str) -> Servable:
     signature_defs = dict(meta_graph.signature_def)
     runners = {key: _runner(session, sig) for key, sig in signature_defs.items()
                if key != INIT_OP_SIGNATURE and _plain(sig)}
+    if batching:
+        runners = {key: Batcher(run, batching) for key, run in runners.items()}
     return Servable(name, version, path, session, signature_defs, _runners=runners)
 
 
@@ -99,9 +102,9 @@ class ServableManager:
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, poll_seconds: float = 1.0,
                  warmup: typing.Optional[typing.Callable[[Servable], int]] = None,
-                 batch_limits: batching.BatchLimits = batching.UNLIMITED):
+                 batching: typing.Optional[BatchingParameters] = None):
         self._models = {m.name: m for m in config.model_config_list.config}
-        self._batch_limits = batch_limits
+        self._batching = batching
         self._poll_seconds = poll_seconds
         self._warmup = warmup
         self._table: typing.Dict[str, typing.Dict[int, Servable]] = {name: {} for name in self._models}
@@ -150,8 +153,7 @@ class ServableManager:
                     continue
                 path = os.path.join(base, str(version))
                 try:
-                    servable = load_servable(name, version, path)
-                    servable.batch_limits = self._batch_limits
+                    servable = load_servable(name, version, path, self._batching)
                     warmed = self._warmup(servable) if self._warmup else 0
                 except Exception as e:  # A broken version is reported in status, not fatal.
                     log.error("loading %s version %d failed: %s", name, version, e)

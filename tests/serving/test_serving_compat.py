@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import inference, model_config
+from serving import batching, inference, model_config
 from serving.local_server import LocalServer
 from serving.servables import single_model_config
 from tf_cartola.loopback import free_port
@@ -265,7 +265,9 @@ def test_the_container_flags_apply_batching_monitoring_and_labels(server):
             'le="+Inf"}') in text
 
 
-def test_sixty_four_clients_see_no_failure_across_a_version_swap(toy_base, tmp_path):
+@pytest.mark.parametrize("batching_file", [None, "serving/batching_parameters.txt"])
+def test_sixty_four_clients_see_no_failure_across_a_version_swap(toy_base, tmp_path, batching_file):
+    """With and without our batching file: with it, requests of both versions go through their batch queues."""
     base = tmp_path / MODEL
     shutil.copytree(toy_base / "1", base / "1")
     body = json.dumps({"instances": [{"x_float": [1, 2, 3], "x_int": 1, "x_str": "a"}]}).encode()
@@ -275,7 +277,9 @@ def test_sixty_four_clients_see_no_failure_across_a_version_swap(toy_base, tmp_p
                         ("x_str", np.array([b"a"], object))):
         grpc_request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
     swapped = threading.Event()
-    with LocalServer(single_model_config(MODEL, str(base)), grpc_port=0, rest_port=0, poll_seconds=0.1) as s:
+    parameters = batching.parse(open(batching_file).read()) if batching_file else None
+    with LocalServer(single_model_config(MODEL, str(base)), grpc_port=0, rest_port=0, poll_seconds=0.1,
+                     batching_parameters=parameters) as s:
         def client(i):
             """Bounded traffic: until the swap is over (at most 300 requests), over gRPC or REST."""
             failures, versions, sent = [], set(), 0
@@ -312,12 +316,7 @@ def test_sixty_four_clients_see_no_failure_across_a_version_swap(toy_base, tmp_p
     assert sum(n for _, _, n in results) >= 64 * 10
 
 
-def test_the_model_config_file_is_reloaded_and_our_batching_file_serves_any_client_batch(toy_base, tmp_path):
-    from serving import batching
-
-    limits = batching.parse(open("serving/batching_parameters.txt").read())
-    assert limits.enable_large_batch_splitting and limits.max_execution_batch_size == 512
-    limits.check(100_000)  # Our clients send 500 rows; users may send far more.
+def test_the_model_config_file_is_reloaded(toy_base, tmp_path):
     config_path = tmp_path / "models.config"
     model_config.write(model_config.build(MODEL, str(toy_base), latest=1), str(config_path))
     grpc_port, rest_port = free_port(), free_port()

@@ -1,0 +1,187 @@
+"""serving.batching: TF Serving's batch scheduling on a plain function in place of a session run."""
+
+import concurrent.futures
+import os
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from serving import batching
+from serving.errors import ServingError
+from tests.helpers import ROOT
+
+
+class Recorder:
+    """A signature run that doubles `x` and records the rows of every run; `gate` holds runs until set."""
+
+    def __init__(self):
+        self.sizes = []
+        self.inputs = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, feeds):
+        self.gate.wait(10)
+        self.sizes.append(len(feeds["x"]))
+        self.inputs.append(feeds["x"])
+        return {"y": feeds["x"] * 2}
+
+
+def _params(**fields):
+    return batching.BatchingParameters(**{"num_batch_threads": 1, **fields}).validate()
+
+
+def _concurrently(batcher, requests):
+    with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(batcher, requests))
+
+
+def test_our_batching_file_serves_any_client_batch_in_execution_batches():
+    with open(os.path.join(ROOT, "serving", "batching_parameters.txt")) as f:
+        params = batching.parse(f.read())
+    assert params.enable_large_batch_splitting
+    run = Recorder()
+    x = np.arange(100_000, dtype=np.float32)  # Our clients send 500 rows; users may send far more.
+    out = batching.Batcher(run, params)({"x": x})
+    np.testing.assert_array_equal(out["y"], x * 2)
+    assert sum(run.sizes) == 100_000 and max(run.sizes) == params.execution_batch_size
+
+
+def test_requests_queued_while_a_batch_runs_are_merged_and_each_gets_its_rows_back():
+    run = Recorder()
+    batcher = batching.Batcher(run, _params(max_batch_size=64))
+    run.gate.clear()
+    first = threading.Thread(target=batcher, args=({"x": np.array([-1.0])},))
+    first.start()
+    time.sleep(0.1)  # The only batch thread now holds the first request's run.
+    requests = [{"x": np.arange(3, dtype=np.float32) + 10 * i} for i in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(batcher, r) for r in requests]
+        time.sleep(0.2)
+        run.gate.set()
+        outputs = [f.result(timeout=10) for f in futures]
+    first.join()
+    for request, output in zip(requests, outputs):
+        np.testing.assert_array_equal(output["y"], request["x"] * 2)
+    assert run.sizes == [1, 24]
+
+
+def test_a_batch_waits_up_to_the_timeout_for_more_rows():
+    run = Recorder()
+    batcher = batching.Batcher(run, _params(max_batch_size=8, batch_timeout_micros=300_000))
+    start = time.monotonic()
+    outputs = _concurrently(batcher, [{"x": np.ones(2)}, {"x": np.ones(3)}])
+    assert [len(o["y"]) for o in outputs] == [2, 3] and run.sizes == [5]
+    assert time.monotonic() - start >= 0.25  # Under-full: it ran when the timeout passed.
+    run.sizes.clear()
+    _concurrently(batcher, [{"x": np.ones(4)}, {"x": np.ones(4)}])
+    assert run.sizes == [8]  # Full: it ran without waiting for the timeout.
+
+
+def test_batches_are_padded_to_an_allowed_size_with_the_first_row_of_the_last_task():
+    run = Recorder()
+    batcher = batching.Batcher(run, _params(max_batch_size=8, allowed_batch_sizes=(4, 8)))
+    out = batcher({"x": np.array([5.0, 6.0, 7.0])})
+    np.testing.assert_array_equal(out["y"], [10, 12, 14])
+    np.testing.assert_array_equal(run.inputs[0], [5, 6, 7, 5])
+
+
+def test_a_large_task_fills_the_open_batch_and_is_split_into_execution_batches():
+    run = Recorder()
+    batcher = batching.Batcher(run, _params(max_batch_size=100, enable_large_batch_splitting=True,
+                                            max_execution_batch_size=4, batch_timeout_micros=300_000))
+    outputs = _concurrently(batcher, [{"x": np.arange(3.0)}, {"x": np.arange(100.0, 110.0)}])
+    np.testing.assert_array_equal(outputs[1]["y"], np.arange(100.0, 110.0) * 2)
+    assert sum(run.sizes) == 13 and max(run.sizes) == 4
+
+
+def test_variable_length_inputs_are_padded_only_when_asked():
+    requests = [{"x": np.array([[1.0, 2.0]])}, {"x": np.array([[3.0, 4.0, 5.0]])}]
+    for pad in (False, True):
+        run = Recorder()
+        run.gate.clear()
+        batcher = batching.Batcher(run, _params(max_batch_size=8, pad_variable_length_inputs=pad))
+        blocker = threading.Thread(target=batcher, args=({"x": np.zeros((1, 3))},))
+        blocker.start()
+        time.sleep(0.1)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(batcher, r) for r in requests]
+            time.sleep(0.2)
+            run.gate.set()
+            if pad:
+                assert futures[0].result(timeout=10)["y"].tolist() == [[2, 4, 2]]  # Padded with its first value.
+            else:
+                with pytest.raises(ServingError) as e:
+                    futures[0].result(timeout=10)
+                assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+                assert "have different shapes and padding is turned off" in e.value.message
+        blocker.join()
+
+
+@pytest.mark.parametrize("feeds, message", [
+    ({"x": np.ones(5)}, "Task size 5 is larger than maximum input batch size 4"),
+    ({"x": np.ones(2), "z": np.ones(3)}, "Batching Run() input tensors must have equal 0th-dimension size"),
+    ({"x": np.float32(1)}, "Batching Run() input tensors must have at least one dimension"),
+])
+def test_unbatchable_requests_get_tf_servings_refusal(feeds, message):
+    with pytest.raises(ServingError) as e:
+        batching.Batcher(Recorder(), _params(max_batch_size=4))(feeds)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message == message
+
+
+def test_a_full_queue_refuses_with_unavailable_and_the_queue_serves_on():
+    run = Recorder()
+    run.gate.clear()
+    batcher = batching.Batcher(run, _params(max_batch_size=2, max_enqueued_batches=1))
+    running = threading.Thread(target=batcher, args=({"x": np.ones(2)},))
+    running.start()
+    time.sleep(0.1)  # Being processed: no longer counts against the queue.
+    waiting = threading.Thread(target=batcher, args=({"x": np.ones(2)},))
+    waiting.start()
+    time.sleep(0.1)
+    with pytest.raises(ServingError) as e:
+        batcher({"x": np.ones(2)})
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+    assert e.value.message == "The batch scheduling queue to which this task was submitted is full"
+    run.gate.set()
+    running.join()
+    waiting.join()
+    assert batcher({"x": np.ones(1)})["y"].tolist() == [2]
+
+
+def test_a_run_whose_outputs_are_not_batched_fails_its_batch_and_the_thread_serves_on():
+    calls = []
+
+    def run(feeds):
+        calls.append(len(feeds["x"]))
+        return {"y": np.float32(1)} if len(calls) == 1 else {"y": feeds["x"]}
+
+    batcher = batching.Batcher(run, _params())
+    with pytest.raises(ServingError) as e:
+        batcher({"x": np.ones(2)})
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert batcher({"x": np.ones(2)})["y"].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_batch_size { value: 8 } allowed_batch_sizes: 4 allowed_batch_sizes: 2 allowed_batch_sizes: 8",
+     "monotonically increasing"),
+    ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "must equal max_batch_size (8)"),
+    ("enable_large_batch_splitting: true max_batch_size { value: 8 } max_execution_batch_size { value: 4 }\n"
+     "allowed_batch_sizes: 2 allowed_batch_sizes: 8", "must equal max_execution_batch_size (4)"),
+])
+def test_parameters_tf_serving_refuses_are_refused(text, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        batching.parse(text)
+
+
+def test_parse_reads_every_field_and_keeps_tf_servings_defaults():
+    assert batching.parse("# nothing set\n") == batching.BatchingParameters()
+    params = batching.parse("max_batch_size { value: 64 }  # rows\nbatch_timeout_micros { value: 500 }\n"
+                            "max_enqueued_batches { value: 3 } num_batch_threads { value: 2 }\n"
+                            "allowed_batch_sizes: 32 allowed_batch_sizes: 64 pad_variable_length_inputs: true")
+    assert params == batching.BatchingParameters(64, 500, 3, 2, (32, 64), True, False, 0)
+    assert params.execution_batch_size == 64
