@@ -1,5 +1,5 @@
 """Serving latency and throughput, side by side in one run: the signature in-process vs the local server
-over gRPC and REST.
+over gRPC and REST, and over gRPC with TF Serving's batching as the container configures it.
 
     python bench/serving_latency.py --model_base_path serving_models/cartola_pro [--requests 300]
 
@@ -8,8 +8,10 @@ clients, prints p50 and p99 latency per path, rows/s, and each path's p50 minus 
 in-process p50 and its rows/s as a share of in-process. Every path calls the same
 `predict_raw` signature with the same rows, encoded once (a PredictRequest over gRPC,
 columnar JSON over REST on a kept-alive connection), so the differences are transport
-and server. The server runs as its own process, started by its command line as users
-and the container start it, so the clients' threads do not share its interpreter lock.
+and server. The servers run as their own processes, started by their command line as users
+and the container start them, so the clients' threads do not share their interpreter lock:
+one plain, one with `--enable_batching` and `--batching_parameters_file` (the container's
+`serving/batching_parameters.txt` unless given).
 Traffic stays on 127.0.0.1. Writes bench/results/serving_latency.json.
 """
 
@@ -80,12 +82,12 @@ def _rest_call(url: str, body: bytes):
     return call
 
 
-def _start_server(model_base_path: str, log) -> typing.Tuple[subprocess.Popen, str, RestClient]:
+def _start_server(model_base_path: str, log, *flags: str) -> typing.Tuple[subprocess.Popen, str, RestClient]:
     """`python -m serving.local_server` on free loopback ports; returns once the model answers."""
     grpc_port, rest_port = loopback.free_port(), loopback.free_port()
     process = subprocess.Popen([sys.executable, "-m", "serving.local_server", f"--model_name={MODEL}",
                                 f"--model_base_path={model_base_path}", f"--port={grpc_port}",
-                                f"--rest_api_port={rest_port}"], stderr=log)
+                                f"--rest_api_port={rest_port}", *flags], stderr=log)
     client = RestClient(f"http://127.0.0.1:{rest_port}", MODEL, retries=0)
     deadline = time.monotonic() + 120
     while True:
@@ -105,19 +107,25 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_base_path", default="serving_models/cartola_pro")
     parser.add_argument("--requests", type=int, default=320)
+    parser.add_argument("--batching_parameters_file", default="serving/batching_parameters.txt",
+                        help="the batching file of the 'gRPC batched' server (the container's by default)")
     args = parser.parse_args(argv)
     frame = synthetic.generate(1024, seed=1).drop(columns=["pro_target"])
     records = frame.astype(object).where(pd.notna(frame), None).to_dict("records")
     results = []
     log = tempfile.NamedTemporaryFile("w", prefix="serving_latency-", suffix=".log", delete=False)
-    process, grpc_address, client = _start_server(args.model_base_path, log)
+    servers = []  # Stopped whatever happens, including when the second one does not come up.
     try:
+        servers.append(_start_server(args.model_base_path, log))
+        servers.append(_start_server(args.model_base_path, log, "--enable_batching=true",
+                                     f"--batching_parameters_file={args.batching_parameters_file}"))
+        (_, grpc_address, client), (_, batched_address, _) = servers
         version = client.served_version()
         raw = tf.saved_model.load(os.path.join(args.model_base_path, str(version))).signatures[
             signatures.RAW_SIGNATURE]
         names = client.raw_inputs()
         print(f"model version {version}, {args.requests} requests per cell; latency in ms")
-        print(f"{'batch':>5} {'clients':>7} {'path':<10} {'p50':>7} {'p99':>7} {'rows/s':>9} "
+        print(f"{'batch':>5} {'clients':>7} {'path':<12} {'p50':>7} {'p99':>7} {'rows/s':>9} "
               f"{'p50 - in-process':>17} {'rows/s share':>12}")
         for batch in (1, 64, 1024):
             columns = requests.to_columns(records[:batch], names)
@@ -132,6 +140,7 @@ def main(argv=None) -> None:
             paths = {
                 "in-process": lambda: (lambda: raw(**tensors)),
                 "gRPC": lambda: _grpc_call(grpc_address, request),
+                "gRPC batched": lambda: _grpc_call(batched_address, request),
                 "REST": lambda: _rest_call(f"{client.url}/v1/models/{MODEL}:predict", body),
             }
             for concurrency in (1, 16):
@@ -143,12 +152,13 @@ def main(argv=None) -> None:
                              p50_minus_in_process=r["p50"] - base["p50"],
                              rows_share_of_in_process=r["calls_per_second"] / base["calls_per_second"])
                     results.append(r)
-                    print(f"{batch:>5} {concurrency:>7} {name:<10} {r['p50']:>7.2f} {r['p99']:>7.2f} "
+                    print(f"{batch:>5} {concurrency:>7} {name:<12} {r['p50']:>7.2f} {r['p99']:>7.2f} "
                           f"{r['rows_per_second']:>9,.0f} {r['p50_minus_in_process']:>17.2f} "
                           f"{r['rows_share_of_in_process']:>12.2f}")
     finally:
-        process.terminate()
-        process.wait()
+        for process, _, _ in servers:
+            process.terminate()
+            process.wait()
     out = os.path.join(os.path.dirname(__file__), "results", "serving_latency.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
