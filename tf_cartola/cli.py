@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import sys
 import warnings
 
 OURS = ("tf_cartola", "beam_jobs", "serving")
@@ -30,6 +31,22 @@ def parser(module: str, doc: str, exit_status: str, config: bool = False,
     return out
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is when a record is emitted, not as it was when logging was set up: a
+    server thread logging after the caller swapped or closed its stderr (pytest's capture does) still logs."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def setup_logging(verbose: bool) -> None:
     """Configures logging; call before TensorFlow is imported, so its C++ log level can still be set.
 
@@ -42,7 +59,7 @@ def setup_logging(verbose: bool) -> None:
     root = logging.getLogger()
     if _handler is not None:  # Set up again (tests call several entry points): replace, never stack.
         root.removeHandler(_handler)
-    _handler = logging.StreamHandler()
+    _handler = _StderrHandler()
     _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(_handler)
     root.setLevel(logging.INFO)
