@@ -35,9 +35,6 @@ class _StderrHandler(logging.StreamHandler):
     """Writes to `sys.stderr` as it is when a record is emitted, not as it was when logging was set up: a
     server thread logging after the caller swapped or closed its stderr (pytest's capture does) still logs."""
 
-    def __init__(self):
-        super().__init__(sys.stderr)
-
     @property
     def stream(self):
         return sys.stderr

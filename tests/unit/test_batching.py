@@ -34,6 +34,22 @@ def _params(**fields):
     return batching.BatchingParameters(**{"num_batch_threads": 1, **fields}).validate()
 
 
+def _behind_a_running_batch(batcher, run, first, requests):
+    """Futures of `requests`, sent while the only batch thread runs `first` (held by the run's gate), so they
+    queue together; the gate opens once they are queued."""
+    run.gate.clear()
+    blocker = threading.Thread(target=batcher, args=(first,))
+    blocker.start()
+    time.sleep(0.1)  # The only batch thread now holds `first`'s run.
+    pool = concurrent.futures.ThreadPoolExecutor(len(requests))
+    futures = [pool.submit(batcher, r) for r in requests]
+    time.sleep(0.2)
+    run.gate.set()
+    blocker.join()
+    pool.shutdown()
+    return futures
+
+
 def _concurrently(batcher, requests):
     with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
         return list(pool.map(batcher, requests))
@@ -53,17 +69,9 @@ def test_our_batching_file_serves_any_client_batch_in_execution_batches():
 def test_requests_queued_while_a_batch_runs_are_merged_and_each_gets_its_rows_back():
     run = Recorder()
     batcher = batching.Batcher(run, _params(max_batch_size=64))
-    run.gate.clear()
-    first = threading.Thread(target=batcher, args=({"x": np.array([-1.0])},))
-    first.start()
-    time.sleep(0.1)  # The only batch thread now holds the first request's run.
     requests = [{"x": np.arange(3, dtype=np.float32) + 10 * i} for i in range(8)]
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(batcher, r) for r in requests]
-        time.sleep(0.2)
-        run.gate.set()
-        outputs = [f.result(timeout=10) for f in futures]
-    first.join()
+    futures = _behind_a_running_batch(batcher, run, {"x": np.array([-1.0])}, requests)
+    outputs = [f.result(timeout=10) for f in futures]
     for request, output in zip(requests, outputs):
         np.testing.assert_array_equal(output["y"], request["x"] * 2)
     assert run.sizes == [1, 24]
@@ -102,23 +110,15 @@ def test_variable_length_inputs_are_padded_only_when_asked():
     requests = [{"x": np.array([[1.0, 2.0]])}, {"x": np.array([[3.0, 4.0, 5.0]])}]
     for pad in (False, True):
         run = Recorder()
-        run.gate.clear()
         batcher = batching.Batcher(run, _params(max_batch_size=8, pad_variable_length_inputs=pad))
-        blocker = threading.Thread(target=batcher, args=({"x": np.zeros((1, 3))},))
-        blocker.start()
-        time.sleep(0.1)
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(batcher, r) for r in requests]
-            time.sleep(0.2)
-            run.gate.set()
-            if pad:
-                assert futures[0].result(timeout=10)["y"].tolist() == [[2, 4, 2]]  # Padded with its first value.
-            else:
-                with pytest.raises(ServingError) as e:
-                    futures[0].result(timeout=10)
-                assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
-                assert "have different shapes and padding is turned off" in e.value.message
-        blocker.join()
+        futures = _behind_a_running_batch(batcher, run, {"x": np.zeros((1, 3))}, requests)
+        if pad:
+            assert futures[0].result(timeout=10)["y"].tolist() == [[2, 4, 2]]  # Padded with its first value.
+        else:
+            with pytest.raises(ServingError) as e:
+                futures[0].result(timeout=10)
+            assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert "have different shapes and padding is turned off" in e.value.message
 
 
 @pytest.mark.parametrize("feeds, message", [
