@@ -8,7 +8,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from tf_cartola import features as F
-from tf_cartola import reference
+from tests import reference
 from tf_cartola.data import examples
 from tf_cartola.data import synthetic
 from tf_cartola.preprocessing import preprocessing_fn

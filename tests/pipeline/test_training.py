@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from beam_jobs import preprocess
 from tf_cartola import config as config_lib
-from tf_cartola import features as F, reference, versions
+from tf_cartola import features as F, versions
+from tests import reference
 from tf_cartola.data import examples
 from tf_cartola.model import export
 from tf_cartola.model import builder as model

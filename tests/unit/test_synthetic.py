@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from tf_cartola import features as F
-from tf_cartola import reference
+from tests import reference
 from tf_cartola.data import synthetic
 
 

@@ -1,6 +1,6 @@
 """The data scientists' scikit-learn procedure (docs/data.md): the oracle our pipeline must match.
 
-scikit-learn is a dev dependency: only tests and benchmarks import this module.
+scikit-learn is a dev dependency: only tests import this module, so the package does not ship it.
 """
 
 import numpy as np
