@@ -20,15 +20,15 @@ import argparse
 import contextlib
 import csv
 import json
-import os
 import re
+import secrets
 import sys
-import tempfile
 import time
 import typing
 import urllib.parse
 
 from tf_cartola import features as F
+from tf_cartola import files
 from tf_cartola import rows
 from tf_cartola.data import csv_reader
 
@@ -54,18 +54,18 @@ def grpc_address(text: str) -> str:
 
 
 def _count_rows(path: str) -> int:
-    with open(path, "rb") as f:
+    with files.open_file(path, "rb") as f:
         return max(sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1, 0)
 
 
 class CsvScores:
-    """GLOBO_ID,pro_probability rows in a temporary file, renamed to the output once complete."""
+    """GLOBO_ID,pro_probability rows in a temporary file beside the output (local or an object store),
+    moved over the output once complete."""
 
     def __init__(self, out_path: str):
         self.out = out_path
-        directory = os.path.dirname(os.path.abspath(out_path))
-        self._part = tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{os.path.basename(out_path)}.",
-                                                 suffix=".part", newline="", delete=False)
+        self._part_path = f"{out_path}.{secrets.token_hex(6)}.part"
+        self._part = files.open_file(self._part_path, "w")
         self._writer = csv.writer(self._part)
         self._writer.writerow([F.ID_KEY, "pro_probability"])
 
@@ -75,9 +75,9 @@ class CsvScores:
     def close(self, complete: bool) -> None:
         self._part.close()
         if complete:
-            os.replace(self._part.name, self.out)
-        elif os.path.exists(self._part.name):
-            os.remove(self._part.name)  # Never leave a half-written result behind.
+            files.replace(self._part_path, self.out)
+        else:
+            files.remove(self._part_path)  # Never leave a half-written result behind.
 
 
 class DatabaseScores:
@@ -134,10 +134,10 @@ def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = N
     finally:
         sink.close(complete)
     if bad:
-        with open(quarantine, "w") as f:
+        with files.open_file(quarantine, "w") as f:
             f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in bad)
-    elif os.path.exists(quarantine):
-        os.remove(quarantine)  # A stale one from an earlier run would mislead.
+    else:
+        files.remove(quarantine)  # A stale one from an earlier run would mislead.
     return {"scored": scored, "bad": len(bad), "out": sink.out, "quarantine": quarantine if bad else None,
             "seconds": round(time.perf_counter() - start, 2)}
 
@@ -194,10 +194,10 @@ def main(argv=None) -> int:
     if args.db and bool(args.table) == bool(args.query):
         print("error: --db needs exactly one of --table and --query", file=sys.stderr)
         return EXIT_ARGUMENTS
-    if args.csv and not os.path.isfile(args.csv):
+    if args.csv and (not files.exists(args.csv) or files.isdir(args.csv)):
         print(f"error: no such file: {args.csv}", file=sys.stderr)
         return EXIT_INPUT
-    if args.model_dir and not os.path.isdir(args.model_dir):
+    if args.model_dir and not files.isdir(args.model_dir):
         print(f"error: no such model folder: {args.model_dir}", file=sys.stderr)
         return EXIT_INPUT
     to_database = postgres.is_database(args.out)
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
         with contextlib.ExitStack() as held:
             if args.csv:
                 source, total = args.csv, _count_rows(args.csv)
-                chunks = csv_reader.read_csv(held.enter_context(open(args.csv, "rb")), args.csv, required=needed)
+                chunks = csv_reader.read_csv(held.enter_context(files.open_file(args.csv, "rb")), args.csv, required=needed)
             else:
                 source, total = postgres.masked(args.db), None
                 chunks = postgres.read_all(args.db, args.table, args.query, required=needed)

@@ -3,7 +3,6 @@
     python -m serving.demo --config configs/default.yaml --csv data/cartola.csv --rows 5
 """
 
-import os
 import subprocess
 import sys
 
@@ -13,13 +12,14 @@ from serving.grpc_client import GrpcClient
 from serving.rest_client import RestClient
 from tf_cartola import cli
 from tf_cartola import config as config_lib
+from tf_cartola import files
 from tf_cartola import features as F
 from tf_cartola.data import csv_reader
 
 
 def first_rows(csv_path: str, n: int) -> list:
     """The first `n` typed rows of a CSV (labels kept for display)."""
-    with open(csv_path, "rb") as f:
+    with files.open_file(csv_path, "rb") as f:
         return csv_reader.to_records(next(csv_reader.read_csv(f, csv_path)).batch)[:n]
 
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rest_port", type=int, default=8501, help="default: %(default)s")
     args = parser.parse_args(argv)
     cfg = config_lib.load(args.config).serving
-    base_path = os.path.join(cfg.serving_dir, cfg.model_name)
+    base_path = files.join(cfg.serving_dir, cfg.model_name)
     server = subprocess.Popen([
         sys.executable, "-m", "serving.local_server", "--model_name", cfg.model_name, "--model_base_path", base_path,
         "--port", str(args.grpc_port), "--rest_api_port", str(args.rest_port),

@@ -15,6 +15,7 @@ import sys
 
 from tf_cartola import cli
 from tf_cartola import config as config_lib
+from tf_cartola import files
 
 OUT = "runs/demo_db"
 
@@ -31,20 +32,20 @@ def main(argv=None) -> int:
     from tf_cartola.model import training
     from tf_cartola.data import local_postgres, synthetic
 
-    os.makedirs(OUT, exist_ok=True)
-    csv_path = os.path.join(OUT, "users.csv")
+    files.makedirs(OUT)
+    csv_path = files.join(OUT, "users.csv")
     synthetic.write_csv(synthetic.generate(args.rows, seed=0), csv_path)
     with local_postgres.running() as server:
         os.environ.update(server.env)
         loaded = local_postgres.load_csv(server.url, server.password, "users", csv_path)
         print(f"PostgreSQL up at {server.url}; loaded {loaded} users into table users")
         manifest = preprocess.run(["--config", args.config, "--input", server.url, "--table", "users",
-                                   "--partitions", "4", "--output_dir", os.path.join(OUT, "preprocess"),
+                                   "--partitions", "4", "--output_dir", files.join(OUT, "preprocess"),
                                    "--baseline", "none"])
         print(f"preprocessed {manifest['rows']} from {manifest['inputs'][0]['path']} "
               f"(fingerprint {manifest['inputs'][0]['fingerprint']})")
-        result = training.train(config_lib.load(args.config), os.path.join(OUT, "preprocess"),
-                                serving_dir=os.path.join(OUT, "serving"), run_dir=os.path.join(OUT, "train"),
+        result = training.train(config_lib.load(args.config), files.join(OUT, "preprocess"),
+                                serving_dir=files.join(OUT, "serving"), run_dir=files.join(OUT, "train"),
                                 force=True)
         if not result.get("version_dir"):
             print(f"the model was not blessed: {result['reasons']}", file=sys.stderr)
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
         print(f"pushed version {result['version']}: KS {result['metrics']['ks']:.3f}")
         status = client.main(["--model_dir", result["version_dir"], "--db", server.url, "--table", "users",
                               "--out", server.url, "--scores_table", "scores", "--no_progress",
-                              "--quarantine", os.path.join(OUT, "scores.bad.jsonl")])
+                              "--quarantine", files.join(OUT, "scores.bad.jsonl")])
         if status:
             return 1
         with psycopg.connect(server.url) as conn:

@@ -1,6 +1,5 @@
 """Scoring with a SavedModel loaded in this process, no server: the clients' interface for batch jobs."""
 
-import os
 import typing
 
 import numpy as np
@@ -21,7 +20,7 @@ class InProcessClient:
     def __init__(self, model_dir: str):
         self._loaded = tf.saved_model.load(model_dir)
         self._fn = self._loaded.signatures[RAW_SIGNATURE]
-        name = os.path.basename(os.path.normpath(model_dir))
+        name = model_dir.rstrip("/").rsplit("/", 1)[-1]
         self._version = int(name) if name.isdigit() else None
 
     def raw_inputs(self, version=None, label=None) -> typing.List[str]:

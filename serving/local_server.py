@@ -12,7 +12,6 @@ import argparse
 import concurrent.futures
 import http.server
 import logging
-import os
 import signal
 import sys
 import threading
@@ -22,7 +21,8 @@ import grpc
 
 from serving import batching, grpc_service, inference, model_config, monitoring, request_log
 from serving.rest import RestApi, make_handler
-from serving.servables import ServableManager, single_model_config
+from serving.servables import LoadRetries, ServableManager, single_model_config
+from tf_cartola import files
 from tf_cartola.model.signatures import WARMUP_FILE
 
 log = logging.getLogger("serving.local_server")
@@ -49,7 +49,7 @@ class _HttpServer(http.server.ThreadingHTTPServer):
 
 
 def _warmup(servable) -> int:
-    return inference.replay_warmup(servable, os.path.join(servable.path, WARMUP_FILE))
+    return inference.replay_warmup(servable, files.join(servable.path, WARMUP_FILE))
 
 
 class LocalServer:
@@ -64,14 +64,16 @@ class LocalServer:
       log_rotate_bytes: request log files (a model's `logging_config`) are rotated past this size.
       batching_parameters: TF Serving's server-side batching (--enable_batching); default none.
       metrics_path: serve Prometheus metrics on the REST port at this path (--monitoring_config_file).
+      retries: how often and how far apart a version that fails to load is tried again.
     """
 
     def __init__(self, config, host: str = "127.0.0.1", grpc_port: int = 8500, rest_port: int = 8501,
                  poll_seconds: float = 1.0, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  log_rotate_bytes: int = request_log.DEFAULT_ROTATE_BYTES,
                  batching_parameters: typing.Optional[batching.BatchingParameters] = None,
-                 metrics_path: typing.Optional[str] = None):
-        self.manager = ServableManager(config, poll_seconds, warmup=_warmup, batching=batching_parameters)
+                 metrics_path: typing.Optional[str] = None, retries: LoadRetries = LoadRetries()):
+        self.manager = ServableManager(config, poll_seconds, warmup=_warmup, batching=batching_parameters,
+                                       retries=retries)
         self.request_logger = request_log.RequestLogger(config, log_rotate_bytes)
         self.metrics = monitoring.Metrics()
         self._grpc = grpc.server(
@@ -134,8 +136,7 @@ class LocalServer:
 # tensorflow_model_server's other flags (TF Serving 2.16): accepted, listed as ignored at start-up.
 IGNORED_FLAGS = frozenset("""
 grpc_socket_path rest_api_num_threads rest_api_timeout_in_ms rest_api_enable_cors_support
-enable_per_model_batching_parameters num_load_threads num_unload_threads max_num_load_retries
-load_retry_interval_micros flush_filesystem_caches tensorflow_session_parallelism
+enable_per_model_batching_parameters num_load_threads num_unload_threads flush_filesystem_caches tensorflow_session_parallelism
 tensorflow_session_config_file tensorflow_intra_op_parallelism tensorflow_inter_op_parallelism
 use_alts_credentials ssl_config_file platform_config_file per_process_gpu_memory_fraction saved_model_tags
 grpc_channel_arguments grpc_max_threads enable_model_warmup num_request_iterations_for_warmup
@@ -190,6 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batching_parameters_file", help="a BatchingParameters (with --enable_batching)")
     for flag in _BOOL_FLAGS:
         parser.add_argument(f"--{flag}", type=_truth, nargs="?", const=True, default=False, metavar="true|false")
+    parser.add_argument("--max_num_load_retries", type=int, default=LoadRetries.max_retries,
+                        help="times a version that fails to load is tried again (default: %(default)s)")
+    parser.add_argument("--load_retry_interval_micros", type=int, default=int(LoadRetries.interval_seconds * 1e6),
+                        help="microseconds between those tries (default: %(default)s)")
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="larger requests are refused (default: %(default)s)")
     parser.add_argument("--request_log_rotate_bytes", type=int, default=request_log.DEFAULT_ROTATE_BYTES,
@@ -199,9 +204,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_text(path: str, what: str) -> str:
-    if not os.path.isfile(path):
+    """A config file's text, local or on any TensorFlow filesystem (TF Serving reads gs:// configs too)."""
+    if not files.exists(path) or files.isdir(path):
         raise FileNotFoundError(f"the {what} {path} does not exist")
-    with open(path) as f:
+    with files.open_file(path) as f:
         return f.read()
 
 
@@ -243,7 +249,8 @@ def main(argv=None) -> int:
         metrics_path = (monitoring.prometheus_path(_read_text(args.monitoring_config_file, "monitoring config file"))
                         if args.monitoring_config_file else None)
         server = LocalServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
-                             args.max_request_bytes, args.request_log_rotate_bytes, batching_parameters, metrics_path)
+                             args.max_request_bytes, args.request_log_rotate_bytes, batching_parameters, metrics_path,
+                             LoadRetries(args.max_num_load_retries, args.load_retry_interval_micros / 1e6))
     except (PortInUse, FileNotFoundError, ValueError, model_config.text_format.ParseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,14 +11,13 @@ Exit status: 0 printed or written, 2 bad arguments.
 """
 
 import argparse
-import os
 import sys
 import typing
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tf_cartola import cli
+from tf_cartola import cli, files
 
 
 def build(model_name: str, base_path: str, latest: int = 2,
@@ -38,13 +37,14 @@ def parse(text: str) -> model_server_config_pb2.ModelServerConfig:
 
 
 def read(path: str) -> model_server_config_pb2.ModelServerConfig:
-    """Reads a models.config file."""
-    with open(path) as f:
+    """Reads a models.config file (local or any TensorFlow filesystem)."""
+    with files.open_file(path) as f:
         return parse(f.read())
 
 
 def write(config: model_server_config_pb2.ModelServerConfig, path: str) -> None:
-    with open(path, "w") as f:
+    """Writes a models.config file (local or any TensorFlow filesystem)."""
+    with files.open_file(path, "w") as f:
         f.write(text_format.MessageToString(config))
 
 
@@ -72,14 +72,15 @@ def main(argv=None) -> int:
                         help="let a label name a version not (yet) under the base path, as TF Serving's flag does")
     parser.add_argument("--out", help="write here instead of printing (e.g. serving/models.config for the image)")
     args = parser.parse_args(argv)
-    base_path = os.path.abspath(args.base_path) if os.path.isdir(args.base_path) else args.base_path
+    base_path = files.absolute(args.base_path)
     labels = dict(args.label)
     if labels and not args.allow_version_labels_for_unavailable_models:
-        on_disk = sorted(int(d) for d in os.listdir(base_path) if d.isdigit()) if os.path.isdir(base_path) else []
+        from tf_cartola.model import store as model_store
+
+        on_disk = model_store.versions(base_path)
         missing = {k: v for k, v in labels.items() if v not in on_disk}
         if missing:
-            where = f"versions {on_disk} under {base_path}" if os.path.isdir(base_path) else \
-                f"{base_path} is not on this machine"
+            where = f"versions {on_disk} under {base_path}" if on_disk else f"no version under {base_path}"
             print(f"error: label(s) {missing} name no available version ({where}); pass "
                   "--allow_version_labels_for_unavailable_models if they will exist when the server loads",
                   file=sys.stderr)

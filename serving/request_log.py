@@ -16,13 +16,14 @@ request failed. (TF Serving's open-source build has no file collector; see READM
 """
 
 import logging
-import os
+import posixpath
 import queue
 import random
 import threading
 import time
 import typing
 
+from tf_cartola import files
 from tf_cartola.data import tfrecords
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class _Sink:
     def write(self, records: typing.List[bytes]) -> None:
         if self.file is None or self.size >= self.rotate_bytes:
             self.close()
-            self.file = open(f"{self.prefix}.{self.started}.{self.number:05d}.tfrecord", "ab")
+            self.file = files.open_file(f"{self.prefix}.{self.started}.{self.number:05d}.tfrecord", "ab")
             self.number, self.size = self.number + 1, 0
         data = tfrecords.frames(records)
         self.file.write(data)
@@ -76,7 +77,7 @@ class RequestLogger:
             logging_config = model.logging_config
             prefix = logging_config.log_collector_config.filename_prefix
             if prefix and logging_config.sampling_config.sampling_rate > 0:
-                os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+                files.makedirs(posixpath.dirname(files.absolute(prefix)))
                 self._rates[model.name] = logging_config.sampling_config.sampling_rate
                 self._sinks[model.name] = _Sink(prefix, rotate_bytes)
                 log.info("logging %.3g of %s's requests to %s.*.tfrecord", self._rates[model.name], model.name,

@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import inference, rest_json
-from serving.errors import ServingError, invalid
+from serving.errors import ServingError, invalid, not_found
 from serving.monitoring import Metrics
 from serving.request_log import RequestLogger
 from serving.servables import ServableManager
@@ -35,6 +35,10 @@ _INT64_MAX = 2**63 - 1
 
 
 def malformed(method: str, path: str) -> ServingError:
+    """TF Serving's answer to a /v1/ path, verb or method it does not know: 400."""
+    if not path.lower().startswith("/v1/"):
+        # TF Serving hands only /v1/... to its REST handler; its HTTP server answers anything else 404.
+        return not_found(f"Not found: {method} {path}")
     return invalid(f"Malformed request: {method} {path}")
 
 

@@ -2,8 +2,8 @@
 
 import dataclasses
 import logging
-import os
 import threading
+import time
 import typing
 
 import grpc
@@ -13,6 +13,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.batching import Batcher, BatchingParameters
 from serving.errors import ServingError, invalid, not_found
+from tf_cartola import files
 from tf_cartola.model import store as model_store
 from tf_cartola.model.signatures import DEFAULT_SIGNATURE
 
@@ -93,8 +94,20 @@ def _aspired(policy, on_disk: typing.List[int]) -> typing.List[int]:
     return on_disk[-(policy.latest.num_versions or 1):] if on_disk else []
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadRetries:
+    """TF Serving's --max_num_load_retries and --load_retry_interval_micros (its defaults): a version that
+    fails to load (say, one still being copied to an object store) is tried again this many times, this
+    long apart, before it is given up (state END, with the error)."""
+
+    max_retries: int = 5
+    interval_seconds: float = 60.0
+
+
 class ServableManager:
-    """Keeps the aspired versions of each configured model loaded, polling the base paths.
+    """Keeps the aspired versions of each configured model loaded, polling the base paths, and reports each
+    version's state as GetModelStatus does: LOADING (also while a failed load waits for its retry),
+    AVAILABLE, UNLOADING, END (unloaded, or given up with the load's error).
 
     A request takes a reference to a Servable and keeps it for its whole duration, so
     unloading a version (dropping it from the table) never fails a request in flight.
@@ -102,13 +115,15 @@ class ServableManager:
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, poll_seconds: float = 1.0,
                  warmup: typing.Optional[typing.Callable[[Servable], int]] = None,
-                 batching: typing.Optional[BatchingParameters] = None):
+                 batching: typing.Optional[BatchingParameters] = None, retries: LoadRetries = LoadRetries()):
         self._models = {m.name: m for m in config.model_config_list.config}
         self._batching = batching
         self._poll_seconds = poll_seconds
         self._warmup = warmup
+        self._retries = retries
         self._table: typing.Dict[str, typing.Dict[int, Servable]] = {name: {} for name in self._models}
-        self._failed: typing.Dict[typing.Tuple[str, int], str] = {}
+        self._states: typing.Dict[typing.Tuple[str, int], typing.Tuple[str, str]] = {}  # (state, error)
+        self._failures: typing.Dict[typing.Tuple[str, int], typing.Tuple[int, float]] = {}  # (count, retry at)
         self._lock = threading.Lock()  # Guards the table; requests read it.
         self._poll_lock = threading.Lock()  # One poll or reload at a time.
         self._stop = threading.Event()
@@ -149,23 +164,50 @@ class ServableManager:
             current = self._table[name]
             fresh = dict((v, s) for v, s in current.items() if v in aspired)
             for version in aspired:
-                if version in fresh or (name, version) in self._failed:
-                    continue
-                path = os.path.join(base, str(version))
-                try:
-                    servable = load_servable(name, version, path, self._batching)
-                    warmed = self._warmup(servable) if self._warmup else 0
-                except Exception as e:  # A broken version is reported in status, not fatal.
-                    log.error("loading %s version %d failed: %s", name, version, e)
-                    self._failed[(name, version)] = str(e)
-                    continue
-                log.info("loaded %s version %d (%d warmup requests)", name, version, warmed)
-                fresh[version] = servable
+                if version not in fresh and self._due(name, version):
+                    servable = self._load(name, version, model_store.version_dir(base, version))
+                    if servable:
+                        fresh[version] = servable
+            for key in [k for k in self._failures if k[0] == name and k[1] not in aspired]:
+                del self._failures[key]  # Aspired again later, it gets a fresh set of tries.
             if fresh.keys() != current.keys():
+                gone = current.keys() - fresh.keys()
+                self._set_states(name, gone, "UNLOADING")
                 with self._lock:
                     self._table[name] = fresh
-                for version in current.keys() - fresh.keys():
+                self._set_states(name, gone, "END")
+                for version in gone:
                     log.info("unloaded %s version %d", name, version)
+
+    def _due(self, name: str, version: int) -> bool:
+        failures, retry_at = self._failures.get((name, version), (0, 0.0))
+        return failures <= self._retries.max_retries and time.monotonic() >= retry_at
+
+    def _load(self, name: str, version: int, path: str) -> typing.Optional[Servable]:
+        """Loads and warms up one version; on failure, schedules its retry or gives it up."""
+        self._set_states(name, [version], "LOADING")
+        try:
+            servable = load_servable(name, version, path, self._batching)
+            warmed = self._warmup(servable) if self._warmup else 0
+        except Exception as e:  # A broken version is reported in status, not fatal.
+            failures = self._failures.get((name, version), (0, 0.0))[0] + 1
+            self._failures[(name, version)] = (failures, time.monotonic() + self._retries.interval_seconds)
+            if failures > self._retries.max_retries:
+                log.error("loading %s version %d failed %d time(s), giving up: %s", name, version, failures, e)
+                self._set_states(name, [version], "END", str(e))
+            else:
+                log.warning("loading %s version %d failed (%s); retry %d of %d in %.3g s", name, version, e,
+                            failures, self._retries.max_retries, self._retries.interval_seconds)
+            return None
+        self._failures.pop((name, version), None)
+        self._set_states(name, [version], "AVAILABLE")
+        log.info("loaded %s version %d (%d warmup requests)", name, version, warmed)
+        return servable
+
+    def _set_states(self, name: str, versions: typing.Iterable[int], state: str, error: str = "") -> None:
+        with self._lock:
+            for version in versions:
+                self._states[(name, version)] = (state, error)
 
     def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         """Serves the models of a new config (as TF Serving does on --model_config_file_poll_wait_seconds):
@@ -175,6 +217,7 @@ class ServableManager:
             with self._lock:
                 self._models = models
                 self._table = {name: self._table.get(name, {}) for name in models}
+                self._states = {k: v for k, v in self._states.items() if k[0] in models}
             self._poll()
 
     def get(self, name: str, version: typing.Optional[int] = None, label: typing.Optional[str] = None) -> Servable:
@@ -197,13 +240,12 @@ class ServableManager:
         return versions[version]
 
     def statuses(self, name: str, version: typing.Optional[int] = None) -> typing.List[tuple]:
-        """(version, state, error message) for the model's versions, as GetModelStatus reports them."""
+        """(version, state, error message) for the model's versions, newest first, as GetModelStatus reports
+        them."""
         with self._lock:
-            versions = self._table.get(name)
-        if versions is None:
-            raise not_found(f"Could not find any versions of model {name}")
-        rows = [(v, "AVAILABLE", "") for v in sorted(versions)]
-        rows += [(v, "END", msg) for (n, v), msg in sorted(self._failed.items()) if n == name]
+            if name not in self._table:
+                raise not_found(f"Could not find any versions of model {name}")
+            rows = sorted(((v, *state) for (n, v), state in self._states.items() if n == name), reverse=True)
         if version is not None:
             rows = [r for r in rows if r[0] == version]
             if not rows:
@@ -225,7 +267,7 @@ class ServableManager:
 def single_model_config(name: str, base_path: str, latest: int = 1) -> model_server_config_pb2.ModelServerConfig:
     """The config TF Serving builds from --model_name / --model_base_path (latest version only)."""
     config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add(name=name, base_path=os.path.abspath(base_path),
+    model = config.model_config_list.config.add(name=name, base_path=files.absolute(base_path),
                                                 model_platform="tensorflow")
     model.model_version_policy.latest.num_versions = latest
     return config

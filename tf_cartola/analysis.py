@@ -12,7 +12,6 @@ the run report shows) and the kept features are printed as `train.features` take
 Exit status: 0 done, 2 not a preprocessing output.
 """
 
-import os
 import sys
 import typing
 
@@ -149,7 +148,7 @@ def main(argv=None) -> int:
     for s in result["steps"]:
         print(f"{s['stage']:<12}{s['feature']:<24}{s['value']:>12.4f}{s['ks']:>9.4f}{s['precision']:>11.4f}"
               f"{s['recall']:>9.4f}")
-    out = args.out or os.path.join(args.preprocess_dir, "analysis.json")
+    out = args.out or files.join(args.preprocess_dir, "analysis.json")
     files.write_json(out, result)
     print(f"kept {len(result['kept'])} features; for the config:\n  features: [{', '.join(result['kept'])}]")
     print(f"wrote {out}")

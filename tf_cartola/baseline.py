@@ -7,16 +7,16 @@ A baseline is read from either
   so the version can be judged against its own training data wherever it is copied.
 """
 
+import posixpath
 import dataclasses
 import json
-import os
 import typing
 
 from tf_cartola import features as F
 from tf_cartola import files
 
 # Inside a SavedModel version: TF Serving ignores assets.extra/ except for its warmup file.
-VERSION_DIR = os.path.join("assets.extra", "tf_cartola_baseline")
+VERSION_DIR = files.join("assets.extra", "tf_cartola_baseline")
 _STATS, _SCHEMA, _ABOUT = "train_stats.binpb", "schema.pbtxt", "about.json"
 
 
@@ -48,18 +48,18 @@ def save(preprocess_dir: str, version_dir: str, raw_columns: typing.Sequence[str
     import tensorflow as tf
 
     manifest = _manifest(preprocess_dir)
-    out = os.path.join(version_dir, VERSION_DIR)
+    out = files.join(version_dir, VERSION_DIR)
     tf.io.gfile.makedirs(out)
-    tf.io.gfile.copy(_stats_path(preprocess_dir, manifest), os.path.join(out, _STATS), overwrite=True)
-    tf.io.gfile.copy(manifest["artifacts"]["schema"], os.path.join(out, _SCHEMA), overwrite=True)
-    files.write_json(os.path.join(out, _ABOUT),
+    tf.io.gfile.copy(_stats_path(preprocess_dir, manifest), files.join(out, _STATS), overwrite=True)
+    tf.io.gfile.copy(manifest["artifacts"]["schema"], files.join(out, _SCHEMA), overwrite=True)
+    files.write_json(files.join(out, _ABOUT),
                      {"preprocess_dir": preprocess_dir, "inputs": manifest["inputs"], "raw_columns": list(raw_columns)})
 
 
 def _manifest(preprocess_dir: str) -> dict:
     import tensorflow as tf
 
-    path = os.path.join(preprocess_dir, "manifest.json")
+    path = files.join(preprocess_dir, "manifest.json")
     if not tf.io.gfile.exists(path):
         raise BaselineError(f"{preprocess_dir}: neither a preprocessing output (no manifest.json) nor a model "
                             f"version (no {VERSION_DIR}/)")
@@ -68,7 +68,7 @@ def _manifest(preprocess_dir: str) -> dict:
 
 
 def _stats_path(preprocess_dir: str, manifest: dict) -> str:
-    return os.path.splitext(manifest["artifacts"]["stats_train"])[0] + ".binpb"
+    return posixpath.splitext(manifest["artifacts"]["stats_train"])[0] + ".binpb"
 
 
 def load(path: str, description: typing.Optional[str] = None) -> Baseline:
@@ -80,12 +80,12 @@ def load(path: str, description: typing.Optional[str] = None) -> Baseline:
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
-    inside = os.path.join(path, VERSION_DIR)
-    if tf.io.gfile.exists(os.path.join(inside, _STATS)):
-        with tf.io.gfile.GFile(os.path.join(inside, _ABOUT)) as f:
+    inside = files.join(path, VERSION_DIR)
+    if tf.io.gfile.exists(files.join(inside, _STATS)):
+        with tf.io.gfile.GFile(files.join(inside, _ABOUT)) as f:
             about = json.load(f)
         return Baseline(path, description or f"model version {path}", tfdv.load_stats_binary(
-            os.path.join(inside, _STATS)), tfdv.load_schema_text(os.path.join(inside, _SCHEMA)), about["inputs"],
+            files.join(inside, _STATS)), tfdv.load_schema_text(files.join(inside, _SCHEMA)), about["inputs"],
             about["raw_columns"])
     manifest = _manifest(path)
     if "stats_train" not in manifest.get("artifacts", {}):
@@ -99,10 +99,10 @@ def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline
     """The baseline of the newest pushed version of a model that carries one, or None."""
     from tf_cartola.model import store as model_store
 
-    base_path = os.path.join(serving_dir, model_name)
+    base_path = files.join(serving_dir, model_name)
     for version in reversed(model_store.versions(base_path)):
-        version_dir = os.path.join(base_path, str(version))
-        if os.path.exists(os.path.join(version_dir, VERSION_DIR, _STATS)):
+        version_dir = model_store.version_dir(base_path, version)
+        if files.exists(files.join(version_dir, VERSION_DIR, _STATS)):
             return load(version_dir, f"served model {model_name} version {version}")
     return None
 

@@ -160,12 +160,15 @@ def from_dict(data: dict) -> Config:
 
 
 def load(path: str) -> Config:
-    """Loads a YAML config file.
+    """Loads a YAML config file (local or any TensorFlow filesystem).
 
     Raises:
       ConfigError: unknown keys or values of the wrong type.
+      FileNotFoundError: no file at `path`.
     """
-    with open(path) as f:
+    from tf_cartola import files
+
+    with files.open_file(path) as f:
         return from_dict(yaml.safe_load(f))
 
 

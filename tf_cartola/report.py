@@ -10,15 +10,16 @@ output when validation fails. Exit status: 0 written, 2 a folder that is not a
 preprocessing output or a training run.
 """
 
+import posixpath
 import html
 import io
 import json
-import os
 import sys
 import typing
 
 import numpy as np
 
+from tf_cartola import files
 from tf_cartola import metrics as metrics_lib
 
 SECTIONS = ("inputs", "features", "anomalies", "model", "blessing")
@@ -39,7 +40,7 @@ def _read_json(path: str, what: str) -> dict:
     import tensorflow as tf
 
     if not tf.io.gfile.exists(path):
-        raise NotARunError(f"{os.path.dirname(path) or '.'} is not {what}: it has no {os.path.basename(path)}")
+        raise NotARunError(f"{posixpath.dirname(path) or '.'} is not {what}: it has no {posixpath.basename(path)}")
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 
@@ -49,12 +50,12 @@ def load_preprocess(preprocess_dir: str) -> dict:
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
-    manifest = _read_json(os.path.join(preprocess_dir, "manifest.json"), "a preprocessing output")
+    manifest = _read_json(files.join(preprocess_dir, "manifest.json"), "a preprocessing output")
     artifacts = manifest["artifacts"]
     stats = {w: tfdv.load_stats_text(artifacts[f"stats_{w}"]) for w in ("train", "eval")}
     anomalies = {w: tfdv.load_anomalies_text(artifacts[f"anomalies_{w}"])
                  for w in ("train", "eval", "input") if tf.io.gfile.exists(artifacts[f"anomalies_{w}"])}
-    analysis_path = os.path.join(preprocess_dir, "analysis.json")
+    analysis_path = files.join(preprocess_dir, "analysis.json")
     analysis = _read_json(analysis_path, "") if tf.io.gfile.exists(analysis_path) else None
     return {"dir": preprocess_dir, "manifest": manifest, "stats": stats, "anomalies": anomalies,
             "analysis": analysis}
@@ -62,7 +63,7 @@ def load_preprocess(preprocess_dir: str) -> dict:
 
 def load_run(run_dir: str) -> dict:
     """A training run's blessing record (metrics, baseline, decision, weights)."""
-    return {"dir": run_dir, "blessing": _read_json(os.path.join(run_dir, "blessing.json"), "a training run")}
+    return {"dir": run_dir, "blessing": _read_json(files.join(run_dir, "blessing.json"), "a training run")}
 
 
 def eval_scores(preprocess: dict, run: dict) -> typing.Tuple[np.ndarray, np.ndarray]:
@@ -71,7 +72,7 @@ def eval_scores(preprocess: dict, run: dict) -> typing.Tuple[np.ndarray, np.ndar
     from tf_cartola.model import training
 
     serialized, labels = training.load_raw(preprocess["manifest"]["artifacts"]["raw_eval"])
-    _, score = scoring.load_scorer(os.path.join(run["dir"], "export"))
+    _, score = scoring.load_scorer(files.join(run["dir"], "export"))
     return labels, score(serialized)
 
 
@@ -327,7 +328,7 @@ def _blessing_section(run: dict) -> str:
 def build_html(preprocess: dict, run: typing.Optional[dict] = None, labels=None, scores=None) -> str:
     """The report page; the model and blessing sections only with a run and its eval scores."""
     manifest = preprocess["manifest"]
-    title = f"Cartola PRO run: {os.path.basename(os.path.normpath(run['dir'])) if run else preprocess['dir']}"
+    title = f"Cartola PRO run: {run['dir'].rstrip('/').rsplit('/', 1)[-1] if run else preprocess['dir']}"
     status = "passed validation" if manifest["valid"] else "FAILED validation"
     body = [f"<h1>{html.escape(title)}</h1><p>Preprocessing output <code>{html.escape(preprocess['dir'])}</code>: "
             f"{status}.</p>",
@@ -374,7 +375,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="the HTML file (default: report.html in the run folder, else the output)")
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
-    out = args.out or os.path.join(args.run_dir or args.preprocess_dir, "report.html")
+    out = args.out or files.join(args.run_dir or args.preprocess_dir, "report.html")
     try:
         write_report(out, args.preprocess_dir, args.run_dir)
     except NotARunError as e:

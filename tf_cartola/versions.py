@@ -6,11 +6,10 @@ Exit status: 0 listed (an empty list says so), 2 bad config.
 """
 
 import json
-import os
 import sys
 import typing
 
-from tf_cartola import cli
+from tf_cartola import cli, files
 from tf_cartola import config as config_lib
 
 
@@ -21,17 +20,17 @@ def describe(base_path: str) -> typing.List[dict]:
 
     decisions = {}
     log_path = f"{base_path.rstrip('/')}.decisions.jsonl"
-    if os.path.exists(log_path):
-        with open(log_path) as f:
+    if files.exists(log_path):
+        with files.open_file(log_path) as f:
             for line in f:
                 record = json.loads(line)
                 if record.get("version") is not None:
                     decisions[record["version"]] = record
     out = []
     for version in model_store.versions(base_path):
-        version_dir = os.path.join(base_path, str(version))
-        metrics_path = os.path.join(version_dir, "metrics.json")
-        metrics = json.load(open(metrics_path)) if os.path.exists(metrics_path) else {}
+        version_dir = model_store.version_dir(base_path, version)
+        metrics_path = files.join(version_dir, "metrics.json")
+        metrics = files.read_json(metrics_path) if files.exists(metrics_path) else {}
         made_of = training.read_provenance(version_dir) or {}
         decision = decisions.get(version, {})
         out.append({
@@ -70,7 +69,7 @@ def main(argv=None) -> int:
     except (config_lib.ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    base_path = os.path.join(args.serving_dir or config.serving.serving_dir, config.serving.model_name)
+    base_path = files.join(args.serving_dir or config.serving.serving_dir, config.serving.model_name)
     records = describe(base_path)
     if args.json:
         print(json.dumps(records, indent=2))

@@ -333,18 +333,20 @@ def test_new_version_is_served_under_load_without_errors(served, trained, tmp_pa
     # Once loaded, version 2 is the latest and answers by default.
     rest = RestClient(server.rest_url, MODEL)
     for _ in range(60):
-        if [s["version"] for s in rest.status()["model_version_status"]] == ["1", "2"]:
+        if [(s["version"], s["state"]) for s in rest.status()["model_version_status"]] == [
+                ("2", "AVAILABLE"), ("1", "AVAILABLE")]:  # Newest first, as TF Serving lists them.
             break
         time.sleep(0.5)
     latest = rest.predict(instances=_b64(serialized.numpy().tolist()))["predictions"]
     np.testing.assert_allclose([p["scores"] for p in latest], expected[2], atol=1e-6)
     # A version removed from disk is unloaded.
     shutil.rmtree(base / "2")
+    unloaded = [("2", "END"), ("1", "AVAILABLE")]  # TF Serving keeps reporting an unloaded version as END.
     for _ in range(60):
-        if [s["version"] for s in rest.status()["model_version_status"]] == ["1"]:
+        if [(s["version"], s["state"]) for s in rest.status()["model_version_status"]] == unloaded:
             break
         time.sleep(0.5)
-    assert [s["version"] for s in rest.status()["model_version_status"]] == ["1"]
+    assert [(s["version"], s["state"]) for s in rest.status()["model_version_status"]] == unloaded
 
 
 def test_a_taken_port_is_refused_naming_it(served):

@@ -237,6 +237,8 @@ def test_metadata_is_the_stored_signature_map_and_needs_a_field(server):
     ("PUT", f"/v1/models/{MODEL}", 400, "Malformed request: PUT"),
     ("GET", f"/v1/models/{MODEL}/versions/18446744073709551616", 400, "Failed to convert version"),
     ("GET", f"/V1/MODELS/{MODEL}", 200, "AVAILABLE"),
+    ("GET", f"/v2/models/{MODEL}", 404, "Not found: GET"),  # TF Serving hands only /v1/ to its REST API.
+    ("POST", f"/models/{MODEL}:predict", 404, "Not found: POST"),
 ])
 def test_rest_status_codes_for_urls_and_methods(server, method, path, status, phrase):
     request = urllib.request.Request(server.rest_url + path, data=b"{}" if method != "GET" else None, method=method)

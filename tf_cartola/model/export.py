@@ -9,7 +9,7 @@ Signatures:
   transform_features  serialized tf.Example -> every transformed feature and `pro_probability`.
 """
 
-import os
+import posixpath
 import typing
 
 import tensorflow as tf
@@ -17,7 +17,8 @@ import tensorflow_transform as tft
 import tf_keras
 
 from tf_cartola import features as F
-from tf_cartola.model import requests
+from tf_cartola import files
+from tf_cartola.model import requests, store
 from tf_cartola.model.signatures import (
     CLASS_LABELS,
     CLASSIFY_METHOD,
@@ -169,9 +170,12 @@ def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_nam
     # TF2 saves every signature as `predict`; TF Serving's Classify API needs `classify`.
     updater = tf.compat.v1.saved_model.signature_def_utils.MethodNameUpdater(export_dir)
     updater.replace_method_name(signature_key=DEFAULT_SIGNATURE, method_name=CLASSIFY_METHOD, tags="serve")
+    # The updater holds the SavedModel and writes it back. TensorFlow's ram:// filesystem (our stand-in for
+    # object stores in tests) appends to a file opened for writing instead of replacing it: remove it first.
+    tf.io.gfile.remove(files.join(export_dir, store.SAVED_MODEL_FILE))
     updater.save()
     if warmup_records:
-        tf.io.gfile.makedirs(os.path.dirname(os.path.join(export_dir, WARMUP_FILE)))
-        with tf.io.TFRecordWriter(os.path.join(export_dir, WARMUP_FILE)) as writer:
+        tf.io.gfile.makedirs(posixpath.dirname(files.join(export_dir, WARMUP_FILE)))
+        with tf.io.TFRecordWriter(files.join(export_dir, WARMUP_FILE)) as writer:
             for log in requests.warmup_logs(warmup_records, model_name, used_raw_columns(feature_names)):
                 writer.write(log.SerializeToString())

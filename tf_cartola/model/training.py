@@ -1,11 +1,11 @@
 """Training, evaluation and blessing: `train(config) -> result`, the library behind tf_cartola.train."""
 
+import posixpath
 import dataclasses
 import datetime
 import hashlib
 import json
 import logging
-import os
 import typing
 
 import numpy as np
@@ -37,7 +37,7 @@ class PreprocessOutputError(RuntimeError):
 
 def read_manifest(preprocess_dir: str) -> dict:
     """The preprocessing manifest, checked to be valid and complete."""
-    path = os.path.join(preprocess_dir, "manifest.json")
+    path = files.join(preprocess_dir, "manifest.json")
     if not tf.io.gfile.exists(path):
         raise PreprocessOutputError(f"no manifest at {path}: run `python -m beam_jobs.preprocess` first")
     with tf.io.gfile.GFile(path) as f:
@@ -113,7 +113,7 @@ def provenance(manifest: dict, config: config_lib.Config) -> dict:
 
 def read_provenance(version_dir: str) -> typing.Optional[dict]:
     """A pushed version's provenance, or None for a version pushed without one."""
-    path = os.path.join(version_dir, PROVENANCE_FILE)
+    path = files.join(version_dir, PROVENANCE_FILE)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
@@ -138,17 +138,17 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
       {"nothing_changed": True, "version": that version, "version_dir": its folder}.
     """
     preprocess_dir = preprocess_dir or config.preprocess.output_dir
-    base_path = os.path.join(serving_dir or config.serving.serving_dir, config.serving.model_name)
+    base_path = files.join(serving_dir or config.serving.serving_dir, config.serving.model_name)
     hp = config.train
     feature_names = hp.feature_names()
     manifest = read_manifest(preprocess_dir)
     made_of = provenance(manifest, config)
     previous = model_store.versions(base_path)
     if previous and not force:
-        latest_dir = os.path.join(base_path, str(previous[-1]))
+        latest_dir = files.join(base_path, str(previous[-1]))
         if (read_provenance(latest_dir) or {}).get("fingerprint") == made_of["fingerprint"]:
             return {"nothing_changed": True, "version": previous[-1], "version_dir": latest_dir}
-    run_dir = run_dir or os.path.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
+    run_dir = run_dir or files.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
     artifacts = manifest["artifacts"]
     seconds = {}
     with timing.stage(seconds, "load"):
@@ -159,13 +159,13 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     with timing.stage(seconds, "train"):
         model, history = fit(feature_names, hp, train_split, eval_split)
     serialized, labels = load_raw(artifacts["raw_eval"])
-    export_dir = os.path.join(run_dir, "export")
+    export_dir = files.join(run_dir, "export")
     with timing.stage(seconds, "export"):
         export_model(model, tft_output, feature_names, export_dir, serialized, preprocess_dir, config.serving.model_name)
     with timing.stage(seconds, "evaluate"):
         threshold = config.blessing.decision_threshold
         candidate, scores = evaluate_export(export_dir, serialized, labels, threshold)
-        baseline = evaluate_export(os.path.join(base_path, str(previous[-1])), serialized, labels,
+        baseline = evaluate_export(files.join(base_path, str(previous[-1])), serialized, labels,
                                    threshold)[0] if previous else None
         reasons = bless(candidate, baseline, config.blessing)
     result = {
@@ -176,19 +176,19 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
         "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
         "epochs_run": len(history.history["loss"]), "seconds": seconds, "config": dataclasses.asdict(config),
     }
-    files.write_json(os.path.join(export_dir, "metrics.json"), candidate)
-    files.write_json(os.path.join(export_dir, PROVENANCE_FILE),
+    files.write_json(files.join(export_dir, "metrics.json"), candidate)
+    files.write_json(files.join(export_dir, PROVENANCE_FILE),
                 {**made_of, "preprocess_dir": preprocess_dir, "run_dir": run_dir,
                  "trained_at": datetime.datetime.utcnow().isoformat() + "Z"})
     if not reasons:
         with timing.stage(seconds, "push"):
             result["version"] = model_store.push(export_dir, base_path)
-            result["version_dir"] = os.path.join(base_path, str(result["version"]))
-    files.write_json(os.path.join(run_dir, "metrics.json"), candidate)
-    files.write_json(os.path.join(run_dir, "history.json"), history.history)
-    files.write_json(os.path.join(run_dir, "blessing.json"), result)
+            result["version_dir"] = files.join(base_path, str(result["version"]))
+    files.write_json(files.join(run_dir, "metrics.json"), candidate)
+    files.write_json(files.join(run_dir, "history.json"), history.history)
+    files.write_json(files.join(run_dir, "blessing.json"), result)
     with timing.stage(seconds, "report"):
-        result["report"] = report.write_report(os.path.join(run_dir, "report.html"), preprocess_dir, run_dir, labels,
+        result["report"] = report.write_report(files.join(run_dir, "report.html"), preprocess_dir, run_dir, labels,
                                                scores)
     append_decision(base_path, result)
     result["model"] = model  # In-process use only (comparisons, notebooks); not serialized.
@@ -224,7 +224,7 @@ def export_model(model, tft_output, feature_names, export_dir: str, serialized_e
 def append_decision(base_path: str, result: dict) -> None:
     """Appends the blessing decision to `<base_path>.decisions.jsonl` (also on gs://)."""
     decisions = f"{base_path.rstrip('/')}.decisions.jsonl"
-    tf.io.gfile.makedirs(os.path.dirname(decisions))
+    tf.io.gfile.makedirs(posixpath.dirname(decisions))
     record = {k: result[k] for k in ("run_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
                                      "version")}
     with tf.io.gfile.GFile(decisions, "a") as f:
