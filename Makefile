@@ -14,7 +14,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
 
-.PHONY: setup system-packages demo demo-db test notebook clean
+.PHONY: setup system-packages worker-env demo demo-db test test-production notebook clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,21 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# A Beam worker's environment, as a distributed runner's workers get it: the package's wheel installed
+# with the dependencies its install_requires resolves (pinned by constraints.txt), no dev requirements,
+# no checkout on sys.path. The dependencies are kept between runs; the package is reinstalled each time.
+WORKER_VENV := .venv-worker
+WORKER_WHEELS := build/worker-wheel
+worker-env: $(STAMP)
+	test -x $(WORKER_VENV)/bin/python || $(PYTHON) -m venv $(WORKER_VENV)
+	$(WORKER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	rm -rf $(WORKER_WHEELS)
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(WORKER_WHEELS) .
+	$(WORKER_VENV)/bin/python -m pip uninstall --quiet --yes tf_cartola 2>/dev/null || true
+	cd / && $(CURDIR)/$(WORKER_VENV)/bin/python -m pip install --quiet -c $(CURDIR)/constraints.txt \
+	  $(CURDIR)/$(WORKER_WHEELS)/tf_cartola-*.whl
+	$(WORKER_VENV)/bin/python -m pip check
+
 demo: $(STAMP)
 	mkdir -p data
 	$(PY) -m tf_cartola.data.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
@@ -50,6 +65,10 @@ demo-db: $(STAMP) system-packages
 
 test: $(STAMP) system-packages
 	$(PY) -m pytest -q
+
+# The production path: the Beam jobs on a worker pool whose environment is the package alone.
+test-production: worker-env system-packages
+	$(PY) -m pytest -q -m worker_pool
 
 # Jupyter's front end is not needed by the tests (they run the notebook with nbclient).
 notebook: $(STAMP)

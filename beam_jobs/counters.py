@@ -23,6 +23,14 @@ def bad_row_counts(counters: typing.Mapping[str, int]) -> typing.Dict[typing.Tup
             if name.startswith(_BAD_PREFIX) and n}
 
 
+def runner_counters(result) -> list:
+    """Every counter a finished pipeline reports: the runner's own (per-step execution times) as well as
+    the user counters where the runner offers them (the direct runner's `monitoring_metrics()`), else the
+    runner-independent `metrics()`, which is all a portable or Dataflow result has."""
+    metrics = getattr(result, "monitoring_metrics", result.metrics)()
+    return metrics.query()["counters"]
+
+
 def of(result) -> dict:
     """The counters (namespace NAMESPACE) of a finished pipeline, by name."""
     out = {}

@@ -16,6 +16,8 @@ def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
     """Raises UnknownFlag for a flag Beam would discard (it only logs them), naming the closest known one."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from beam_jobs import workers  # noqa: F401  Registers --worker_start_timeout with Beam's options.
+
     options = PipelineOptions(beam_args)
     known = options.get_all_options(retain_unknown_options=False)
     unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
@@ -36,13 +38,14 @@ def add_database_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typing.Callable) -> int:
     """Runs a job's `run(argv)` and returns the exit status: 0 done, 1 anomalies (their table on
-    stderr), 2 bad arguments, config, baseline or input (one line on stderr).
+    stderr), 2 bad arguments, config, baseline, input or workers that cannot run the job (one line on stderr).
 
     Args:
       show: called with (manifest, passed) to print what the job found.
     """
     args, _ = parser.parse_known_args(argv)
     cli.setup_logging(args.verbose)
+    from beam_jobs import workers
     from beam_jobs.outputs import AnomaliesFound
     from tf_cartola import baseline
     from tf_cartola import config as config_lib
@@ -54,7 +57,8 @@ def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typi
         show(e.manifest, False)
         print(f"Anomalies found; statistics and anomalies are written.\n{e}", file=sys.stderr)
         return 1
-    except (config_lib.ConfigError, FileNotFoundError, rows.InputError, UnknownFlag, baseline.BaselineError) as e:
+    except (config_lib.ConfigError, FileNotFoundError, rows.InputError, UnknownFlag, baseline.BaselineError,
+            workers.WorkersUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     show(manifest, True)

@@ -31,7 +31,8 @@ import sys
 from beam_jobs import job_cli
 from tf_cartola import cli
 
-EXIT_STATUS = "0 valid and transformed, 1 anomalies found, 2 bad arguments, config or input"
+EXIT_STATUS = ("0 valid and transformed, 1 anomalies found, 2 bad arguments, config, input or workers that cannot "
+               "start (--worker_start_timeout)")
 
 
 def _parser() -> argparse.ArgumentParser:

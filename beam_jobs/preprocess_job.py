@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import counters as counters_lib
 from beam_jobs import inputs as inputs_lib
+from beam_jobs import workers
 from beam_jobs.outputs import AnomaliesFound, Layout
 from beam_jobs.preprocess_checks import validate_splits
 from beam_jobs.preprocess_pipeline import run_pipeline
@@ -78,6 +79,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     serving = (config or config_lib.Config()).serving
     baseline = baseline_lib.resolve(cfg.baseline, serving.serving_dir, serving.model_name)
     layout = Layout(cfg.output_dir)
+    runner = workers.runner(options)
     seconds = {}
     temp_dir = layout.path("tmp")
     with contextlib.ExitStack() as held:  # A database snapshot stays open while the pipeline reads it.
@@ -91,7 +93,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
             run_pipeline, cfg, layout, parts, options, temp_dir,
         )
     tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
-    seconds.update(busy)
+    seconds.update(busy or {})
     bad = counters_lib.bad_row_counts(counters)
     log.info("rows: %s", {k: v for k, v in counters.items() if ":" not in k})
     against = cfg.schema + (f" and {baseline.description}" if baseline else "")
@@ -112,6 +114,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         "baseline": baseline.summary() if baseline else None,
         "drift": drifts,
         "seconds": seconds,
+        "runner": {**runner, "not_reported": [] if busy else ["stage seconds"]},
         "versions": _versions(),
         "artifacts": {
             "schema": layout.path("schema.pbtxt"),

@@ -32,16 +32,17 @@ _STAGE_OF_STEP = {
 }
 
 
-def _stage_seconds(result) -> dict:
-    """Busy seconds per stage inside the pipeline, from the runner's per-step execution times."""
+def _stage_seconds(result) -> typing.Optional[dict]:
+    """Busy seconds per stage inside the pipeline, from the runner's per-step execution times; None when the
+    runner reports none (the portable, Flink, Spark and Dataflow runners report user metrics only)."""
     seconds = {}
-    for counter in result.monitoring_metrics().query()["counters"]:
+    for counter in counters_lib.runner_counters(result):
         if not counter.key.metric.name.endswith("ptransform_execution_time:total_msecs:v1") or not counter.key.step:
             continue
         stage = _STAGE_OF_STEP.get(counter.key.step.split("/")[0].split("[")[0])
         if stage:
             seconds[stage] = seconds.get(stage, 0.0) + (counter.committed or 0) / 1000
-    return {k: round(v, 2) for k, v in seconds.items()}
+    return {k: round(v, 2) for k, v in seconds.items()} or None
 
 
 def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence) -> None:
@@ -97,11 +98,11 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
 
 
 def run_pipeline(cfg, layout: Layout, parts: typing.Sequence, options: PipelineOptions,
-                 temp_dir: str) -> typing.Tuple[dict, dict]:
+                 temp_dir: str) -> typing.Tuple[dict, typing.Optional[dict]]:
     """Runs `build_pipeline` (after clearing a previous run's transform outputs).
 
     Returns:
-      (counters, busy seconds per stage).
+      (counters, busy seconds per stage or None where the runner does not report them).
     """
     import tensorflow as tf
     import tensorflow_transform.beam as tft_beam

@@ -22,7 +22,8 @@ import sys
 from beam_jobs import job_cli
 from tf_cartola import cli
 
-EXIT_STATUS = "0 valid, 1 anomalies, drift or bad rows found, 2 bad arguments, config, baseline or input"
+EXIT_STATUS = ("0 valid, 1 anomalies, drift or bad rows found, 2 bad arguments, config, baseline, input or "
+               "workers that cannot start (--worker_start_timeout)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import counters as counters_lib
 from beam_jobs import inputs as inputs_lib
-from beam_jobs import transforms
+from beam_jobs import transforms, workers
 from beam_jobs.outputs import AnomaliesFound, Layout
 from tf_cartola import files
 from tf_cartola.data import postgres
@@ -87,6 +87,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
         raise ValueError(f"unknown format {fmt!r}; one of {list(FORMATS)}")
     started = time.perf_counter()
     layout = Layout(output_dir)
+    runner = workers.runner(options)
     log.info("step 1/3: fingerprinting %s", inputs_lib.shown(input_pattern))
     with inputs_lib.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
         log.info("step 2/3: reading %d part(s) (%s) and computing statistics", len(parts), fmt)
@@ -118,6 +119,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
         "drift": {"data vs baseline": drift.to_json(checks)},
         "valid": not rows,
         "seconds": {"total": round(time.perf_counter() - started, 2)},
+        "runner": {**runner, "not_reported": []},
         "artifacts": {"stats": layout.stats("data"), "anomalies": layout.anomalies("data"),
                       "bad_rows": layout.path("bad_rows", "bad_rows") + "*"},
     }
