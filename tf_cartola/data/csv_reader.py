@@ -63,6 +63,20 @@ def to_records(batch: pa.RecordBatch) -> typing.List[dict]:
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
+def dense_column(batch: pa.RecordBatch, name: str) -> np.ndarray:
+    """One column of a typed batch as a flat array, one value per row: numbers as float64 with NaN where
+    missing (ids and labels are never missing), `pixels` as bytes with b"" where missing."""
+    column = batch.column(batch.schema.get_field_index(name))
+    present = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False) > 0
+    values = column.flatten().to_numpy(zero_copy_only=False)  # At most one value per row.
+    if F.column_kind(name) == "string":
+        out = np.full(len(column), b"", dtype=object)
+    else:
+        out = np.full(len(column), np.nan)
+    out[present] = values
+    return out
+
+
 def _columns(header: typing.Sequence[str]) -> typing.List[str]:
     """The contract columns a file's batches carry: those its header has, in contract order."""
     return [c for c in F.CSV_COLUMNS if c in header]

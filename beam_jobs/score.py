@@ -1,0 +1,80 @@
+"""Scores every user of a CSV (file, glob or gs://) or a PostgreSQL table with a pushed model, in one Beam job.
+
+Locally (DirectRunner):
+
+    python -m beam_jobs.score --input data/cartola.csv --serving_dir serving_models --output runs/score/scores
+    python -m beam_jobs.score --input postgresql://cartola@db:5432/cartola --table users \
+        --model_dir serving_models/cartola_pro/3 --db postgresql://cartola@db:5432/cartola --scores_table scores
+
+On Dataflow add `--runner DataflowRunner --project P --region R --temp_location gs://B/tmp` and the
+worker image or `--setup_file ./setup.py` (README, "Beyond one machine"); inputs, the model and the output
+on gs://. The model is the latest version of --model_name under --serving_dir unless --version or
+--model_dir says otherwise. Writes `<output>-NNNNN-of-NNNNN.csv` (GLOBO_ID, pro_probability, model_name,
+model_version), the rows set aside in `<prefix>.bad-*.jsonl` and `<prefix>.manifest.json`, where the prefix
+is --output, else --scores_table. Any flag this module does not know goes to Beam's PipelineOptions.
+"""
+
+import argparse
+import json
+import sys
+
+from beam_jobs import job_cli
+from tf_cartola import cli
+
+EXIT_STATUS = ("0 scored, 2 bad arguments, config, input, no model version or workers that cannot start "
+               "(--worker_start_timeout)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = cli.parser("beam_jobs.score", __doc__, EXIT_STATUS, config=True)
+    parser.add_argument("--input", required=True, help="CSV path or glob (any Beam filesystem), or "
+                        "postgresql://USER@HOST:PORT/DB with --table or --query")
+    job_cli.add_database_flags(parser)
+    parser.add_argument("--serving_dir", help="where versions are pushed; default from the config")
+    parser.add_argument("--model_name", help="default from the config")
+    parser.add_argument("--version", type=int, help="score with this version (default: the latest)")
+    parser.add_argument("--model_dir", help="score with this SavedModel folder instead")
+    parser.add_argument("--output", help="prefix of the CSV shards of scores")
+    parser.add_argument("--db", help="also (or instead) upsert the scores into this postgresql:// database")
+    parser.add_argument("--scores_table", default="scores", help="with --db (default: %(default)s)")
+    return parser
+
+
+def run(argv=None) -> dict:
+    """Parses the command line, runs `score_job.score` and returns its manifest.
+
+    Raises:
+      job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
+      score_job.NoModel: no model version where the flags point.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_jobs import inputs as inputs_lib
+    from beam_jobs import score_job
+    from tf_cartola import config as config_lib
+
+    parser = _parser()
+    args, beam_args = parser.parse_known_args(argv)
+    job_cli.check_beam_flags(beam_args, parser)
+    if not args.output and not args.db:
+        parser.error("nowhere to write the scores: give --output and/or --db")
+    config = config_lib.load(args.config)
+    model = score_job.find_model(args.serving_dir or config.serving.serving_dir,
+                                 args.model_name or config.serving.model_name, args.version, args.model_dir)
+    database = inputs_lib.DatabaseInput(args.table, args.query, args.partitions or config.preprocess.partitions)
+    return score_job.score(args.input, model, PipelineOptions(beam_args), args.output, args.db, args.scores_table,
+                           database)
+
+
+def _show(manifest: dict, passed: bool) -> None:
+    if passed:
+        print(json.dumps({k: manifest[k] for k in ("model", "rows", "outputs", "seconds")}, indent=2))
+
+
+def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
+    return job_cli.main(_parser(), run, argv, _show)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Scoring every user with a pushed model, as a Beam job (CLI: beam_jobs.score).
+
+The users are read by the preprocessing job's reader (files in line ranges, or a table in partitions;
+the same typing, bad rows quarantined with their reasons), only the columns the model takes. Beam's
+RunInference calls the model on each typed record batch through `RawBatchModelHandler`: the
+SavedModel's `predict_raw` signature fed the batch's columns as tensors, one signature call per batch
+and no tf.Example encoding (bench/score.py measures it against tfx_bsl's RunInference over serialized
+examples). Scores go to CSV shards and/or a database table; the manifest records what was scored, by
+which model, and what was set aside.
+"""
+
+import dataclasses
+import logging
+import time
+import typing
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference import base as inference
+
+from beam_jobs import counters as counters_lib
+from beam_jobs import inputs as inputs_lib
+from beam_jobs import transforms, workers
+from tf_cartola import features as F
+from tf_cartola import files
+from tf_cartola.data import csv_reader, postgres
+from tf_cartola.model import store as model_store
+from tf_cartola.model.signatures import PROBABILITY, RAW_SIGNATURE
+
+log = logging.getLogger(__name__)
+
+CSV_HEADER = (F.ID_KEY, "pro_probability", "model_name", "model_version")
+
+
+class NoModel(FileNotFoundError):
+    """No model version where the job was told to look."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The model version that scores: its name, number (None for an export outside a serving folder) and
+    folder."""
+
+    name: str
+    version: typing.Optional[int]
+    path: str
+
+
+def find_model(serving_dir: typing.Optional[str], model_name: str, version: typing.Optional[int] = None,
+               model_dir: typing.Optional[str] = None) -> Model:
+    """The model to score with: `model_dir` as it is, else version `version` (default: the latest) of
+    `model_name` under `serving_dir`.
+
+    Raises:
+      NoModel: no such version (or no version at all).
+    """
+    if model_dir:
+        if not files.exists(files.join(model_dir, model_store.SAVED_MODEL_FILE)):
+            raise NoModel(f"no SavedModel in {model_dir}")
+        name = model_dir.rstrip("/").rsplit("/", 1)[-1]
+        return Model(model_name, int(name) if name.isdigit() else None, model_dir)
+    base_path = files.join(serving_dir, model_name)
+    found = model_store.versions(base_path)
+    if not found:
+        raise NoModel(f"no version of {model_name} under {serving_dir}")
+    if version is not None and version not in found:
+        raise NoModel(f"no version {version} of {model_name} under {serving_dir} (there are {found})")
+    chosen = found[-1] if version is None else version
+    return Model(model_name, chosen, model_store.version_dir(base_path, chosen))
+
+
+def raw_inputs(model_path: str) -> typing.List[str]:
+    """The raw columns the model's `predict_raw` signature takes."""
+    import tensorflow as tf
+
+    return sorted(tf.saved_model.load(model_path).signatures[RAW_SIGNATURE].structured_input_signature[1])
+
+
+def batch_tensors(batch, columns: typing.Sequence[str]) -> dict:
+    """A typed record batch's `columns` as the `predict_raw` tensors: numbers float32 (NaN = missing),
+    `pixels` strings ("" = missing)."""
+    import tensorflow as tf
+
+    out = {}
+    for name in columns:
+        values = csv_reader.dense_column(batch, name)
+        out[name] = tf.constant(values, tf.string if name == F.PIXELS else tf.float32)
+    return out
+
+
+class RawBatchModelHandler(inference.ModelHandler):
+    """RunInference's handler for a tf_cartola export: each element is a typed record batch, scored by one
+    call of the `predict_raw` signature; the inference is the batch's PRO probabilities."""
+
+    def __init__(self, model_path: str, columns: typing.Sequence[str]):
+        super().__init__()
+        self._path, self._columns = model_path, tuple(columns)
+
+    def load_model(self):
+        import tensorflow as tf
+
+        return tf.saved_model.load(self._path)
+
+    def run_inference(self, batch, model, inference_args=None):
+        fn = model.signatures[RAW_SIGNATURE]
+        return [inference.PredictionResult(rows, fn(**batch_tensors(rows, self._columns))[PROBABILITY].numpy())
+                for rows in batch]
+
+    def get_num_bytes(self, batch) -> int:
+        return sum(rows.nbytes for rows in batch)
+
+    def batch_elements_kwargs(self):
+        return {"max_batch_size": 1}  # An element is already a batch of thousands of rows.
+
+
+def _csv_lines(result: inference.PredictionResult, model: Model):
+    ids = csv_reader.dense_column(result.example, F.ID_KEY).astype(np.int64)
+    version = "" if model.version is None else str(model.version)
+    return [f"{i},{p:.6f},{model.name},{version}" for i, p in zip(ids.tolist(), result.inference.tolist())]
+
+
+class UpsertScoresFn(beam.DoFn):
+    """Upserts each scored batch into a table (postgres.ScoresTable): one transaction per batch."""
+
+    def __init__(self, url: str, table: str, model: Model):
+        self._url, self._table_name, self._model = url, table, model
+        self._table = None
+
+    def setup(self):
+        self._table = postgres.ScoresTable(self._url, self._table_name)
+
+    def process(self, result: inference.PredictionResult):
+        ids = csv_reader.dense_column(result.example, F.ID_KEY).astype(np.int64)
+        self._table.upsert(ids, result.inference, self._model.name, self._model.version)
+
+    def teardown(self):
+        if self._table:
+            self._table.close()
+
+
+class _CountScored(beam.DoFn):
+    def __init__(self):
+        self._scored = Metrics.counter(counters_lib.NAMESPACE, "rows_scored")
+
+    def process(self, result: inference.PredictionResult):
+        self._scored.inc(len(result.inference))
+        yield result
+
+
+def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequence[str], database: bool,
+                   output: typing.Optional[str], quarantine: str, db: typing.Optional[str], table: str) -> None:
+    """Adds the steps that read, score and write to `p`."""
+    import functools
+
+    read = functools.partial(postgres.read_partition if database else transforms.read_csv_range,
+                             required=(F.ID_KEY, *columns))
+    parsed = p | "ReadRows" >> transforms.ReadRows(parts, read)
+    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(quarantine)
+    scored = (parsed["rows"]
+              | "RunInference" >> inference.RunInference(RawBatchModelHandler(model.path, columns))
+              | "CountScored" >> beam.ParDo(_CountScored()))
+    if output:
+        _ = (scored
+             | "ToCsvLines" >> beam.FlatMap(_csv_lines, model)
+             | "WriteScores" >> beam.io.WriteToText(output, file_name_suffix=".csv", header=",".join(CSV_HEADER)))
+    if db:
+        _ = scored | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model))
+
+
+def score(input_location: str, model: Model, options, output: typing.Optional[str] = None,
+          db: typing.Optional[str] = None, scores_table: str = "scores",
+          database: typing.Optional[inputs_lib.DatabaseInput] = None) -> dict:
+    """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else the table).
+
+    Args:
+      input_location: CSV path or glob (any Beam filesystem), or a postgresql:// URL.
+      model: the version that scores (find_model).
+      options: Beam pipeline options.
+      output: write CSV shards `<output>-NNNNN-of-NNNNN.csv`.
+      db, scores_table: upsert the scores into this table (postgresql:// URL).
+      database: the table or query and partitions, for a postgresql:// input.
+
+    Returns:
+      The manifest.
+
+    Raises:
+      rows.InputError, FileNotFoundError: the input cannot be read as the model needs it.
+      ValueError: neither `output` nor `db`.
+    """
+    if not output and not db:
+        raise ValueError("nowhere to write scores: give --output and/or --db")
+    started = time.perf_counter()
+    prefix = output or scores_table
+    quarantine = f"{prefix}.bad"
+    runner = workers.runner(options)
+    columns = raw_inputs(model.path)
+    log.info("scoring with %s version %s (%s), columns %s", model.name, model.version, model.path, columns)
+    with inputs_lib.open_inputs(input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database) as (inputs, parts):
+        log.info("reading %d part(s) of %s", len(parts), inputs_lib.shown(input_location))
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, parts, model, columns, postgres.is_database(input_location), output, quarantine, db,
+                           scores_table)
+    counters = counters_lib.of(p.result)
+    rows = {"read": counters.get("rows_read", 0), "scored": counters.get("rows_scored", 0),
+            "bad": counters.get("bad_rows", 0)}
+    manifest = {
+        "input": inputs_lib.shown(input_location), "inputs": inputs,
+        "model": dataclasses.asdict(model), "columns": columns, "rows": rows,
+        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in counters_lib.bad_row_counts(counters).items()},
+        "outputs": {"scores": f"{output}-*.csv" if output else None, "quarantine": f"{quarantine}*.jsonl",
+                    "table": f"{postgres.masked(db)} {scores_table}" if db else None},
+        "runner": {**runner, "not_reported": []},
+        "seconds": {"total": round(time.perf_counter() - started, 2)},
+    }
+    files.write_json(f"{prefix}.manifest.json", manifest)
+    if rows["scored"] + rows["bad"] != rows["read"]:  # Nothing may be lost between reading and writing.
+        raise RuntimeError(f"rows read {rows['read']} != scored {rows['scored']} + set aside {rows['bad']}")
+    return manifest

@@ -1,0 +1,130 @@
+"""beam_jobs.score: every user scored by RunInference as the served model scores them, nothing lost."""
+
+import csv
+import glob
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psycopg
+import pytest
+
+from beam_jobs import score
+from tf_cartola import features as F, rows
+from tf_cartola.data import csv_reader, examples
+from tf_cartola.model import scoring, store
+
+from tests.helpers import CONFIG
+
+
+def _scores(prefix) -> dict:
+    """{GLOBO_ID: (probability, model_name, model_version)} of the job's CSV shards (each has the header)."""
+    out = {}
+    for path in sorted(glob.glob(f"{prefix}-*-of-*.csv")):
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            assert next(reader) == ["GLOBO_ID", "pro_probability", "model_name", "model_version"]
+            for gid, p, name, version in reader:
+                assert int(gid) not in out
+                out[int(gid)] = (float(p), name, version)
+    return out
+
+
+def _in_process(model_dir, csv_path) -> dict:
+    """{GLOBO_ID: probability} of the export's serving_default signature on the CSV's rows."""
+    with open(csv_path, "rb") as f:
+        records = [r for chunk in csv_reader.read_csv(f, csv_path) for r in csv_reader.to_records(chunk.batch)]
+    _, score_fn = scoring.load_scorer(model_dir)
+    probabilities = score_fn([examples.to_example(r) for r in records])
+    return {r[F.ID_KEY]: p for r, p in zip(records, probabilities)}
+
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    """A serving folder with versions 1 and 2 of the trained export."""
+    _, result = trained
+    serving_dir = tmp_path_factory.mktemp("serving")
+    for _ in range(2):
+        store.push(result["export_dir"], str(serving_dir / "cartola_pro"))
+    return str(serving_dir), result["export_dir"]
+
+
+def test_every_row_is_scored_as_the_served_model_scores_it(served, small_csv, tmp_path):
+    serving_dir, export_dir = served
+    manifest = score.run(["--config", CONFIG, "--input", small_csv, "--serving_dir", serving_dir,
+                          "--output", str(tmp_path / "scores")])
+    got = _scores(tmp_path / "scores")
+    want = _in_process(export_dir, small_csv)
+    assert got.keys() == want.keys()
+    np.testing.assert_allclose([got[i][0] for i in want], list(want.values()), atol=1e-6)
+    assert {(name, version) for _, name, version in got.values()} == {("cartola_pro", "2")}  # The latest.
+    assert manifest["model"] == {"name": "cartola_pro", "version": 2, "path": f"{serving_dir}/cartola_pro/2"}
+    assert manifest["rows"] == {"read": len(want), "scored": len(want), "bad": 0}
+    assert manifest["inputs"][0]["fingerprint"]
+    assert json.loads((tmp_path / "scores.manifest.json").read_text()) == manifest
+
+
+def test_a_version_is_scored_when_asked_and_no_version_is_one_line_and_status_2(served, small_csv, tmp_path, capsys):
+    serving_dir, _ = served
+    score.run(["--input", small_csv, "--serving_dir", serving_dir, "--version", "1", "--output",
+               str(tmp_path / "v1")])
+    assert {v for _, _, v in _scores(tmp_path / "v1").values()} == {"1"}
+    capsys.readouterr()
+    assert score.main(["--input", small_csv, "--serving_dir", str(tmp_path / "empty"), "--output",
+                       str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: no version of cartola_pro under {tmp_path / 'empty'}"]
+    assert score.main(["--input", small_csv, "--serving_dir", serving_dir, "--version", "9", "--output",
+                       str(tmp_path / "none")]) == 2
+    assert "no version 9 of cartola_pro" in capsys.readouterr().err
+    assert not glob.glob(str(tmp_path / "none*"))
+
+
+def test_bad_lines_are_set_aside_with_their_reasons_and_the_rest_is_scored(served, small_csv, tmp_path):
+    serving_dir, _ = served
+    lines = open(small_csv).read().splitlines()
+    corrupt = tmp_path / "corrupt.csv"
+    header = lines[0].split(",")
+    broken = lines[5].split(",")
+    broken[header.index("avg_3")] = "not-a-number"
+    short = lines[9].rsplit(",", 3)[0]
+    corrupt.write_text("\n".join([*lines[:5], ",".join(broken), *lines[6:9], short, *lines[10:]]) + "\n")
+    manifest = score.run(["--input", str(corrupt), "--serving_dir", serving_dir, "--output", str(tmp_path / "s")])
+    bad = [json.loads(line) for path in glob.glob(str(tmp_path / "s.bad-*.jsonl")) for line in open(path)]
+    assert sorted((b["line_number"], b["kind"]) for b in bad) == [(6, rows.NOT_A_NUMBER), (10, rows.WRONG_FIELD_COUNT)]
+    assert manifest["rows"] == {"read": len(lines) - 1, "scored": len(lines) - 3, "bad": 2}
+    assert len(_scores(tmp_path / "s")) == len(lines) - 3
+
+
+def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_cleanly(served, pg_env, small_csv,
+                                                                                          tmp_path):
+    from tf_cartola.data import local_postgres
+
+    serving_dir, _ = served
+    local_postgres.load_csv(pg_env.url, pg_env.password, "score_users", small_csv)
+    command = [sys.executable, "-m", "beam_jobs.score", "--config", CONFIG, "--input", pg_env.url,
+               "--table", "score_users", "--partitions", "30", "--serving_dir", serving_dir, "--db", pg_env.url, "--scores_table", "monthly"]
+    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with psycopg.connect(pg_env.url, autocommit=True) as conn:
+        count = 0
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and job.poll() is None and not count:
+            if conn.execute("SELECT to_regclass('monthly')").fetchone()[0]:
+                count = conn.execute("SELECT count(*) FROM monthly").fetchone()[0]
+            time.sleep(0.02)
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+        total = conn.execute("SELECT count(*) FROM score_users").fetchone()[0]
+        killed_at = conn.execute("SELECT count(*) FROM monthly").fetchone()[0]
+        assert 0 < killed_at < total  # Killed midway, after some partitions (each one transaction).
+        for _ in range(2):  # The rerun, then the same month again.
+            assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
+        rows, users, models = conn.execute(
+            'SELECT count(*), count(DISTINCT "GLOBO_ID"), count(DISTINCT model_name) FROM monthly').fetchone()
+        assert rows == users == total and models == 1
+        assert conn.execute("SELECT DISTINCT model_version FROM monthly").fetchall() == [(2,)]
+    manifest = json.loads((tmp_path / "monthly.manifest.json").read_text())
+    assert manifest["rows"]["scored"] == total and manifest["outputs"]["table"].endswith(" monthly")
