@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from beam_jobs import preprocess, validate
+from beam_jobs import preprocess, score, validate
 from tf_cartola import features as F
 from tf_cartola.loopback import free_port
 
@@ -147,7 +147,7 @@ def _worker_venv() -> str:
 
 
 @pytest.mark.worker_pool
-def test_the_jobs_run_on_workers_installed_from_the_package_alone(preprocess_run, small_csv, tmp_path):
+def test_the_jobs_run_on_workers_installed_from_the_package_alone(preprocess_run, trained, small_csv, tmp_path):
     venv = _worker_venv()
     site = subprocess.run([os.path.join(venv, "bin", "python"), "-c", "import tf_cartola; print(tf_cartola.__file__)"],
                           cwd=tmp_path, capture_output=True, text=True, check=True,
@@ -159,7 +159,10 @@ def test_the_jobs_run_on_workers_installed_from_the_package_alone(preprocess_run
         out = tmp_path / "external"
         manifest = _preprocess(small_csv, out, *external)
         checked = _validate(small_csv, direct_dir, tmp_path / "validate", *external)
+        scored = score.run(["--input", small_csv, "--model_dir", trained[1]["export_dir"], "--output",
+                            str(tmp_path / "scores"), *external])
     assert_same_outputs(direct, direct_dir, manifest, str(out))
+    assert scored["rows"] == {"read": direct["rows"]["read"], "scored": direct["rows"]["read"], "bad": 0}
     [worker] = manifest["runner"]["workers"]
     assert worker["tf_cartola"] == site and worker["python"].startswith(venv)
     assert checked["valid"] and checked["rows"]["read"] == direct["rows"]["read"]

@@ -67,6 +67,16 @@ def test_every_row_is_scored_as_the_served_model_scores_it(served, small_csv, tm
     assert json.loads((tmp_path / "scores.manifest.json").read_text()) == manifest
 
 
+def test_the_portable_runner_scores_what_the_direct_runner_scores(served, small_csv, tmp_path):
+    serving_dir, _ = served
+    common = ["--input", small_csv, "--serving_dir", serving_dir]
+    direct = score.run([*common, "--output", str(tmp_path / "direct")])
+    portable = score.run([*common, "--output", str(tmp_path / "portable"), "--runner=PortableRunner",
+                          "--job_endpoint=embed", "--environment_type=LOOPBACK"])
+    assert portable["rows"] == direct["rows"] and portable["runner"]["name"] == "PortableRunner"
+    assert _scores(tmp_path / "portable") == _scores(tmp_path / "direct")
+
+
 def test_a_version_is_scored_when_asked_and_no_version_is_one_line_and_status_2(served, small_csv, tmp_path, capsys):
     serving_dir, _ = served
     score.run(["--input", small_csv, "--serving_dir", serving_dir, "--version", "1", "--output",
