@@ -36,6 +36,21 @@ def add_database_flags(parser: argparse.ArgumentParser) -> None:
                         "parallel (config default: 4)")
 
 
+def add_serving_flags(parser: argparse.ArgumentParser) -> None:
+    """--serving_dir and --model_name: where the served model is (they override the config's serving
+    section, as tf_cartola.train's --serving_dir does)."""
+    parser.add_argument("--serving_dir", help="where model versions are pushed (the served baseline, the model "
+                        "that scores); default from the config")
+    parser.add_argument("--model_name", help="the served model's name; default from the config")
+
+
+def with_serving_flags(config, args):
+    """The config with the serving section's values the command line gave."""
+    from tf_cartola import config as config_lib
+
+    return config_lib.override(config, "serving", serving_dir=args.serving_dir, model_name=args.model_name)
+
+
 def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typing.Callable) -> int:
     """Runs a job's `run(argv)` and returns the exit status: 0 done, 1 anomalies (their table on
     stderr), 2 bad arguments, config, baseline, input or workers that cannot run the job (one line on stderr).

@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                         'output; "served" (the default) is the latest served version, "none" skips it')
     parser.add_argument("--infer_schema", action="store_true", help="also write a schema inferred from train stats")
     parser.add_argument("--no_fail_on_anomalies", action="store_true", help="report anomalies but go on")
+    job_cli.add_serving_flags(parser)
     return parser
 
 
@@ -62,7 +63,7 @@ def run(argv=None) -> dict:
 
     args, beam_args = _parser().parse_known_args(argv)
     job_cli.check_beam_flags(beam_args, _parser())
-    config = config_lib.load(args.config)
+    config = job_cli.with_serving_flags(config_lib.load(args.config), args)
     config = config_lib.override(
         config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema, baseline=args.baseline,
         table=args.table, query=args.query, partitions=args.partitions,

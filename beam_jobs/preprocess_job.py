@@ -78,6 +78,11 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     started = time.perf_counter()
     serving = (config or config_lib.Config()).serving
     baseline = baseline_lib.resolve(cfg.baseline, serving.serving_dir, serving.model_name)
+    missing = None
+    if baseline is None and cfg.baseline == "served":  # Said, not skipped silently: the monthly drift check.
+        missing = (f"no served version of {serving.model_name} under {serving.serving_dir} carries a baseline: "
+                   "the train split is not compared with one (give --serving_dir, or --baseline none on a first run)")
+        log.warning(missing)
     layout = Layout(cfg.output_dir)
     runner = workers.runner(options)
     seconds = {}
@@ -112,6 +117,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows],
         "valid": not anomaly_rows,
         "baseline": baseline.summary() if baseline else None,
+        "baseline_missing": missing,
         "drift": drifts,
         "seconds": seconds,
         "runner": {**runner, "not_reported": [] if busy else ["stage seconds"]},

@@ -30,8 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, help="CSV path or glob (any Beam filesystem), or "
                         "postgresql://USER@HOST:PORT/DB with --table or --query")
     job_cli.add_database_flags(parser)
-    parser.add_argument("--serving_dir", help="where versions are pushed; default from the config")
-    parser.add_argument("--model_name", help="default from the config")
+    job_cli.add_serving_flags(parser)
     parser.add_argument("--version", type=int, help="score with this version (default: the latest)")
     parser.add_argument("--model_dir", help="score with this SavedModel folder instead")
     parser.add_argument("--output", help="prefix of the CSV shards of scores")
@@ -58,9 +57,9 @@ def run(argv=None) -> dict:
     job_cli.check_beam_flags(beam_args, parser)
     if not args.output and not args.db:
         parser.error("nowhere to write the scores: give --output and/or --db")
-    config = config_lib.load(args.config)
-    model = score_job.find_model(args.serving_dir or config.serving.serving_dir,
-                                 args.model_name or config.serving.model_name, args.version, args.model_dir)
+    config = job_cli.with_serving_flags(config_lib.load(args.config), args)
+    model = score_job.find_model(config.serving.serving_dir, config.serving.model_name, args.version,
+                                 args.model_dir)
     database = inputs_lib.DatabaseInput(args.table, args.query, args.partitions or config.preprocess.partitions)
     return score_job.score(args.input, model, PipelineOptions(beam_args), args.output, args.db, args.scores_table,
                            database)

@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                         help='a model version or preprocessing output; "served" (the default) is the latest '
                              "served version of the configured model")
     parser.add_argument("--output_dir", default="runs/validate", help="where artifacts go (default: %(default)s)")
+    job_cli.add_serving_flags(parser)
     return parser
 
 
@@ -55,7 +56,7 @@ def run(argv=None) -> dict:
 
     args, beam_args = _parser().parse_known_args(argv)
     job_cli.check_beam_flags(beam_args, _parser())
-    config = config_lib.load(args.config)
+    config = job_cli.with_serving_flags(config_lib.load(args.config), args)
     cfg = config_lib.override(config, "preprocess", baseline=args.baseline, table=args.table, query=args.query,
                               partitions=args.partitions).preprocess
     baseline = baseline_lib.resolve(cfg.baseline, config.serving.serving_dir, config.serving.model_name)

@@ -224,3 +224,19 @@ def test_an_input_without_rows_is_an_anomaly(tmp_path, capsys):
     path.write_text(",".join(F.CSV_COLUMNS) + "\n")
     assert preprocess.main(NO_BASELINE + ["--input", str(path), "--output_dir", str(tmp_path / "out")]) == 1
     assert "DATASET_LOW_NUM_EXAMPLES" in capsys.readouterr().err
+
+
+def test_the_served_baseline_is_found_through_serving_dir_or_its_absence_is_said(trained, small_csv, tmp_path,
+                                                                                 capsys):
+    cfg, result = trained
+    serving_dir = os.path.dirname(os.path.dirname(result["version_dir"]))
+    common = ["--config", CONFIG, "--input", small_csv, "--no_fail_on_anomalies"]
+    manifest = preprocess.run([*common, "--output_dir", str(tmp_path / "found"), "--serving_dir", serving_dir])
+    assert manifest["baseline"]["description"] == f"served model {cfg.serving.model_name} version {result['version']}"
+    assert manifest["baseline_missing"] is None
+    empty = tmp_path / "nothing_served"
+    assert preprocess.main([*common, "--output_dir", str(tmp_path / "missing"), "--serving_dir", str(empty)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "no served version" in line]
+    assert len(said) == 1 and str(empty) in said[0]
+    manifest = json.loads((tmp_path / "missing" / "manifest.json").read_text())
+    assert manifest["baseline"] is None and str(empty) in manifest["baseline_missing"]
