@@ -19,7 +19,7 @@ import json
 import sys
 
 from beam_jobs import job_cli
-from tf_cartola import cli
+from tf_cartola import cli, timing
 
 EXIT_STATUS = ("0 scored, 2 bad arguments, config, input, no model version or workers that cannot start "
                "(--worker_start_timeout)")
@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="prefix of the CSV shards of scores")
     parser.add_argument("--db", help="also (or instead) upsert the scores into this postgresql:// database")
     parser.add_argument("--scores_table", default="scores", help="with --db (default: %(default)s)")
+    parser.add_argument("--run_id", help="the run's id, kept with every score; a rerun with the same id replaces "
+                        "its rows in a table (default: this month, YYYY-MM)")
     return parser
 
 
@@ -61,8 +63,8 @@ def run(argv=None) -> dict:
     model = score_job.find_model(config.serving.serving_dir, config.serving.model_name, args.version,
                                  args.model_dir)
     database = inputs_lib.DatabaseInput(args.table, args.query, args.partitions or config.preprocess.partitions)
-    return score_job.score(args.input, model, PipelineOptions(beam_args), args.output, args.db, args.scores_table,
-                           database)
+    return score_job.score(args.input, model, PipelineOptions(beam_args), args.run_id or timing.this_month(),
+                           args.output, args.db, args.scores_table, database)
 
 
 def _show(manifest: dict, passed: bool) -> None:

@@ -30,7 +30,6 @@ from tf_cartola.model.signatures import PROBABILITY, RAW_SIGNATURE
 
 log = logging.getLogger(__name__)
 
-CSV_HEADER = (F.ID_KEY, "pro_probability", "model_name", "model_version")
 
 
 class NoModel(FileNotFoundError):
@@ -71,10 +70,14 @@ def find_model(serving_dir: typing.Optional[str], model_name: str, version: typi
 
 
 def raw_inputs(model_path: str) -> typing.List[str]:
-    """The raw columns the model's `predict_raw` signature takes."""
-    import tensorflow as tf
+    """The raw columns the model's `predict_raw` signature takes, read from saved_model.pb (restoring the
+    model here would cost as much again as on the workers)."""
+    from tensorflow.core.protobuf import saved_model_pb2
 
-    return sorted(tf.saved_model.load(model_path).signatures[RAW_SIGNATURE].structured_input_signature[1])
+    with files.open_file(files.join(model_path, model_store.SAVED_MODEL_FILE), "rb") as f:
+        saved = saved_model_pb2.SavedModel.FromString(f.read())
+    [serve] = [m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags]
+    return sorted(serve.signature_def[RAW_SIGNATURE].inputs)
 
 
 def batch_tensors(batch, columns: typing.Sequence[str]) -> dict:
@@ -114,17 +117,18 @@ class RawBatchModelHandler(inference.ModelHandler):
         return {"max_batch_size": 1}  # An element is already a batch of thousands of rows.
 
 
-def _csv_lines(result: inference.PredictionResult, model: Model):
+def _csv_lines(result: inference.PredictionResult, model: Model, run_id: str) -> str:
+    """A scored batch as CSV lines, one string: a Beam element per batch, not per row."""
     ids = csv_reader.dense_column(result.example, F.ID_KEY).astype(np.int64)
-    version = "" if model.version is None else str(model.version)
-    return [f"{i},{p:.6f},{model.name},{version}" for i, p in zip(ids.tolist(), result.inference.tolist())]
+    made_by = f"{model.name},{'' if model.version is None else model.version},{run_id}"
+    return "\n".join(f"{i},{p:.6f},{made_by}" for i, p in zip(ids.tolist(), result.inference.tolist()))
 
 
 class UpsertScoresFn(beam.DoFn):
     """Upserts each scored batch into a table (postgres.ScoresTable): one transaction per batch."""
 
-    def __init__(self, url: str, table: str, model: Model):
-        self._url, self._table_name, self._model = url, table, model
+    def __init__(self, url: str, table: str, model: Model, run_id: str):
+        self._url, self._table_name, self._model, self._run_id = url, table, model, run_id
         self._table = None
 
     def setup(self):
@@ -132,7 +136,7 @@ class UpsertScoresFn(beam.DoFn):
 
     def process(self, result: inference.PredictionResult):
         ids = csv_reader.dense_column(result.example, F.ID_KEY).astype(np.int64)
-        self._table.upsert(ids, result.inference, self._model.name, self._model.version)
+        self._table.upsert(ids, result.inference, self._model.name, self._model.version, self._run_id)
 
     def teardown(self):
         if self._table:
@@ -149,7 +153,8 @@ class _CountScored(beam.DoFn):
 
 
 def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequence[str], database: bool,
-                   output: typing.Optional[str], quarantine: str, db: typing.Optional[str], table: str) -> None:
+                   run_id: str, output: typing.Optional[str], quarantine: str, db: typing.Optional[str],
+                   table: str) -> None:
     """Adds the steps that read, score and write to `p`."""
     import functools
 
@@ -162,13 +167,15 @@ def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequen
               | "CountScored" >> beam.ParDo(_CountScored()))
     if output:
         _ = (scored
-             | "ToCsvLines" >> beam.FlatMap(_csv_lines, model)
-             | "WriteScores" >> beam.io.WriteToText(output, file_name_suffix=".csv", header=",".join(CSV_HEADER)))
+             | "ToCsvLines" >> beam.Map(_csv_lines, model, run_id)
+             | "SkipEmpty" >> beam.Filter(bool)
+             | "WriteScores" >> beam.io.WriteToText(output, file_name_suffix=".csv",
+                                                    header=",".join(F.SCORE_COLUMNS)))
     if db:
-        _ = scored | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model))
+        _ = scored | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model, run_id))
 
 
-def score(input_location: str, model: Model, options, output: typing.Optional[str] = None,
+def score(input_location: str, model: Model, options, run_id: str, output: typing.Optional[str] = None,
           db: typing.Optional[str] = None, scores_table: str = "scores",
           database: typing.Optional[inputs_lib.DatabaseInput] = None) -> dict:
     """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else the table).
@@ -177,6 +184,7 @@ def score(input_location: str, model: Model, options, output: typing.Optional[st
       input_location: CSV path or glob (any Beam filesystem), or a postgresql:// URL.
       model: the version that scores (find_model).
       options: Beam pipeline options.
+      run_id: the run's id, kept with every score (a table keeps one row per user, model and run).
       output: write CSV shards `<output>-NNNNN-of-NNNNN.csv`.
       db, scores_table: upsert the scores into this table (postgresql:// URL).
       database: the table or query and partitions, for a postgresql:// input.
@@ -199,14 +207,14 @@ def score(input_location: str, model: Model, options, output: typing.Optional[st
     with inputs_lib.open_inputs(input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database) as (inputs, parts):
         log.info("reading %d part(s) of %s", len(parts), inputs_lib.shown(input_location))
         with beam.Pipeline(options=options) as p:
-            build_pipeline(p, parts, model, columns, postgres.is_database(input_location), output, quarantine, db,
-                           scores_table)
+            build_pipeline(p, parts, model, columns, postgres.is_database(input_location), run_id, output,
+                           quarantine, db, scores_table)
     counters = counters_lib.of(p.result)
     rows = {"read": counters.get("rows_read", 0), "scored": counters.get("rows_scored", 0),
             "bad": counters.get("bad_rows", 0)}
     manifest = {
         "input": inputs_lib.shown(input_location), "inputs": inputs,
-        "model": dataclasses.asdict(model), "columns": columns, "rows": rows,
+        "model": dataclasses.asdict(model), "run_id": run_id, "columns": columns, "rows": rows,
         "bad_rows": {f"{kind}:{column}": n for (kind, column), n in counters_lib.bad_row_counts(counters).items()},
         "outputs": {"scores": f"{output}-*.csv" if output else None, "quarantine": f"{quarantine}*.jsonl",
                     "table": f"{postgres.masked(db)} {scores_table}" if db else None},

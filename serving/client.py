@@ -29,7 +29,7 @@ import urllib.parse
 
 from tf_cartola import features as F
 from tf_cartola import files
-from tf_cartola import rows
+from tf_cartola import rows, timing
 from tf_cartola.data import csv_reader
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
@@ -59,18 +59,19 @@ def _count_rows(path: str) -> int:
 
 
 class CsvScores:
-    """GLOBO_ID,pro_probability rows in a temporary file beside the output (local or an object store),
-    moved over the output once complete."""
+    """Score rows (F.SCORE_COLUMNS: the id, the probability and what made it) in a temporary file beside the
+    output (local or an object store), moved over the output once complete."""
 
-    def __init__(self, out_path: str):
+    def __init__(self, out_path: str, model_name: str, model_version, run_id: str):
         self.out = out_path
         self._part_path = f"{out_path}.{secrets.token_hex(6)}.part"
         self._part = files.open_file(self._part_path, "w")
         self._writer = csv.writer(self._part)
-        self._writer.writerow([F.ID_KEY, "pro_probability"])
+        self._writer.writerow(F.SCORE_COLUMNS)
+        self._made_by = (model_name, "" if model_version is None else model_version, run_id)
 
     def write(self, ids, probabilities) -> None:
-        self._writer.writerows((i, f"{p:.6f}") for i, p in zip(ids, probabilities))
+        self._writer.writerows((i, f"{p:.6f}", *self._made_by) for i, p in zip(ids, probabilities))
 
     def close(self, complete: bool) -> None:
         self._part.close()
@@ -81,14 +82,15 @@ class CsvScores:
 
 
 class DatabaseScores:
-    """Upserts each batch into a scores table (postgres.ScoresTable), with the model's name and version."""
+    """Upserts each batch into a scores table (postgres.ScoresTable), with the model's name and version and
+    the run's id."""
 
-    def __init__(self, url: str, table: str, model_name: str, model_version):
+    def __init__(self, url: str, table: str, model_name: str, model_version, run_id: str):
         from tf_cartola.data import postgres
 
         self.out = f"{postgres.masked(url)} table {table}"
         self._table = postgres.ScoresTable(url, table)
-        self._model = (model_name, model_version)
+        self._model = (model_name, model_version, run_id)
 
     def write(self, ids, probabilities) -> None:
         self._table.upsert(ids, probabilities, *self._model)
@@ -175,6 +177,8 @@ def main(argv=None) -> int:
     parser.add_argument("--query", help="with --db: a SELECT of the users")
     parser.add_argument("--out", required=True, help="scores: a CSV file, or postgresql://USER@HOST:PORT/DB")
     parser.add_argument("--scores_table", default="scores", help="with a database --out (default: %(default)s)")
+    parser.add_argument("--run_id", help="the scoring run's id, kept with every score; a rerun with the same "
+                        "id replaces its rows in a table (default: this month, YYYY-MM)")
     parser.add_argument("--quarantine", help="bad rows (default: OUT.bad.jsonl, or SCORES_TABLE.bad.jsonl)")
     parser.add_argument("--batch_size", type=int, default=500, help="rows per request (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
@@ -220,9 +224,9 @@ def main(argv=None) -> int:
             else:
                 source, total = postgres.masked(args.db), None
                 chunks = postgres.read_all(args.db, args.table, args.query, required=needed)
-            sink = (DatabaseScores(args.out, args.scores_table, args.model,
-                                   client.served_version(args.version, args.label))
-                    if to_database else CsvScores(args.out))
+            made_by = (args.model, client.served_version(args.version, args.label), args.run_id or timing.this_month())
+            sink = (DatabaseScores(args.out, args.scores_table, *made_by) if to_database
+                    else CsvScores(args.out, *made_by))
             summary = score(client, chunks, sink, quarantine, total, args.batch_size, args.version, args.label,
                             progress=not args.no_progress)
     except (rows.InputError, FileNotFoundError) as e:

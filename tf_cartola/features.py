@@ -2,6 +2,8 @@
 
 ID_KEY = "GLOBO_ID"
 LABEL_KEY = "pro_target"
+# A score and what made it: the scoring outputs' columns (CSV and table), the run id last.
+SCORE_COLUMNS = (ID_KEY, "pro_probability", "model_name", "model_version", "run_id")
 
 PIXELS = "pixels"
 

@@ -21,15 +21,16 @@ from tests.helpers import CONFIG
 
 
 def _scores(prefix) -> dict:
-    """{GLOBO_ID: (probability, model_name, model_version)} of the job's CSV shards (each has the header)."""
+    """{GLOBO_ID: (probability, model_name, model_version, run_id)} of the job's CSV shards (each has the
+    header)."""
     out = {}
     for path in sorted(glob.glob(f"{prefix}-*-of-*.csv")):
         with open(path, newline="") as f:
             reader = csv.reader(f)
-            assert next(reader) == ["GLOBO_ID", "pro_probability", "model_name", "model_version"]
-            for gid, p, name, version in reader:
+            assert next(reader) == ["GLOBO_ID", "pro_probability", "model_name", "model_version", "run_id"]
+            for gid, p, *made_by in reader:
                 assert int(gid) not in out
-                out[int(gid)] = (float(p), name, version)
+                out[int(gid)] = (float(p), *made_by)
     return out
 
 
@@ -55,12 +56,12 @@ def served(trained, tmp_path_factory):
 def test_every_row_is_scored_as_the_served_model_scores_it(served, small_csv, tmp_path):
     serving_dir, export_dir = served
     manifest = score.run(["--config", CONFIG, "--input", small_csv, "--serving_dir", serving_dir,
-                          "--output", str(tmp_path / "scores")])
+                          "--output", str(tmp_path / "scores"), "--run_id", "2026-12"])
     got = _scores(tmp_path / "scores")
     want = _in_process(export_dir, small_csv)
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[i][0] for i in want], list(want.values()), atol=1e-6)
-    assert {(name, version) for _, name, version in got.values()} == {("cartola_pro", "2")}  # The latest.
+    assert {tuple(made_by) for _, *made_by in got.values()} == {("cartola_pro", "2", "2026-12")}  # The latest.
     assert manifest["model"] == {"name": "cartola_pro", "version": 2, "path": f"{serving_dir}/cartola_pro/2"}
     assert manifest["rows"] == {"read": len(want), "scored": len(want), "bad": 0}
     assert manifest["inputs"][0]["fingerprint"]
@@ -81,7 +82,7 @@ def test_a_version_is_scored_when_asked_and_no_version_is_one_line_and_status_2(
     serving_dir, _ = served
     score.run(["--input", small_csv, "--serving_dir", serving_dir, "--version", "1", "--output",
                str(tmp_path / "v1")])
-    assert {v for _, _, v in _scores(tmp_path / "v1").values()} == {"1"}
+    assert {v for _, _, v, _ in _scores(tmp_path / "v1").values()} == {"1"}
     capsys.readouterr()
     assert score.main(["--input", small_csv, "--serving_dir", str(tmp_path / "empty"), "--output",
                        str(tmp_path / "none")]) == 2
@@ -116,7 +117,8 @@ def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_
     serving_dir, _ = served
     local_postgres.load_csv(pg_env.url, pg_env.password, "score_users", small_csv)
     command = [sys.executable, "-m", "beam_jobs.score", "--config", CONFIG, "--input", pg_env.url,
-               "--table", "score_users", "--partitions", "30", "--serving_dir", serving_dir, "--db", pg_env.url, "--scores_table", "monthly"]
+               "--table", "score_users", "--partitions", "30", "--serving_dir", serving_dir, "--db", pg_env.url,
+               "--scores_table", "monthly", "--run_id", "2026-11"]
     job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with psycopg.connect(pg_env.url, autocommit=True) as conn:
         count = 0
@@ -130,11 +132,16 @@ def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_
         total = conn.execute("SELECT count(*) FROM score_users").fetchone()[0]
         killed_at = conn.execute("SELECT count(*) FROM monthly").fetchone()[0]
         assert 0 < killed_at < total  # Killed midway, after some partitions (each one transaction).
-        for _ in range(2):  # The rerun, then the same month again.
+        for _ in range(2):  # The rerun, then the same run again.
             assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
         rows, users, models = conn.execute(
             'SELECT count(*), count(DISTINCT "GLOBO_ID"), count(DISTINCT model_name) FROM monthly').fetchone()
         assert rows == users == total and models == 1
-        assert conn.execute("SELECT DISTINCT model_version FROM monthly").fetchall() == [(2,)]
+        assert conn.execute("SELECT DISTINCT model_version, run_id FROM monthly").fetchall() == [(2, "2026-11")]
+        # The next month's run keeps its own rows beside the last month's.
+        next_month = [*command[:-2], "--run_id", "2026-12", "--version", "1"]
+        assert subprocess.run(next_month, cwd=tmp_path, capture_output=True).returncode == 0
+        assert conn.execute("SELECT run_id, model_version, count(*) FROM monthly GROUP BY 1, 2 ORDER BY 1").fetchall() \
+            == [("2026-11", 2, total), ("2026-12", 1, total)]
     manifest = json.loads((tmp_path / "monthly.manifest.json").read_text())
     assert manifest["rows"]["scored"] == total and manifest["outputs"]["table"].endswith(" monthly")

@@ -242,13 +242,17 @@ def read_all(url: str, table: typing.Optional[str] = None, query: typing.Optiona
             yield from read_partition(partition, required)
 
 
-SCORE_COLUMNS = (F.ID_KEY, "pro_probability", "model_name", "model_version", "scored_at")
 
 
 class ScoresTable:
-    """Upserts (GLOBO_ID, pro_probability, model_name, model_version, scored_at), one row per user and
-    model, creating the table if missing. Each batch is one transaction: a crash leaves whole batches,
-    and writing a batch again replaces its rows instead of adding to them."""
+    """Upserts (GLOBO_ID, pro_probability, model_name, model_version, run_id, scored_at), one row per user,
+    model and run, creating the table if missing: each month's run keeps its own rows, and a rerun of a run
+    replaces them. Each batch is one transaction: a crash leaves whole batches, and writing a batch again
+    replaces its rows instead of adding to them.
+
+    Raises:
+      rows.InputError: the table exists without a run_id column (made by an older version).
+    """
 
     def __init__(self, url: str, table: str = "scores"):
         from psycopg import sql
@@ -259,22 +263,29 @@ class ScoresTable:
         with _errors(url), self._conn.transaction():
             self._conn.execute(sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} ({id} bigint NOT NULL, pro_probability double precision NOT NULL, "
-                "model_name text NOT NULL, model_version bigint, scored_at timestamptz NOT NULL, "
-                "PRIMARY KEY ({id}, model_name))").format(self._name, id=sql.Identifier(F.ID_KEY)))
+                "model_name text NOT NULL, model_version bigint, run_id text NOT NULL, "
+                "scored_at timestamptz NOT NULL, PRIMARY KEY ({id}, model_name, run_id))").format(
+                    self._name, id=sql.Identifier(F.ID_KEY)))
+            columns = self._conn.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(self._name)).description
+        if "run_id" not in [c.name for c in columns]:
+            self._conn.close()
+            raise rows.InputError(f"table {table} has no run_id column (an older scores table): give "
+                                  "--scores_table a new table, or add the column and the key (GLOBO_ID, "
+                                  "model_name, run_id)")
 
     def upsert(self, ids: typing.Sequence[int], probabilities: typing.Sequence[float], model_name: str,
-               model_version: typing.Optional[int]) -> None:
+               model_version: typing.Optional[int], run_id: str) -> None:
         """Writes one batch in one transaction."""
         from psycopg import sql
 
         statement = sql.SQL(
-            "INSERT INTO {} ({columns}) VALUES (%s, %s, %s, %s, now()) ON CONFLICT ({id}, model_name) DO UPDATE "
-            "SET pro_probability = EXCLUDED.pro_probability, model_version = EXCLUDED.model_version, "
-            "scored_at = EXCLUDED.scored_at").format(
-                self._name, columns=sql.SQL(", ").join(map(sql.Identifier, SCORE_COLUMNS)),
+            "INSERT INTO {} ({columns}, scored_at) VALUES (%s, %s, %s, %s, %s, now()) "
+            "ON CONFLICT ({id}, model_name, run_id) DO UPDATE SET pro_probability = EXCLUDED.pro_probability, "
+            "model_version = EXCLUDED.model_version, scored_at = EXCLUDED.scored_at").format(
+                self._name, columns=sql.SQL(", ").join(map(sql.Identifier, F.SCORE_COLUMNS)),
                 id=sql.Identifier(F.ID_KEY))
         with _errors(self._url), self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany(statement, [(int(i), float(p), model_name, model_version)
+            cur.executemany(statement, [(int(i), float(p), model_name, model_version, run_id)
                                         for i, p in zip(ids, probabilities)])
 
     def close(self) -> None:
