@@ -68,12 +68,9 @@ def load_run(run_dir: str) -> dict:
 
 def eval_scores(preprocess: dict, run: dict) -> typing.Tuple[np.ndarray, np.ndarray]:
     """(labels, scores) of the run's exported model on the raw eval split."""
-    from tf_cartola.model import scoring
     from tf_cartola.model import training
 
-    serialized, labels = training.load_raw(preprocess["manifest"]["artifacts"]["raw_eval"])
-    _, score = scoring.load_scorer(files.join(run["dir"], "export"))
-    return labels, score(serialized)
+    return training.score_split(files.join(run["dir"], "export"), preprocess["manifest"]["artifacts"]["raw_eval"])
 
 
 # Tables.

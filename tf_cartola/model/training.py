@@ -70,18 +70,29 @@ def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[di
     return x, np.concatenate(columns[F.LABEL_KEY])[order]
 
 
-def load_raw(pattern: str) -> typing.Tuple[typing.List[bytes], np.ndarray]:
-    """Serialized raw tf.Examples of one split and their labels."""
-    serialized = [r.numpy() for r in _records(pattern)]
-    labels = tf.io.parse_example(serialized, {F.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)})[F.LABEL_KEY]
-    return serialized, labels.numpy()
+def first_raw(pattern: str, rows: int) -> typing.List[bytes]:
+    """The first `rows` serialized raw tf.Examples of one split."""
+    return [r.numpy() for r in _records(pattern).take(rows)]
 
 
-def evaluate_export(export_dir: str, serialized, labels, threshold: float) -> typing.Tuple[dict, np.ndarray]:
-    """(metrics, scores) of a SavedModel's serving signature on raw examples."""
+def score_split(export_dir: str, pattern: str, batch_size: int = 8192) -> typing.Tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) of a SavedModel's serving signature on one raw split, streamed from its files a batch
+    at a time: only the two arrays are held, never the split's examples."""
     _, score = scoring.load_scorer(export_dir)
-    scores = score(serialized)
-    return metrics_lib.classification_metrics(labels, scores, threshold), scores
+    labels, scores = [], []
+    for batch in _records(pattern).batch(batch_size):
+        labels.append(tf.io.parse_example(batch, {F.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)})[F.LABEL_KEY]
+                      .numpy())
+        scores.append(score(batch.numpy()))
+    if not labels:
+        raise PreprocessOutputError(f"no rows in {pattern}")
+    return np.concatenate(labels), np.concatenate(scores)
+
+
+def evaluate_export(export_dir: str, pattern: str, threshold: float) -> typing.Tuple[dict, np.ndarray, np.ndarray]:
+    """(metrics, labels, scores) of a SavedModel's serving signature on one raw split."""
+    labels, scores = score_split(export_dir, pattern)
+    return metrics_lib.classification_metrics(labels, scores, threshold), labels, scores
 
 
 def bless(candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.BlessingConfig) -> typing.List[str]:
@@ -158,14 +169,14 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
         eval_split = load_transformed(artifacts["transformed_eval"], spec, feature_names)
     with timing.stage(seconds, "train"):
         model, history = fit(feature_names, hp, train_split, eval_split)
-    serialized, labels = load_raw(artifacts["raw_eval"])
     export_dir = files.join(run_dir, "export")
     with timing.stage(seconds, "export"):
-        export_model(model, tft_output, feature_names, export_dir, serialized, preprocess_dir, config.serving.model_name)
+        export_model(model, tft_output, feature_names, export_dir, first_raw(artifacts["raw_eval"], WARMUP_ROWS),
+                     preprocess_dir, config.serving.model_name)
     with timing.stage(seconds, "evaluate"):
         threshold = config.blessing.decision_threshold
-        candidate, scores = evaluate_export(export_dir, serialized, labels, threshold)
-        baseline = evaluate_export(files.join(base_path, str(previous[-1])), serialized, labels,
+        candidate, labels, scores = evaluate_export(export_dir, artifacts["raw_eval"], threshold)
+        baseline = evaluate_export(files.join(base_path, str(previous[-1])), artifacts["raw_eval"],
                                    threshold)[0] if previous else None
         reasons = bless(candidate, baseline, config.blessing)
     result = {
@@ -211,10 +222,11 @@ def fit(feature_names, hp: config_lib.TrainConfig, train_split, eval_split):
     return model, history
 
 
-def export_model(model, tft_output, feature_names, export_dir: str, serialized_eval, preprocess_dir: str,
+def export_model(model, tft_output, feature_names, export_dir: str, warmup_examples, preprocess_dir: str,
                  model_name: str) -> None:
-    """The SavedModel with a few eval rows as warmup requests and the baseline of its training data."""
-    warmup = [examples.from_example(s) for s in serialized_eval[:WARMUP_ROWS]]
+    """The SavedModel with a few serialized eval rows as warmup requests and the baseline of its training
+    data."""
+    warmup = [examples.from_example(s) for s in warmup_examples]
     warmup = [{c: row[c] for c in F.RAW_FEATURES} for row in warmup]  # What a client sends: no id, no label.
     export_lib.export(model, tft_output, feature_names, export_dir, warmup, model_name)
     # New data is judged against what this version learned from.
