@@ -72,7 +72,7 @@ def test_the_local_server_serves_a_config_and_versions_from_the_object_store(ram
     config = model_config.read("ram://bucket/models.config")
     assert config.model_config_list.config[0].base_path == base
     assert model_config.main(["--base_path", base, "--label", "canary=7"]) == 2  # No such version there.
-    assert "name no available version (versions [1] under ram://" in capsys.readouterr().err
+    assert "name no served version (the policy serves [1] of [1] under ram://" in capsys.readouterr().err
     with LocalServer(config, grpc_port=0, rest_port=0, poll_seconds=0.1) as server:
         rest = RestClient(server.rest_url, MODEL)
         assert [s["state"] for s in rest.status(label="stable")["model_version_status"]] == ["AVAILABLE"]

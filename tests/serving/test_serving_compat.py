@@ -382,3 +382,54 @@ def test_typed_tensor_protos_hold_the_values_and_shape(dtype, values):
     assert (tf.make_ndarray(proto) == array).all()
     if dtype != tf.float16:  # Half has no typed field here and falls back to tensor_content.
         assert not proto.tensor_content
+
+
+def _start(config_path, log_path):
+    """`serving.local_server --model_config_file` in its own process: (process, endpoints)."""
+    grpc_port, rest_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "serving.local_server", f"--port={grpc_port}",
+                                f"--rest_api_port={rest_port}", f"--model_config_file={config_path}"],
+                               stderr=open(log_path, "w"))
+    return process, _Endpoints(f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
+
+
+def _versions(endpoints, path=""):
+    status, text = endpoints.get(f"/v1/models/{MODEL}{path}")
+    return status, [(s["version"], s["state"]) for s in json.loads(text).get("model_version_status", [])]
+
+
+def test_rollback_and_canary_are_served_as_model_config_writes_them(toy_base, tmp_path, capsys):
+    base = tmp_path / MODEL
+    for version in (1, 2, 3):
+        shutil.copytree(toy_base / "1", base / str(version))
+    common = ["--model_name", MODEL, "--base_path", str(base)]
+    rollback, canary = tmp_path / "rollback.config", tmp_path / "canary.config"
+    assert model_config.main([*common, "--version", "1", "--label", "stable=1", "--out", str(rollback)]) == 0
+    assert "versions [1], labels {'stable': 1}" in capsys.readouterr().out
+    assert model_config.main([*common, "--version", "1", "--label", "canary=3"]) == 2  # 3 is not served.
+    assert "name no served version (the policy serves [1] of [1, 2, 3]" in capsys.readouterr().err
+    assert model_config.main([*common, "--version", "2", "--version", "3", "--label", "stable=2",
+                              "--label", "canary=3", "--out", str(canary)]) == 0
+    # Rolled back: only version 1 is loaded although 3 is the newest.
+    with LocalServer(model_config.read(str(rollback)), grpc_port=0, rest_port=0, poll_seconds=0.1) as server:
+        endpoints = _Endpoints(server.rest_url, server.grpc_address)
+        assert _versions(endpoints) == (200, [("1", "AVAILABLE")])
+        assert _versions(endpoints, "/labels/stable") == (200, [("1", "AVAILABLE")])
+    # The canary beside the stable version, in the command-line start-up mode.
+    process, endpoints = _start(canary, tmp_path / "server.log")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _versions(endpoints)[0] == 200:
+                    break
+            except urllib.error.URLError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.2)
+        assert _versions(endpoints) == (200, [("3", "AVAILABLE"), ("2", "AVAILABLE")])
+        assert _versions(endpoints, "/labels/stable") == (200, [("2", "AVAILABLE")])
+        assert _versions(endpoints, "/labels/canary") == (200, [("3", "AVAILABLE")])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
