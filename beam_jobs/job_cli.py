@@ -29,7 +29,10 @@ def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
 
 
 def add_database_flags(parser: argparse.ArgumentParser) -> None:
-    """--table, --query and --partitions, for a postgresql:// --input (they override the config)."""
+    """--table, --query and --partitions, for a postgresql:// --input, and --encoding for a CSV one (they
+    override the config)."""
+    parser.add_argument("--encoding", help="a CSV input's text encoding, e.g. windows-1252 (config default: utf-8); "
+                        "a line that is not text in it is set aside")
     parser.add_argument("--table", help="with a database --input: the table (or schema.table) to read")
     parser.add_argument("--query", help="with a database --input: a SELECT to read instead of a table")
     parser.add_argument("--partitions", type=int, help="with a database --input: ranges of GLOBO_ID read in "

@@ -66,7 +66,7 @@ def run(argv=None) -> dict:
     config = job_cli.with_serving_flags(config_lib.load(args.config), args)
     config = config_lib.override(
         config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema, baseline=args.baseline,
-        table=args.table, query=args.query, partitions=args.partitions,
+        table=args.table, query=args.query, partitions=args.partitions, encoding=args.encoding,
         fail_on_anomalies=False if args.no_fail_on_anomalies else None,
     )
     return preprocess_job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)

@@ -2,6 +2,7 @@
 splits and the quarantine, computes TFDV statistics per split, fits tf.Transform on train and applies it
 to both splits."""
 
+import functools
 import typing
 
 import apache_beam as beam
@@ -66,7 +67,7 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
     if postgres.is_database(cfg.input):
         read = postgres.read_partition
     else:
-        read = transforms.read_csv_range
+        read = functools.partial(transforms.read_csv_range, encoding=cfg.encoding)
     parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(parts, cfg.split_ratio, read)
     _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
     _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()

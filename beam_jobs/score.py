@@ -62,9 +62,11 @@ def run(argv=None) -> dict:
     config = job_cli.with_serving_flags(config_lib.load(args.config), args)
     model = score_job.find_model(config.serving.serving_dir, config.serving.model_name, args.version,
                                  args.model_dir)
-    database = inputs_lib.DatabaseInput(args.table, args.query, args.partitions or config.preprocess.partitions)
+    cfg = config_lib.override(config, "preprocess", table=args.table, query=args.query, partitions=args.partitions,
+                              encoding=args.encoding).preprocess
     return score_job.score(args.input, model, PipelineOptions(beam_args), args.run_id or timing.this_month(),
-                           args.output, args.db, args.scores_table, database)
+                           args.output, args.db, args.scores_table,
+                           inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions), cfg.encoding)
 
 
 def _show(manifest: dict, passed: bool) -> None:

@@ -154,12 +154,13 @@ class _CountScored(beam.DoFn):
 
 def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequence[str], database: bool,
                    run_id: str, output: typing.Optional[str], quarantine: str, db: typing.Optional[str],
-                   table: str) -> None:
+                   table: str, encoding: str = "utf-8") -> None:
     """Adds the steps that read, score and write to `p`."""
     import functools
 
-    read = functools.partial(postgres.read_partition if database else transforms.read_csv_range,
-                             required=(F.ID_KEY, *columns))
+    required = (F.ID_KEY, *columns)
+    read = (functools.partial(postgres.read_partition, required=required) if database
+            else functools.partial(transforms.read_csv_range, required=required, encoding=encoding))
     parsed = p | "ReadRows" >> transforms.ReadRows(parts, read)
     _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(quarantine)
     scored = (parsed["rows"]
@@ -177,7 +178,7 @@ def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequen
 
 def score(input_location: str, model: Model, options, run_id: str, output: typing.Optional[str] = None,
           db: typing.Optional[str] = None, scores_table: str = "scores",
-          database: typing.Optional[inputs_lib.DatabaseInput] = None) -> dict:
+          database: typing.Optional[inputs_lib.DatabaseInput] = None, encoding: str = "utf-8") -> dict:
     """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else the table).
 
     Args:
@@ -188,6 +189,7 @@ def score(input_location: str, model: Model, options, run_id: str, output: typin
       output: write CSV shards `<output>-NNNNN-of-NNNNN.csv`.
       db, scores_table: upsert the scores into this table (postgresql:// URL).
       database: the table or query and partitions, for a postgresql:// input.
+      encoding: a CSV input's text encoding.
 
     Returns:
       The manifest.
@@ -208,7 +210,7 @@ def score(input_location: str, model: Model, options, run_id: str, output: typin
         log.info("reading %d part(s) of %s", len(parts), inputs_lib.shown(input_location))
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, parts, model, columns, postgres.is_database(input_location), run_id, output,
-                           quarantine, db, scores_table)
+                           quarantine, db, scores_table, encoding)
     counters = counters_lib.of(p.result)
     rows = {"read": counters.get("rows_read", 0), "scored": counters.get("rows_scored", 0),
             "bad": counters.get("bad_rows", 0)}

@@ -29,10 +29,11 @@ ID_BUCKETS = 64
 log = logging.getLogger(__name__)
 
 
-def read_csv_range(byte_range: csv_reader.Range, required: typing.Sequence[str] = F.CSV_COLUMNS):
+def read_csv_range(byte_range: csv_reader.Range, required: typing.Sequence[str] = F.CSV_COLUMNS,
+                   encoding: str = "utf-8"):
     """Typed chunks of one range of a CSV file (any Beam filesystem; compression from the file name)."""
     with FileSystems.open(byte_range.path) as f:
-        yield from csv_reader.read_csv(f, byte_range.path, required, byte_range=byte_range)
+        yield from csv_reader.read_csv(f, byte_range.path, required, byte_range=byte_range, encoding=encoding)
 
 
 def read_prediction_log_file(byte_range: csv_reader.Range):

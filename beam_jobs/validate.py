@@ -58,7 +58,7 @@ def run(argv=None) -> dict:
     job_cli.check_beam_flags(beam_args, _parser())
     config = job_cli.with_serving_flags(config_lib.load(args.config), args)
     cfg = config_lib.override(config, "preprocess", baseline=args.baseline, table=args.table, query=args.query,
-                              partitions=args.partitions).preprocess
+                              partitions=args.partitions, encoding=args.encoding).preprocess
     baseline = baseline_lib.resolve(cfg.baseline, config.serving.serving_dir, config.serving.model_name)
     if baseline is None:
         raise baseline_lib.BaselineError(
@@ -66,7 +66,7 @@ def run(argv=None) -> dict:
             "one, and --baseline names no model version or preprocessing output")
     return validation_job.validate(args.input, baseline, args.output_dir, PipelineOptions(beam_args), args.format,
                                    cfg.drift_false_alarm_rate, cfg.max_bad_row_fraction,
-                                   inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions))
+                                   inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions), cfg.encoding)
 
 
 def _show(manifest: dict, passed: bool) -> None:

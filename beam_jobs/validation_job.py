@@ -27,21 +27,23 @@ log = logging.getLogger(__name__)
 FORMATS = (inputs_lib.CSV, inputs_lib.PREDICTION_LOG)
 
 
-def _reader(fmt: str, database: bool):
+def _reader(fmt: str, database: bool, encoding: str):
     if fmt == inputs_lib.PREDICTION_LOG:
         return transforms.read_prediction_log_file
-    # Missing columns are the schema's finding.
-    return functools.partial(postgres.read_partition if database else transforms.read_csv_range, required=())
+    if database:
+        return functools.partial(postgres.read_partition, required=())  # Missing columns are the schema's finding.
+    return functools.partial(transforms.read_csv_range, required=(), encoding=encoding)
 
 
-def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: Layout, database: bool = False) -> None:
+def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: Layout, database: bool = False,
+                   encoding: str = "utf-8") -> None:
     """Adds the steps that read the batch (file ranges, or table partitions) and write its statistics and
     quarantine to `p`."""
     import tensorflow_data_validation as tfdv
 
     from tf_cartola import drift
 
-    parsed = p | "ReadRows" >> transforms.ReadRows(parts, _reader(fmt, database))
+    parsed = p | "ReadRows" >> transforms.ReadRows(parts, _reader(fmt, database, encoding))
     _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
     _ = (
         parsed["rows"]
@@ -50,16 +52,17 @@ def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: Layout, database: 
     )
 
 
-def run_pipeline(parts, fmt: str, layout: Layout, options: PipelineOptions, database: bool) -> dict:
+def run_pipeline(parts, fmt: str, layout: Layout, options: PipelineOptions, database: bool,
+                 encoding: str = "utf-8") -> dict:
     """Runs `build_pipeline`. Returns the counters."""
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, parts, fmt, layout, database)
+        build_pipeline(p, parts, fmt, layout, database, encoding)
     return counters_lib.of(p.result)
 
 
 def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOptions, fmt: str = inputs_lib.CSV,
              false_alarm_rate: float = 0.01, max_bad_row_fraction: float = 0.0,
-             database: typing.Optional[inputs_lib.DatabaseInput] = None) -> dict:
+             database: typing.Optional[inputs_lib.DatabaseInput] = None, encoding: str = "utf-8") -> dict:
     """Validates a batch against a baseline and writes `manifest.json` (and report-ready artifacts).
 
     Args:
@@ -71,6 +74,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
       false_alarm_rate: the drift comparison's false-alarm budget.
       max_bad_row_fraction: share of rows that may be quarantined before that is an anomaly.
       database: the table or query and partitions, for a postgresql:// input.
+      encoding: a CSV input's text encoding.
 
     Returns:
       The manifest.
@@ -92,7 +96,7 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
     with inputs_lib.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
         log.info("step 2/3: reading %d part(s) (%s) and computing statistics", len(parts), fmt)
         database_rows = fmt == inputs_lib.CSV and postgres.is_database(input_pattern)
-        counters = run_pipeline(parts, fmt, layout, options, database_rows)
+        counters = run_pipeline(parts, fmt, layout, options, database_rows, encoding)
     log.info("step 3/3: validating against %s", baseline.description)
     stats = tfdv.load_stats_binary(layout.stats("data", "binpb"))
     tfdv.write_stats_text(stats, layout.stats("data"))

@@ -172,6 +172,8 @@ def main(argv=None) -> int:
     parser.add_argument("--label", help="a version label, e.g. stable")
     users = parser.add_mutually_exclusive_group(required=True)
     users.add_argument("--csv", help="users to score: a CSV file")
+    parser.add_argument("--encoding", default="utf-8", help="the CSV's text encoding, e.g. windows-1252 "
+                        "(default: %(default)s); a line that is not text in it is set aside")
     users.add_argument("--db", help="users to score: postgresql://USER@HOST:PORT/DB, with --table or --query")
     parser.add_argument("--table", help="with --db: the users' table")
     parser.add_argument("--query", help="with --db: a SELECT of the users")
@@ -220,7 +222,8 @@ def main(argv=None) -> int:
         with contextlib.ExitStack() as held:
             if args.csv:
                 source, total = args.csv, _count_rows(args.csv)
-                chunks = csv_reader.read_csv(held.enter_context(files.open_file(args.csv, "rb")), args.csv, required=needed)
+                chunks = csv_reader.read_csv(held.enter_context(files.open_file(args.csv, "rb")), args.csv,
+                                             required=needed, encoding=args.encoding)
             else:
                 source, total = postgres.masked(args.db), None
                 chunks = postgres.read_all(args.db, args.table, args.query, required=needed)

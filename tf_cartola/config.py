@@ -6,7 +6,7 @@ import typing
 import yaml
 
 from tf_cartola import features as F
-from tf_cartola import split
+from tf_cartola import rows, split
 
 
 class ConfigError(ValueError):
@@ -44,6 +44,8 @@ class PreprocessConfig:
     # serving.model_name that carries a baseline, if any), "none", or a directory (a model
     # version, or a preprocessing output).
     baseline: str = "served"
+    # A CSV input's text encoding: utf-8, or another whose ASCII bytes mean ASCII (windows-1252, latin-1).
+    encoding: str = "utf-8"
 
     def __post_init__(self):
         ratio = tuple(self.split_ratio)
@@ -51,6 +53,10 @@ class PreprocessConfig:
                  "split_ratio", "must be two positive whole numbers [train, eval]", list(ratio))
         _fraction("max_bad_row_fraction", self.max_bad_row_fraction)
         _require(self.partitions >= 1, "partitions", "must be >= 1", self.partitions)
+        try:
+            rows.check_encoding(self.encoding)
+        except rows.InputError as e:
+            _require(False, "encoding", str(e), self.encoding)
         _require(not (self.table and self.query), "table", "give a table or a query, not both", self.table)
         _require(0.0 < self.drift_false_alarm_rate <= 0.5, "drift_false_alarm_rate", "must be in (0, 0.5]",
                  self.drift_false_alarm_rate)

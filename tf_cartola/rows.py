@@ -1,5 +1,6 @@
 """The cell rule: typing CSV cells by the feature contract; a malformed row raises BadRow with its kind."""
 
+import codecs
 import math
 import typing
 
@@ -21,12 +22,29 @@ NOT_AN_INT = "INT_TYPE_NOT_INT_STRING"
 MISSING_REQUIRED = "MISSING_REQUIRED_VALUE"
 WRONG_FIELD_COUNT = "WRONG_FIELD_COUNT"
 REPEATED_HEADER = "REPEATED_HEADER"
+UNDECODABLE = "UNDECODABLE_TEXT"  # Bytes that are not text in the file's encoding.
 LABEL_ABOVE_1 = "BOOL_TYPE_BIG_INT"
 LABEL_BELOW_0 = "BOOL_TYPE_SMALL_INT"
 
 
 class InputError(ValueError):
     """An input file that cannot be read at all (e.g. its header lacks contract columns)."""
+
+
+def check_encoding(encoding: str) -> str:
+    """The codec's canonical name, for an encoding whose line breaks, commas and digits are ASCII bytes (as the
+    reader splits lines and ranges on them): UTF-8, Windows-1252, Latin-1 and the like.
+
+    Raises:
+      InputError: an unknown encoding, or one such as UTF-16 that is not ASCII-compatible.
+    """
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(f"unknown text encoding {encoding!r}") from None
+    if "GLOBO_ID,1.5\n".encode(name, "strict") != b"GLOBO_ID,1.5\n":
+        raise InputError(f"encoding {encoding!r} is not ASCII-compatible: convert the file to UTF-8")
+    return name
 
 
 def check_header(header: typing.Sequence[str], source: str,

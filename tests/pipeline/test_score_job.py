@@ -145,3 +145,27 @@ def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_
             == [("2026-11", 2, total), ("2026-12", 1, total)]
     manifest = json.loads((tmp_path / "monthly.manifest.json").read_text())
     assert manifest["rows"]["scored"] == total and manifest["outputs"]["table"].endswith(" monthly")
+
+
+def test_a_windows_1252_file_is_read_with_its_encoding_and_without_it_its_bad_line_is_set_aside(served, small_csv,
+                                                                                                 tmp_path):
+    from serving import client
+
+    serving_dir, export_dir = served
+    lines = open(small_csv).read().splitlines()
+    pixels = lines[0].split(",").index("pixels")
+    row = lines[11].split(",")
+    row[pixels] = "1920\u00d71080"  # Line 12: a DBMS export's "×", one byte in Windows-1252.
+    lines[11] = ",".join(row)
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode("windows-1252"))
+    common = ["--input", str(path), "--serving_dir", serving_dir]
+    plain = score.run([*common, "--output", str(tmp_path / "plain")])
+    [bad] = [json.loads(line) for p in glob.glob(str(tmp_path / "plain.bad-*.jsonl")) for line in open(p)]
+    assert (bad["line_number"], bad["kind"]) == (12, rows.UNDECODABLE) and plain["rows"]["bad"] == 1
+    decoded = score.run([*common, "--encoding", "windows-1252", "--output", str(tmp_path / "decoded")])
+    assert decoded["rows"] == {"read": len(lines) - 1, "scored": len(lines) - 1, "bad": 0}
+    out = tmp_path / "client.csv"
+    assert client.main(["--model_dir", export_dir, "--csv", str(path), "--out", str(out), "--no_progress"]) == 0
+    [bad] = [json.loads(line) for line in open(f"{out}.bad.jsonl")]
+    assert (bad["line_number"], bad["kind"]) == (12, rows.UNDECODABLE)

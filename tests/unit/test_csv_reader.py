@@ -195,3 +195,25 @@ def test_labels_outside_0_1_and_a_repeated_header_are_set_aside():
     header = [c for c in HEADER if c != F.LABEL_KEY]
     scored, bad, _ = _read(",".join(HEADER) + "\n" + _line(pro_target="2") + "\n", required=header)
     assert len(scored) == 1 and not bad  # Rows to score need no label, right or wrong.
+
+
+def test_a_line_that_is_not_text_in_the_encoding_is_set_aside_at_its_true_line():
+    lines = [",".join(HEADER)] + [_line(GLOBO_ID=str(i)) for i in range(1, 30)]
+    lines[11] = _line(GLOBO_ID="11", pixels="1920\u00d71080")  # Line 12; "×" is one byte in Windows-1252.
+    data = "\n".join(lines).encode("windows-1252") + b"\n"
+    for block_bytes in (csv_reader.BLOCK_BYTES, 200):  # One piece, and many: line numbers stay exact.
+        chunks = list(csv_reader.read_csv(io.BytesIO(data), "f.csv", block_bytes=block_bytes))
+        bad = [b for c in chunks for b in c.bad]
+        assert [(b["line_number"], b["kind"]) for b in bad] == [(12, rows.UNDECODABLE)]
+        assert "1920?1080" in bad[0]["line"].replace("\ufffd", "?") and "utf-8" in bad[0]["reason"]
+        assert sum(c.rows for c in chunks) == 29 and sum(c.batch.num_rows for c in chunks) == 28
+    chunks = list(csv_reader.read_csv(io.BytesIO(data), "f.csv", encoding="windows-1252"))
+    assert not chunks[0].bad and chunks[0].batch.num_rows == 29
+    assert csv_reader.to_records(chunks[0].batch)[10]["pixels"] == "1920\u00d71080"
+
+
+@pytest.mark.parametrize("encoding, says", [("no-such-codec", "unknown text encoding"),
+                                             ("utf-16", "is not ASCII-compatible")])
+def test_an_encoding_the_reader_cannot_split_lines_in_is_refused(encoding, says):
+    with pytest.raises(rows.InputError, match=says):
+        list(csv_reader.read_csv(io.BytesIO(b"GLOBO_ID\n1\n"), "f.csv", required=(), encoding=encoding))

@@ -192,15 +192,43 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.
     return batch, records
 
 
-def read_header(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F.CSV_COLUMNS) -> typing.List[str]:
+def _to_utf8(piece: bytes, encoding: str, source: str, first_line: int) -> typing.Tuple[bytes, typing.List[dict]]:
+    """A piece of whole lines as UTF-8; a line that is not text in `encoding` becomes an empty line (so every
+    other line keeps its number) and a quarantine record at its true line number."""
+    try:
+        text = piece.decode(encoding)
+    except UnicodeDecodeError:
+        pass
+    else:
+        return (piece if encoding == "utf-8" else text.encode("utf-8")), []
+    lines, bad = piece.split(b"\n"), []
+    for i, line in enumerate(lines):
+        try:
+            lines[i] = line.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as e:
+            error = rows.BadRow(rows.UNDECODABLE, None, f"byte {line[e.start:e.start + 1]!r} at column {e.start + 1} "
+                                f"is not {encoding} text (give the file's encoding with --encoding)")
+            bad.append(quarantine_record(source, first_line + i, line.decode(encoding, "replace").rstrip("\r"),
+                                         error))
+            lines[i] = b""
+    return b"\n".join(lines), bad
+
+
+def read_header(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F.CSV_COLUMNS,
+                encoding: str = "utf-8") -> typing.List[str]:
     """The column names on a CSV's first line, checked to hold the `required` ones.
 
     Leaves `f` at the start of the second line.
 
     Raises:
-      rows.InputError: the file is empty or its header lacks contract columns.
+      rows.InputError: the file is empty, its header lacks contract columns or is not text in `encoding`.
     """
-    first = f.readline().decode("utf-8-sig").rstrip("\r\n")
+    line = f.readline()
+    try:
+        first = line.decode("utf-8-sig" if encoding == "utf-8" else encoding).rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise rows.InputError(f"{source}: the header line is not {encoding} text (give the file's encoding "
+                              "with --encoding)") from None
     if not first.strip():
         raise rows.InputError(f"{source}: the file is empty (no header line)")
     header = next(csv.reader([first]))
@@ -306,8 +334,8 @@ def _parse_piece(piece: bytes, header: typing.Sequence[str], source: str, first_
 
 
 def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F.CSV_COLUMNS,
-             block_bytes: int = BLOCK_BYTES,
-             byte_range: typing.Optional[Range] = None) -> typing.Iterator[Chunk]:
+             block_bytes: int = BLOCK_BYTES, byte_range: typing.Optional[Range] = None,
+             encoding: str = "utf-8") -> typing.Iterator[Chunk]:
     """Reads a CSV file of the contract, or one range of its lines, as typed chunks.
 
     Args:
@@ -317,6 +345,7 @@ def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F
         features their model uses); of these, the id and the label may not be empty.
       block_bytes: how much text one chunk covers.
       byte_range: only these lines (from `plan_ranges`); default the whole file.
+      encoding: the file's text encoding (rows.check_encoding); a line that is not text in it is set aside.
 
     Yields:
       Chunks in file order. Blank lines are not rows; line numbers are the file's.
@@ -324,16 +353,18 @@ def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F
     Raises:
       rows.InputError: the header lacks contract columns, or a quoted value spans lines.
     """
-    header = read_header(f, source, required)
+    encoding = rows.check_encoding(encoding)
+    header = read_header(f, source, required, encoding)
     byte_range = byte_range or Range(source)
     if byte_range.start is not None:
         f.seek(byte_range.start)
     first_line = byte_range.first_line
     for piece in _pieces(f, byte_range.end, block_bytes):
+        piece, undecodable = _to_utf8(piece, encoding, source, first_line)
         block, line_numbers, wrong, text_of, line_breaks = _parse_piece(piece, header, source, first_line)
         first_line += line_breaks
         batch, bad = type_block(block, line_numbers, text_of, source, required)
         for number, text, fields in wrong:
             error = rows.BadRow(rows.WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {fields}")
             bad.append(quarantine_record(source, number, text, error))
-        yield Chunk(batch, bad, block.num_rows + len(wrong))
+        yield Chunk(batch, undecodable + bad, block.num_rows + len(wrong) + len(undecodable))
