@@ -45,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", help='compare the train split with this model version or preprocessing '
                         'output; "served" (the default) is the latest served version, "none" skips it')
     parser.add_argument("--infer_schema", action="store_true", help="also write a schema inferred from train stats")
-    parser.add_argument("--no_fail_on_anomalies", action="store_true", help="report anomalies but go on")
+    parser.add_argument("--no_fail_on_anomalies", action="store_true",
+                        help="print the anomalies but go on (the output is not valid for training)")
+    parser.add_argument("--accept", action="append", metavar="FEATURE",
+                        help="accept this feature's anomalies and drift for this run, on purpose (repeatable; "
+                             "recorded in the manifest, the report, the pushed version and the decisions log); "
+                             "anything else still fails the run")
+    parser.add_argument("--accepted_by", help="who accepts them (default: the user running the job)")
     job_cli.add_serving_flags(parser)
     return parser
 
@@ -68,11 +74,17 @@ def run(argv=None) -> dict:
         config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema, baseline=args.baseline,
         table=args.table, query=args.query, partitions=args.partitions, encoding=args.encoding,
         fail_on_anomalies=False if args.no_fail_on_anomalies else None,
+        accept=tuple(args.accept) if args.accept else None, accepted_by=args.accepted_by,
     )
     return preprocess_job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
 
 
 def _show(manifest: dict, passed: bool) -> None:
+    from tf_cartola import validation
+
+    shown = [tuple(a[k] for k in ("split", "feature", "kind", "description")) for a in manifest["anomalies"]]
+    if passed and shown:  # Accepted, or --no_fail_on_anomalies: said all the same.
+        print(f"Anomalies (the run goes on):\n{validation.format_table(shown)}", file=sys.stderr)
     if passed:
         print(json.dumps({"output_dir": manifest["config"]["preprocess"]["output_dir"], "rows": manifest["rows"],
                           "seconds": manifest["seconds"]}, indent=2))

@@ -104,6 +104,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     against = cfg.schema + (f" and {baseline.description}" if baseline else "")
     anomaly_rows, drifts = _timed(seconds, 3, "validate", f"against {against}", validate_splits, cfg, layout,
                                   counters, infer_schema, baseline)
+    failing, accepted = _accepted(cfg, anomaly_rows)
     manifest = {
         "config": _shown_config(config, cfg),
         "inputs": inputs,
@@ -115,7 +116,8 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         "bad_rows": {f"{kind}:{column}": n for (kind, column), n in bad.items()},
         "duplicate_ids": {"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)},
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows],
-        "valid": not anomaly_rows,
+        "valid": not failing,
+        "accepted": accepted,
         "baseline": baseline.summary() if baseline else None,
         "baseline_missing": missing,
         "drift": drifts,
@@ -133,7 +135,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     if infer_schema:
         manifest["artifacts"]["schema_inferred"] = layout.path("schema_inferred.pbtxt")
     log.info("stage 4/%d publish: writing the manifest", _STAGES)
-    if anomaly_rows and cfg.fail_on_anomalies:
+    if failing and cfg.fail_on_anomalies:
         for unpublished in (layout.path("transform"), layout.path("transformed")):
             tf.io.gfile.rmtree(unpublished)  # Nothing trains on data that failed validation.
         manifest["artifacts"]["report"] = layout.path("report.html")
@@ -142,7 +144,7 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         from tf_cartola.validation import format_table
 
         report.write_report(layout.path("report.html"), cfg.output_dir)  # Something to open and share.
-        raise AnomaliesFound(format_table(anomaly_rows) + f"\nreport: {layout.path('report.html')}", manifest)
+        raise AnomaliesFound(format_table(failing) + f"\nreport: {layout.path('report.html')}", manifest)
     manifest["artifacts"].update(
         {
             "transform": layout.path("transform"),
@@ -151,6 +153,24 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     )
     _write_manifest(layout, manifest, started)
     return manifest
+
+
+def _accepted(cfg: config_lib.PreprocessConfig, anomaly_rows) -> typing.Tuple[list, typing.Optional[dict]]:
+    """(the anomaly rows that fail the run, the record of those accepted on purpose or None)."""
+    if not cfg.accept:
+        return list(anomaly_rows), None
+    import datetime
+    import getpass
+
+    accepted = [r for r in anomaly_rows if r[1] in cfg.accept]
+    record = {"features": list(cfg.accept), "by": cfg.accepted_by or getpass.getuser(),
+              "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in accepted]}
+    log.warning("accepted by %s for this run: %d anomalies of %s", record["by"], len(accepted), list(cfg.accept))
+    unused = sorted(set(cfg.accept) - {r[1] for r in accepted})
+    if unused:
+        log.warning("accepted but without any anomaly: %s", unused)
+    return [r for r in anomaly_rows if r[1] not in cfg.accept], record
 
 
 def _shown_config(config: typing.Optional[config_lib.Config], cfg: config_lib.PreprocessConfig) -> dict:

@@ -46,6 +46,10 @@ class PreprocessConfig:
     baseline: str = "served"
     # A CSV input's text encoding: utf-8, or another whose ASCII bytes mean ASCII (windows-1252, latin-1).
     encoding: str = "utf-8"
+    # Features whose anomalies (drift included) are accepted for this run, on purpose: they are recorded, not
+    # failed on; anything else still fails the run. `accepted_by` says who (default: the user running it).
+    accept: typing.Tuple[str, ...] = ()
+    accepted_by: str = ""
 
     def __post_init__(self):
         ratio = tuple(self.split_ratio)

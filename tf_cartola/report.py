@@ -279,6 +279,12 @@ def _anomalies_section(anomalies: dict, manifest: dict) -> str:
         parts.append(f"<h3>{html.escape(which)}</h3>")
         parts.append(_table(("split", "feature", "kind", "description"), rows, ["bad"] * len(rows)) if rows
                      else "<p>No anomaly.</p>")
+    accepted = manifest.get("accepted")
+    if accepted:
+        parts.append(f"<p class=\"bad\">Accepted on purpose for this run by {html.escape(accepted['by'])} "
+                     f"({html.escape(accepted['at'])}): the anomalies and drift of "
+                     f"{html.escape(', '.join(accepted['features']))}, {len(accepted['anomalies'])} in all; they "
+                     "did not fail the run.</p>")
     drift = drift_rows(manifest)
     baseline = manifest.get("baseline")
     parts.append("<h3>Drift</h3><p>The statistic is the Kolmogorov-Smirnov distance for distributions (flagged "

@@ -134,3 +134,39 @@ def test_the_latest_served_version_is_the_default_baseline(trained, small_csv, t
     assert manifest["baseline"]["inputs"] == manifest["inputs"]  # The same CSV the version was trained on.
     assert manifest["valid"]
     assert not any(c["drifted"] for c in manifest["drift"]["train vs baseline"])
+
+
+def test_drift_accepted_on_purpose_is_recorded_everywhere_and_anything_else_still_fails(trained, tmp_path, capsys):
+    from beam_jobs import preprocess
+    from tf_cartola import versions
+    from tf_cartola.model import training
+
+    cfg, result = trained
+    serving_dir = os.path.dirname(os.path.dirname(result["version_dir"]))
+    rng = np.random.default_rng(5)
+    shifted, shifted_twice = tmp_path / "shifted.csv", tmp_path / "shifted_twice.csv"
+    month = synthetic.shift_mean(synthetic.generate(6000, seed=23), "tempo_desperd", 0.5, rng)
+    synthetic.write_csv(month, str(shifted))
+    synthetic.write_csv(synthetic.shift_mean(month.copy(), "avg_3", 0.5, rng), str(shifted_twice))
+    common = ["--config", CONFIG, "--schema", SCHEMA, "--serving_dir", serving_dir]
+    assert preprocess.main([*common, "--input", str(shifted), "--output_dir", str(tmp_path / "refused")]) == 1
+    assert "tempo_desperd" in capsys.readouterr().err
+    accept = ["--accept", "tempo_desperd", "--accepted_by", "ana"]
+    assert preprocess.main([*common, *accept, "--input", str(shifted_twice), "--output_dir",
+                            str(tmp_path / "still")]) == 1  # avg_3 was not accepted.
+    err = capsys.readouterr().err
+    assert "avg_3" in err.split("Anomalies found")[1] and "tempo_desperd" not in err.split("Anomalies found")[1]
+    assert preprocess.main([*common, *accept, "--input", str(shifted), "--output_dir", str(tmp_path / "ok")]) == 0
+    assert "Anomalies (the run goes on)" in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    assert manifest["valid"] and manifest["accepted"]["by"] == "ana"
+    assert {a["feature"] for a in manifest["accepted"]["anomalies"]} == {"tempo_desperd"}
+    run = training.train(cfg, str(tmp_path / "ok"), serving_dir=str(tmp_path / "serving"),
+                         run_dir=str(tmp_path / "run"), force=True)
+    assert run["accepted"]["features"] == ["tempo_desperd"]
+    assert json.loads((tmp_path / "run" / "blessing.json").read_text())["accepted"]["by"] == "ana"
+    assert training.read_provenance(run["version_dir"])["accepted"]["by"] == "ana"
+    [decision] = [json.loads(line) for line in open(tmp_path / "serving" / "cartola_pro.decisions.jsonl")]
+    assert decision["accepted"]["features"] == ["tempo_desperd"]
+    assert "Accepted on purpose for this run by ana" in (tmp_path / "run" / "report.html").read_text()
+    assert versions.describe(str(tmp_path / "serving" / "cartola_pro"))[0]["version"] == 1

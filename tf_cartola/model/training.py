@@ -186,10 +186,11 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
         "features": list(feature_names),
         "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
         "epochs_run": len(history.history["loss"]), "seconds": seconds, "config": dataclasses.asdict(config),
+        "accepted": manifest.get("accepted"),  # Anomalies of the data accepted on purpose when it was prepared.
     }
     files.write_json(files.join(export_dir, "metrics.json"), candidate)
     files.write_json(files.join(export_dir, PROVENANCE_FILE),
-                {**made_of, "preprocess_dir": preprocess_dir, "run_dir": run_dir,
+                {**made_of, "preprocess_dir": preprocess_dir, "run_dir": run_dir, "accepted": result["accepted"],
                  "trained_at": datetime.datetime.utcnow().isoformat() + "Z"})
     if not reasons:
         with timing.stage(seconds, "push"):
@@ -238,6 +239,6 @@ def append_decision(base_path: str, result: dict) -> None:
     decisions = f"{base_path.rstrip('/')}.decisions.jsonl"
     tf.io.gfile.makedirs(posixpath.dirname(decisions))
     record = {k: result[k] for k in ("run_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
-                                     "version")}
+                                     "version", "accepted")}
     with tf.io.gfile.GFile(decisions, "a") as f:
         f.write(json.dumps({"time": datetime.datetime.utcnow().isoformat() + "Z", **record}, sort_keys=True) + "\n")
