@@ -66,9 +66,10 @@ demo-db: $(STAMP) system-packages
 test: $(STAMP) system-packages
 	$(PY) -m pytest -q
 
-# The production path: the Beam jobs on a worker pool whose environment is the package alone.
+# The production path end to end: the Beam jobs on a worker pool whose environment is the package alone,
+# models on an object store, a month of data after the first (CI runs it after `make test`).
 test-production: worker-env system-packages
-	$(PY) -m pytest -q -m worker_pool
+	$(PY) -m pytest -q -m production
 
 # Jupyter's front end is not needed by the tests (they run the notebook with nbclient).
 notebook: $(STAMP)

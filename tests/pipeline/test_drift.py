@@ -136,6 +136,7 @@ def test_the_latest_served_version_is_the_default_baseline(trained, small_csv, t
     assert not any(c["drifted"] for c in manifest["drift"]["train vs baseline"])
 
 
+@pytest.mark.production
 def test_drift_accepted_on_purpose_is_recorded_everywhere_and_anything_else_still_fails(trained, tmp_path, capsys):
     from beam_jobs import preprocess
     from tf_cartola import versions

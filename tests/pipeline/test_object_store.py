@@ -17,6 +17,8 @@ from serving.servables import LoadRetries
 from tf_cartola import baseline, report, versions
 from tf_cartola.model import store, training
 
+pytestmark = pytest.mark.production  # End to end: a real training run, servers; `make test-production`.
+
 MODEL = "cartola_pro"
 ROW = {"anos_como_pro": 1.0, "avg_3": 0.5, "avg_4": 0.5, "escalacoes": 10.0, "norm_escalacao": 0.3,
        "tempo_desperd": 2.0}

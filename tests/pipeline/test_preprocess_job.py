@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
@@ -226,6 +227,7 @@ def test_an_input_without_rows_is_an_anomaly(tmp_path, capsys):
     assert "DATASET_LOW_NUM_EXAMPLES" in capsys.readouterr().err
 
 
+@pytest.mark.production
 def test_the_served_baseline_is_found_through_serving_dir_or_its_absence_is_said(trained, small_csv, tmp_path,
                                                                                  capsys):
     cfg, result = trained

@@ -1,7 +1,7 @@
 """The Beam jobs on Beam's portable runner: the protocol Flink, Spark and Dataflow Runner v2 speak, with the
 Python workers outside the launching process. Each run must write what the direct runner writes.
 
-LOOPBACK runs the workers in this process's environment; the `worker_pool` tests run them in a worker pool
+LOOPBACK runs the workers in this process's environment; the `production` test runs them in a worker pool
 started outside the repository from `.venv-worker` (`make worker-env`: the package's wheel and its
 install_requires, nothing else), as a cluster's workers get the package.
 """
@@ -146,7 +146,7 @@ def _worker_venv() -> str:
     return WORKER_VENV
 
 
-@pytest.mark.worker_pool
+@pytest.mark.production
 def test_the_jobs_run_on_workers_installed_from_the_package_alone(preprocess_run, trained, small_csv, tmp_path):
     venv = _worker_venv()
     site = subprocess.run([os.path.join(venv, "bin", "python"), "-c", "import tf_cartola; print(tf_cartola.__file__)"],

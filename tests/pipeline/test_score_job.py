@@ -110,6 +110,7 @@ def test_bad_lines_are_set_aside_with_their_reasons_and_the_rest_is_scored(serve
     assert len(_scores(tmp_path / "s")) == len(lines) - 3
 
 
+@pytest.mark.production
 def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_cleanly(served, pg_env, small_csv,
                                                                                           tmp_path):
     from tf_cartola.data import local_postgres
@@ -147,6 +148,7 @@ def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_
     assert manifest["rows"]["scored"] == total and manifest["outputs"]["table"].endswith(" monthly")
 
 
+@pytest.mark.production
 def test_a_windows_1252_file_is_read_with_its_encoding_and_without_it_its_bad_line_is_set_aside(served, small_csv,
                                                                                                  tmp_path):
     from serving import client
