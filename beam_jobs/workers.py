@@ -147,8 +147,9 @@ def main(argv) -> None:
     try:
         print(json.dumps(_probe(PipelineOptions.from_dictionary(json.loads(argv[0])))), flush=True)
         status = 0
-    except WorkersUnavailable as e:
-        print(e, file=sys.stderr, flush=True)
+    except Exception as e:  # One line for the launcher, whatever went wrong (a bad option, an unreachable runner).
+        print(e if isinstance(e, WorkersUnavailable) else f"the worker check failed: {type(e).__name__}: {e}",
+              file=sys.stderr, flush=True)
         status = 3
     os._exit(status)  # Threads waiting for a worker that never came would hold a normal exit forever.
 
