@@ -10,6 +10,7 @@ which model, and what was set aside.
 """
 
 import dataclasses
+import functools
 import logging
 import time
 import typing
@@ -117,9 +118,13 @@ class RawBatchModelHandler(inference.ModelHandler):
         return {"max_batch_size": 1}  # An element is already a batch of thousands of rows.
 
 
+def _ids(result: inference.PredictionResult) -> np.ndarray:
+    return csv_reader.dense_column(result.example, F.ID_KEY).astype(np.int64)
+
+
 def _csv_lines(result: inference.PredictionResult, model: Model, run_id: str) -> str:
     """A scored batch as CSV lines, one string: a Beam element per batch, not per row."""
-    ids = csv_reader.dense_column(result.example, F.ID_KEY).astype(np.int64)
+    ids = _ids(result)
     made_by = f"{model.name},{'' if model.version is None else model.version},{run_id}"
     return "\n".join(f"{i},{p:.6f},{made_by}" for i, p in zip(ids.tolist(), result.inference.tolist()))
 
@@ -135,8 +140,7 @@ class UpsertScoresFn(beam.DoFn):
         self._table = postgres.ScoresTable(self._url, self._table_name)
 
     def process(self, result: inference.PredictionResult):
-        ids = csv_reader.dense_column(result.example, F.ID_KEY).astype(np.int64)
-        self._table.upsert(ids, result.inference, self._model.name, self._model.version, self._run_id)
+        self._table.upsert(_ids(result), result.inference, self._model.name, self._model.version, self._run_id)
 
     def teardown(self):
         if self._table:
@@ -156,8 +160,6 @@ def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequen
                    run_id: str, output: typing.Optional[str], quarantine: str, db: typing.Optional[str],
                    table: str, encoding: str = "utf-8") -> None:
     """Adds the steps that read, score and write to `p`."""
-    import functools
-
     required = (F.ID_KEY, *columns)
     read = (functools.partial(postgres.read_partition, required=required) if database
             else functools.partial(transforms.read_csv_range, required=required, encoding=encoding))

@@ -18,7 +18,6 @@ import typing
 import uuid
 
 from tf_cartola import files
-from tf_cartola.files import join
 
 SAVED_MODEL_FILE = "saved_model.pb"
 
@@ -40,12 +39,12 @@ def versions(base_path: str) -> typing.List[int]:
     if not gfile.isdir(base_path):
         return []
     names = (entry.strip("/") for entry in gfile.listdir(base_path))
-    return sorted(int(n) for n in names if n.isdigit() and gfile.isdir(join(base_path, n)))
+    return sorted(int(n) for n in names if n.isdigit() and gfile.isdir(files.join(base_path, n)))
 
 
 def version_dir(base_path: str, version: int) -> str:
     """The folder of one version."""
-    return join(base_path, version)
+    return files.join(base_path, version)
 
 
 def copy_tree(source: str, target: str) -> None:
@@ -54,11 +53,11 @@ def copy_tree(source: str, target: str) -> None:
     names = []
     for folder, _, found in gfile.walk(source):
         relative = posixpath.relpath(folder, source) if folder != source else ""
-        gfile.makedirs(join(target, relative))
+        gfile.makedirs(files.join(target, relative))
         # TensorFlow's ram:// lists by name prefix: under assets/ it shows a phantom ".extra" of assets.extra/.
-        names += [posixpath.join(relative, n) for n in found if gfile.exists(join(folder, n))]
+        names += [posixpath.join(relative, n) for n in found if gfile.exists(files.join(folder, n))]
     for name in sorted(names, key=lambda f: f == SAVED_MODEL_FILE):  # The SavedModel appears last.
-        gfile.copy(join(source, name), join(target, name), overwrite=True)
+        gfile.copy(files.join(source, name), files.join(target, name), overwrite=True)
 
 
 def push(export_dir: str, base_path: str) -> int:
@@ -67,7 +66,7 @@ def push(export_dir: str, base_path: str) -> int:
     gfile = _gfile()
     gfile.makedirs(base_path)
     version = (versions(base_path) or [0])[-1] + 1
-    staging = join(base_path, f".staging-{version}-{uuid.uuid4().hex[:12]}")
+    staging = files.join(base_path, f".staging-{version}-{uuid.uuid4().hex[:12]}")
     target = version_dir(base_path, version)
     try:
         copy_tree(export_dir, staging)

@@ -156,7 +156,7 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     made_of = provenance(manifest, config)
     previous = model_store.versions(base_path)
     if previous and not force:
-        latest_dir = files.join(base_path, str(previous[-1]))
+        latest_dir = model_store.version_dir(base_path, previous[-1])
         if (read_provenance(latest_dir) or {}).get("fingerprint") == made_of["fingerprint"]:
             return {"nothing_changed": True, "version": previous[-1], "version_dir": latest_dir}
     run_dir = run_dir or files.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
@@ -176,7 +176,7 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     with timing.stage(seconds, "evaluate"):
         threshold = config.blessing.decision_threshold
         candidate, labels, scores = evaluate_export(export_dir, artifacts["raw_eval"], threshold)
-        baseline = evaluate_export(files.join(base_path, str(previous[-1])), artifacts["raw_eval"],
+        baseline = evaluate_export(model_store.version_dir(base_path, previous[-1]), artifacts["raw_eval"],
                                    threshold)[0] if previous else None
         reasons = bless(candidate, baseline, config.blessing)
     result = {
@@ -195,7 +195,7 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     if not reasons:
         with timing.stage(seconds, "push"):
             result["version"] = model_store.push(export_dir, base_path)
-            result["version_dir"] = files.join(base_path, str(result["version"]))
+            result["version_dir"] = model_store.version_dir(base_path, result["version"])
     files.write_json(files.join(run_dir, "metrics.json"), candidate)
     files.write_json(files.join(run_dir, "history.json"), history.history)
     files.write_json(files.join(run_dir, "blessing.json"), result)
