@@ -10,7 +10,8 @@ On Dataflow add `--runner DataflowRunner --project P --region R --temp_location 
 worker image or `--setup_file ./setup.py` (README, "Beyond one machine"); inputs, the model and the output
 on gs://. The model is the latest version of --model_name under --serving_dir unless --version or
 --model_dir says otherwise. Writes `<output>-NNNNN-of-NNNNN.csv` (GLOBO_ID, pro_probability, model_name,
-model_version), the rows set aside in `<prefix>.bad-*.jsonl` and `<prefix>.manifest.json`, where the prefix
+model_version, run_id), the rows set aside (bad, or with --set_aside_invalid outside the
+model's schema) in `<prefix>.bad-*.jsonl` and `<prefix>.manifest.json`, where the prefix
 is --output, else --scores_table. Any flag this module does not know goes to Beam's PipelineOptions.
 """
 
@@ -19,7 +20,7 @@ import json
 import sys
 
 from beam_jobs import job_cli
-from tf_cartola import cli, timing
+from tf_cartola import cli, scoring_checks, timing
 
 EXIT_STATUS = ("0 scored, 2 bad arguments, config, input, no model version or workers that cannot start "
                "(--worker_start_timeout)")
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="prefix of the CSV shards of scores")
     parser.add_argument("--db", help="also (or instead) upsert the scores into this postgresql:// database")
     parser.add_argument("--scores_table", default="scores", help="with --db (default: %(default)s)")
+    parser.add_argument("--set_aside_invalid", action="store_true", help="set aside rows outside the model's "
+                        "schema (a value out of its domain, an empty required feature) instead of scoring them")
     parser.add_argument("--run_id", help="the run's id, kept with every score; a rerun with the same id replaces "
                         "its rows in a table (default: this month, YYYY-MM)")
     return parser
@@ -66,12 +69,16 @@ def run(argv=None) -> dict:
                               encoding=args.encoding).preprocess
     return score_job.score(args.input, model, PipelineOptions(beam_args), args.run_id or timing.this_month(),
                            args.output, args.db, args.scores_table,
-                           inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions), cfg.encoding)
+                           inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions), cfg.encoding,
+                           args.set_aside_invalid)
 
 
 def _show(manifest: dict, passed: bool) -> None:
     if passed:
         print(json.dumps({k: manifest[k] for k in ("model", "rows", "outputs", "seconds")}, indent=2))
+        for line in scoring_checks.warnings(manifest["rows"]["read"], manifest["invalid"], manifest["duplicate_ids"],
+                                            manifest["set_aside_invalid"]):
+            print(f"warning: {line}", file=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -24,14 +24,13 @@ from beam_jobs import counters as counters_lib
 from beam_jobs import inputs as inputs_lib
 from beam_jobs import transforms, workers
 from tf_cartola import features as F
-from tf_cartola import files
+from tf_cartola import baseline, files, scoring_checks
 from tf_cartola.data import csv_reader, postgres
 from tf_cartola.model import store as model_store
 from tf_cartola.model.signatures import PROBABILITY, RAW_SIGNATURE
 
 log = logging.getLogger(__name__)
-
-
+INVALID_PREFIX = "invalid:"  # Counters invalid:KIND:column, of rows outside the model's schema.
 
 class NoModel(FileNotFoundError):
     """No model version where the job was told to look."""
@@ -147,6 +146,31 @@ class UpsertScoresFn(beam.DoFn):
             self._table.close()
 
 
+class CheckRowsFn(beam.DoFn):
+    """Checks each typed batch against the model's schema (tf_cartola.scoring_checks): counters
+    `invalid:KIND:column`; with `set_aside`, the rows that break a rule go to BAD instead of being scored.
+    Every batch's ids go to IDS, for the duplicate count."""
+
+    def __init__(self, rules: typing.Sequence[scoring_checks.Rule], set_aside: bool, source: str):
+        self._rules, self._set_aside, self._source = list(rules), set_aside, source
+        self._set_aside_rows = Metrics.counter(counters_lib.NAMESPACE, "rows_set_aside")
+
+    def process(self, batch):
+        import pyarrow as pa
+
+        findings = scoring_checks.check(batch, self._rules)
+        for (kind, column), n in findings.counts.items():
+            Metrics.counter(counters_lib.NAMESPACE, f"{INVALID_PREFIX}{kind}:{column}").inc(n)
+        if self._set_aside and findings.invalid.any():
+            for record in scoring_checks.set_aside_records(batch, findings, self._source, F.ID_KEY):
+                yield beam.pvalue.TaggedOutput(transforms.BAD, record)
+            self._set_aside_rows.inc(int(findings.invalid.sum()))
+            batch = batch.filter(pa.array(~findings.invalid))
+        yield from transforms.ids_by_bucket(csv_reader.dense_column(batch, F.ID_KEY).astype(np.int64))
+        if batch.num_rows:
+            yield batch
+
+
 class _CountScored(beam.DoFn):
     def __init__(self):
         self._scored = Metrics.counter(counters_lib.NAMESPACE, "rows_scored")
@@ -158,14 +182,20 @@ class _CountScored(beam.DoFn):
 
 def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequence[str], database: bool,
                    run_id: str, output: typing.Optional[str], quarantine: str, db: typing.Optional[str],
-                   table: str, encoding: str = "utf-8") -> None:
-    """Adds the steps that read, score and write to `p`."""
+                   table: str, encoding: str = "utf-8", rules: typing.Sequence[scoring_checks.Rule] = (),
+                   set_aside: bool = False, source: str = "") -> None:
+    """Adds the steps that read, check (`rules`, `set_aside`; `source` names the input in set-aside records),
+    score and write to `p`."""
     required = (F.ID_KEY, *columns)
     read = (functools.partial(postgres.read_partition, required=required) if database
             else functools.partial(transforms.read_csv_range, required=required, encoding=encoding))
     parsed = p | "ReadRows" >> transforms.ReadRows(parts, read)
-    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(quarantine)
-    scored = (parsed["rows"]
+    checked = parsed["rows"] | "CheckRows" >> beam.ParDo(CheckRowsFn(rules, set_aside, source)).with_outputs(
+        transforms.BAD, transforms.IDS, main="rows")
+    _ = checked[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
+    _ = ((parsed[transforms.BAD], checked[transforms.BAD]) | "AllSetAside" >> beam.Flatten()
+         | "WriteQuarantine" >> transforms.WriteQuarantine(quarantine))
+    scored = (checked["rows"]
               | "RunInference" >> inference.RunInference(RawBatchModelHandler(model.path, columns))
               | "CountScored" >> beam.ParDo(_CountScored()))
     if output:
@@ -180,7 +210,8 @@ def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequen
 
 def score(input_location: str, model: Model, options, run_id: str, output: typing.Optional[str] = None,
           db: typing.Optional[str] = None, scores_table: str = "scores",
-          database: typing.Optional[inputs_lib.DatabaseInput] = None, encoding: str = "utf-8") -> dict:
+          database: typing.Optional[inputs_lib.DatabaseInput] = None, encoding: str = "utf-8",
+          set_aside_invalid: bool = False) -> dict:
     """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else the table).
 
     Args:
@@ -192,6 +223,8 @@ def score(input_location: str, model: Model, options, run_id: str, output: typin
       db, scores_table: upsert the scores into this table (postgresql:// URL).
       database: the table or query and partitions, for a postgresql:// input.
       encoding: a CSV input's text encoding.
+      set_aside_invalid: set aside rows outside the schema the model carries instead of scoring them (they
+        are counted either way).
 
     Returns:
       The manifest.
@@ -208,24 +241,34 @@ def score(input_location: str, model: Model, options, run_id: str, output: typin
     runner = workers.runner(options)
     columns = raw_inputs(model.path)
     log.info("scoring with %s version %s (%s), columns %s", model.name, model.version, model.path, columns)
+    rules = scoring_checks.of_model(model.path, columns)
+    if rules is None:
+        log.warning("%s carries no schema (not exported by tf_cartola.train): rows are not checked", model.path)
     with inputs_lib.open_inputs(input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database) as (inputs, parts):
         log.info("reading %d part(s) of %s", len(parts), inputs_lib.shown(input_location))
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, parts, model, columns, postgres.is_database(input_location), run_id, output,
-                           quarantine, db, scores_table, encoding)
+                           quarantine, db, scores_table, encoding, rules or (), set_aside_invalid,
+                           inputs_lib.shown(input_location))
     counters = counters_lib.of(p.result)
     rows = {"read": counters.get("rows_read", 0), "scored": counters.get("rows_scored", 0),
-            "bad": counters.get("bad_rows", 0)}
+            "bad": counters.get("bad_rows", 0), "set_aside": counters.get("rows_set_aside", 0)}
     manifest = {
         "input": inputs_lib.shown(input_location), "inputs": inputs,
         "model": dataclasses.asdict(model), "run_id": run_id, "columns": columns, "rows": rows,
         "bad_rows": {f"{kind}:{column}": n for (kind, column), n in counters_lib.bad_row_counts(counters).items()},
+        "schema": None if rules is None else files.join(model.path, baseline.VERSION_DIR),
+        "invalid": {name[len(INVALID_PREFIX):]: n for name, n in sorted(counters.items())
+                    if name.startswith(INVALID_PREFIX) and n},
+        "set_aside_invalid": set_aside_invalid,
+        "duplicate_ids": {"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)},
         "outputs": {"scores": f"{output}-*.csv" if output else None, "quarantine": f"{quarantine}*.jsonl",
                     "table": f"{postgres.masked(db)} {scores_table}" if db else None},
         "runner": {**runner, "not_reported": []},
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }
     files.write_json(f"{prefix}.manifest.json", manifest)
-    if rows["scored"] + rows["bad"] != rows["read"]:  # Nothing may be lost between reading and writing.
-        raise RuntimeError(f"rows read {rows['read']} != scored {rows['scored']} + set aside {rows['bad']}")
+    if rows["scored"] + rows["bad"] + rows["set_aside"] != rows["read"]:  # Nothing lost between reading and writing.
+        raise RuntimeError(f"rows read {rows['read']} != scored {rows['scored']} + bad {rows['bad']} + set aside "
+                           f"{rows['set_aside']}")
     return manifest

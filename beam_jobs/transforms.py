@@ -19,7 +19,7 @@ from apache_beam.metrics import Metrics
 
 from beam_jobs.counters import NAMESPACE, bad_counter_name
 from tf_cartola import features as F
-from tf_cartola import split
+from tf_cartola import scoring_checks, split
 from tf_cartola.data import csv_reader, tfrecords
 
 BAD = "bad"
@@ -80,9 +80,7 @@ class ReadRowsFn(beam.DoFn):
                 yield batch
             return
         ids = batch.column(F.ID_KEY).flatten().to_numpy()
-        buckets = ids % ID_BUCKETS
-        for bucket in np.unique(buckets):
-            yield beam.pvalue.TaggedOutput(IDS, (int(bucket), ids[buckets == bucket]))
+        yield from ids_by_bucket(ids)
         eval_mask = split.is_eval(ids, self._split_ratio)
         for which, mask in (("train", ~eval_mask), ("eval", eval_mask)):
             part = batch.filter(mask)
@@ -114,6 +112,13 @@ def ReadRows(pipeline, parts: typing.Sequence, read):  # pylint: disable=invalid
     )
 
 
+def ids_by_bucket(ids: np.ndarray):
+    """A batch's ids as IDS outputs: (id modulo ID_BUCKETS, those ids), for CountDuplicateIds."""
+    buckets = ids % ID_BUCKETS
+    for bucket in np.unique(buckets):
+        yield beam.pvalue.TaggedOutput(IDS, (int(bucket), ids[buckets == bucket]))
+
+
 class _CountDuplicatesFn(beam.DoFn):
     def __init__(self):
         self._ids = Metrics.counter(NAMESPACE, "duplicate_ids")
@@ -121,10 +126,9 @@ class _CountDuplicatesFn(beam.DoFn):
 
     def process(self, element):
         _, parts = element
-        _, counts = np.unique(np.concatenate(list(parts)), return_counts=True)
-        repeated = counts[counts > 1]
-        self._ids.inc(len(repeated))
-        self._rows.inc(int(repeated.sum()))
+        ids, rows_ = scoring_checks.duplicate_counts(np.concatenate(list(parts)))
+        self._ids.inc(ids)
+        self._rows.inc(rows_)
         return []
 
 

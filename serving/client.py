@@ -17,8 +17,10 @@ SCORES_TABLE.bad.jsonl for a database), which exists only when there are some.
 """
 
 import argparse
+import collections
 import contextlib
 import csv
+import dataclasses
 import json
 import re
 import secrets
@@ -27,9 +29,11 @@ import time
 import typing
 import urllib.parse
 
+import numpy as np
+
 from tf_cartola import features as F
 from tf_cartola import files
-from tf_cartola import rows, timing
+from tf_cartola import rows, scoring_checks, timing
 from tf_cartola.data import csv_reader
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
@@ -100,7 +104,7 @@ class DatabaseScores:
 
 
 def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = None, batch_size: int = 500,
-          version=None, label=None, progress: bool = True) -> dict:
+          version=None, label=None, progress: bool = True, checks: typing.Optional["Checks"] = None) -> dict:
     """Streams typed chunks through `client.score` in batches into `sink`.
 
     Args:
@@ -110,28 +114,44 @@ def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = N
       quarantine: where bad rows go (removed when there are none).
       total: rows expected, for the progress bar.
       progress: show a progress bar on stderr.
+      checks: check rows against the model's schema (None: not checked).
 
     Returns:
-      {"scored": n, "bad": n, "out": what was written, "quarantine": path or None, "seconds": s}
+      {"read": n, "scored": n, "bad": n, "invalid": {"KIND:column": rows}, "duplicate_ids": {"ids": n, "rows": n},
+       "out": what was written, "quarantine": path or None, "seconds": s}; `bad` counts rows set aside for
+      either reason, and read = scored + bad.
 
     Raises:
       rows.InputError, FileNotFoundError: the users cannot be read as the model needs them.
       Exceptions of the client: the server failed or is unreachable.
     """
+    import pyarrow as pa
     import tqdm
 
-    start, scored, bad, complete = time.perf_counter(), 0, [], False
+    start, read, scored, bad, complete = time.perf_counter(), 0, 0, [], False
+    invalid, ids = collections.Counter(), []
     try:
         with tqdm.tqdm(total=total, unit="rows", disable=not progress, desc="scoring") as bar:
             for chunk in chunks:
+                read += chunk.rows
                 bad += chunk.bad
                 bar.update(len(chunk.bad))
-                records = csv_reader.to_records(chunk.batch)
+                batch = chunk.batch
+                if checks is not None:
+                    findings = scoring_checks.check(batch, checks.rules)
+                    invalid.update(findings.counts)
+                    if checks.set_aside and findings.invalid.any():
+                        bad += scoring_checks.set_aside_records(batch, findings, checks.source, F.ID_KEY)
+                        bar.update(int(findings.invalid.sum()))
+                        batch = batch.filter(pa.array(~findings.invalid))
+                records = csv_reader.to_records(batch)
+                ids.append(np.array([r[F.ID_KEY] for r in records], dtype=np.int64))
                 for i in range(0, len(records), batch_size):
-                    batch = records[i:i + batch_size]
-                    sink.write([r[F.ID_KEY] for r in batch], client.score(batch, version=version, label=label))
-                    scored += len(batch)
-                    bar.update(len(batch))
+                    batch_records = records[i:i + batch_size]
+                    sink.write([r[F.ID_KEY] for r in batch_records],
+                               client.score(batch_records, version=version, label=label))
+                    scored += len(batch_records)
+                    bar.update(len(batch_records))
         complete = True
     finally:
         sink.close(complete)
@@ -140,8 +160,37 @@ def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = N
             f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in bad)
     else:
         files.remove(quarantine)  # A stale one from an earlier run would mislead.
-    return {"scored": scored, "bad": len(bad), "out": sink.out, "quarantine": quarantine if bad else None,
+    duplicate_ids, duplicate_rows = scoring_checks.duplicate_counts(np.concatenate(ids) if ids else np.array([]))
+    return {"read": read, "scored": scored, "bad": len(bad),
+            "invalid": {f"{kind}:{column}": n for (kind, column), n in sorted(invalid.items())},
+            "duplicate_ids": {"ids": duplicate_ids, "rows": duplicate_rows},
+            "out": sink.out, "quarantine": quarantine if bad else None,
             "seconds": round(time.perf_counter() - start, 2)}
+
+
+@dataclasses.dataclass
+class Checks:
+    """Scoring's schema checks: the model's rules, whether rows that break them are set aside (instead of
+    scored and counted), and the input's name for their quarantine records."""
+
+    rules: typing.List[scoring_checks.Rule]
+    set_aside: bool
+    source: str
+
+
+def _model_schema(args, columns, version) -> typing.Tuple[typing.Optional[typing.List[scoring_checks.Rule]], str]:
+    """(the schema rules of the model that scores, or None, and where they come from or why there are none)."""
+    from tf_cartola.model import store as model_store
+
+    if args.model_dir:
+        where = args.model_dir
+    elif args.serving_dir and version is not None:
+        where = model_store.version_dir(files.join(args.serving_dir, args.model), version)
+    else:
+        return None, "give --serving_dir to check rows against the served version's schema"
+    found = scoring_checks.of_model(where, columns)
+    return found, (f"{where} carries no schema (not exported by tf_cartola.train)" if found is None
+                   else f"the schema of {where}")
 
 
 def _client(args):
@@ -167,7 +216,12 @@ def main(argv=None) -> int:
     where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
     where.add_argument("--grpc", type=grpc_address, help="gRPC HOST:PORT, e.g. 127.0.0.1:8500")
     where.add_argument("--model_dir", help="score in this process with a model version folder (no server)")
-    parser.add_argument("--model", default="cartola_pro", help="model name (default: %(default)s)")
+    parser.add_argument("--model", "--model_name", dest="model", default="cartola_pro",
+                        help="model name (default: %(default)s)")
+    parser.add_argument("--serving_dir", help="with --rest or --grpc: the folder the server loads versions from, "
+                        "so rows are checked against the served version's schema (--model_dir carries its own)")
+    parser.add_argument("--set_aside_invalid", action="store_true", help="set aside rows outside the model's "
+                        "schema (a value out of its domain, an empty required feature) instead of scoring them")
     parser.add_argument("--version", type=int, help="a version number (default: the server's choice)")
     parser.add_argument("--label", help="a version label, e.g. stable")
     users = parser.add_mutually_exclusive_group(required=True)
@@ -228,10 +282,14 @@ def main(argv=None) -> int:
                 source, total = postgres.masked(args.db), None
                 chunks = postgres.read_all(args.db, args.table, args.query, required=needed)
             made_by = (args.model, client.served_version(args.version, args.label), args.run_id or timing.this_month())
+            rules, about = _model_schema(args, needed[1:], made_by[1])
+            checks = None if rules is None else Checks(rules, args.set_aside_invalid, source)
+            if checks is None:
+                print(f"warning: rows are not checked against a schema: {about}", file=sys.stderr)
             sink = (DatabaseScores(args.out, args.scores_table, *made_by) if to_database
                     else CsvScores(args.out, *made_by))
             summary = score(client, chunks, sink, quarantine, total, args.batch_size, args.version, args.label,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, checks=checks)
     except (rows.InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -242,6 +300,9 @@ def main(argv=None) -> int:
             return EXIT_UNREACHABLE
         print(f"error: the server refused or failed a request: {e}", file=sys.stderr)
         return EXIT_SERVER
+    for line in scoring_checks.warnings(summary["read"], summary["invalid"], summary["duplicate_ids"],
+                                        args.set_aside_invalid):
+        print(f"warning: {line}", file=sys.stderr)
     bad = f"; {summary['bad']} rows set aside in {summary['quarantine']}" if summary["bad"] else ""
     print(f"scored {summary['scored']} rows of {source} into {summary['out']} in {summary['seconds']} s{bad}")
     return EXIT_OK

@@ -9,12 +9,13 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 
 from beam_jobs import score
 from tf_cartola import features as F, rows
-from tf_cartola.data import csv_reader, examples
+from tf_cartola.data import csv_reader, examples, synthetic
 from tf_cartola.model import scoring, store
 
 from tests.helpers import CONFIG
@@ -63,7 +64,8 @@ def test_every_row_is_scored_as_the_served_model_scores_it(served, small_csv, tm
     np.testing.assert_allclose([got[i][0] for i in want], list(want.values()), atol=1e-6)
     assert {tuple(made_by) for _, *made_by in got.values()} == {("cartola_pro", "2", "2026-12")}  # The latest.
     assert manifest["model"] == {"name": "cartola_pro", "version": 2, "path": f"{serving_dir}/cartola_pro/2"}
-    assert manifest["rows"] == {"read": len(want), "scored": len(want), "bad": 0}
+    assert manifest["rows"] == {"read": len(want), "scored": len(want), "bad": 0, "set_aside": 0}
+    assert manifest["invalid"] == {} and manifest["duplicate_ids"] == {"ids": 0, "rows": 0}
     assert manifest["inputs"][0]["fingerprint"]
     assert json.loads((tmp_path / "scores.manifest.json").read_text()) == manifest
 
@@ -106,8 +108,34 @@ def test_bad_lines_are_set_aside_with_their_reasons_and_the_rest_is_scored(serve
     manifest = score.run(["--input", str(corrupt), "--serving_dir", serving_dir, "--output", str(tmp_path / "s")])
     bad = [json.loads(line) for path in glob.glob(str(tmp_path / "s.bad-*.jsonl")) for line in open(path)]
     assert sorted((b["line_number"], b["kind"]) for b in bad) == [(6, rows.NOT_A_NUMBER), (10, rows.WRONG_FIELD_COUNT)]
-    assert manifest["rows"] == {"read": len(lines) - 1, "scored": len(lines) - 3, "bad": 2}
+    assert manifest["rows"] == {"read": len(lines) - 1, "scored": len(lines) - 3, "bad": 2, "set_aside": 0}
     assert len(_scores(tmp_path / "s")) == len(lines) - 3
+
+
+def test_rows_outside_the_models_schema_are_counted_and_set_aside_when_asked(served, small_csv, tmp_path, capsys):
+    serving_dir, _ = served
+    frame = pd.read_csv(small_csv)
+    frame.loc[:4, "anos_como_pro"] = 42  # The schema's domain is 0-3.
+    frame.loc[5:7, "avg_3"] = None  # Required: never empty in training.
+    frame = pd.concat([frame, frame.iloc[[20, 21]]])  # Two users twice.
+    month = tmp_path / "month.csv"
+    synthetic.write_csv(frame, str(month))
+    args = ["--input", str(month), "--serving_dir", serving_dir]
+    assert score.main([*args, "--output", str(tmp_path / "all")]) == 0
+    err = capsys.readouterr().err
+    assert (f"5 of {len(frame)} rows have anos_como_pro above the schema's maximum (INT_TYPE_BIG_INT): scored anyway"
+            in err and "2 GLOBO_ID values appear more than once, in 4 rows" in err), err
+    manifest = json.loads((tmp_path / "all.manifest.json").read_text())
+    assert manifest["invalid"] == {"INT_TYPE_BIG_INT:anos_como_pro": 5, f"{rows.MISSING_REQUIRED}:avg_3": 3}
+    assert manifest["rows"]["scored"] == len(frame) and manifest["duplicate_ids"] == {"ids": 2, "rows": 4}
+
+    manifest = score.run([*args, "--output", str(tmp_path / "strict"), "--set_aside_invalid"])
+    assert manifest["rows"] == {"read": len(frame), "scored": len(frame) - 8, "bad": 0, "set_aside": 8}
+    aside = [json.loads(line) for path in glob.glob(str(tmp_path / "strict.bad-*.jsonl")) for line in open(path)]
+    assert sorted(r[F.ID_KEY] for r in aside) == sorted(frame[F.ID_KEY].iloc[:8])
+    assert {r["kind"] for r in aside} == {"INT_TYPE_BIG_INT", rows.MISSING_REQUIRED}
+    scored = pd.concat(pd.read_csv(path) for path in glob.glob(str(tmp_path / "strict-*.csv")))
+    assert len(scored) == len(frame) - 8 and not set(scored[F.ID_KEY]) & set(frame[F.ID_KEY].iloc[:8])
 
 
 @pytest.mark.production

@@ -447,3 +447,33 @@ def test_the_client_exit_statuses_say_what_went_wrong(served, tmp_path, capsys, 
     assert client_cli.main([flag, good, "--model", "no_such_model", *base]) == client_cli.EXIT_SERVER
     assert "refused or failed" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_scoring_counts_rows_outside_the_models_schema_and_can_set_them_aside(served, tmp_path, capsys):
+    server, base, _ = served
+    frame = synthetic.generate(50, seed=8)
+    frame.loc[:6, "anos_como_pro"] = 42  # The schema's domain is 0-3.
+    frame = pd.concat([frame, frame.iloc[[10]]])  # One user twice.
+    csv_path, out = tmp_path / "month.csv", tmp_path / "scores.csv"
+    synthetic.write_csv(frame, str(csv_path))
+    base_args = ["--csv", str(csv_path), "--out", str(out), "--no_progress"]
+    assert client_cli.main(["--rest", server.rest_url, "--serving_dir", str(base.parent), *base_args]) == 0
+    err = capsys.readouterr().err
+    assert ("7 of 51 rows have anos_como_pro above the schema's maximum (INT_TYPE_BIG_INT): scored anyway" in err
+            and "1 GLOBO_ID values appear more than once, in 2 rows" in err), err
+    assert len(pd.read_csv(out)) == 51
+
+    assert client_cli.main(["--model_dir", str(base / "1"), "--set_aside_invalid", *base_args]) == 0
+    captured = capsys.readouterr()
+    assert "7 of 51 rows have anos_como_pro above the schema's maximum (INT_TYPE_BIG_INT): set aside" in captured.err
+    assert "scored 44 rows" in captured.out and "7 rows set aside" in captured.out
+    aside = [json.loads(line) for line in (tmp_path / "scores.csv.bad.jsonl").read_text().splitlines()]
+    assert sorted(r[F.ID_KEY] for r in aside) == sorted(frame[F.ID_KEY].iloc[:7])
+    assert {r["kind"] for r in aside} == {"INT_TYPE_BIG_INT"} and aside[0]["row"]["anos_como_pro"] == 42
+    assert set(pd.read_csv(out)[F.ID_KEY]) == set(frame[F.ID_KEY].iloc[7:])
+
+    assert client_cli.main(["--grpc", server.grpc_address, *base_args]) == 0
+    assert "not checked against a schema: give --serving_dir" in capsys.readouterr().err
+    csv_path.write_text(",".join(F.CSV_COLUMNS) + "\n")
+    assert client_cli.main(["--model_dir", str(base / "1"), *base_args]) == 0
+    assert "the input has no rows: nothing was scored" in capsys.readouterr().err
