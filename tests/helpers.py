@@ -36,3 +36,24 @@ def probe_batch():
     frame = synthetic.generate(50, seed=9)
     serialized = [examples.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
     return tf.io.parse_example(serialized, F.raw_feature_spec())
+
+
+def headless_chromium():
+    """A Selenium driver of Debian's headless Chromium (`make system-packages` installs it), logging the
+    console and the network; None when Chromium or its driver is missing."""
+    import shutil
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--hide-scrollbars"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)

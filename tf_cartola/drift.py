@@ -9,7 +9,9 @@ pass over the rows):
   plus the histograms' resolution (the CDF is known to within one bucket's mass and
   the sketch's rank error on each side), so a coarse histogram never raises an alarm.
 - the share of missing values: Fisher's exact test.
-- categorical values (`pixels`): Fisher's exact test on each value's share.
+- categorical values (`pixels`): one chi-square test of homogeneity of the values' shares
+  (values too rare for the test's approximation pooled into one), so a feature is one test
+  however many values it has.
 
 All tests of one comparison share its false-alarm budget `alpha` (Bonferroni): when both
 samples come from one distribution, the chance that any test of the comparison alarms
@@ -33,7 +35,9 @@ QUANTILE_EPSILON = 0.001
 # Below this many values on either side a test says "too few rows to judge".
 MIN_ROWS = 200
 
-DISTRIBUTION, MISSING, CATEGORY = "distribution", "missing share", "share of"
+DISTRIBUTION, MISSING, CATEGORY = "distribution", "missing share", "value shares"
+# A chi-square cell's expected count below this is pooled with the other rare values.
+MIN_EXPECTED = 5
 # Anomaly kinds (validation.add_anomaly) of each test.
 KINDS = {DISTRIBUTION: "DRIFT_DISTRIBUTION", MISSING: "DRIFT_MISSING_SHARE", CATEGORY: "DRIFT_CATEGORY_SHARE"}
 
@@ -50,7 +54,7 @@ class Check:
     """One test of one feature: what it measured on each side, its statistic, and the verdict."""
 
     feature: str
-    test: str  # DISTRIBUTION, MISSING, or CATEGORY with the value, e.g. "share of '1920x1080'".
+    test: str  # DISTRIBUTION, MISSING or CATEGORY.
     baseline: str
     current: str
     statistic: float  # KS distance, or the p-value for the share tests.
@@ -60,7 +64,7 @@ class Check:
 
     @property
     def kind(self) -> str:
-        return KINDS[CATEGORY if self.test.startswith(CATEGORY) else self.test]
+        return KINDS[self.test]
 
     def describe(self, baseline_name: str) -> str:
         measure = "KS distance" if self.test == DISTRIBUTION else "p-value"
@@ -77,14 +81,15 @@ def _common(feature) -> statistics_pb2.CommonStatistics:
     return getattr(feature, feature.WhichOneof("stats")).common_stats
 
 
-def _quantiles(feature) -> typing.Optional[statistics_pb2.Histogram]:
+def quantiles(feature) -> typing.Optional[statistics_pb2.Histogram]:
+    """A numeric feature's quantile histogram in TFDV statistics, or None when it has no values."""
     for h in feature.num_stats.histograms:
         if h.type == statistics_pb2.Histogram.QUANTILES and h.buckets:
             return h
     return None
 
 
-def _cdf(hist: statistics_pb2.Histogram, xs: np.ndarray, right: bool) -> np.ndarray:
+def cdf(hist: statistics_pb2.Histogram, xs: np.ndarray, right: bool) -> np.ndarray:
     """The CDF at `xs` (right limits, or left limits), spreading each bucket evenly over its width."""
     low = np.array([b.low_value for b in hist.buckets])
     high = np.array([b.high_value for b in hist.buckets])
@@ -101,7 +106,7 @@ def _cdf(hist: statistics_pb2.Histogram, xs: np.ndarray, right: bool) -> np.ndar
 def ks_distance(a: statistics_pb2.Histogram, b: statistics_pb2.Histogram) -> float:
     """The largest gap between the CDFs of two quantile histograms (both limits at every bucket edge)."""
     edges = np.unique([v for h in (a, b) for bucket in h.buckets for v in (bucket.low_value, bucket.high_value)])
-    return float(max(np.max(np.abs(_cdf(a, edges, r) - _cdf(b, edges, r))) for r in (True, False)))
+    return float(max(np.max(np.abs(cdf(a, edges, r) - cdf(b, edges, r))) for r in (True, False)))
 
 
 def _share(count: float, total: float) -> str:
@@ -119,6 +124,17 @@ def _category_counts(feature) -> typing.Tuple[dict, bool]:
     return counts, len(counts) >= s.unique
 
 
+def _pooled(table: np.ndarray) -> np.ndarray:
+    """A 2 x k table of value counts with the values whose expected count is below MIN_EXPECTED on either side
+    pooled into one column (kept when it reaches MIN_EXPECTED itself), and empty columns dropped."""
+    table = table[:, table.sum(axis=0) > 0]
+    expected = table.sum(axis=0)[None, :] * table.sum(axis=1)[:, None] / max(table.sum(), 1)
+    rare = (expected < MIN_EXPECTED).any(axis=0)
+    pooled = table[:, rare].sum(axis=1, keepdims=True)
+    pooled_expected = pooled.sum() * table.sum(axis=1) / max(table.sum(), 1)
+    return np.column_stack([table[:, ~rare], pooled]) if (pooled_expected >= MIN_EXPECTED).all() else table[:, ~rare]
+
+
 def _tests(name: str, base, cur) -> typing.Iterator[tuple]:
     """(test, baseline text, current text, (baseline size, current size), kind, args) of every test of
     one feature."""
@@ -128,16 +144,20 @@ def _tests(name: str, base, cur) -> typing.Iterator[tuple]:
            (cb.num_missing, rows_b, cc.num_missing, rows_c))
     values = (cb.num_non_missing, cc.num_non_missing)
     if base.HasField("num_stats") and cur.HasField("num_stats"):
-        hb, hc = _quantiles(base), _quantiles(cur)
+        hb, hc = quantiles(base), quantiles(cur)
         yield (DISTRIBUTION, f"median {base.num_stats.median:.4g}", f"median {cur.num_stats.median:.4g}",
                values if hb and hc else (0, 0), "ks", (hb, hc, *values))
     elif base.HasField("string_stats") and cur.HasField("string_stats"):
         (counts_b, all_b), (counts_c, all_c) = _category_counts(base), _category_counts(cur)
-        for value in sorted(set(counts_b) | set(counts_c)):
-            if (value in counts_b or all_b) and (value in counts_c or all_c):  # Otherwise its count is unknown.
-                nb, nc = counts_b.get(value, 0.0), counts_c.get(value, 0.0)
-                yield (f"{CATEGORY} {value!r}", _share(nb, values[0]), _share(nc, values[1]), values, "fisher",
-                       (nb, values[0], nc, values[1]))
+        known = [v for v in sorted(set(counts_b) | set(counts_c))  # Otherwise a value's count is unknown.
+                 if (v in counts_b or all_b) and (v in counts_c or all_c)]
+        table = np.array([[counts.get(v, 0.0) for v in known] for counts in (counts_b, counts_c)]).reshape(2, -1)
+        shares = table / np.maximum(np.array(values, dtype=float)[:, None], 1)
+        moved = known[int(np.argmax(np.abs(shares[0] - shares[1])))] if known else None
+        texts = [f"{len(c)} values" + (f", {moved!r} {_share(c.get(moved, 0.0), n)}" if moved is not None else "")
+                 for c, n in ((counts_b, values[0]), (counts_c, values[1]))]
+        others = np.array(values, dtype=float) - table.sum(axis=1)  # Values past the rank histogram.
+        yield (CATEGORY, *texts, values, "chi2", np.column_stack([table, others]))
 
 
 def compare(baseline: statistics_pb2.DatasetFeatureStatisticsList,
@@ -167,6 +187,8 @@ def compare(baseline: statistics_pb2.DatasetFeatureStatisticsList,
                                    f"{MIN_ROWS} needed"))
             elif kind == "fisher" and args[0] + args[2] == 0:
                 notes.append(Check(name, test, b_text, c_text, 1.0, float("nan"), False, "none on either side"))
+            elif kind == "chi2" and _pooled(args).shape[1] < 2:
+                notes.append(Check(name, test, b_text, c_text, 1.0, float("nan"), False, "one value on both sides"))
             else:
                 planned.append((name, test, b_text, c_text, kind, args))
     per_test = alpha / max(len(planned), 1)
@@ -179,7 +201,7 @@ def compare(baseline: statistics_pb2.DatasetFeatureStatisticsList,
             threshold = float(sps.kstwobign.isf(per_test)) * np.sqrt((nb + nc) / (nb * nc)) + resolution
             checks.append(Check(name, test, b_text, c_text, distance, threshold, bool(distance > threshold)))
         else:
-            p = _fisher(*args)
+            p = _fisher(*args) if kind == "fisher" else float(sps.chi2_contingency(_pooled(args), correction=False)[1])
             checks.append(Check(name, test, b_text, c_text, p, per_test, bool(p < per_test)))
     order = {name: i for i, name in enumerate(features)}
     return sorted(checks + notes, key=lambda c: (order[c.feature], c.test))

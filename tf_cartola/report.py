@@ -22,12 +22,14 @@ import numpy as np
 from tf_cartola import files
 from tf_cartola import metrics as metrics_lib
 
-SECTIONS = ("inputs", "features", "anomalies", "model", "blessing")
+SECTIONS = ("verdict", "inputs", "features", "anomalies", "model", "blessing")
+HISTOGRAM_BUCKETS = 20
 THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:72em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.bad{background:#fdd}.ok{background:#dfd}
+#verdict p{margin:.2em 0;padding:.3em .6em;font-size:1.1em}.bad b{color:#b00}
 .figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0}figcaption{font-size:.8em;text-align:center}
 code{background:#f4f4f4;padding:0 .2em}"""
 
@@ -113,19 +115,66 @@ def feature_rows(stats: dict) -> typing.List[tuple]:
     return out
 
 
-DRIFT_HEADER = ("comparison", "feature", "test", "reference", "this data", "statistic", "threshold", "verdict")
+DRIFT_HEADER = ("feature", "comparison", "verdict", "tests: reference -> this data")
+_VERDICT_ORDER = {"DRIFT": 0, "ok": 1, "not judged": 2}
+
+
+def _test_text(check: dict) -> str:
+    moved = f"{check['test']}: {check['baseline']} -> {check['current']}"
+    if check["note"]:
+        return f"{moved} ({check['note']})"
+    measure, side = ("KS", ">") if check["test"] == "distribution" else ("p", "<")
+    flagged = side if check["drifted"] else {">": "<=", "<": ">="}[side]
+    return f"{moved} ({measure} {check['statistic']:.3g} {flagged} {check['threshold']:.3g})"
 
 
 def drift_rows(manifest: dict) -> typing.List[tuple]:
-    """One row per drift test of the run (tf_cartola.drift), in the manifest's order."""
+    """One row per feature and comparison of the run's drift tests (tf_cartola.drift): its verdict (DRIFT when
+    any of its tests alarms, ok when one was judged, else not judged) and every test; drifted features first."""
     out = []
     for comparison, checks in manifest.get("drift", {}).items():
+        by_feature = {}
         for c in checks:
-            verdict = c["note"] or ("DRIFT" if c["drifted"] else "ok")
-            out.append((comparison, c["feature"], c["test"], c["baseline"], c["current"],
-                        "" if c["statistic"] is None else c["statistic"],
-                        "" if c["threshold"] is None else c["threshold"], verdict))
-    return out
+            by_feature.setdefault(c["feature"], []).append(c)
+        for feature, tests in by_feature.items():
+            verdict = ("DRIFT" if any(c["drifted"] for c in tests)
+                       else "ok" if any(c["threshold"] is not None for c in tests) else "not judged")
+            out.append((feature, comparison, verdict, "; ".join(_test_text(c) for c in tests)))
+    return sorted(out, key=lambda row: _VERDICT_ORDER[row[2]])  # Stable: the manifest's order within each.
+
+
+def verdict_lines(preprocess: dict, run: typing.Optional[dict] = None) -> typing.List[typing.Tuple[bool, str]]:
+    """(good, line) for validation, drift, the blessing decision and the served version: the page's first
+    lines."""
+    manifest = preprocess["manifest"]
+    anomalies = manifest.get("anomalies", [])
+    accepted = manifest.get("accepted")
+    if not manifest["valid"]:
+        features = sorted({a["feature"] or "(dataset)" for a in anomalies})
+        validation = (False, f"Validation: FAILED, {len(anomalies)} anomalies in {', '.join(features)}")
+    elif accepted:
+        validation = (True, f"Validation: passed, with the anomalies of {', '.join(accepted['features'])} "
+                            f"accepted by {accepted['by']}")
+    else:
+        validation = (True, f"Validation: passed, {manifest['rows']['read']} rows read, "
+                            f"{manifest['rows'].get('bad', 0)} set aside")
+    drifted = sorted({row[0] for row in drift_rows(manifest) if row[2] == "DRIFT"})
+    baseline = manifest.get("baseline")
+    against = f"against {baseline['description']}" if baseline else "between train and eval (no baseline)"
+    drift = (False, f"Drift: in {', '.join(drifted)}") if drifted else (True, f"Drift: none {against}")
+    if run is None:
+        return [validation, drift, (not anomalies, "Blessing: no training run in this report"),
+                (True, "Served: unchanged by this run")]
+    b = run["blessing"]
+    name = b["config"]["serving"]["model_name"]
+    if b["blessed"]:
+        blessing = (True, f"Blessing: blessed (KS {b['metrics']['ks']:.3f}), pushed as version {b['version']}")
+        served = (True, f"Served: {name} version {b['version']}, this run's model")
+    else:
+        blessing = (False, "Blessing: NOT blessed, " + "; ".join(b["reasons"]))
+        served = ((True, f"Served: {name} version {b['baseline_version']}, unchanged") if b["baseline_version"]
+                  else (False, f"Served: no version of {name}"))
+    return [validation, drift, blessing, served]
 
 
 def threshold_rows(labels, scores, thresholds=THRESHOLDS) -> typing.List[tuple]:
@@ -153,35 +202,58 @@ def _svg(fig) -> str:
 
 
 def _figure(width=4.2, height=2.8):
+    """A figure with fixed margins: a layout engine would cost more than the drawing."""
     import matplotlib
 
     matplotlib.use("svg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams["svg.fonttype"] = "path"  # Text as outlines: no font is fetched or needed.
-    return plt.subplots(figsize=(width, height), layout="constrained")
+    plt.rcParams["svg.fonttype"] = "none"  # Text as text, in the browser's own sans-serif: nothing is fetched.
+    fig, ax = plt.subplots(figsize=(width, height))
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.55 / height, top=1 - 0.3 / height)
+    return fig, ax
+
+
+def shared_histograms(name: str, stats: dict) -> typing.Optional[typing.Tuple[np.ndarray, dict, bool]]:
+    """(bucket edges, {split: share of its values per bucket}, log scale) of one numeric feature, on edges
+    shared by every split (read from TFDV's quantile histograms), so the splits compare bucket for bucket.
+    A long-tailed feature's edges are even in log(1 + x) and it is drawn on a log axis. None for a
+    feature that is not numeric or has no values."""
+    from tf_cartola import drift
+    from tf_cartola import features as F
+
+    quantiles = {}
+    for which, s in stats.items():
+        f = _features(s).get(name)
+        if f is not None and f.WhichOneof("stats") == "num_stats" and (hist := drift.quantiles(f)) is not None:
+            quantiles[which] = hist
+    if not quantiles:
+        return None
+    low = min(h.buckets[0].low_value for h in quantiles.values())
+    high = max(h.buckets[-1].high_value for h in quantiles.values())
+    log = name in F.LONG_TAIL and low >= 0 and high > 0
+    if log:
+        edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), HISTOGRAM_BUCKETS + 1))
+    else:
+        edges = np.linspace(low, high if high > low else low + 1, HISTOGRAM_BUCKETS + 1)
+    shares = {which: np.diff(np.concatenate([[0.0], drift.cdf(h, edges[1:], right=True)])) for which, h in
+              quantiles.items()}
+    return edges, shares, log
 
 
 def histogram_figure(name: str, stats: dict) -> typing.Optional[str]:
-    """Train and eval histograms of one numeric feature, overlaid, as shares of rows."""
-    fig, ax = None, None
-    for which, s in stats.items():
-        f = _features(s).get(name)
-        if f is None or f.WhichOneof("stats") != "num_stats":
-            continue
-        standard = [h for h in f.num_stats.histograms if h.type == h.STANDARD]
-        if not standard or not standard[0].buckets:
-            continue
-        buckets = standard[0].buckets
-        total = sum(b.sample_count for b in buckets) or 1
-        if fig is None:
-            fig, ax = _figure(3.2, 2.0)
-        ax.stairs([b.sample_count / total for b in buckets],
-                  [buckets[0].low_value] + [b.high_value for b in buckets], label=which, fill=which == "train",
-                  alpha=0.45 if which == "train" else 1.0)
-    if fig is None:
+    """Train and eval histograms of one numeric feature on shared bucket edges, overlaid, as shares of
+    values (shared_histograms)."""
+    found = shared_histograms(name, stats)
+    if found is None:
         return None
-    ax.set_title(name, fontsize=9)
+    edges, shares, log = found
+    fig, ax = _figure(3.2, 2.0)
+    for which, share in shares.items():
+        ax.stairs(share, edges, label=which, fill=which == "train", alpha=0.45 if which == "train" else 1.0)
+    if log:
+        ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_title(f"{name} (log axis)" if log else name, fontsize=9)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     return _svg(fig)
@@ -287,11 +359,13 @@ def _anomalies_section(anomalies: dict, manifest: dict) -> str:
                      "did not fail the run.</p>")
     drift = drift_rows(manifest)
     baseline = manifest.get("baseline")
-    parts.append("<h3>Drift</h3><p>The statistic is the Kolmogorov-Smirnov distance for distributions (flagged "
-                 "above the threshold) and Fisher's p-value for shares (flagged below it); thresholds keep a run's "
-                 f"false-alarm rate at {manifest['config']['preprocess'].get('drift_false_alarm_rate', '')}. "
+    parts.append("<h3>Drift</h3><p>One row per feature, drifted ones first. KS is the Kolmogorov-Smirnov distance "
+                 "between distributions (flagged above the threshold), p the p-value of a test of shares (Fisher's "
+                 "for the missing share, chi-square for a categorical feature's values; flagged below it); the "
+                 "thresholds keep a run's false-alarm rate at "
+                 f"{manifest['config']['preprocess'].get('drift_false_alarm_rate', '')}. "
                  + (f"Baseline: {html.escape(baseline['description'])}.</p>" if baseline else "No baseline.</p>"))
-    parts.append(_table(DRIFT_HEADER, drift, ["bad" if r[-1] == "DRIFT" else "" for r in drift]) if drift
+    parts.append(_table(DRIFT_HEADER, drift, ["bad" if r[2] == "DRIFT" else "" for r in drift]) if drift
                  else "<p>No drift comparison.</p>")
     return "".join(parts)
 
@@ -332,9 +406,11 @@ def build_html(preprocess: dict, run: typing.Optional[dict] = None, labels=None,
     """The report page; the model and blessing sections only with a run and its eval scores."""
     manifest = preprocess["manifest"]
     title = f"Cartola PRO run: {run['dir'].rstrip('/').rsplit('/', 1)[-1] if run else preprocess['dir']}"
-    status = "passed validation" if manifest["valid"] else "FAILED validation"
-    body = [f"<h1>{html.escape(title)}</h1><p>Preprocessing output <code>{html.escape(preprocess['dir'])}</code>: "
-            f"{status}.</p>",
+    verdict = "".join(f'<p class="{"ok" if good else "bad"}"><b>{html.escape(line.split(": ", 1)[0])}:</b> '
+                      f'{html.escape(line.split(": ", 1)[1])}</p>' for good, line in verdict_lines(preprocess, run))
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f'<section id="verdict">{verdict}<p>Preprocessing output <code>{html.escape(preprocess["dir"])}</code>'
+            + (f', training run <code>{html.escape(run["dir"])}</code>' if run else "") + ".</p></section>",
             f'<section id="inputs"><h2>Inputs</h2>{_inputs_section(manifest)}</section>',
             f'<section id="features"><h2>Features, train vs eval</h2>{_features_section(preprocess["stats"])}'
             "</section>",

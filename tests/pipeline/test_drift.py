@@ -84,6 +84,19 @@ def test_a_feature_with_too_few_baseline_rows_is_not_judged():
     assert avg_4[drift.MISSING].drifted  # 98% missing against ~0% is still a finding.
 
 
+def test_a_categorical_feature_is_one_test_however_many_values_it_has():
+    rng = np.random.default_rng(4)
+    a, b, moved = (synthetic.generate(20000, seed) for seed in (41, 42, 43))
+    for frame in (a, b, moved):  # 150 screen sizes, a few of them rare.
+        sizes = rng.zipf(1.3, len(frame)) % 150
+        frame["pixels"] = [f"{100 + s}x{200 + s}" for s in sizes]
+    moved.loc[moved.index[:3000], "pixels"] = "1x1"
+    same = [c for c in drift.compare(stats_of(a), stats_of(b), ALPHA) if c.feature == "pixels"]
+    assert sorted(c.test for c in same) == sorted([drift.CATEGORY, drift.MISSING]) and not any(c.drifted for c in same)
+    [shares] = [c for c in drift.compare(stats_of(a), stats_of(moved), ALPHA) if c.test == drift.CATEGORY]
+    assert shares.drifted and shares.kind == "DRIFT_CATEGORY_SHARE" and "'1x1'" in shares.current
+
+
 def test_a_shifted_csv_fails_the_job_naming_the_feature_and_a_clean_one_passes(preprocess_run, tmp_path):
     from beam_jobs import preprocess
 

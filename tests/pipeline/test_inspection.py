@@ -3,7 +3,6 @@
 import html.parser
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from tf_cartola import analysis, report
 from tf_cartola import features as F
 
+from tests import helpers
 from tests.helpers import ROOT
 
 COLLINEAR_PAIRS = [("dif_melhoria", "rel_pont"), ("escalacoes", "norm_rodadas"), ("max_camp", "log_min_camp")]
@@ -60,25 +60,51 @@ def test_the_report_of_a_run_holds_every_section_and_the_run_numbers(trained, pr
     assert page.tags.count("svg") >= len(F.RAW_FEATURES) + 5  # A histogram per feature and the model figures.
 
 
+def test_the_report_gives_the_verdict_first_and_one_drift_row_per_feature(trained, preprocess_run):
+    manifest, preprocess_dir = preprocess_run
+    _, result = trained
+    text = open(result["report"]).read()
+    verdict = text[text.index('<section id="verdict">'):text.index("</section>")]
+    found = [verdict.find(f"<b>{what}:</b>") for what in ("Validation", "Drift", "Blessing", "Served")]
+    assert -1 not in found and found == sorted(found), verdict
+    assert f"pushed as version {result['version']}" in verdict
+
+    rows = report.drift_rows(manifest)
+    comparisons = {(c, check["feature"]) for c, checks in manifest["drift"].items() for check in checks}
+    assert sorted((c, f) for f, c, _, _ in rows) == sorted(comparisons)  # One row per feature and comparison.
+    moved = {"drift": {"data vs baseline": [
+        {"feature": "avg_3", "test": "distribution", "baseline": "median 1", "current": "median 1", "statistic": 0.01,
+         "threshold": 0.03, "drifted": False, "note": ""},
+        {"feature": "pixels", "test": "missing share", "baseline": "5.0%", "current": "5.1%", "statistic": 0.9,
+         "threshold": 0.001, "drifted": False, "note": ""},
+        {"feature": "pixels", "test": "value shares", "baseline": "10 values, '1x1' 1.0%",
+         "current": "11 values, '1x1' 9.0%", "statistic": 1e-9, "threshold": 0.001, "drifted": True, "note": ""}]}}
+    [first, second] = report.drift_rows(moved)
+    assert first[:3] == ("pixels", "data vs baseline", "DRIFT") and "p 1e-09 < 0.001" in first[3]
+    assert second[:3] == ("avg_3", "data vs baseline", "ok")
+
+
+def test_train_and_eval_histograms_share_their_bucket_edges(preprocess_run):
+    _, preprocess_dir = preprocess_run
+    stats = report.load_preprocess(preprocess_dir)["stats"]
+    for name in ("avg_3", "min_camp"):
+        edges, shares, log = report.shared_histograms(name, stats)
+        assert set(shares) == {"train", "eval"} and len(edges) == report.HISTOGRAM_BUCKETS + 1
+        for share in shares.values():
+            assert len(share) == report.HISTOGRAM_BUCKETS and abs(share.sum() - 1) < 1e-6
+        assert log == (name in F.LONG_TAIL)
+
+
 def test_a_report_needs_a_run_folder(tmp_path, capsys):
     assert report.main(["--preprocess_dir", str(tmp_path)]) == 2
     assert "is not a preprocessing output" in capsys.readouterr().err
 
 
 def _browser():
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
+    browser = helpers.headless_chromium()
+    if browser is None:
         pytest.skip("no chromium and chromedriver here (Debian's chromium, chromium-driver; .ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    return webdriver.Chrome(service=Service(driver), options=options)
+    return browser
 
 
 def test_the_report_opens_offline_in_a_real_browser(trained):
