@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 
-from serving.grpc_client import GrpcClient
 from serving.rest_client import RestClient
 from tf_cartola import cli
 from tf_cartola import config as config_lib
@@ -30,6 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument("--grpc_port", type=int, default=8500, help="default: %(default)s")
     parser.add_argument("--rest_port", type=int, default=8501, help="default: %(default)s")
     args = parser.parse_args(argv)
+    from serving.grpc_client import GrpcClient  # TensorFlow's protos: after the flags are read.
+
     cfg = config_lib.load(args.config).serving
     base_path = files.join(cfg.serving_dir, cfg.model_name)
     server = subprocess.Popen([

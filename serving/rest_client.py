@@ -1,5 +1,6 @@
 """A client of TF Serving's REST API (works with the local server too)."""
 
+import http.client
 import json
 import typing
 import urllib.error
@@ -76,6 +77,9 @@ class RestClient:
                 raise (retry.Transient(error) if e.code == 503 else error) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
                 raise retry.Transient(Unreachable(f"cannot reach {self.url}: {getattr(e, 'reason', e)}")) from None
+            except http.client.HTTPException as e:  # An answer, but not HTTP/1.x: e.g. a gRPC (HTTP/2) port.
+                raise Unreachable(f"{self.url} does not answer as a REST server ({type(e).__name__}); is it a "
+                                  "gRPC port? (use --grpc HOST:PORT)") from None
 
         return retry.with_backoff(attempt, self.retries, self.backoff)
 

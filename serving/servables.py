@@ -13,6 +13,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.batching import Batcher, BatchingParameters
 from serving.errors import ServingError, invalid, not_found
+from serving.options import LoadRetries
 from tf_cartola import files
 from tf_cartola.model import store as model_store
 from tf_cartola.model.signatures import DEFAULT_SIGNATURE
@@ -92,16 +93,6 @@ def _aspired(policy, on_disk: typing.List[int]) -> typing.List[int]:
     if which == "specific":
         return sorted(set(on_disk) & set(policy.specific.versions))
     return on_disk[-(policy.latest.num_versions or 1):] if on_disk else []
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadRetries:
-    """TF Serving's --max_num_load_retries and --load_retry_interval_micros (its defaults): a version that
-    fails to load (say, one still being copied to an object store) is tried again this many times, this
-    long apart, before it is given up (state END, with the error)."""
-
-    max_retries: int = 5
-    interval_seconds: float = 60.0
 
 
 class ServableManager:

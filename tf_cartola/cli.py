@@ -1,6 +1,7 @@
 """What every command-line entry point does first: our progress on stderr, library chatter only with -v."""
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -8,6 +9,23 @@ import warnings
 
 OURS = ("tf_cartola", "beam_jobs", "serving")
 _handler = None  # The stderr handler this module installed, if any.
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose `parse_args` names a misspelt flag first, with the closest known one, before any
+    other complaint (argparse would first say a required flag is missing). `parse_known_args`, which the Beam
+    jobs use to pass Beam's flags on, is argparse's own."""
+
+    def parse_args(self, args=None, namespace=None):
+        known = [flag for action in self._actions for flag in action.option_strings]
+        for token in sys.argv[1:] if args is None else args:
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            if name.startswith("--") and not any(flag.startswith(name) for flag in known):
+                close = difflib.get_close_matches(name, known, n=1)
+                self.error(f"unknown flag {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+        return super().parse_args(args, namespace)
 
 
 def parser(module: str, doc: str, exit_status: str, config: bool = False,
@@ -21,10 +39,13 @@ def parser(module: str, doc: str, exit_status: str, config: bool = False,
       config: add --config (the run's YAML file).
       verbose: add -v / --verbose (the libraries' logs and warnings back).
     """
-    out = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.splitlines()[0],
+    out = _Parser(prog=f"python -m {module}", description=doc.splitlines()[0],
                                   epilog=f"exit status: {exit_status}")
     if config:
-        out.add_argument("--config", default="configs/default.yaml", help="YAML config file (default: %(default)s)")
+        from tf_cartola import config as config_lib
+
+        out.add_argument("--config", default=config_lib.DEFAULT,
+                         help="YAML config file (default: the repository's configs/default.yaml)")
     if verbose:
         out.add_argument("-v", "--verbose", action="store_true",
                          help="also show the libraries' logs and warnings (TensorFlow, Beam, TFDV, tf.Transform)")

@@ -1,12 +1,23 @@
-"""YAML configs as frozen dataclasses; an unknown or misspelt key is an error, never ignored."""
+"""YAML configs as frozen dataclasses; an unknown or misspelt key is an error, never ignored.
+
+Paths in a config are the user's, relative to where a command runs (input, output_dir, run_dir,
+serving_dir), except `preprocess.schema`, a file that belongs with the config: relative to the config
+file's own folder. So the CLIs run from any directory with the repository's config by default.
+"""
 
 import dataclasses
+import posixpath
 import typing
 
 import yaml
 
 from tf_cartola import features as F
 from tf_cartola import rows, split
+
+
+# The repository's configs (the package sits beside them in a checkout or an editable install).
+CONFIGS = posixpath.join(posixpath.dirname(posixpath.dirname(__file__)), "configs")
+DEFAULT = f"{CONFIGS}/default.yaml"
 
 
 class ConfigError(ValueError):
@@ -33,7 +44,7 @@ class PreprocessConfig:
     # A database input is read in this many ranges of GLOBO_ID, in parallel.
     partitions: int = 4
     output_dir: str = "runs/preprocess"
-    schema: str = "configs/schema.pbtxt"
+    schema: str = f"{CONFIGS}/schema.pbtxt"
     split_ratio: typing.Tuple[int, int] = split.DEFAULT_RATIO
     fail_on_anomalies: bool = True
     # Share of rows that may be quarantined before the bad rows count as an anomaly.
@@ -170,7 +181,8 @@ def from_dict(data: dict) -> Config:
 
 
 def load(path: str) -> Config:
-    """Loads a YAML config file (local or any TensorFlow filesystem).
+    """Loads a YAML config file (local or any TensorFlow filesystem); a relative `preprocess.schema` is read
+    from the config file's folder.
 
     Raises:
       ConfigError: unknown keys or values of the wrong type.
@@ -179,7 +191,11 @@ def load(path: str) -> Config:
     from tf_cartola import files
 
     with files.open_file(path) as f:
-        return from_dict(yaml.safe_load(f))
+        data = yaml.safe_load(f) or {}
+    schema = (data.get("preprocess") or {}).get("schema") if isinstance(data, dict) else None
+    if isinstance(schema, str):
+        data["preprocess"]["schema"] = files.relative_to(schema, path)
+    return from_dict(data)
 
 
 def override(config: Config, section: str, **changes) -> Config:

@@ -27,6 +27,14 @@ def join(base: str, *names) -> str:
     return posixpath.join(base, *(str(n) for n in names))
 
 
+def relative_to(path: str, base_file: str) -> str:
+    """`path` read from the folder of `base_file` when it is relative (a config's own files); an absolute path
+    or a URL as it is."""
+    if is_url(path) or posixpath.isabs(path):
+        return path
+    return join(posixpath.dirname(base_file) or ".", path)
+
+
 def absolute(path: str) -> str:
     """A local path made absolute (TF Serving wants base paths so); a URL as it is."""
     import os

@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from serving import model_config
-from serving.local_server import LocalServer
+from serving.server import LocalServer
 from serving.rest_client import RestClient
-from serving.servables import LoadRetries
+from serving.options import LoadRetries
 from tf_cartola import baseline, report, versions
 from tf_cartola.model import store, training
 

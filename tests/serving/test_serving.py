@@ -24,7 +24,8 @@ from serving import client as client_cli
 from serving import model_config
 from serving.grpc_client import GrpcClient, GrpcError
 from serving import local_server
-from serving.local_server import LocalServer, PortInUse
+from serving.server import LocalServer
+from serving.options import PortInUse
 from serving.rest_client import RestClient
 from tf_cartola.data import examples
 from tf_cartola.model import export
@@ -444,6 +445,10 @@ def test_the_client_exit_statuses_say_what_went_wrong(served, tmp_path, capsys, 
     assert client_cli.main([flag, good, "--csv", str(tmp_path / "none.csv"), "--out", str(out)]) == client_cli.EXIT_INPUT
     assert client_cli.main([flag, nobody, *base]) == client_cli.EXIT_UNREACHABLE
     assert "unreachable" in capsys.readouterr().err
+    other_protocol = f"http://{server.grpc_address}" if flag == "--rest" else server.rest_url.split("//")[1]
+    assert client_cli.main([flag, other_protocol, *base]) == client_cli.EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert err.startswith("error: the server is unreachable") and len(err.splitlines()) == 1, err
     assert client_cli.main([flag, good, "--model", "no_such_model", *base]) == client_cli.EXIT_SERVER
     assert "refused or failed" in capsys.readouterr().err
     assert not out.exists()
@@ -477,3 +482,24 @@ def test_scoring_counts_rows_outside_the_models_schema_and_can_set_them_aside(se
     csv_path.write_text(",".join(F.CSV_COLUMNS) + "\n")
     assert client_cli.main(["--model_dir", str(base / "1"), *base_args]) == 0
     assert "the input has no rows: nothing was scored" in capsys.readouterr().err
+
+
+def test_the_server_starts_quietly_and_says_where_it_serves(served):
+    _, base, _ = served
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
+    server = subprocess.Popen([sys.executable, "-m", "serving.local_server", "--model_base_path", str(base),
+                               "--model_name", MODEL, "--port", "0", "--rest_api_port", "0"],
+                              stderr=subprocess.PIPE, text=True, env=env, cwd="/")
+    lines = []
+    try:
+        for line in server.stderr:
+            lines.append(line.rstrip("\n"))
+            if "to stop" in line:
+                break
+    finally:
+        server.terminate()
+        lines += server.communicate(timeout=60)[1].splitlines()
+    assert server.returncode == 0, lines
+    assert any(f"serving ['{MODEL}']: gRPC 127.0.0.1:" in line for line in lines), lines
+    ours = [line for line in lines if " INFO serving." in line]
+    assert lines and ours == lines, [line for line in lines if line not in ours]  # No CUDA, TensorRT or warnings.

@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import batching, inference, model_config
-from serving.local_server import LocalServer
+from serving.server import LocalServer
 from serving.servables import single_model_config
 from tf_cartola.loopback import free_port
 

@@ -12,7 +12,7 @@ import pytest
 from beam_jobs import validate
 from serving import model_config
 from serving.grpc_client import GrpcClient
-from serving.local_server import LocalServer
+from serving.server import LocalServer
 from serving.rest_client import RestClient
 from tf_cartola import features as F
 from tf_cartola.data import prediction_logs, synthetic, tfrecords
