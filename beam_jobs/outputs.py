@@ -15,11 +15,24 @@ class AnomaliesFound(RuntimeError):
         self.manifest = manifest
 
 
+# Everything a job (or tf_cartola.analysis) writes at the top of an output directory.
+ENTRIES = ("manifest.json", "report.html", "analysis.json", "schema.pbtxt", "schema_inferred.pbtxt", "raw",
+           "transformed", "stats", "anomalies", "bad_rows", "transform", "tmp")
+
+
 @dataclasses.dataclass
 class Layout:
     """Where every artifact of one run lives under the output directory."""
 
     root: str
+
+    def clear(self) -> typing.List[str]:
+        """Deletes what an earlier run left here (ENTRIES only: nothing else in the folder is touched), so a
+        rerun's folder never holds a stale report or split beside its own manifest; returns what it deleted."""
+        found = [self.path(name) for name in ENTRIES if FileSystems.exists(self.path(name))]
+        if found:
+            FileSystems.delete(found)
+        return found
 
     def path(self, *parts: str) -> str:
         return FileSystems.join(self.root, *parts)

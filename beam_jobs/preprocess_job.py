@@ -84,6 +84,8 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
                    "the train split is not compared with one (give --serving_dir, or --baseline none on a first run)")
         log.warning(missing)
     layout = Layout(cfg.output_dir)
+    if layout.clear():
+        log.info("cleared the earlier run's outputs in %s", layout.root)
     runner = workers.runner(options)
     seconds = {}
     temp_dir = layout.path("tmp")

@@ -91,6 +91,8 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
         raise ValueError(f"unknown format {fmt!r}; one of {list(FORMATS)}")
     started = time.perf_counter()
     layout = Layout(output_dir)
+    if layout.clear():
+        log.info("cleared the earlier run's outputs in %s", layout.root)
     runner = workers.runner(options)
     log.info("step 1/3: fingerprinting %s", inputs_lib.shown(input_pattern))
     with inputs_lib.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):

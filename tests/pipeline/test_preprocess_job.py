@@ -109,6 +109,14 @@ def test_bad_csv_exits_nonzero_with_anomaly_table_and_writes_stats(tmp_path, cap
     page = open(manifest["artifacts"]["report"]).read()  # Something to open and share, without a model.
     assert '<section id="anomalies">' in page and '<section id="model">' not in page and "norm_escalacao" in page
 
+    (out / "mine.txt").write_text("not the job's")
+    synthetic.write_csv(synthetic.generate(600, seed=2), str(path))  # The same folder, clean data this time.
+    assert preprocess.main(NO_BASELINE + ["--input", str(path), "--output_dir", str(out)]) == 0
+    assert json.load(open(out / "manifest.json"))["valid"]
+    assert not (out / "report.html").exists()  # Nothing stale.
+    assert not [line for f in glob.glob(str(out / "bad_rows" / "*")) for line in open(f)]
+    assert (out / "mine.txt").exists()
+
 
 def test_missing_input_bad_header_and_missing_schema_are_clear_errors(tmp_path, capsys):
     assert preprocess.main(["--input", str(tmp_path / "nope*.csv"), "--output_dir", str(tmp_path)]) == 2

@@ -62,6 +62,10 @@ def test_run_writes_metrics_history_and_decision(trained):
     assert json.load(open(os.path.join(version_dir, "metrics.json"))) == result["metrics"]
     decisions = open(os.path.join(base, f"{cfg.serving.model_name}.decisions.jsonl")).read().splitlines()
     assert json.loads(decisions[0])["blessed"] is True
+    used = json.load(open(os.path.join(run, "blessing.json")))["config"]  # The values used, not the YAML's.
+    assert used["serving"]["serving_dir"] == base and used["preprocess"]["output_dir"] == result["preprocess_dir"]
+    prepared = json.load(open(os.path.join(result["preprocess_dir"], "manifest.json")))["config"]["preprocess"]
+    assert used["preprocess"]["input"] == prepared["input"] != cfg.preprocess.input
 
 
 def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):

@@ -122,6 +122,18 @@ def provenance(manifest: dict, config: config_lib.Config) -> dict:
     return {"fingerprint": digest, **made_of}
 
 
+def used_config(config: config_lib.Config, manifest: dict, preprocess_dir: str,
+                serving_dir: typing.Optional[str]) -> config_lib.Config:
+    """The config as a training run uses it, for its records: the preprocessing section the data was prepared
+    with (its manifest's) in the folder it was read from, and the serving folder pushed to (default the
+    config's)."""
+    prepared = manifest.get("config", {}).get("preprocess")
+    if prepared is not None:
+        config = dataclasses.replace(config, preprocess=config_lib.from_dict({"preprocess": prepared}).preprocess)
+    config = config_lib.override(config, "preprocess", output_dir=preprocess_dir)
+    return config_lib.override(config, "serving", serving_dir=serving_dir)
+
+
 def read_provenance(version_dir: str) -> typing.Optional[dict]:
     """A pushed version's provenance, or None for a version pushed without one."""
     path = files.join(version_dir, PROVENANCE_FILE)
@@ -149,10 +161,11 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
       {"nothing_changed": True, "version": that version, "version_dir": its folder}.
     """
     preprocess_dir = preprocess_dir or config.preprocess.output_dir
-    base_path = files.join(serving_dir or config.serving.serving_dir, config.serving.model_name)
+    manifest = read_manifest(preprocess_dir)
+    config = used_config(config, manifest, preprocess_dir, serving_dir)
+    base_path = files.join(config.serving.serving_dir, config.serving.model_name)
     hp = config.train
     feature_names = hp.feature_names()
-    manifest = read_manifest(preprocess_dir)
     made_of = provenance(manifest, config)
     previous = model_store.versions(base_path)
     if previous and not force:
