@@ -208,6 +208,14 @@ def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequen
         _ = scored | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model, run_id))
 
 
+def _written(pattern: str) -> typing.List[str]:
+    """The files a sink wrote, by name (an empty quarantine shard is no finding, and is not listed)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    [found] = FileSystems.match([pattern])
+    return sorted(m.path for m in found.metadata_list if m.size_in_bytes or not pattern.endswith(".jsonl"))
+
+
 def score(input_location: str, model: Model, options, run_id: str, output: typing.Optional[str] = None,
           db: typing.Optional[str] = None, scores_table: str = "scores",
           database: typing.Optional[inputs_lib.DatabaseInput] = None, encoding: str = "utf-8",
@@ -262,7 +270,8 @@ def score(input_location: str, model: Model, options, run_id: str, output: typin
                     if name.startswith(INVALID_PREFIX) and n},
         "set_aside_invalid": set_aside_invalid,
         "duplicate_ids": {"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)},
-        "outputs": {"scores": f"{output}-*.csv" if output else None, "quarantine": f"{quarantine}*.jsonl",
+        "outputs": {"scores": _written(f"{output}-*.csv") if output else None,
+                    "quarantine": _written(f"{quarantine}*.jsonl"),
                     "table": f"{postgres.masked(db)} {scores_table}" if db else None},
         "runner": {**runner, "not_reported": []},
         "seconds": {"total": round(time.perf_counter() - started, 2)},

@@ -31,9 +31,8 @@ import urllib.parse
 
 import numpy as np
 
+from tf_cartola import cli, files, rows, scoring_checks, timing
 from tf_cartola import features as F
-from tf_cartola import files
-from tf_cartola import rows, scoring_checks, timing
 from tf_cartola.data import csv_reader
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
@@ -196,7 +195,8 @@ def _model_schema(args, columns, version) -> typing.Tuple[typing.Optional[typing
 def _client(args):
     """(client, unreachable errors, failure errors) for the chosen server or model folder."""
     if args.rest:
-        from serving.rest_client import RestClient, RestError, Unreachable as RestUnreachable
+        from serving.rest_client import RestClient, RestError
+        from serving.rest_client import Unreachable as RestUnreachable
 
         return RestClient(args.rest, args.model, timeout=args.timeout), (RestUnreachable,), (RestError,)
     if args.grpc:
@@ -209,8 +209,6 @@ def _client(args):
 
 
 def main(argv=None) -> int:
-    from tf_cartola import cli
-
     parser = cli.parser("serving.client", __doc__, EXIT_STATUS)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
@@ -309,4 +307,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -23,12 +23,13 @@ def first_rows(csv_path: str, n: int) -> list:
 
 
 def main(argv=None) -> int:
-    parser = cli.parser("serving.demo", __doc__, "0 REST and gRPC agree, 1 they differ", config=True, verbose=False)
+    parser = cli.parser("serving.demo", __doc__, "0 REST and gRPC agree, 1 they differ", config=True)
     parser.add_argument("--csv", default="data/cartola.csv", help="users to score (default: %(default)s)")
     parser.add_argument("--rows", type=int, default=5, help="how many of its first rows (default: %(default)s)")
     parser.add_argument("--grpc_port", type=int, default=8500, help="default: %(default)s")
     parser.add_argument("--rest_port", type=int, default=8501, help="default: %(default)s")
     args = parser.parse_args(argv)
+    cli.setup_logging(args.verbose)
     from serving.grpc_client import GrpcClient  # TensorFlow's protos: after the flags are read.
 
     cfg = config_lib.load(args.config).serving
@@ -58,4 +59,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

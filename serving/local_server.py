@@ -18,7 +18,7 @@ import typing
 # Light imports only: --help and flag errors answer before TensorFlow loads (serving.server loads it).
 from serving import batching, model_config, monitoring, options, request_log
 from serving.options import DEFAULT_MAX_REQUEST_BYTES, LoadRetries
-from tf_cartola import files
+from tf_cartola import cli, files
 
 log = logging.getLogger("serving.local_server")
 
@@ -65,8 +65,6 @@ def _split_ignored(argv: typing.Sequence[str]) -> typing.Tuple[typing.List[str],
 
 
 def _parser() -> argparse.ArgumentParser:
-    from tf_cartola import cli
-
     parser = cli.parser("serving.local_server", __doc__, "0 stopped by SIGINT/SIGTERM, 2 bad flags, config or port")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default: %(default)s)")
     parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default: %(default)s)")
@@ -119,8 +117,6 @@ def _watch_config(server, path: str, seconds: float, stopped: threading.Event) -
 
 def main(argv=None) -> int:
     """The command-line entry point: serves until SIGINT or SIGTERM; returns the exit status."""
-    from tf_cartola import cli
-
     kept, ignored = _split_ignored(list(sys.argv[1:] if argv is None else argv))
     parser = _parser()
     args = parser.parse_args(kept)
@@ -136,8 +132,8 @@ def main(argv=None) -> int:
     except options.PortInUse as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from serving.server import LocalServer, PortInUse
     from serving.servables import single_model_config
+    from serving.server import LocalServer, PortInUse
 
     try:
         config = (model_config.parse(_read_text(args.model_config_file, "model config file"))
@@ -178,4 +174,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -71,7 +71,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = cli.parser("serving.model_config", __doc__, "0 printed or written, 2 bad arguments", verbose=False)
+    parser = cli.parser("serving.model_config", __doc__, "0 printed or written, 2 bad arguments")
     parser.add_argument("--model_name", default="cartola_pro", help="default: %(default)s")
     parser.add_argument("--base_path", default="/models/cartola_pro",
                         help="the versions' folder: the container's (default: %(default)s) or a local one")
@@ -84,6 +84,7 @@ def main(argv=None) -> int:
                         help="let a label name a version not (yet) under the base path, as TF Serving's flag does")
     parser.add_argument("--out", help="write here instead of printing (e.g. serving/models.config for the image)")
     args = parser.parse_args(argv)
+    cli.setup_logging(args.verbose)
     base_path = files.absolute(args.base_path)
     labels = dict(args.label)
     if labels and not args.allow_version_labels_for_unavailable_models:
@@ -110,4 +111,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -17,8 +17,8 @@ import typing
 
 import numpy as np
 
+from tf_cartola import cli, files
 from tf_cartola import features as F
-from tf_cartola import files
 from tf_cartola import metrics as metrics_lib
 
 
@@ -127,8 +127,6 @@ def load_transformed(preprocess_dir: str) -> typing.Tuple[tuple, tuple]:
 
 
 def main(argv=None) -> int:
-    from tf_cartola import cli
-
     parser = cli.parser("tf_cartola.analysis", __doc__, "0 done, 2 not a preprocessing output")
     parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
     parser.add_argument("--vif_threshold", type=float, default=3.0, help="default: %(default)s")
@@ -156,4 +154,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -5,9 +5,12 @@ import difflib
 import logging
 import os
 import sys
+import traceback
+import typing
 import warnings
 
 OURS = ("tf_cartola", "beam_jobs", "serving")
+UNEXPECTED = 70  # sysexits' EX_SOFTWARE: a failure no other exit status describes.
 _handler = None  # The stderr handler this module installed, if any.
 
 
@@ -28,8 +31,7 @@ class _Parser(argparse.ArgumentParser):
         return super().parse_args(args, namespace)
 
 
-def parser(module: str, doc: str, exit_status: str, config: bool = False,
-           verbose: bool = True) -> argparse.ArgumentParser:
+def parser(module: str, doc: str, exit_status: str, config: bool = False) -> argparse.ArgumentParser:
     """The argument parser every entry point starts from.
 
     Args:
@@ -37,18 +39,19 @@ def parser(module: str, doc: str, exit_status: str, config: bool = False,
       doc: its docstring; the first line describes it.
       exit_status: what each exit status means, shown under --help.
       config: add --config (the run's YAML file).
-      verbose: add -v / --verbose (the libraries' logs and warnings back).
+
+    Every parser has -v / --verbose (the libraries' logs and warnings back; see setup_logging).
     """
     out = _Parser(prog=f"python -m {module}", description=doc.splitlines()[0],
-                                  epilog=f"exit status: {exit_status}")
+                                  epilog=f"exit status: {exit_status}; {UNEXPECTED} an unexpected failure (one line; "
+                          "-v adds the traceback)")
     if config:
         from tf_cartola import config as config_lib
 
         out.add_argument("--config", default=config_lib.DEFAULT,
                          help="YAML config file (default: the repository's configs/default.yaml)")
-    if verbose:
-        out.add_argument("-v", "--verbose", action="store_true",
-                         help="also show the libraries' logs and warnings (TensorFlow, Beam, TFDV, tf.Transform)")
+    out.add_argument("-v", "--verbose", action="store_true",
+                     help="also show the libraries' logs and warnings (TensorFlow, Beam, TFDV, tf.Transform)")
     return out
 
 
@@ -89,3 +92,16 @@ def setup_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def run(main: typing.Callable[[], int]) -> int:
+    """Runs an entry point's `main()` and returns its exit status; a failure it does not handle is one line on
+    stderr and exit status UNEXPECTED, with the traceback above it under -v."""
+    try:
+        return main()
+    except Exception as e:  # noqa: BLE001 - whatever it is, the user gets one line and a status --help lists.
+        if {"-v", "--verbose"} & set(sys.argv[1:]):
+            traceback.print_exc()
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: unexpected {type(e).__name__}: {first} (-v shows the traceback)", file=sys.stderr)
+        return UNEXPECTED

@@ -10,16 +10,16 @@ output when validation fails. Exit status: 0 written, 2 a folder that is not a
 preprocessing output or a training run.
 """
 
-import posixpath
 import html
 import io
 import json
+import posixpath
 import sys
 import typing
 
 import numpy as np
 
-from tf_cartola import files
+from tf_cartola import cli, files
 from tf_cartola import metrics as metrics_lib
 
 SECTIONS = ("verdict", "inputs", "features", "anomalies", "model", "blessing")
@@ -446,8 +446,6 @@ def write_report(out: str, preprocess_dir: str, run_dir: typing.Optional[str] = 
 
 
 def main(argv=None) -> int:
-    from tf_cartola import cli
-
     parser = cli.parser("tf_cartola.report", __doc__, "0 written, 2 not a preprocessing output or training run")
     parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
     parser.add_argument("--run_dir", help="a tf_cartola.train run folder (adds the model sections)")
@@ -465,4 +463,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -67,6 +67,8 @@ def test_every_row_is_scored_as_the_served_model_scores_it(served, small_csv, tm
     assert manifest["rows"] == {"read": len(want), "scored": len(want), "bad": 0, "set_aside": 0}
     assert manifest["invalid"] == {} and manifest["duplicate_ids"] == {"ids": 0, "rows": 0}
     assert manifest["inputs"][0]["fingerprint"]
+    assert manifest["outputs"]["scores"] == sorted(glob.glob(f"{tmp_path}/scores-*-of-*.csv"))
+    assert manifest["outputs"]["quarantine"] == []  # An empty shard is no finding.
     assert json.loads((tmp_path / "scores.manifest.json").read_text()) == manifest
 
 

@@ -58,3 +58,13 @@ def test_a_misspelt_flag_is_named_with_the_closest_one(capsys):
 
     assert client.main(["--rset", "http://127.0.0.1:8501", "--csv", "users.csv", "--out", "s.csv"]) == 2
     assert "unknown flag --rset (did you mean --rest?)" in capsys.readouterr().err
+
+
+def test_an_unexpected_failure_is_one_line_and_status_70_with_the_traceback_under_v(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    done = _run("tf_cartola.report", "--preprocess_dir", str(tmp_path))
+    assert done.returncode == 70
+    [line, _] = done.stderr.splitlines()
+    assert line.startswith("error: unexpected JSONDecodeError: ") and line.endswith("(-v shows the traceback)")
+    verbose = _run("tf_cartola.report", "--preprocess_dir", str(tmp_path), "-v")
+    assert verbose.returncode == 70 and "Traceback (most recent call last)" in verbose.stderr

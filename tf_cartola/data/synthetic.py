@@ -35,6 +35,8 @@ _RESOLUTIONS = np.array(
 )
 _RESOLUTION_P = np.array([0.26, 0.16, 0.08, 0.08, 0.05, 0.15, 0.09, 0.09, 0.04])
 
+log = logging.getLogger(__name__)
+
 
 def _coupled(rng, values: np.ndarray, latent: np.ndarray, rho: float) -> np.ndarray:
     """Reorders `values` so their ranks follow `rho * latent + noise`: keeps the marginal exactly."""
@@ -163,17 +165,17 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = cli.parser("tf_cartola.data.synthetic", __doc__, "0 written, 2 bad arguments", verbose=False)
+    parser = cli.parser("tf_cartola.data.synthetic", __doc__, "0 written, 2 bad arguments")
     parser.add_argument("--rows", type=int, default=128_000, help="users to generate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same file (default: %(default)s)")
     parser.add_argument("--out", required=True, help="CSV file to write")
     args = parser.parse_args(argv)
+    cli.setup_logging(args.verbose)
     start = time.perf_counter()
     write_csv(generate(args.rows, args.seed), args.out)
-    logging.info("wrote %d rows to %s in %.2f s", args.rows, args.out, time.perf_counter() - start)
+    log.info("wrote %d rows to %s in %.2f s", args.rows, args.out, time.perf_counter() - start)
     return 0
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    sys.exit(main())
+    sys.exit(cli.run(main))
