@@ -36,7 +36,7 @@ from tf_cartola import features as F
 from tf_cartola.data import csv_reader
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
-EXIT_STATUS = ("0 scored; 2 bad arguments; 3 input problem (no file, a column the model uses is "
+EXIT_STATUS = ("0 scored; 2 bad arguments or config; 3 input problem (no file, a column the model uses is "
                "missing, a malformed file); 4 server unreachable; 5 the server refused or failed a request")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 
@@ -183,10 +183,11 @@ def _model_schema(args, columns, version) -> typing.Tuple[typing.Optional[typing
 
     if args.model_dir:
         where = args.model_dir
-    elif args.serving_dir and version is not None:
-        where = model_store.version_dir(files.join(args.serving_dir, args.model), version)
     else:
-        return None, "give --serving_dir to check rows against the served version's schema"
+        where = model_store.version_dir(files.join(args.serving_dir, args.model), version)
+        if not files.isdir(where):
+            return None, (f"no version {version} of {args.model} under {args.serving_dir}: give --serving_dir, the "
+                          "folder the server loads versions from")
     found = scoring_checks.of_model(where, columns)
     return found, (f"{where} carries no schema (not exported by tf_cartola.train)" if found is None
                    else f"the schema of {where}")
@@ -209,15 +210,16 @@ def _client(args):
 
 
 def main(argv=None) -> int:
-    parser = cli.parser("serving.client", __doc__, EXIT_STATUS)
+    parser = cli.parser("serving.client", __doc__, EXIT_STATUS, config=True)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
     where.add_argument("--grpc", type=grpc_address, help="gRPC HOST:PORT, e.g. 127.0.0.1:8500")
     where.add_argument("--model_dir", help="score in this process with a model version folder (no server)")
-    parser.add_argument("--model", "--model_name", dest="model", default="cartola_pro",
-                        help="model name (default: %(default)s)")
+    parser.add_argument("--model", "--model_name", dest="model", help="model name (default: the config's "
+                        "serving.model_name)")
     parser.add_argument("--serving_dir", help="with --rest or --grpc: the folder the server loads versions from, "
-                        "so rows are checked against the served version's schema (--model_dir carries its own)")
+                        "so rows are checked against the served version's schema (--model_dir carries its own; "
+                        "default: the config's serving.serving_dir)")
     parser.add_argument("--set_aside_invalid", action="store_true", help="set aside rows outside the model's "
                         "schema (a value out of its domain, an empty required feature) instead of scoring them")
     parser.add_argument("--version", type=int, help="a version number (default: the server's choice)")
@@ -244,7 +246,15 @@ def main(argv=None) -> int:
     except SystemExit as e:
         return EXIT_ARGUMENTS if e.code else EXIT_OK
     cli.setup_logging(args.verbose)
+    from tf_cartola import config as config_lib
     from tf_cartola.data import postgres
+
+    try:
+        serving = config_lib.load(args.config).serving
+    except (config_lib.ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ARGUMENTS
+    args.model, args.serving_dir = args.model or serving.model_name, args.serving_dir or serving.serving_dir
 
     if args.batch_size < 1:
         print("error: --batch_size must be >= 1", file=sys.stderr)

@@ -477,8 +477,9 @@ def test_scoring_counts_rows_outside_the_models_schema_and_can_set_them_aside(se
     assert {r["kind"] for r in aside} == {"INT_TYPE_BIG_INT"} and aside[0]["row"]["anos_como_pro"] == 42
     assert set(pd.read_csv(out)[F.ID_KEY]) == set(frame[F.ID_KEY].iloc[7:])
 
-    assert client_cli.main(["--grpc", server.grpc_address, *base_args]) == 0
-    assert "not checked against a schema: give --serving_dir" in capsys.readouterr().err
+    assert client_cli.main(["--grpc", server.grpc_address, "--serving_dir", str(tmp_path), *base_args]) == 0
+    assert (f"not checked against a schema: no version 1 of {MODEL} under {tmp_path}: give --serving_dir"
+            in capsys.readouterr().err)
     csv_path.write_text(",".join(F.CSV_COLUMNS) + "\n")
     assert client_cli.main(["--model_dir", str(base / "1"), *base_args]) == 0
     assert "the input has no rows: nothing was scored" in capsys.readouterr().err
