@@ -53,9 +53,10 @@ class ReadRowsFn(beam.DoFn):
     goes to the IDS output); without, they are the main output.
     """
 
-    def __init__(self, read: typing.Callable = read_csv_range, split_ratio=None):
+    def __init__(self, read: typing.Callable = read_csv_range, split_ratio=None, first_read: bool = True):
         self._read = read
         self._split_ratio = tuple(split_ratio) if split_ratio else None
+        self._first_read = first_read  # A second read of the same input counts nothing and emits no BAD or IDS.
         self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self._bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
         self._good_rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in (*split.SPLITS, GOOD)}
@@ -63,15 +64,16 @@ class ReadRowsFn(beam.DoFn):
     def process(self, part):
         start, read = time.perf_counter(), 0
         for chunk in self._read(part):
-            self._rows_read.inc(chunk.rows)
             read += chunk.rows
-            for record in chunk.bad:
-                self._bad_rows.inc()
-                Metrics.counter(NAMESPACE, bad_counter_name(record["kind"], record["column"])).inc()
-                yield beam.pvalue.TaggedOutput(BAD, record)
+            if self._first_read:
+                self._rows_read.inc(chunk.rows)
+                for record in chunk.bad:
+                    self._bad_rows.inc()
+                    Metrics.counter(NAMESPACE, bad_counter_name(record["kind"], record["column"])).inc()
+                    yield beam.pvalue.TaggedOutput(BAD, record)
             yield from self._good(chunk.batch)
-            log.info("read %d rows of %s from line %d (%.1f s)", read, part.path, part.first_line,
-                     time.perf_counter() - start)
+            log.info("%s %d rows of %s from line %d (%.1f s)", "read" if self._first_read else "read again",
+                     read, part.path, part.first_line, time.perf_counter() - start)
 
     def _good(self, batch):
         if self._split_ratio is None:
@@ -80,24 +82,29 @@ class ReadRowsFn(beam.DoFn):
                 yield batch
             return
         ids = batch.column(F.ID_KEY).flatten().to_numpy()
-        yield from ids_by_bucket(ids)
+        if self._first_read:
+            yield from ids_by_bucket(ids)
         eval_mask = split.is_eval(ids, self._split_ratio)
         for which, mask in (("train", ~eval_mask), ("eval", eval_mask)):
             part = batch.filter(mask)
             if part.num_rows:
-                self._good_rows[which].inc(part.num_rows)
+                if self._first_read:
+                    self._good_rows[which].inc(part.num_rows)
                 yield beam.pvalue.TaggedOutput(which, part)
 
 
 @beam.ptransform_fn
-def ReadAndSplitCsv(pipeline, parts, split_ratio=split.DEFAULT_RATIO, read=read_csv_range):  # pylint: disable=invalid-name
+def ReadAndSplitCsv(pipeline, parts, split_ratio=split.DEFAULT_RATIO, read=read_csv_range,  # pylint: disable=invalid-name
+                    first_read: bool = True):
     """Reads ranges of CSV files (each file by its own header) or partitions of a table into {train, eval}
     record batches, {bad} records and {ids} (see IDS). Parts are spread over the workers, and what follows
-    (statistics, transform, encoding, writing) runs where its batches were read."""
+    (statistics, transform, encoding, writing) runs where its batches were read. A second read
+    (`first_read=False`) gives the same batches and counts nothing."""
     return (
         pipeline
         | "ListRanges" >> beam.Create(list(parts))
-        | "ParseAndSplitRows" >> beam.ParDo(ReadRowsFn(read, split_ratio)).with_outputs(BAD, IDS, *split.SPLITS)
+        | "ParseAndSplitRows" >> beam.ParDo(ReadRowsFn(read, split_ratio, first_read)).with_outputs(
+            BAD, IDS, *split.SPLITS)
     )
 
 

@@ -55,7 +55,8 @@ def test_the_preprocessing_pipeline_translates_for_dataflow_and_stages_the_packa
     assert steps >= {
         "ReadAndSplitCsv", "WriteQuarantine", "CountDuplicateIds", "WriteRawData[train]", "WriteRawData[eval]",
         "GenerateStatistics[train]", "GenerateStatistics[eval]", "WriteStatistics[train]", "WriteStatistics[eval]",
-        "AnalyzeAndTransformDataset", "TransformDataset[eval]", "WriteTransformedData[train]",
+        "AnalyzeDataset", "ReadForTransform", "TransformDataset[train]", "TransformDataset[eval]",
+        "WriteTransformedData[train]",
         "WriteTransformedData[eval]", "WriteTransformFn", "WriteRawMetadata",
     }
     files = _package_files(staged)

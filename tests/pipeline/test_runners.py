@@ -162,7 +162,8 @@ def test_the_jobs_run_on_workers_installed_from_the_package_alone(preprocess_run
         scored = score.run(["--input", small_csv, "--model_dir", trained[1]["export_dir"], "--output",
                             str(tmp_path / "scores"), *external])
     assert_same_outputs(direct, direct_dir, manifest, str(out))
-    assert scored["rows"] == {"read": direct["rows"]["read"], "scored": direct["rows"]["read"], "bad": 0}
+    read = direct["rows"]["read"]
+    assert scored["rows"] == {"read": read, "scored": read, "bad": 0, "set_aside": 0}
     [worker] = manifest["runner"]["workers"]
     assert worker["tf_cartola"] == site and worker["python"].startswith(venv)
     assert checked["valid"] and checked["rows"]["read"] == direct["rows"]["read"]

@@ -196,7 +196,7 @@ def test_a_windows_1252_file_is_read_with_its_encoding_and_without_it_its_bad_li
     [bad] = [json.loads(line) for p in glob.glob(str(tmp_path / "plain.bad-*.jsonl")) for line in open(p)]
     assert (bad["line_number"], bad["kind"]) == (12, rows.UNDECODABLE) and plain["rows"]["bad"] == 1
     decoded = score.run([*common, "--encoding", "windows-1252", "--output", str(tmp_path / "decoded")])
-    assert decoded["rows"] == {"read": len(lines) - 1, "scored": len(lines) - 1, "bad": 0}
+    assert decoded["rows"] == {"read": len(lines) - 1, "scored": len(lines) - 1, "bad": 0, "set_aside": 0}
     out = tmp_path / "client.csv"
     assert client.main(["--model_dir", export_dir, "--csv", str(path), "--out", str(out), "--no_progress"]) == 0
     [bad] = [json.loads(line) for line in open(f"{out}.bad.jsonl")]

@@ -61,10 +61,12 @@ def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[di
     partitions, workers); sorting by id makes the training, and so the model, independent of it.
     """
     columns = {n: [] for n in (*feature_names, F.LABEL_KEY, F.ID_KEY)}
+    progress = timing.Progress(log, f"loading {pattern}")
     for batch in _records(pattern).batch(65536):
         parsed = tf.io.parse_example(batch, spec)
         for n in columns:
             columns[n].append(parsed[n].numpy())
+        progress.add(len(columns[F.ID_KEY][-1]))
     order = np.argsort(np.concatenate(columns[F.ID_KEY]), kind="stable")
     x = {n: np.concatenate(columns[n])[order].reshape(-1, 1) for n in feature_names}
     return x, np.concatenate(columns[F.LABEL_KEY])[order]
@@ -80,10 +82,12 @@ def score_split(export_dir: str, pattern: str, batch_size: int = 8192) -> typing
     at a time: only the two arrays are held, never the split's examples."""
     _, score = scoring.load_scorer(export_dir)
     labels, scores = [], []
+    progress = timing.Progress(log, f"scoring {pattern} with {export_dir}")
     for batch in _records(pattern).batch(batch_size):
         labels.append(tf.io.parse_example(batch, {F.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)})[F.LABEL_KEY]
                       .numpy())
         scores.append(score(batch.numpy()))
+        progress.add(len(labels[-1]))
     if not labels:
         raise PreprocessOutputError(f"no rows in {pattern}")
     return np.concatenate(labels), np.concatenate(scores)
@@ -160,21 +164,22 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
       nothing changed since the latest pushed version (and not `force`),
       {"nothing_changed": True, "version": that version, "version_dir": its folder}.
     """
-    preprocess_dir = preprocess_dir or config.preprocess.output_dir
-    manifest = read_manifest(preprocess_dir)
-    config = used_config(config, manifest, preprocess_dir, serving_dir)
-    base_path = files.join(config.serving.serving_dir, config.serving.model_name)
-    hp = config.train
-    feature_names = hp.feature_names()
-    made_of = provenance(manifest, config)
-    previous = model_store.versions(base_path)
-    if previous and not force:
-        latest_dir = model_store.version_dir(base_path, previous[-1])
-        if (read_provenance(latest_dir) or {}).get("fingerprint") == made_of["fingerprint"]:
-            return {"nothing_changed": True, "version": previous[-1], "version_dir": latest_dir}
+    seconds = {}
+    with timing.stage(seconds, "prepare"):
+        preprocess_dir = preprocess_dir or config.preprocess.output_dir
+        manifest = read_manifest(preprocess_dir)
+        config = used_config(config, manifest, preprocess_dir, serving_dir)
+        base_path = files.join(config.serving.serving_dir, config.serving.model_name)
+        hp = config.train
+        feature_names = hp.feature_names()
+        made_of = provenance(manifest, config)
+        previous = model_store.versions(base_path)
+        if previous and not force:
+            latest_dir = model_store.version_dir(base_path, previous[-1])
+            if (read_provenance(latest_dir) or {}).get("fingerprint") == made_of["fingerprint"]:
+                return {"nothing_changed": True, "version": previous[-1], "version_dir": latest_dir}
     run_dir = run_dir or files.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
     artifacts = manifest["artifacts"]
-    seconds = {}
     with timing.stage(seconds, "load"):
         tft_output = tft.TFTransformOutput(artifacts["transform"])
         spec = tft_output.transformed_feature_spec()
