@@ -38,9 +38,13 @@ def preprocessing_fn(inputs: dict) -> dict:
     """Engineers every raw feature, imputes missing values with the training mean and z-scores.
 
     All features are engineered into one [batch, features] matrix so that each statistic
-    is one elementwise analyzer for every feature at once; there are no missing values
-    left when the z-score statistics are taken (TFT's elementwise mean and variance
-    cannot merge two batches that both lack a feature: 0 / 0).
+    is one elementwise analyzer for every feature at once. Every statistic comes from one
+    pass over the data: with n rows, v valid values, S1 their sum and S2 their sum of
+    squares, the imputed column's mean is S1 / v (the valid mean, imputed where missing)
+    and its (population) variance (S2 - S1^2 / v) / n, so the three shares v/n, S1/n and
+    S2/n suffice. Imputing first and z-scoring after (tft.scale_to_z_score) would give the
+    same numbers in two analysis phases, and a second phase makes tf.Transform hold the
+    whole train split until the first is done.
 
     Args:
       inputs: raw features parsed with `features.raw_feature_spec()`.
@@ -53,9 +57,12 @@ def preprocessing_fn(inputs: dict) -> dict:
     valid = tf.stack([v for _, v in engineered], axis=1)
     x = tf.where(valid, tf.stack([value for value, _ in engineered], axis=1), 0.0)  # Only valid values count.
     share = tft.mean(tf.cast(valid, tf.float64), reduce_instance_dims=False, name="valid_share")
-    mean = tf.math.divide_no_nan(tft.mean(x, reduce_instance_dims=False, name="valid_sum_share"), share)
-    imputed = tf.where(valid, x, mean)
-    z = tft.scale_to_z_score(imputed, elementwise=True, name="z_score")
+    first = tft.mean(x, reduce_instance_dims=False, name="valid_sum_share")
+    second = tft.mean(tf.square(x), reduce_instance_dims=False, name="valid_square_share")
+    mean = tf.math.divide_no_nan(first, share)
+    std = tf.sqrt(tf.maximum(second - first * mean, 0.0))
+    centered = tf.where(valid, x, mean) - mean
+    z = tf.where(std > 0, tf.math.divide_no_nan(centered, std), centered)  # A constant feature stays centered.
     outputs = {F.transformed_name(c): tf.cast(z[:, i], tf.float32) for i, c in enumerate(F.RAW_FEATURES)}
     for passthrough in (F.LABEL_KEY, F.ID_KEY):
         if passthrough in inputs:
