@@ -182,7 +182,8 @@ def from_dict(data: dict) -> Config:
 
 def load(path: str) -> Config:
     """Loads a YAML config file (local or any TensorFlow filesystem); a relative `preprocess.schema` is read
-    from the config file's folder.
+    from the config file's folder. The default config of a package installed without the repository is
+    the dataclasses' defaults.
 
     Raises:
       ConfigError: unknown keys or values of the wrong type.
@@ -190,6 +191,8 @@ def load(path: str) -> Config:
     """
     from tf_cartola import files
 
+    if path == DEFAULT and not files.exists(path):  # The package installed outside a checkout: the defaults.
+        return from_dict({})
     with files.open_file(path) as f:
         data = yaml.safe_load(f) or {}
     schema = (data.get("preprocess") or {}).get("schema") if isinstance(data, dict) else None

@@ -54,3 +54,10 @@ def test_values_out_of_range_are_errors_naming_the_field(data, message):
 def test_an_override_out_of_range_is_an_error():
     with pytest.raises(config.ConfigError, match="train.epochs: must be positive"):
         config.override(config.from_dict({}), "train", epochs=0)
+
+
+def test_the_default_config_of_a_package_outside_the_repository_is_the_defaults(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "DEFAULT", str(tmp_path / "configs" / "default.yaml"))
+    assert config.load(config.DEFAULT) == config.from_dict({})
+    with pytest.raises(FileNotFoundError):
+        config.load(str(tmp_path / "mine.yaml"))  # A config the user names must exist.
