@@ -158,7 +158,6 @@ def main(argv=None) -> int:
         print(f"error: version label(s) {unavailable} name versions that are not available; pass "
               "--allow_version_labels_for_unavailable_models=true to serve them once they load", file=sys.stderr)
         return 2
-    log.info("Ctrl-C (or SIGTERM) to stop")
     stopped = threading.Event()
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         threading.Thread(target=_watch_config, args=(server, args.model_config_file,
@@ -167,6 +166,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _: (log.info("%s: draining in-flight requests", signal.Signals(number).name),
                                               stopped.set()))
+    log.info("Ctrl-C (or SIGTERM) to stop")  # Only once both signals drain instead of killing.
     stopped.wait()
     server.stop(DRAIN_SECONDS)
     log.info("stopped")
