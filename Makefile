@@ -14,7 +14,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
 
-.PHONY: setup system-packages worker-env demo demo-db test test-production notebook clean
+.PHONY: setup system-packages worker-env airflow demo demo-db test test-production test-airflow notebook clean
 
 setup: $(STAMP)
 
@@ -70,6 +70,29 @@ test: $(STAMP) system-packages
 # models on an object store, a month of data after the first (CI runs it after `make test`).
 test-production: worker-env system-packages
 	$(PY) -m pytest -q -m production
+
+# Airflow in an environment of its own (its pins: requirements-airflow.txt), SQLite as its database, its home
+# in .airflow/ (git ignores both). The DAG's tasks run the project's CLIs with .venv's interpreter.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+airflow: $(AIRFLOW_STAMP) $(STAMP)
+	@echo "Airflow is ready (home $(AIRFLOW_HOME), SQLite). Run a month now, or start the scheduler and web UI:"
+	@echo "  $(AIRFLOW_VENV)/bin/airflow dags test cartola_pro_monthly 2026-01-01 -c '{\"input\": \"data/cartola.csv\"}'"
+	@echo "  AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags $(AIRFLOW_VENV)/bin/airflow standalone"
+
+$(AIRFLOW_STAMP): requirements-airflow.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r requirements-airflow.txt
+	$(AIRFLOW_VENV)/bin/airflow db migrate >/dev/null
+	touch $@
+
+# The DAG run for real by `airflow dags test` (three months, a killed task), from .venv's pytest.
+test-airflow: airflow
+	$(PY) -m pytest -q -m airflow
 
 # Jupyter's front end is not needed by the tests (they run the notebook with nbclient).
 notebook: $(STAMP)
