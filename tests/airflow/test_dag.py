@@ -74,10 +74,25 @@ def _scores(folder, date) -> pd.DataFrame:
     return pd.concat(pd.read_csv(p) for p in sorted(glob.glob(os.path.join(folder, date, "scores-*.csv"))))
 
 
-def test_the_dag_loads_with_no_import_errors(airflow_env):
+def test_the_dag_loads_with_no_import_errors_and_passes_airflows_checks(airflow_env):
     errors = subprocess.run([AIRFLOW, "dags", "list-import-errors", "-o", "json"], env=airflow_env,
                             capture_output=True, text=True, check=True)
     assert _json(errors.stdout) == []
+    checks = ("from airflow.models import DagBag\n"
+              "from airflow.utils.dag_cycle_tester import check_cycle\n"
+              f"bag = DagBag({os.path.join(ROOT, 'dags')!r}, include_examples=False)\n"
+              "assert not bag.import_errors, bag.import_errors\n"
+              f"dag = bag.get_dag({DAG_ID!r})\n"
+              "dag.validate()\n"
+              "dag.validate_schedule_and_params()\n"
+              "check_cycle(dag)\n"
+              "assert not dag.catchup and dag.timetable.summary in ('@monthly', '0 0 1 * *'), dag.timetable.summary\n"
+              "print('order:', ' '.join(t.task_id for t in dag.topological_sort()))\n")
+    done = subprocess.run([os.path.join(os.path.dirname(AIRFLOW), "python"), "-c", checks], env=airflow_env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [order] = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("order:")]
+    assert order == ["validate", "preprocess", "train", "score", "summary"]
     listed = subprocess.run([AIRFLOW, "dags", "list", "-o", "json"], env=airflow_env, capture_output=True, text=True,
                             check=True)
     assert DAG_ID in {d["dag_id"] for d in _json(listed.stdout)}
