@@ -144,11 +144,11 @@ def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = N
                         bar.update(int(findings.invalid.sum()))
                         batch = batch.filter(pa.array(~findings.invalid))
                 records = csv_reader.to_records(batch)
-                ids.append(np.array([r[F.ID_KEY] for r in records], dtype=np.int64))
+                batch_ids = [r[F.ID_KEY] for r in records]
+                ids.append(np.array(batch_ids, dtype=np.int64))
                 for i in range(0, len(records), batch_size):
                     batch_records = records[i:i + batch_size]
-                    sink.write([r[F.ID_KEY] for r in batch_records],
-                               client.score(batch_records, version=version, label=label))
+                    sink.write(batch_ids[i:i + batch_size], client.score(batch_records, version=version, label=label))
                     scored += len(batch_records)
                     bar.update(len(batch_records))
         complete = True
