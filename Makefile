@@ -14,7 +14,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
 
-.PHONY: setup system-packages worker-env airflow demo demo-db test test-production test-airflow notebook clean
+.PHONY: setup system-packages worker-env airflow demo demo-db test test-e2e test-production test-airflow notebook clean
 
 setup: $(STAMP)
 
@@ -53,7 +53,7 @@ worker-env: $(STAMP)
 
 demo: $(STAMP)
 	mkdir -p data
-	$(PY) -m tf_cartola.data.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
+	$(PY) -m tf_cartola.read.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
 	$(PY) -m beam_jobs.preprocess --config configs/default.yaml
 	$(PY) -m tf_cartola.train --config configs/default.yaml
 	$(PY) -m serving.demo --config configs/default.yaml --csv data/cartola.csv
@@ -70,6 +70,12 @@ test: $(STAMP) system-packages
 # models on an object store, a month of data after the first (CI runs it after `make test`).
 test-production: worker-env system-packages
 	$(PY) -m pytest -q -m production
+
+# End-to-end duplicates of what `make test` checks piece by piece: the README blocks run as written, the
+# notebooks, the report in headless Chromium, the sdist in a fresh venv, the portable and multi-process
+# runners against the direct one, 64 clients across a version swap (CI runs it after `make test`).
+test-e2e: $(STAMP) system-packages
+	$(PY) -m pytest -q -m e2e
 
 # Airflow in an environment of its own (its pins: requirements-airflow.txt), SQLite as its database, its home
 # in .airflow/ (git ignores both). The DAG's tasks run the project's CLIs with .venv's interpreter.

@@ -5,7 +5,7 @@ import difflib
 import sys
 import typing
 
-from tf_cartola import cli
+from tf_cartola.common import cli
 
 
 class UnknownFlag(ValueError):
@@ -16,7 +16,7 @@ def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
     """Raises UnknownFlag for a flag Beam would discard (it only logs them), naming the closest known one."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs import workers  # noqa: F401  Registers --worker_start_timeout with Beam's options.
+    from beam_jobs.shared import workers  # noqa: F401  Registers --worker_start_timeout with Beam's options.
 
     options = PipelineOptions(beam_args)
     known = options.get_all_options(retain_unknown_options=False)
@@ -49,7 +49,7 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
 
 def with_serving_flags(config, args):
     """The config with the serving section's values the command line gave."""
-    from tf_cartola import config as config_lib
+    from tf_cartola.contract import config as config_lib
 
     return config_lib.override(config, "serving", serving_dir=args.serving_dir, model_name=args.model_name)
 
@@ -63,11 +63,11 @@ def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typi
     """
     args, _ = parser.parse_known_args(argv)
     cli.setup_logging(args.verbose)
-    from beam_jobs import workers
-    from beam_jobs.outputs import AnomaliesFound
-    from tf_cartola import baseline
-    from tf_cartola import config as config_lib
-    from tf_cartola import rows
+    from beam_jobs.shared import workers
+    from beam_jobs.shared.outputs import AnomaliesFound
+    from tf_cartola.validate import baseline
+    from tf_cartola.contract import config as config_lib
+    from tf_cartola.contract import rows
 
     try:
         manifest = run(argv)

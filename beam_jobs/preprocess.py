@@ -29,14 +29,16 @@ import json
 import sys
 
 from beam_jobs import job_cli
-from tf_cartola import cli
+from tf_cartola.common import cli
+from tf_cartola.contract import config as config_lib
 
 EXIT_STATUS = ("0 valid and transformed, 1 anomalies found, 2 bad arguments, config, input or workers that cannot "
                "start (--worker_start_timeout)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = cli.parser("beam_jobs.preprocess", __doc__, EXIT_STATUS, config=True)
+    parser = cli.parser("beam_jobs.preprocess", __doc__, EXIT_STATUS)
+    config_lib.add_flag(parser)
     parser.add_argument("--input", help="CSV path or glob (any Beam filesystem), or postgresql://USER@HOST:PORT/DB "
                         "(password from PGPASSWORD or ~/.pgpass); overrides the config")
     job_cli.add_database_flags(parser)
@@ -56,16 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(argv=None) -> dict:
-    """Parses the command line, runs `preprocess_job.preprocess` and returns its manifest.
+def run(argv=None):
+    """Parses the command line, runs `beam_jobs.jobs.preprocess.preprocess` and returns its `Manifest`.
+
+    Data that fails validation also gets the report page (`report.html` in the output folder), something
+    to open and share, named in the error.
 
     Raises:
       job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
+      AnomaliesFound: the data failed validation (everything is written first).
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs import preprocess_job
-    from tf_cartola import config as config_lib
+    from beam_jobs.jobs import preprocess as preprocess_job
+    from beam_jobs.shared.outputs import AnomaliesFound
+    from tf_cartola.common import files
+    from tf_cartola.inspect import report
 
     args, beam_args = _parser().parse_known_args(argv)
     job_cli.check_beam_flags(beam_args, _parser())
@@ -76,18 +84,23 @@ def run(argv=None) -> dict:
         fail_on_anomalies=False if args.no_fail_on_anomalies else None,
         accept=tuple(args.accept) if args.accept else None, accepted_by=args.accepted_by,
     )
-    return preprocess_job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
+    try:
+        return preprocess_job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
+    except AnomaliesFound as e:
+        page = report.write_report(files.join(config.preprocess.output_dir, "report.html"),
+                                   config.preprocess.output_dir)
+        raise AnomaliesFound(f"{e}\nreport: {page}", e.manifest) from None
 
 
-def _show(manifest: dict, passed: bool) -> None:
-    from tf_cartola import validation
+def _show(manifest, passed: bool) -> None:
+    from tf_cartola.validate import validation
 
-    shown = [tuple(a[k] for k in ("split", "feature", "kind", "description")) for a in manifest["anomalies"]]
+    shown = [tuple(a[k] for k in ("split", "feature", "kind", "description")) for a in manifest.anomalies]
     if passed and shown:  # Accepted, or --no_fail_on_anomalies: said all the same.
         print(f"Anomalies (the run goes on):\n{validation.format_table(shown)}", file=sys.stderr)
     if passed:
-        print(json.dumps({"output_dir": manifest["config"]["preprocess"]["output_dir"], "rows": manifest["rows"],
-                          "seconds": manifest["seconds"]}, indent=2))
+        print(json.dumps({"output_dir": manifest.dir, "rows": manifest.rows, "seconds": manifest.seconds},
+                         indent=2))
 
 
 def main(argv=None) -> int:

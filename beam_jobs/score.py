@@ -20,14 +20,17 @@ import json
 import sys
 
 from beam_jobs import job_cli
-from tf_cartola import cli, scoring_checks, timing
+from tf_cartola.common import cli, timing
+from tf_cartola.contract import config as config_lib
+from tf_cartola.validate import scoring_checks
 
 EXIT_STATUS = ("0 scored, 2 bad arguments, config, input, no model version or workers that cannot start "
                "(--worker_start_timeout)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = cli.parser("beam_jobs.score", __doc__, EXIT_STATUS, config=True)
+    parser = cli.parser("beam_jobs.score", __doc__, EXIT_STATUS)
+    config_lib.add_flag(parser)
     parser.add_argument("--input", required=True, help="CSV path or glob (any Beam filesystem), or "
                         "postgresql://USER@HOST:PORT/DB with --table or --query")
     job_cli.add_database_flags(parser)
@@ -53,9 +56,8 @@ def run(argv=None) -> dict:
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs import inputs as inputs_lib
-    from beam_jobs import score_job
-    from tf_cartola import config as config_lib
+    from beam_jobs.shared import inputs as inputs_lib
+    from beam_jobs.jobs import score as score_job
 
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)

@@ -20,14 +20,16 @@ import json
 import sys
 
 from beam_jobs import job_cli
-from tf_cartola import cli
+from tf_cartola.common import cli
+from tf_cartola.contract import config as config_lib
 
 EXIT_STATUS = ("0 valid, 1 anomalies, drift or bad rows found, 2 bad arguments, config, baseline, input or "
                "workers that cannot start (--worker_start_timeout)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = cli.parser("beam_jobs.validate", __doc__, EXIT_STATUS, config=True)
+    parser = cli.parser("beam_jobs.validate", __doc__, EXIT_STATUS)
+    config_lib.add_flag(parser)
     parser.add_argument("--input", required=True, help="files of the batch: a path or glob (any Beam filesystem); "
                         "or users in a database: postgresql://USER@HOST:PORT/DB with --table or --query")
     job_cli.add_database_flags(parser)
@@ -42,17 +44,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(argv=None) -> dict:
-    """Parses the command line, runs `validation_job.validate` and returns its manifest.
+    """Parses the command line, runs `beam_jobs.jobs.validate.validate` and returns its manifest.
 
     Raises:
       baseline.BaselineError: no baseline (nothing served yet, or a directory without one).
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs import inputs as inputs_lib
-    from beam_jobs import validation_job
-    from tf_cartola import baseline as baseline_lib
-    from tf_cartola import config as config_lib
+    from beam_jobs.shared import inputs as inputs_lib
+    from beam_jobs.jobs import validate as validation_job
+    from tf_cartola.validate import baseline as baseline_lib
 
     args, beam_args = _parser().parse_known_args(argv)
     job_cli.check_beam_flags(beam_args, _parser())
@@ -69,12 +70,21 @@ def run(argv=None) -> dict:
                                    inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions), cfg.encoding)
 
 
-def _show(manifest: dict, passed: bool) -> None:
-    from beam_jobs import validation_job
+def drift_table(drift: dict) -> str:
+    """The drift checks (one row per feature, as the report has them), as a plain-text table."""
+    from tf_cartola.inspect import report
 
-    print(validation_job.drift_table(manifest))
+    lines = [f"{'feature':<20} {'verdict':<10}  tests: reference -> this data"]
+    for feature, _, verdict, tests in report.drift_rows(drift):
+        lines.append(f"{feature:<20} {verdict:<10}  {tests}")
+    return "\n".join(lines)
+
+
+def _show(manifest: dict, passed: bool) -> None:
+    print(drift_table(manifest["drift"]))
     if passed:
-        print(json.dumps(validation_job.summary(manifest), indent=2))
+        summary = {k: manifest[k] for k in ("rows", "valid", "seconds")}
+        print(json.dumps({**summary, "baseline": manifest["baseline"]["description"]}, indent=2))
 
 
 def main(argv=None) -> int:

@@ -105,7 +105,7 @@ def main(argv=None) -> None:
         csv = args.csv
         if not csv:
             csv = os.path.join(tmp, "cartola.csv")
-            subprocess.run([sys.executable, "-m", "tf_cartola.data.synthetic", "--rows", str(args.rows), "--seed", "0",
+            subprocess.run([sys.executable, "-m", "tf_cartola.read.synthetic", "--rows", str(args.rows), "--seed", "0",
                             "--out", csv], cwd=ROOT, check=True)
         csv = os.path.abspath(csv)
         results, epochs = {}, 6

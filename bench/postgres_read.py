@@ -3,7 +3,7 @@
     python bench/postgres_read.py --rows 1000000 [--partitions 4]
 
 Generates the users, writes them as a CSV, starts a throwaway PostgreSQL on loopback
-(tf_cartola.data.local_postgres) and loads the same rows with COPY; then times, one
+(tf_cartola.read.local_postgres) and loads the same rows with COPY; then times, one
 after the other: the CSV through `csv_reader.read_csv`, the snapshot with the row count and fingerprint
 the database computes (part of every table read below), the table as one partition
 (`postgres.read_all`), and the table as N partitions read by N threads (as N Beam
@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 
-from tf_cartola.data import csv_reader, local_postgres, postgres, synthetic
+from tf_cartola.read import csv_reader, local_postgres, postgres, synthetic
 
 
 def _rows(chunks) -> int:

@@ -50,8 +50,8 @@ def tfx_bsl_pipeline(csv: str, model_dir: str, out: str) -> None:
     from tfx_bsl.public.beam import RunInference
     from tfx_bsl.public.proto import model_spec_pb2
 
-    from beam_jobs import inputs, transforms
-    from tf_cartola.data import csv_reader, examples
+    from beam_jobs.shared import inputs, transforms
+    from tf_cartola.read import csv_reader, examples
 
     spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
         model_path=model_dir, signature_name=["serving_default"]))
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     csv = args.csv
     if not csv:
         csv = os.path.join(work, "users.csv")
-        subprocess.run([sys.executable, "-m", "tf_cartola.data.synthetic", "--rows", str(args.rows), "--seed", "0",
+        subprocess.run([sys.executable, "-m", "tf_cartola.read.synthetic", "--rows", str(args.rows), "--seed", "0",
                         "--out", csv], cwd=ROOT, check=True, capture_output=True)
     with open(csv, "rb") as f:
         rows = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1

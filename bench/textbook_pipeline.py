@@ -46,9 +46,9 @@ def main(argv=None) -> None:
 
     import tf_keras
 
-    from tf_cartola import config as config_lib
-    from tf_cartola import features as F
-    from tf_cartola.preprocessing import engineer
+    from tf_cartola.contract import config as config_lib
+    from tf_cartola.contract import features as F
+    from tf_cartola.transform.preprocessing import engineer
 
     def preprocessing_fn(inputs):
         outputs = {F.LABEL_KEY: inputs[F.LABEL_KEY]}

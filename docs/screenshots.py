@@ -39,7 +39,7 @@ def report_screenshots(browser, report_path: str) -> list:
 
 def airflow_graph(browser, home: str, run_id: str) -> str:
     """The graph view of one run of cartola_pro_monthly, from a web server started here and stopped after."""
-    from tf_cartola.loopback import free_port
+    from tf_cartola.common.loopback import free_port
 
     with open(os.path.join(home, "webserver_config.py"), "w") as f:
         f.write('AUTH_ROLE_PUBLIC = "Admin"  # docs/screenshots.py: a local UI for a screenshot, no login.\n')

@@ -166,6 +166,11 @@ class Batcher:
         self._changed = threading.Condition()
         self._threads = 0
 
+    def queued_rows(self) -> int:
+        """Rows of the batches waiting for a thread (a batch that runs is no longer queued)."""
+        with self._changed:
+            return sum(batch.rows for batch in self._batches)
+
     def __call__(self, feeds: typing.Dict[str, np.ndarray]) -> dict:
         rows = task_size(feeds)
         if rows > self._params.max_batch_size:

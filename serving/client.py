@@ -31,9 +31,12 @@ import urllib.parse
 
 import numpy as np
 
-from tf_cartola import cli, files, rows, scoring_checks, timing
-from tf_cartola import features as F
-from tf_cartola.data import csv_reader
+from tf_cartola.common import cli, files, timing
+from tf_cartola.contract import config as config_lib
+from tf_cartola.contract import rows
+from tf_cartola.validate import scoring_checks
+from tf_cartola.contract import features as F
+from tf_cartola.read import csv_reader
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
 EXIT_STATUS = ("0 scored; 2 bad arguments or config; 3 input problem (no file, a column the model uses is "
@@ -89,7 +92,7 @@ class DatabaseScores:
     the run's id."""
 
     def __init__(self, url: str, table: str, model_name: str, model_version, run_id: str):
-        from tf_cartola.data import postgres
+        from tf_cartola.read import postgres
 
         self.out = f"{postgres.masked(url)} table {table}"
         self._table = postgres.ScoresTable(url, table)
@@ -179,7 +182,7 @@ class Checks:
 
 def _model_schema(args, columns, version) -> typing.Tuple[typing.Optional[typing.List[scoring_checks.Rule]], str]:
     """(the schema rules of the model that scores, or None, and where they come from or why there are none)."""
-    from tf_cartola.model import store as model_store
+    from tf_cartola.export import store as model_store
 
     if args.model_dir:
         where = args.model_dir
@@ -210,7 +213,8 @@ def _client(args):
 
 
 def main(argv=None) -> int:
-    parser = cli.parser("serving.client", __doc__, EXIT_STATUS, config=True)
+    parser = cli.parser("serving.client", __doc__, EXIT_STATUS)
+    config_lib.add_flag(parser)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
     where.add_argument("--grpc", type=grpc_address, help="gRPC HOST:PORT, e.g. 127.0.0.1:8500")
@@ -246,8 +250,7 @@ def main(argv=None) -> int:
     except SystemExit as e:
         return EXIT_ARGUMENTS if e.code else EXIT_OK
     cli.setup_logging(args.verbose)
-    from tf_cartola import config as config_lib
-    from tf_cartola.data import postgres
+    from tf_cartola.read import postgres
 
     try:
         serving = config_lib.load(args.config).serving

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 
 from serving.rest_client import RestClient
-from tf_cartola import cli
-from tf_cartola import config as config_lib
-from tf_cartola import files
-from tf_cartola import features as F
-from tf_cartola.data import csv_reader
+from tf_cartola.common import cli
+from tf_cartola.contract import config as config_lib
+from tf_cartola.common import files
+from tf_cartola.contract import features as F
+from tf_cartola.read import csv_reader
 
 
 def first_rows(csv_path: str, n: int) -> list:
@@ -23,7 +23,8 @@ def first_rows(csv_path: str, n: int) -> list:
 
 
 def main(argv=None) -> int:
-    parser = cli.parser("serving.demo", __doc__, "0 REST and gRPC agree, 1 they differ", config=True)
+    parser = cli.parser("serving.demo", __doc__, "0 REST and gRPC agree, 1 they differ")
+    config_lib.add_flag(parser)
     parser.add_argument("--csv", default="data/cartola.csv", help="users to score (default: %(default)s)")
     parser.add_argument("--rows", type=int, default=5, help="how many of its first rows (default: %(default)s)")
     parser.add_argument("--grpc_port", type=int, default=8500, help="default: %(default)s")

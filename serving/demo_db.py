@@ -2,7 +2,7 @@
 
     python -m serving.demo_db --config configs/default.yaml --rows 20000
 
-Starts a throwaway PostgreSQL on a free loopback port (tf_cartola.data.local_postgres),
+Starts a throwaway PostgreSQL on a free loopback port (tf_cartola.read.local_postgres),
 loads generated users into the table `users` with COPY, preprocesses them from the
 database (4 id partitions under one snapshot), trains, blesses and pushes into
 runs/demo_db/serving, scores every user in-process with the pushed version into the
@@ -13,15 +13,16 @@ PGPASSWORD.
 import os
 import sys
 
-from tf_cartola import cli
-from tf_cartola import config as config_lib
-from tf_cartola import files
+from tf_cartola.common import cli
+from tf_cartola.contract import config as config_lib
+from tf_cartola.common import files
 
 OUT = "runs/demo_db"
 
 
 def main(argv=None) -> int:
-    parser = cli.parser("serving.demo_db", __doc__, "0 scored, 1 a step failed", config=True)
+    parser = cli.parser("serving.demo_db", __doc__, "0 scored, 1 a step failed")
+    config_lib.add_flag(parser)
     parser.add_argument("--rows", type=int, default=20_000, help="users to generate (default: %(default)s)")
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
@@ -29,8 +30,8 @@ def main(argv=None) -> int:
 
     from beam_jobs import preprocess
     from serving import client
-    from tf_cartola.model import training
-    from tf_cartola.data import local_postgres, synthetic
+    from tf_cartola.train import training
+    from tf_cartola.read import local_postgres, synthetic
 
     files.makedirs(OUT)
     csv_path = files.join(OUT, "users.csv")
@@ -42,8 +43,8 @@ def main(argv=None) -> int:
         manifest = preprocess.run(["--config", args.config, "--input", server.url, "--table", "users",
                                    "--partitions", "4", "--output_dir", files.join(OUT, "preprocess"),
                                    "--baseline", "none"])
-        print(f"preprocessed {manifest['rows']} from {manifest['inputs'][0]['path']} "
-              f"(fingerprint {manifest['inputs'][0]['fingerprint']})")
+        print(f"preprocessed {manifest.rows} from {manifest.inputs[0]['path']} "
+              f"(fingerprint {manifest.inputs[0]['fingerprint']})")
         result = training.train(config_lib.load(args.config), files.join(OUT, "preprocess"),
                                 serving_dir=files.join(OUT, "serving"), run_dir=files.join(OUT, "train"),
                                 force=True)

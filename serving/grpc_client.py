@@ -16,8 +16,8 @@ from tensorflow_serving.apis import (
 )
 
 from serving import retry
-from tf_cartola.model.requests import raw_columns_tensor_protos
-from tf_cartola.model.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.export.requests import raw_columns_tensor_protos
+from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
 
 
 class GrpcError(Exception):

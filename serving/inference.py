@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 
 from serving.errors import ServingError, invalid
 from serving.servables import Servable, ServableManager
-from tf_cartola.model.signatures import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
+from tf_cartola.contract.signatures import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
 
 
 

@@ -5,9 +5,9 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from tf_cartola import features as F
-from tf_cartola.model import requests
-from tf_cartola.model.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.contract import features as F
+from tf_cartola.export import requests
+from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
 
 
 class InProcessClient:

@@ -18,7 +18,7 @@ import typing
 # Light imports only: --help and flag errors answer before TensorFlow loads (serving.server loads it).
 from serving import batching, model_config, monitoring, options, request_log
 from serving.options import DEFAULT_MAX_REQUEST_BYTES, LoadRetries
-from tf_cartola import cli, files
+from tf_cartola.common import cli, files
 
 log = logging.getLogger("serving.local_server")
 

@@ -21,7 +21,7 @@ import typing
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tf_cartola import cli, files
+from tf_cartola.common import cli, files
 
 
 def build(model_name: str, base_path: str, latest: int = 2,
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     base_path = files.absolute(args.base_path)
     labels = dict(args.label)
     if labels and not args.allow_version_labels_for_unavailable_models:
-        from tf_cartola.model import store as model_store
+        from tf_cartola.export import store as model_store
 
         on_disk = model_store.versions(base_path)
         served = sorted(set(args.version) & set(on_disk)) if args.version else on_disk[-args.latest:]

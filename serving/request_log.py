@@ -23,8 +23,8 @@ import threading
 import time
 import typing
 
-from tf_cartola import files
-from tf_cartola.data import tfrecords
+from tf_cartola.common import files
+from tf_cartola.read import tfrecords
 
 log = logging.getLogger(__name__)
 

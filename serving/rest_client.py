@@ -9,8 +9,8 @@ import urllib.request
 import numpy as np
 
 from serving import retry
-from tf_cartola.model import requests
-from tf_cartola.model.signatures import RAW_SIGNATURE
+from tf_cartola.export import requests
+from tf_cartola.contract.signatures import RAW_SIGNATURE
 
 
 class RestError(Exception):

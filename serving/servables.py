@@ -14,9 +14,9 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving.batching import Batcher, BatchingParameters
 from serving.errors import ServingError, invalid, not_found
 from serving.options import LoadRetries
-from tf_cartola import files
-from tf_cartola.model import store as model_store
-from tf_cartola.model.signatures import DEFAULT_SIGNATURE
+from tf_cartola.common import files
+from tf_cartola.export import store as model_store
+from tf_cartola.contract.signatures import DEFAULT_SIGNATURE
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from serving import batching, grpc_service, inference, monitoring, request_log
 from serving.options import DEFAULT_MAX_REQUEST_BYTES, LoadRetries, PortInUse
 from serving.rest import RestApi, make_handler
 from serving.servables import ServableManager
-from tf_cartola import files
-from tf_cartola.model.signatures import WARMUP_FILE
+from tf_cartola.common import files
+from tf_cartola.contract.signatures import WARMUP_FILE
 
 log = logging.getLogger("serving.local_server")
 

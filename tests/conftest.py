@@ -6,7 +6,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Before anything imports Ten
 
 import pytest  # noqa: E402
 
-from tf_cartola.data import synthetic  # noqa: E402
+from tf_cartola.read import synthetic  # noqa: E402
 
 from tests.helpers import CONFIG, ROOT, SCHEMA, SMALL_ROWS  # noqa: E402
 
@@ -40,20 +40,23 @@ def preprocess_run(small_csv, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(preprocess_run, tmp_path_factory):
     """A real training run on the small preprocessing output, pushed to a temporary serving dir."""
-    from tf_cartola import config
-    from tf_cartola.model import training
+    from tf_cartola.contract import config
+    from tf_cartola.inspect import report
+    from tf_cartola.train import training
 
     _, preprocess_dir = preprocess_run
     root = tmp_path_factory.mktemp("train")
     cfg = config.load(CONFIG)
     result = training.train(cfg, preprocess_dir, serving_dir=str(root / "serving"), run_dir=str(root / "run"))
+    result["report"] = report.write_report(str(root / "run" / "report.html"), preprocess_dir, result["run_dir"],
+                                           result["labels"], result["scores"])  # As tf_cartola.train does.
     return cfg, result
 
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A throwaway PostgreSQL server on a free loopback port (tf_cartola.data.local_postgres)."""
-    from tf_cartola.data import local_postgres
+    """A throwaway PostgreSQL server on a free loopback port (tf_cartola.read.local_postgres)."""
+    from tf_cartola.read import local_postgres
 
     with local_postgres.running() as server:
         yield server

@@ -3,8 +3,9 @@ when used, so unit tests do not load it)."""
 
 import glob
 import os
+import time
 
-from tf_cartola import features as F
+from tf_cartola.contract import features as F
 
 # The repository's root. Tests name its files from it, so they run from any directory.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,8 +31,8 @@ def probe_batch():
     import pandas as pd
     import tensorflow as tf
 
-    from tf_cartola.data import examples
-    from tf_cartola.data import synthetic
+    from tf_cartola.read import examples
+    from tf_cartola.read import synthetic
 
     frame = synthetic.generate(50, seed=9)
     serialized = [examples.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
@@ -57,3 +58,12 @@ def headless_chromium():
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def eventually(condition, what: str, timeout: float = 30.0) -> None:
+    """Waits until `condition()` is true, polling it; fails naming `what` if it is not within `timeout`
+    seconds. For conditions only observable from outside (a log line, a status, a queue length)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)

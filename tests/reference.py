@@ -6,8 +6,9 @@ scikit-learn is a dev dependency: only tests import this module, so the package 
 import numpy as np
 import pandas as pd
 
-from tf_cartola import features as F
-from tf_cartola import metrics, split
+from tf_cartola.contract import features as F
+from tf_cartola.train import metrics
+from tf_cartola.contract import split
 
 
 def engineer(frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tf_cartola.data import synthetic
+from tf_cartola.read import synthetic
 
 from tests.helpers import ROOT
 

@@ -10,10 +10,11 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from beam_jobs import inputs, preprocess_pipeline, validation_job
-from beam_jobs.outputs import Layout
-from tf_cartola import config as config_lib
-from tf_cartola.data import csv_reader
+from beam_jobs.shared import inputs
+from beam_jobs.jobs import preprocess_pipeline, validate as validation_job
+from beam_jobs.shared.outputs import Layout
+from tf_cartola.contract import config as config_lib
+from tf_cartola.read import csv_reader
 
 BUCKET = "gs://tf-cartola-test"
 
@@ -60,9 +61,9 @@ def test_the_preprocessing_pipeline_translates_for_dataflow_and_stages_the_packa
         "WriteTransformedData[eval]", "WriteTransformFn", "WriteRawMetadata",
     }
     files = _package_files(staged)
-    assert {"setup.py", "requirements.txt", "beam_jobs/preprocess_job.py", "beam_jobs/transforms.py",
-            "tf_cartola/preprocessing.py", "tf_cartola/drift.py", "tf_cartola/data/csv_reader.py",
-            "tf_cartola/data/prediction_logs.py"} <= files
+    assert {"setup.py", "requirements.txt", "beam_jobs/jobs/preprocess.py", "beam_jobs/shared/transforms.py",
+            "tf_cartola/transform/preprocessing.py", "tf_cartola/validate/drift.py", "tf_cartola/read/csv_reader.py",
+            "tf_cartola/read/prediction_logs.py"} <= files
 
 
 @pytest.mark.parametrize("fmt", validation_job.FORMATS)
@@ -107,7 +108,7 @@ def test_files_on_an_object_store_are_fingerprinted_by_its_checksum_and_read_by_
                                                                                         preprocess_run):
     import google_crc32c
 
-    from tf_cartola import baseline
+    from tf_cartola.validate import baseline
 
     pattern = f"objstore://{small_csv}"
     _ObjectStore.opened.clear()
@@ -120,4 +121,4 @@ def test_files_on_an_object_store_are_fingerprinted_by_its_checksum_and_read_by_
 
     manifest = validation_job.validate(pattern, baseline.load(preprocess_run[1]), str(tmp_path / "out"),
                                        PipelineOptions([]))
-    assert manifest["valid"] and manifest["rows"]["good"] == preprocess_run[0]["rows"]["read"]
+    assert manifest["valid"] and manifest["rows"]["good"] == preprocess_run[0].rows["read"]

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from tf_cartola import analysis, report
-from tf_cartola import features as F
+from tf_cartola.inspect import analysis, report
+from tf_cartola.contract import features as F
 
 from tests import helpers
 from tests.helpers import ROOT
@@ -55,8 +55,8 @@ def test_the_report_of_a_run_holds_every_section_and_the_run_numbers(trained, pr
         assert f"{metrics[key]:.4g}" in page.cells, key
     assert str(metrics["rows"]) in page.cells
     for key in ("read", "train", "eval"):
-        assert str(manifest["rows"][key]) in page.cells
-    assert manifest["inputs"][0]["fingerprint"] in page.cells
+        assert str(manifest.rows[key]) in page.cells
+    assert manifest.inputs[0]["fingerprint"] in page.cells
     assert page.tags.count("svg") >= len(F.RAW_FEATURES) + 5  # A histogram per feature and the model figures.
 
 
@@ -69,16 +69,16 @@ def test_the_report_gives_the_verdict_first_and_one_drift_row_per_feature(traine
     assert -1 not in found and found == sorted(found), verdict
     assert f"pushed as version {result['version']}" in verdict
 
-    rows = report.drift_rows(manifest)
-    comparisons = {(c, check["feature"]) for c, checks in manifest["drift"].items() for check in checks}
+    rows = report.drift_rows(manifest.drift)
+    comparisons = {(c, check["feature"]) for c, checks in manifest.drift.items() for check in checks}
     assert sorted((c, f) for f, c, _, _ in rows) == sorted(comparisons)  # One row per feature and comparison.
-    moved = {"drift": {"data vs baseline": [
+    moved = {"data vs baseline": [
         {"feature": "avg_3", "test": "distribution", "baseline": "median 1", "current": "median 1", "statistic": 0.01,
          "threshold": 0.03, "drifted": False, "note": ""},
         {"feature": "pixels", "test": "missing share", "baseline": "5.0%", "current": "5.1%", "statistic": 0.9,
          "threshold": 0.001, "drifted": False, "note": ""},
         {"feature": "pixels", "test": "value shares", "baseline": "10 values, '1x1' 1.0%",
-         "current": "11 values, '1x1' 9.0%", "statistic": 1e-9, "threshold": 0.001, "drifted": True, "note": ""}]}}
+         "current": "11 values, '1x1' 9.0%", "statistic": 1e-9, "threshold": 0.001, "drifted": True, "note": ""}]}
     [first, second] = report.drift_rows(moved)
     assert first[:3] == ("pixels", "data vs baseline", "DRIFT") and "p 1e-09 < 0.001" in first[3]
     assert second[:3] == ("avg_3", "data vs baseline", "ok")
@@ -107,6 +107,7 @@ def _browser():
     return browser
 
 
+@pytest.mark.e2e
 def test_the_report_opens_offline_in_a_real_browser(trained):
     _, result = trained
     browser = _browser()
@@ -146,6 +147,7 @@ def test_the_selection_drops_one_of_each_collinear_pair_and_writes_its_table(pre
     assert all(set(s) == {"stage", "feature", "value", "ks", "precision", "recall"} for s in result["steps"])
 
 
+@pytest.mark.e2e
 def test_the_notebook_runs_headless_on_a_small_run(trained, preprocess_run):
     import nbformat
     from nbclient import NotebookClient

@@ -18,11 +18,11 @@ import tensorflow_transform as tft
 
 from beam_jobs import preprocess
 from serving import client as client_cli
-from tf_cartola import config as config_lib
-from tf_cartola import features as F
-from tf_cartola import split
-from tf_cartola.model import training
-from tf_cartola.data import local_postgres, postgres as pg, synthetic
+from tf_cartola.contract import config as config_lib
+from tf_cartola.contract import features as F
+from tf_cartola.contract import split
+from tf_cartola.train import training
+from tf_cartola.read import local_postgres, postgres as pg, synthetic
 from tests.helpers import probe_batch, split_ids
 
 
@@ -42,17 +42,17 @@ def test_a_table_gives_the_csv_run_split_statistics_transform_and_model(preproce
     csv_manifest, _ = preprocess_run
     runs = {n: _preprocess(pg_env.url, users_table, tmp_path / f"p{n}", "--partitions", str(n)) for n in (1, 4)}
     probe = probe_batch()
-    expected = tft.TFTransformOutput(csv_manifest["artifacts"]["transform"]).transform_raw_features(probe)
+    expected = tft.TFTransformOutput(csv_manifest.artifacts["transform"]).transform_raw_features(probe)
     for n, manifest in runs.items():
-        assert manifest["valid"] and manifest["rows"] == csv_manifest["rows"]
-        assert manifest["inputs"][0]["rows"] == csv_manifest["rows"]["read"]
-        assert manifest["inputs"][0]["fingerprint"] == runs[1]["inputs"][0]["fingerprint"]
-        assert "FROM" in manifest["inputs"][0]["query"]
+        assert manifest.valid and manifest.rows == csv_manifest.rows
+        assert manifest.inputs[0]["rows"] == csv_manifest.rows["read"]
+        assert manifest.inputs[0]["fingerprint"] == runs[1].inputs[0]["fingerprint"]
+        assert "FROM" in manifest.inputs[0]["query"]
         for which in split.SPLITS:
-            assert split_ids(manifest["artifacts"][f"raw_{which}"]) == split_ids(
-                csv_manifest["artifacts"][f"raw_{which}"])
-            got = tfdv.load_stats_text(manifest["artifacts"][f"stats_{which}"]).datasets[0]
-            want = tfdv.load_stats_text(csv_manifest["artifacts"][f"stats_{which}"]).datasets[0]
+            assert split_ids(manifest.artifacts[f"raw_{which}"]) == split_ids(
+                csv_manifest.artifacts[f"raw_{which}"])
+            got = tfdv.load_stats_text(manifest.artifacts[f"stats_{which}"]).datasets[0]
+            want = tfdv.load_stats_text(csv_manifest.artifacts[f"stats_{which}"]).datasets[0]
             assert got.num_examples == want.num_examples
             for g, w in zip(got.features, want.features):
                 kind = g.WhichOneof("stats")
@@ -63,7 +63,7 @@ def test_a_table_gives_the_csv_run_split_statistics_transform_and_model(preproce
                                                 w.num_stats.max, w.num_stats.common_stats.num_missing], rtol=1e-6)
                 else:
                     assert g.string_stats.top_values == w.string_stats.top_values
-        got = tft.TFTransformOutput(manifest["artifacts"]["transform"]).transform_raw_features(probe)
+        got = tft.TFTransformOutput(manifest.artifacts["transform"]).transform_raw_features(probe)
         for name in F.TRANSFORMED_FEATURES:
             tf.debugging.assert_near(got[name], expected[name], atol=1e-6, message=name)
     cfg, csv_result = trained
@@ -101,8 +101,8 @@ def test_a_table_with_nulls_bad_values_and_text_columns_quarantines_what_the_csv
     from_csv = preprocess.run(["--input", str(path), "--output_dir", str(tmp_path / "csv"), "--baseline", "none",
                                "--no_fail_on_anomalies"])
     from_db = _preprocess(pg_env.url, "bad_users", tmp_path / "db", "--no_fail_on_anomalies", "--partitions", "3")
-    assert from_db["bad_rows"] == from_csv["bad_rows"] and from_db["rows"] == from_csv["rows"]
-    assert from_csv["rows"]["bad"] == 7  # The NULL rel_pont is a missing value, not a bad row.
+    assert from_db.bad_rows == from_csv.bad_rows and from_db.rows == from_csv.rows
+    assert from_csv.rows["bad"] == 7  # The NULL rel_pont is a missing value, not a bad row.
     assert _quarantined(tmp_path / "db") == _quarantined(tmp_path / "csv")
 
 

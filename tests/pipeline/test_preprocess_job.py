@@ -14,9 +14,10 @@ import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 
 from beam_jobs import preprocess
-from tf_cartola import features as F
-from tf_cartola import split
-from tf_cartola.data import synthetic
+from tf_cartola.contract import features as F
+from tf_cartola.contract import manifest as manifest_lib
+from tf_cartola.contract import split
+from tf_cartola.read import synthetic
 from tests.helpers import CONFIG, DATA, SMALL_ROWS, probe_batch, split_ids
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
@@ -24,22 +25,24 @@ NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models
 
 def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
     manifest, out = preprocess_run
-    assert json.loads(json.dumps(manifest)) == json.load(open(os.path.join(out, "manifest.json")))
-    assert manifest["valid"] and manifest["anomalies"] == []
-    assert manifest["rows"]["read"] == SMALL_ROWS and manifest["rows"]["bad"] == 0
-    assert manifest["rows"]["train"] + manifest["rows"]["eval"] == SMALL_ROWS
-    assert set(manifest["seconds"]) >= {"read_split", "statistics", "validate", "transform", "total"}
-    assert manifest["inputs"][0]["fingerprint"].startswith("sha256:") and manifest["versions"]["tensorflow-transform"] == "1.16.0"
-    assert manifest["config"]["preprocess"]["fail_on_anomalies"] is True
-    a = manifest["artifacts"]
+    written = json.load(open(os.path.join(out, "manifest.json")))
+    assert json.loads(json.dumps(manifest.to_json())) == written
+    assert manifest_lib.load(out).to_json() == written  # The one loader reads back what the job returned.
+    assert manifest.valid and manifest.anomalies == []
+    assert manifest.rows["read"] == SMALL_ROWS and manifest.rows["bad"] == 0
+    assert manifest.rows["train"] + manifest.rows["eval"] == SMALL_ROWS
+    assert set(manifest.seconds) >= {"read_split", "statistics", "validate", "transform", "total"}
+    assert manifest.inputs[0]["fingerprint"].startswith("sha256:") and manifest.versions["tensorflow-transform"] == "1.16.0"
+    assert manifest.config["preprocess"]["fail_on_anomalies"] is True
+    a = manifest.artifacts
     for name, path in a.items():
         assert glob.glob(path), (name, path)  # Every listed artifact exists (patterns match files).
     assert tfdv.load_schema_text(a["schema"]).feature
     for which in split.SPLITS:
         stats = tfdv.load_stats_text(a[f"stats_{which}"])
-        assert stats.datasets[0].num_examples == manifest["rows"][which]
+        assert stats.datasets[0].num_examples == manifest.rows[which]
         tfdv.load_anomalies_text(a[f"anomalies_{which}"])
-        assert len(split_ids(a[f"raw_{which}"], F.raw_feature_spec())) == manifest["rows"][which]
+        assert len(split_ids(a[f"raw_{which}"], F.raw_feature_spec())) == manifest.rows[which]
     tfdv.load_anomalies_text(a["anomalies_input"])
     assert glob.glob(a["bad_rows"])
     # The transform output is usable without this repo's code: raw and transformed specs both load.
@@ -61,18 +64,18 @@ def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_
     synthetic.write_csv(frame.iloc[2500:], str(parts / "b.csv"))
     again = preprocess.run(NO_BASELINE + ["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out"),
                             "--infer_schema"])
-    assert [i["path"].rsplit("/", 1)[1] for i in again["inputs"]] == ["a.csv", "b.csv"]
-    assert tfdv.load_schema_text(again["artifacts"]["schema_inferred"]).feature
+    assert [i["path"].rsplit("/", 1)[1] for i in again.inputs] == ["a.csv", "b.csv"]
+    assert tfdv.load_schema_text(again.artifacts["schema_inferred"]).feature
     # Validation still used the curated schema, not the draft inferred from the same data.
-    assert open(again["artifacts"]["schema"]).read() == open(manifest["artifacts"]["schema"]).read()
+    assert open(again.artifacts["schema"]).read() == open(manifest.artifacts["schema"]).read()
     # A rerun into the same output directory replaces the previous outputs.
     rerun = preprocess.run(NO_BASELINE + ["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out")])
-    assert rerun["rows"] == again["rows"]
+    assert rerun.rows == again.rows
     for which in split.SPLITS:
-        ids = split_ids(manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec())
-        assert ids == split_ids(again["artifacts"][f"raw_{which}"], F.raw_feature_spec())
-        assert ids == split_ids(rerun["artifacts"][f"transformed_{which}"], tft.TFTransformOutput(
-            rerun["artifacts"]["transform"]).transformed_feature_spec())
+        ids = split_ids(manifest.artifacts[f"raw_{which}"], F.raw_feature_spec())
+        assert ids == split_ids(again.artifacts[f"raw_{which}"], F.raw_feature_spec())
+        assert ids == split_ids(rerun.artifacts[f"transformed_{which}"], tft.TFTransformOutput(
+            rerun.artifacts["transform"]).transformed_feature_spec())
         assert ids == sorted(i for i in frame[F.ID_KEY] if split.split_of(i) == which)
 
 
@@ -106,7 +109,7 @@ def test_bad_csv_exits_nonzero_with_anomaly_table_and_writes_stats(tmp_path, cap
     assert not manifest["valid"] and manifest["rows"]["bad"] == 2
     assert "transform" not in manifest["artifacts"]
     assert not (out / "transform").exists() and not (out / "transformed").exists()
-    page = open(manifest["artifacts"]["report"]).read()  # Something to open and share, without a model.
+    page = (out / "report.html").read_text()  # Something to open and share, without a model.
     assert '<section id="anomalies">' in page and '<section id="model">' not in page and "norm_escalacao" in page
 
     (out / "mine.txt").write_text("not the job's")
@@ -128,6 +131,7 @@ def test_missing_input_bad_header_and_missing_schema_are_clear_errors(tmp_path, 
     assert "use --infer_schema" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run, small_csv, tmp_path):
     manifest, _ = preprocess_run
     multi = preprocess.run(NO_BASELINE +
@@ -135,11 +139,11 @@ def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run
          "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     )
     for which in split.SPLITS:
-        assert split_ids(multi["artifacts"][f"raw_{which}"], F.raw_feature_spec()) == split_ids(
-            manifest["artifacts"][f"raw_{which}"], F.raw_feature_spec()
+        assert split_ids(multi.artifacts[f"raw_{which}"], F.raw_feature_spec()) == split_ids(
+            manifest.artifacts[f"raw_{which}"], F.raw_feature_spec()
         )
-    ref = tft.TFTransformOutput(manifest["artifacts"]["transform"])
-    got = tft.TFTransformOutput(multi["artifacts"]["transform"])
+    ref = tft.TFTransformOutput(manifest.artifacts["transform"])
+    got = tft.TFTransformOutput(multi.artifacts["transform"])
     probe = {k: v for k, v in probe_batch().items()}
     a, b = ref.transform_raw_features(probe), got.transform_raw_features(probe)
     for name in F.TRANSFORMED_FEATURES:
@@ -155,22 +159,22 @@ def _records(pattern):
 
 def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tmp_path):
     """The golden is the row-at-a-time job's output on the same edge-case files (tests/data/edge_csv)."""
-    from tf_cartola.data import examples
+    from tf_cartola.read import examples
 
     golden = json.load(open(os.path.join(EDGE_CSV, "golden.json")))
     manifest = preprocess.run(NO_BASELINE + ["--input", os.path.join(EDGE_CSV, "*.csv"), "--output_dir", str(tmp_path),
                                "--no_fail_on_anomalies"])
-    assert manifest["rows"] == golden["rows"] and manifest["bad_rows"] == golden["bad_rows"]
-    quarantined = [json.loads(line) for f in glob.glob(manifest["artifacts"]["bad_rows"]) for line in open(f)]
+    assert manifest.rows == golden["rows"] and manifest.bad_rows == golden["bad_rows"]
+    quarantined = [json.loads(line) for f in glob.glob(manifest.artifacts["bad_rows"]) for line in open(f)]
     assert sorted((os.path.basename(r["source"]), r["line"], r["kind"], r["column"], r["reason"])
                   for r in quarantined) == sorted(
         (r["source"], r["line"], r["kind"], r["column"], r["reason"]) for r in golden["quarantine"])
-    spec = tft.TFTransformOutput(manifest["artifacts"]["transform"]).transformed_feature_spec()
+    spec = tft.TFTransformOutput(manifest.artifacts["transform"]).transformed_feature_spec()
     for which in split.SPLITS:
-        raw = sorted((examples.from_example(s) for s in _records(manifest["artifacts"][f"raw_{which}"])),
+        raw = sorted((examples.from_example(s) for s in _records(manifest.artifacts[f"raw_{which}"])),
                      key=lambda r: r[F.ID_KEY])
         assert raw == golden["raw"][which]
-        parsed = tf.io.parse_example(_records(manifest["artifacts"][f"transformed_{which}"]), spec)
+        parsed = tf.io.parse_example(_records(manifest.artifacts[f"transformed_{which}"]), spec)
         got = pd.DataFrame({k: v.numpy() for k, v in parsed.items()}).sort_values(F.ID_KEY)
         expected = pd.DataFrame(golden["transformed"][which])
         assert got[F.ID_KEY].tolist() == expected[F.ID_KEY].tolist()
@@ -242,8 +246,8 @@ def test_the_served_baseline_is_found_through_serving_dir_or_its_absence_is_said
     serving_dir = os.path.dirname(os.path.dirname(result["version_dir"]))
     common = ["--config", CONFIG, "--input", small_csv, "--no_fail_on_anomalies"]
     manifest = preprocess.run([*common, "--output_dir", str(tmp_path / "found"), "--serving_dir", serving_dir])
-    assert manifest["baseline"]["description"] == f"served model {cfg.serving.model_name} version {result['version']}"
-    assert manifest["baseline_missing"] is None
+    assert manifest.baseline["description"] == f"served model {cfg.serving.model_name} version {result['version']}"
+    assert manifest.baseline_missing is None
     empty = tmp_path / "nothing_served"
     assert preprocess.main([*common, "--output_dir", str(tmp_path / "missing"), "--serving_dir", str(empty)]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "no served version" in line]

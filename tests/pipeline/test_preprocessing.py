@@ -7,11 +7,11 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from tf_cartola import features as F
+from tf_cartola.contract import features as F
 from tests import reference
-from tf_cartola.data import examples
-from tf_cartola.data import synthetic
-from tf_cartola.preprocessing import preprocessing_fn
+from tf_cartola.read import examples
+from tf_cartola.read import synthetic
+from tf_cartola.transform.preprocessing import preprocessing_fn
 
 # Literal edge cases: sentinels, missing cells, caps and every kind of pixels string.
 EDGE_ROWS = [
@@ -108,3 +108,30 @@ def test_examples_written_by_the_reader_parse_with_the_raw_spec():
     frame = _frame(20)
     for record in frame.to_dict("records"):
         tf.io.parse_single_example(examples.to_example(record), F.raw_feature_spec())
+
+
+def test_four_literal_rows_give_the_values_worked_out_by_hand(tmp_path):
+    """tft_unit's style: a handful of rows, every expected value written out (derivations beside them)."""
+    rows = [
+        {"anos_como_pro": 1, "avg_3": 0.5, "anos_desde_criacao": 0, "pixels": "2x3", "gplay_free": 1},
+        {"anos_como_pro": 3, "avg_3": 2.0, "anos_desde_criacao": 3, "pixels": "10x10", "gplay_free": 1},
+        {"anos_como_pro": None, "avg_3": 1.0, "anos_desde_criacao": -1, "pixels": "bad", "gplay_free": 1},
+        {"anos_como_pro": 5, "avg_3": 0.0, "anos_desde_criacao": None, "pixels": "1x2", "gplay_free": 1},
+    ]
+    instances = [{F.ID_KEY: i, F.LABEL_KEY: i % 2, **{
+        c: [] if row.get(c) is None else [row[c].encode() if c == F.PIXELS else row[c]] for c in F.RAW_FEATURES}}
+        for i, row in enumerate(rows)]
+    transformed, _ = _transform(instances, str(tmp_path))
+    got = {name: pytest.approx([float(row[name]) for row in transformed], abs=1e-5)  # float32 outputs.
+           for name in F.TRANSFORMED_FEATURES}
+    # anos_como_pro: valid 1, 3, 5, mean 3, imputed [1, 3, 3, 5], population variance 8/4 = 2: z = +-2/sqrt(2).
+    assert [-1.414214, 0.0, 0.0, 1.414214] == got["anos_como_pro"]
+    # avg_3 capped at 1: [0.5, 1, 1, 0], mean 0.625, variance 0.6875/4 = 0.171875, std 0.414578.
+    assert [-0.301511, 0.904534, 0.904534, -1.507557] == got["ceil_avg_3"]
+    # log(1 + x), -1 the unknown sentinel: [0, ln 4, missing, missing] -> imputed ln 2; z = +-sqrt(2), 0, 0.
+    assert [-1.414214, 1.414214, 0.0, 0.0] == got["log_anos_desde_criacao"]
+    # width x height: [6, 100, missing, 2], mean 36, centered [-30, 64, 0, -34], variance 6152/4 = 1538.
+    assert [-0.764969, 1.631934, 0.0, -0.866965] == got["total_pixels"]
+    # A constant feature is centered, not divided by a zero deviation; an all-missing one is 0.
+    assert [0.0] * 4 == got["gplay_free"] and [0.0] * 4 == got["rel_pont"]
+    assert [int(row[F.ID_KEY]) for row in transformed] == [0, 1, 2, 3]

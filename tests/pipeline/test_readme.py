@@ -6,7 +6,9 @@ import re
 import subprocess
 import sys
 
-from tf_cartola.loopback import free_port
+import pytest
+
+from tf_cartola.common.loopback import free_port
 
 from tests.helpers import ROOT
 
@@ -15,6 +17,7 @@ _NOISE = re.compile(r"cuda|TensorRT|TF-TRT|FutureWarning|DeprecationWarning|Trac
 _PATH = re.compile(r"(?<![\w/.:-])((?:runs|serving_models|data)/[\w./-]*\w|[\w./-]+\.(?:csv|json|jsonl|html|config))")
 
 
+@pytest.mark.e2e
 def test_every_runnable_readme_block_works_as_written(tmp_path):
     blocks = _BLOCK.findall(open(os.path.join(ROOT, "README.md")).read())
     assert blocks, "the README has no runnable (```sh) block"
@@ -33,6 +36,7 @@ def test_every_runnable_readme_block_works_as_written(tmp_path):
         assert not missing, (missing, done.stdout[-3000:])
 
 
+@pytest.mark.e2e
 def test_the_notebook_opens_what_the_walkthrough_writes():
     import nbformat
 

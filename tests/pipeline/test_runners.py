@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from beam_jobs import preprocess, score, validate
-from tf_cartola import features as F
-from tf_cartola.loopback import free_port
+from tf_cartola.contract import features as F
+from tf_cartola.common.loopback import free_port
 
 from tests.helpers import CONFIG, ROOT, SCHEMA
 
@@ -71,19 +71,19 @@ def _stats(path):
     return tfdv.load_stats_binary(path)
 
 
-def assert_same_outputs(expected: dict, expected_dir: str, actual: dict, actual_dir: str) -> None:
+def assert_same_outputs(expected, expected_dir: str, actual, actual_dir: str) -> None:
     """Two preprocessing runs wrote the same manifest rows, statistics and raw and transformed splits."""
     import tensorflow_transform as tft
 
-    assert {k: actual[k] for k in MANIFEST_FIELDS} == {k: expected[k] for k in MANIFEST_FIELDS}
+    assert {k: getattr(actual, k) for k in MANIFEST_FIELDS} == {k: getattr(expected, k) for k in MANIFEST_FIELDS}
     for which in ("train", "eval"):
-        assert _stats(actual["artifacts"][f"stats_{which}"].replace(".pbtxt", ".binpb")) == _stats(
-            expected["artifacts"][f"stats_{which}"].replace(".pbtxt", ".binpb")), which
+        assert _stats(actual.artifacts[f"stats_{which}"].replace(".pbtxt", ".binpb")) == _stats(
+            expected.artifacts[f"stats_{which}"].replace(".pbtxt", ".binpb")), which
         assert _raw(os.path.join(actual_dir, "raw", which, "*")) == _raw(os.path.join(expected_dir, "raw", which, "*"))
-        spec = tft.TFTransformOutput(expected["artifacts"]["transform"]).transformed_feature_spec()
-        want = _examples(expected["artifacts"][f"transformed_{which}"], spec)
-        got = _examples(actual["artifacts"][f"transformed_{which}"], spec)
-        assert got.keys() == want.keys() and len(got) == actual["rows"][which]
+        spec = tft.TFTransformOutput(expected.artifacts["transform"]).transformed_feature_spec()
+        want = _examples(expected.artifacts[f"transformed_{which}"], spec)
+        got = _examples(actual.artifacts[f"transformed_{which}"], spec)
+        assert got.keys() == want.keys() and len(got) == actual.rows[which]
         for key, row in want.items():
             for name, value in row.items():
                 np.testing.assert_allclose(got[key][name], value, rtol=0, atol=1e-6, err_msg=f"{key} {name}")
@@ -95,15 +95,17 @@ def loopback_run(small_csv, tmp_path_factory):
     return _preprocess(small_csv, out, *LOOPBACK), str(out)
 
 
+@pytest.mark.e2e
 def test_preprocess_on_the_portable_runner_writes_what_the_direct_runner_writes(preprocess_run, loopback_run):
     (direct, direct_dir), (portable, portable_dir) = preprocess_run, loopback_run
     assert_same_outputs(direct, direct_dir, portable, portable_dir)
-    assert direct["runner"] == {"name": "DirectRunner", "not_reported": []}
+    assert direct.runner == {"name": "DirectRunner", "not_reported": []}
     # The portable runner reports user counters only: the rows are there, the stage timings are said missing.
-    assert portable["runner"] == {"name": "PortableRunner", "not_reported": ["stage seconds"]}
-    assert "read_split" in direct["seconds"] and "read_split" not in portable["seconds"]
+    assert portable.runner == {"name": "PortableRunner", "not_reported": ["stage seconds"]}
+    assert "read_split" in direct.seconds and "read_split" not in portable.seconds
 
 
+@pytest.mark.e2e
 def test_validate_on_the_portable_runner_finds_what_the_direct_runner_finds(preprocess_run, small_csv, tmp_path):
     _, baseline_dir = preprocess_run
     direct = _validate(small_csv, baseline_dir, tmp_path / "direct")
@@ -162,13 +164,14 @@ def test_the_jobs_run_on_workers_installed_from_the_package_alone(preprocess_run
         scored = score.run(["--input", small_csv, "--model_dir", trained[1]["export_dir"], "--output",
                             str(tmp_path / "scores"), *external])
     assert_same_outputs(direct, direct_dir, manifest, str(out))
-    read = direct["rows"]["read"]
+    read = direct.rows["read"]
     assert scored["rows"] == {"read": read, "scored": read, "bad": 0, "set_aside": 0}
-    [worker] = manifest["runner"]["workers"]
+    [worker] = manifest.runner["workers"]
     assert worker["tf_cartola"] == site and worker["python"].startswith(venv)
-    assert checked["valid"] and checked["rows"]["read"] == direct["rows"]["read"]
+    assert checked["valid"] and checked["rows"]["read"] == direct.rows["read"]
 
 
+@pytest.mark.e2e
 def test_a_worker_that_cannot_start_fails_the_job_in_bounded_time(small_csv, tmp_path, capsys):
     broken = tmp_path / "bin"
     broken.mkdir()

@@ -5,8 +5,8 @@ import os
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from tf_cartola import config
-from tf_cartola import features as F
+from tf_cartola.contract import config
+from tf_cartola.contract import features as F
 
 from tests.helpers import CONFIG, ROOT, SCHEMA
 

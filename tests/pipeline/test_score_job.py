@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from beam_jobs import score
-from tf_cartola import features as F, rows
-from tf_cartola.data import csv_reader, examples, synthetic
-from tf_cartola.model import scoring, store
+from tf_cartola.contract import features as F, rows
+from tf_cartola.read import csv_reader, examples, synthetic
+from tf_cartola.export import scoring, store
 
 from tests.helpers import CONFIG
 
@@ -143,7 +143,7 @@ def test_rows_outside_the_models_schema_are_counted_and_set_aside_when_asked(ser
 @pytest.mark.production
 def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_cleanly(served, pg_env, small_csv,
                                                                                           tmp_path):
-    from tf_cartola.data import local_postgres
+    from tf_cartola.read import local_postgres
 
     serving_dir, _ = served
     local_postgres.load_csv(pg_env.url, pg_env.password, "score_users", small_csv)

@@ -10,17 +10,19 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import preprocess
-from tf_cartola import config as config_lib
-from tf_cartola import features as F, versions
+from tf_cartola.contract import config as config_lib
+from tf_cartola.contract import features as F
+from tf_cartola.contract import manifest as manifest_lib
+from tf_cartola.inspect import versions
 from tests import reference
-from tf_cartola.data import examples
-from tf_cartola.model import export
-from tf_cartola.model import builder as model
-from tf_cartola.model import store as model_store
-from tf_cartola.model import requests
-from tf_cartola.model import signatures
-from tf_cartola.model import training
-from tf_cartola.data import synthetic
+from tf_cartola.read import examples
+from tf_cartola.export import saved_model as export
+from tf_cartola.train import builder as model
+from tf_cartola.export import store as model_store
+from tf_cartola.export import requests
+from tf_cartola.contract import signatures
+from tf_cartola.train import training
+from tf_cartola.read import synthetic
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
 
@@ -77,7 +79,7 @@ def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
     serialized = [examples.to_example(r) for r in records]
     import tensorflow_transform as tft
 
-    transformed = tft.TFTransformOutput(manifest["artifacts"]["transform"]).transform_raw_features(
+    transformed = tft.TFTransformOutput(manifest.artifacts["transform"]).transform_raw_features(
         tf.io.parse_example(serialized, export.serving_feature_spec()), drop_unused_features=True
     )
     expected = result["model"]({n: tf.expand_dims(transformed[n], -1) for n in result["features"]}).numpy().ravel()
@@ -155,12 +157,25 @@ def test_a_candidate_worse_than_the_blessed_model_is_refused():
     assert "worse than the latest blessed" in reason
 
 
-def test_invalid_preprocess_output_is_refused(tmp_path):
-    with pytest.raises(training.PreprocessOutputError, match="no manifest"):
-        training.read_manifest(str(tmp_path))
-    (tmp_path / "manifest.json").write_text(json.dumps({"valid": False, "artifacts": {}}))
-    with pytest.raises(training.PreprocessOutputError, match="failed validation"):
-        training.read_manifest(str(tmp_path))
+def test_the_one_manifest_loader_refuses_what_is_not_a_usable_preprocessing_output(preprocess_run, tmp_path):
+    manifest, preprocess_dir = preprocess_run
+    with pytest.raises(manifest_lib.PreprocessOutputError, match="no manifest.json"):
+        manifest_lib.load(str(tmp_path))
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(manifest_lib.PreprocessOutputError, match="is not JSON"):
+        manifest_lib.load(str(tmp_path))
+    (tmp_path / "manifest.json").write_text(json.dumps({"valid": True, "artifacts": {}}))
+    with pytest.raises(manifest_lib.PreprocessOutputError, match="lacks accepted, anomalies, .*, versions: not written by this version"):
+        manifest_lib.load(str(tmp_path))
+    failed = {**manifest.to_json(), "valid": False,
+              "artifacts": {k: v for k, v in manifest.artifacts.items() if k not in manifest_lib.TRANSFORMED}}
+    (tmp_path / "manifest.json").write_text(json.dumps(failed))
+    assert not manifest_lib.load(str(tmp_path)).valid  # Readable: the report shows what failed.
+    with pytest.raises(manifest_lib.PreprocessOutputError, match="failed validation"):
+        manifest_lib.load(str(tmp_path), trainable=True)
+    with pytest.raises(manifest_lib.PreprocessOutputError, match="has no transform"):
+        manifest_lib.load(str(tmp_path)).artifact("transform")
+    assert manifest_lib.load(preprocess_dir, trainable=True).artifact("transform") == manifest.artifacts["transform"]
 
 
 def test_example_parser_equals_parse_example_and_takes_ints_or_floats_for_numbers():

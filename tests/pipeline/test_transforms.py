@@ -7,10 +7,10 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import counters, transforms
-from tf_cartola import features as F
-from tf_cartola import split
-from tf_cartola.data import csv_reader
+from beam_jobs.shared import counters, transforms
+from tf_cartola.contract import features as F
+from tf_cartola.contract import split
+from tf_cartola.read import csv_reader
 
 HEADER = list(F.CSV_COLUMNS)
 

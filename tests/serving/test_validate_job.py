@@ -14,9 +14,9 @@ from serving import model_config
 from serving.grpc_client import GrpcClient
 from serving.server import LocalServer
 from serving.rest_client import RestClient
-from tf_cartola import features as F
-from tf_cartola.data import prediction_logs, synthetic, tfrecords
-from tf_cartola.model import requests
+from tf_cartola.contract import features as F
+from tf_cartola.read import prediction_logs, synthetic, tfrecords
+from tf_cartola.export import requests
 
 MODEL = "cartola_pro"
 

@@ -3,7 +3,6 @@
 import concurrent.futures
 import os
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -11,19 +10,22 @@ import pytest
 
 from serving import batching
 from serving.errors import ServingError
-from tests.helpers import ROOT
+from tests.helpers import ROOT, eventually
 
 
 class Recorder:
-    """A signature run that doubles `x` and records the rows of every run; `gate` holds runs until set."""
+    """A signature run that doubles `x` and records the rows of every run; `gate` holds runs until set,
+    `running` is set once a run has started."""
 
     def __init__(self):
         self.sizes = []
         self.inputs = []
         self.gate = threading.Event()
         self.gate.set()
+        self.running = threading.Event()
 
     def __call__(self, feeds):
+        self.running.set()
         self.gate.wait(10)
         self.sizes.append(len(feeds["x"]))
         self.inputs.append(feeds["x"])
@@ -40,10 +42,11 @@ def _behind_a_running_batch(batcher, run, first, requests):
     run.gate.clear()
     blocker = threading.Thread(target=batcher, args=(first,))
     blocker.start()
-    time.sleep(0.1)  # The only batch thread now holds `first`'s run.
+    assert run.running.wait(10)  # The only batch thread now holds `first`'s run.
     pool = concurrent.futures.ThreadPoolExecutor(len(requests))
     futures = [pool.submit(batcher, r) for r in requests]
-    time.sleep(0.2)
+    rows = sum(batching.task_size(r) for r in requests)
+    eventually(lambda: batcher.queued_rows() == rows, f"{rows} rows queued")
     run.gate.set()
     blocker.join()
     pool.shutdown()
@@ -77,16 +80,25 @@ def test_requests_queued_while_a_batch_runs_are_merged_and_each_gets_its_rows_ba
     assert run.sizes == [1, 24]
 
 
-def test_a_batch_waits_up_to_the_timeout_for_more_rows():
+def test_an_under_full_batch_waits_for_more_rows_and_a_full_one_runs_at_once():
     run = Recorder()
-    batcher = batching.Batcher(run, _params(max_batch_size=8, batch_timeout_micros=300_000))
-    start = time.monotonic()
-    outputs = _concurrently(batcher, [{"x": np.ones(2)}, {"x": np.ones(3)}])
-    assert [len(o["y"]) for o in outputs] == [2, 3] and run.sizes == [5]
-    assert time.monotonic() - start >= 0.25  # Under-full: it ran when the timeout passed.
-    run.sizes.clear()
-    _concurrently(batcher, [{"x": np.ones(4)}, {"x": np.ones(4)}])
-    assert run.sizes == [8]  # Full: it ran without waiting for the timeout.
+    batcher = batching.Batcher(run, _params(max_batch_size=8, batch_timeout_micros=60_000_000))
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        waiting, queued = [], 0
+        for rows in (2, 3):  # A free thread, yet the batch waits: 5 rows of 8, and a minute to go.
+            waiting.append(pool.submit(batcher, {"x": np.ones(rows)}))
+            queued += rows
+            eventually(lambda: batcher.queued_rows() == queued, f"{queued} rows queued")
+        assert run.sizes == []
+        full = pool.submit(batcher, {"x": np.ones(3)})  # 8 rows: runs now, not in a minute.
+        outputs = [f.result(timeout=30) for f in (*waiting, full)]
+    assert [len(o["y"]) for o in outputs] == [2, 3, 3] and run.sizes == [8]
+
+
+def test_an_under_full_batch_runs_when_its_timeout_passes():
+    run = Recorder()
+    batcher = batching.Batcher(run, _params(max_batch_size=8, batch_timeout_micros=50_000))
+    assert len(batcher({"x": np.ones(2)})["y"]) == 2 and run.sizes == [2]
 
 
 def test_batches_are_padded_to_an_allowed_size_with_the_first_row_of_the_last_task():
@@ -138,10 +150,10 @@ def test_a_full_queue_refuses_with_unavailable_and_the_queue_serves_on():
     batcher = batching.Batcher(run, _params(max_batch_size=2, max_enqueued_batches=1))
     running = threading.Thread(target=batcher, args=({"x": np.ones(2)},))
     running.start()
-    time.sleep(0.1)  # Being processed: no longer counts against the queue.
+    assert run.running.wait(10)  # Being processed: no longer counts against the queue.
     waiting = threading.Thread(target=batcher, args=({"x": np.ones(2)},))
     waiting.start()
-    time.sleep(0.1)
+    eventually(lambda: batcher.queued_rows() == 2, "the second batch queued")
     with pytest.raises(ServingError) as e:
         batcher({"x": np.ones(2)})
     assert e.value.code == grpc.StatusCode.UNAVAILABLE

@@ -1,6 +1,8 @@
 """Every command line answers --help, and refuses a bad flag or a taken port, before it loads TensorFlow:
 at once, in one process each, as a user runs them."""
 
+import dataclasses
+import json
 import pathlib
 import socket
 import subprocess
@@ -61,10 +63,18 @@ def test_a_misspelt_flag_is_named_with_the_closest_one(capsys):
 
 
 def test_an_unexpected_failure_is_one_line_and_status_70_with_the_traceback_under_v(tmp_path):
-    (tmp_path / "manifest.json").write_text("{not json")
-    done = _run("tf_cartola.report", "--preprocess_dir", str(tmp_path))
+    from tf_cartola.contract import manifest
+
+    (tmp_path / "manifest.json").write_text("{not json")  # Not a preprocessing output: said, status 2.
+    done = _run("tf_cartola.inspect.report", "--preprocess_dir", str(tmp_path))
+    assert done.returncode == 2 and "manifest.json is not JSON" in done.stderr
+    fields = {f.name: {} for f in dataclasses.fields(manifest.Manifest) if f.name != "dir"}
+    (tmp_path / "garbled.pbtxt").write_text("datasets {{{")  # Statistics TFDV cannot parse: unexpected.
+    artifacts = dict.fromkeys(manifest.ARTIFACTS, str(tmp_path / "garbled.pbtxt"))
+    (tmp_path / "manifest.json").write_text(json.dumps({**fields, "artifacts": artifacts}))
+    done = _run("tf_cartola.inspect.report", "--preprocess_dir", str(tmp_path))
     assert done.returncode == 70
     [line, _] = done.stderr.splitlines()
-    assert line.startswith("error: unexpected JSONDecodeError: ") and line.endswith("(-v shows the traceback)")
-    verbose = _run("tf_cartola.report", "--preprocess_dir", str(tmp_path), "-v")
+    assert line.startswith("error: unexpected ParseError: ") and line.endswith("(-v shows the traceback)")
+    verbose = _run("tf_cartola.inspect.report", "--preprocess_dir", str(tmp_path), "-v")
     assert verbose.returncode == 70 and "Traceback (most recent call last)" in verbose.stderr

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tf_cartola import config
+from tf_cartola.contract import config
 
 from tests.helpers import ROOT
 

@@ -6,9 +6,9 @@ import random
 import numpy as np
 import pytest
 
-from tf_cartola import features as F
-from tf_cartola import rows, split
-from tf_cartola.data import csv_reader
+from tf_cartola.contract import features as F
+from tf_cartola.contract import rows, split
+from tf_cartola.read import csv_reader
 
 HEADER = list(F.CSV_COLUMNS)
 

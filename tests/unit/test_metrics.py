@@ -3,7 +3,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
-from tf_cartola import metrics
+from tf_cartola.train import metrics
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 import pytest
 import tensorflow as tf
 
-from tf_cartola import features as F
-from tf_cartola import rows
-from tf_cartola.data import examples
+from tf_cartola.contract import features as F
+from tf_cartola.contract import rows
+from tf_cartola.read import examples
 
 
 @pytest.mark.parametrize(

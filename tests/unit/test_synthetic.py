@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tf_cartola import features as F
+from tf_cartola.contract import features as F
 from tests import reference
-from tf_cartola.data import synthetic
+from tf_cartola.read import synthetic
 
 
 @pytest.fixture(scope="module")

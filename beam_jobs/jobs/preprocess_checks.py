@@ -1,0 +1,62 @@
+"""Stage 3 of preprocessing: each split's statistics against the schema, eval against train and train
+against the baseline (tf_cartola.validate.drift), and the input's own findings (quarantine, duplicate ids)."""
+
+import logging
+import typing
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.shared import counters as counters_lib
+from beam_jobs.shared.outputs import Layout
+from tf_cartola.contract import split
+
+log = logging.getLogger(__name__)
+
+
+def validate_splits(cfg, layout: Layout, counters: dict, infer: bool,
+                    baseline=None) -> typing.Tuple[typing.List[tuple], dict]:
+    """Validates each split against the schema, and compares eval with train and train with the baseline.
+
+    Args:
+      baseline: a tf_cartola.validate.baseline.Baseline, or None.
+
+    Returns:
+      (anomaly rows, {comparison: drift checks as JSON}).
+    """
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    from tf_cartola.validate import drift, validation
+
+    stats = {w: tfdv.load_stats_binary(layout.stats(w, "binpb")) for w in split.SPLITS}
+    for which, s in stats.items():
+        tfdv.write_stats_text(s, layout.stats(which))
+    if infer:
+        inferred = validation.infer_schema(stats["train"])
+        tfdv.write_schema_text(inferred, layout.path("schema_inferred.pbtxt"))
+        log.info("wrote an inferred schema for review to %s", layout.path("schema_inferred.pbtxt"))
+    if FileSystems.exists(cfg.schema):
+        schema = tfdv.load_schema_text(cfg.schema)
+    else:  # Only with --infer_schema (checked before the job started).
+        log.warning("no schema at %s: validating against the inferred one, which cannot find anomalies", cfg.schema)
+        schema = inferred
+    tfdv.write_schema_text(schema, layout.path("schema.pbtxt"))
+    anomalies = {w: validation.validate(s, schema) for w, s in stats.items()}
+    # The run's false-alarm budget is shared by its comparisons.
+    comparisons = {"eval vs train": ("eval", stats["train"], "the train split")}
+    if baseline is not None:
+        comparisons["train vs baseline"] = ("train", baseline.stats, baseline.description)
+    alpha = cfg.drift_false_alarm_rate / len(comparisons)
+    drifts = {}
+    for name, (which, reference, reference_name) in comparisons.items():
+        checks = drift.compare(reference, stats[which], alpha)
+        validation.merge(anomalies[which], validation.drift_anomalies(checks, reference_name))
+        drifts[name] = drift.to_json(checks)
+    rows_read = counters.get("rows_read", 0)
+    anomalies["input"] = counters_lib.input_anomalies(counters, layout.path("bad_rows"), cfg.max_bad_row_fraction)
+    validation.merge(anomalies["input"], validation.data_anomalies(
+        stats["train"], rows_read, counters.get("duplicate_ids", 0), counters.get("duplicate_id_rows", 0)))
+    tf.io.gfile.makedirs(layout.path("anomalies"))
+    for which, a in anomalies.items():
+        tfdv.write_anomalies_text(a, layout.anomalies(which))
+    return validation.anomaly_rows(anomalies), drifts

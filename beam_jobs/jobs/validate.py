@@ -1,0 +1,137 @@
+"""Validating a batch of data against a model's baseline, as a library (CLI: beam_jobs.validate).
+
+The batch (users to score as CSV, with or without the label, or TF Serving
+PredictionLog records) is read by one Beam pipeline into typed record batches (bad
+rows quarantined, as in preprocessing), and TFDV computes its statistics; then the
+statistics are checked against the baseline's schema in the SERVING environment and
+compared with the baseline's train statistics (tf_cartola.validate.drift).
+"""
+
+import functools
+import logging
+import time
+import typing
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_jobs.shared import counters as counters_lib
+from beam_jobs.shared import inputs as inputs_lib
+from beam_jobs.shared import transforms, workers
+from beam_jobs.shared.outputs import AnomaliesFound, Layout
+from tf_cartola.common import files
+from tf_cartola.read import postgres
+
+log = logging.getLogger(__name__)
+
+FORMATS = (inputs_lib.CSV, inputs_lib.PREDICTION_LOG)
+
+
+def _reader(fmt: str, database: bool, encoding: str):
+    if fmt == inputs_lib.PREDICTION_LOG:
+        return transforms.read_prediction_log_file
+    if database:
+        return functools.partial(postgres.read_partition, required=())  # Missing columns are the schema's finding.
+    return functools.partial(transforms.read_csv_range, required=(), encoding=encoding)
+
+
+def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: Layout, database: bool = False,
+                   encoding: str = "utf-8") -> None:
+    """Adds the steps that read the batch (file ranges, or table partitions) and write its statistics and
+    quarantine to `p`."""
+    import tensorflow_data_validation as tfdv
+
+    from tf_cartola.validate import drift
+
+    parsed = p | "ReadRows" >> transforms.ReadRows(parts, _reader(fmt, database, encoding))
+    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
+    _ = (
+        parsed["rows"]
+        | "GenerateStatistics" >> tfdv.GenerateStatistics(drift.stats_options())
+        | "WriteStatistics" >> tfdv.WriteStatisticsToBinaryFile(layout.stats("data", "binpb"))
+    )
+
+
+def run_pipeline(parts, fmt: str, layout: Layout, options: PipelineOptions, database: bool,
+                 encoding: str = "utf-8") -> dict:
+    """Runs `build_pipeline`. Returns the counters."""
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, parts, fmt, layout, database, encoding)
+    return counters_lib.of(p.result)
+
+
+def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOptions, fmt: str = inputs_lib.CSV,
+             false_alarm_rate: float = 0.01, max_bad_row_fraction: float = 0.0,
+             database: typing.Optional[inputs_lib.DatabaseInput] = None, encoding: str = "utf-8") -> dict:
+    """Validates a batch against a baseline and writes `manifest.json` (and report-ready artifacts).
+
+    Args:
+      input_pattern: files of the batch (any Beam filesystem), or a postgresql:// URL.
+      baseline: a tf_cartola.validate.baseline.Baseline (its schema and train statistics).
+      output_dir: where statistics, anomalies, the quarantine and the manifest go.
+      options: Beam pipeline options.
+      fmt: "csv" or "prediction_log".
+      false_alarm_rate: the drift comparison's false-alarm budget.
+      max_bad_row_fraction: share of rows that may be quarantined before that is an anomaly.
+      database: the table or query and partitions, for a postgresql:// input.
+      encoding: a CSV input's text encoding.
+
+    Returns:
+      The manifest.
+
+    Raises:
+      AnomaliesFound: anomalies, drift or bad rows (everything is written first).
+    """
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    from tf_cartola.validate import drift, validation
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; one of {list(FORMATS)}")
+    started = time.perf_counter()
+    layout = Layout(output_dir)
+    if layout.clear():
+        log.info("cleared the earlier run's outputs in %s", layout.root)
+    runner = workers.runner(options)
+    log.info("step 1/3: fingerprinting %s", inputs_lib.shown(input_pattern))
+    with inputs_lib.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
+        log.info("step 2/3: reading %d part(s) (%s) and computing statistics", len(parts), fmt)
+        database_rows = fmt == inputs_lib.CSV and postgres.is_database(input_pattern)
+        counters = run_pipeline(parts, fmt, layout, options, database_rows, encoding)
+    log.info("step 3/3: validating against %s", baseline.description)
+    stats = tfdv.load_stats_binary(layout.stats("data", "binpb"))
+    tfdv.write_stats_text(stats, layout.stats("data"))
+    schema = validation.only_features(baseline.schema, baseline.features, validation.SERVING)
+    anomalies = validation.validate(validation.in_environment(stats, schema, validation.SERVING), schema,
+                                    validation.SERVING)
+    checks = drift.compare(baseline.stats, stats, false_alarm_rate, baseline.features)
+    validation.merge(anomalies, validation.drift_anomalies(checks, baseline.description))
+    good = counters.get(f"rows_{transforms.GOOD}", 0)
+    if not good:
+        validation.add_anomaly(anomalies, None, "DATASET_LOW_NUM_EXAMPLES", "The input holds no readable row.")
+    by_name = {"data": anomalies, "input": counters_lib.input_anomalies(counters, layout.path("bad_rows"),
+                                                                               max_bad_row_fraction)}
+    tf.io.gfile.makedirs(layout.path("anomalies"))
+    for which, a in by_name.items():
+        tfdv.write_anomalies_text(a, layout.anomalies(which))
+    rows = validation.anomaly_rows(by_name)
+    manifest = {
+        "input": inputs_lib.shown(input_pattern), "format": fmt, "inputs": inputs,
+        "rows": {"read": counters.get("rows_read", 0), "good": good, "bad": counters.get("bad_rows", 0)},
+        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in counters_lib.bad_row_counts(counters).items()},
+        "baseline": baseline.summary(),
+        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
+        "drift": {"data vs baseline": drift.to_json(checks)},
+        "valid": not rows,
+        "seconds": {"total": round(time.perf_counter() - started, 2)},
+        "runner": {**runner, "not_reported": []},
+        "artifacts": {"stats": layout.stats("data"), "anomalies": layout.anomalies("data"),
+                      "bad_rows": layout.path("bad_rows", "bad_rows") + "*"},
+    }
+    files.write_json(layout.path("manifest.json"), manifest)
+    if rows:
+        raise AnomaliesFound(validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}",
+                                 manifest)
+    return manifest
+

@@ -1,0 +1,50 @@
+"""What a job's run leaves: where each artifact lives under its output directory (any Beam filesystem), and
+the failure that carries the manifest when the data does not pass validation."""
+
+import dataclasses
+import typing
+
+from apache_beam.io.filesystems import FileSystems
+
+
+class AnomaliesFound(RuntimeError):
+    """The data did not pass validation; the message is the anomaly table, `manifest` the run's manifest (a preprocessing `Manifest`, or the validate job's dict)."""
+
+    def __init__(self, message: str, manifest: typing.Any = None):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+# Everything a job (or tf_cartola.inspect.analysis) writes at the top of an output directory.
+ENTRIES = ("manifest.json", "report.html", "analysis.json", "schema.pbtxt", "schema_inferred.pbtxt", "raw",
+           "transformed", "stats", "anomalies", "bad_rows", "transform", "tmp")
+
+
+@dataclasses.dataclass
+class Layout:
+    """Where every artifact of one run lives under the output directory."""
+
+    root: str
+
+    def clear(self) -> typing.List[str]:
+        """Deletes what an earlier run left here (ENTRIES only: nothing else in the folder is touched), so a
+        rerun's folder never holds a stale report or split beside its own manifest; returns what it deleted."""
+        found = [self.path(name) for name in ENTRIES if FileSystems.exists(self.path(name))]
+        if found:
+            FileSystems.delete(found)
+        return found
+
+    def path(self, *parts: str) -> str:
+        return FileSystems.join(self.root, *parts)
+
+    def raw(self, which: str) -> str:
+        return self.path("raw", which, "data")
+
+    def transformed(self, which: str) -> str:
+        return self.path("transformed", which, "data")
+
+    def stats(self, which: str, ext: str = "pbtxt") -> str:
+        return self.path("stats", f"{which}.{ext}")
+
+    def anomalies(self, which: str) -> str:
+        return self.path("anomalies", f"{which}.pbtxt")

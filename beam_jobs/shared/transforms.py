@@ -1,0 +1,222 @@
+"""The Beam composites of the preprocessing job, each testable on its own with TestPipeline.
+
+Data moves as Arrow record batches of a few tens of thousands of rows, not row by
+row: Beam's per-element cost is paid per batch.
+"""
+
+import json
+import logging
+import time
+import typing
+import zlib
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io import filebasedsink
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from beam_jobs.shared.counters import NAMESPACE, bad_counter_name
+from tf_cartola.contract import features as F
+from tf_cartola.validate import scoring_checks
+from tf_cartola.contract import split
+from tf_cartola.read import csv_reader, tfrecords
+
+BAD = "bad"
+GOOD = "good"  # Counter rows_good: the rows read without a split.
+IDS = "ids"  # (id modulo ID_BUCKETS, ids): every good row's id, for the duplicate count.
+ID_BUCKETS = 64
+log = logging.getLogger(__name__)
+
+
+def read_csv_range(byte_range: csv_reader.Range, required: typing.Sequence[str] = F.CSV_COLUMNS,
+                   encoding: str = "utf-8"):
+    """Typed chunks of one range of a CSV file (any Beam filesystem; compression from the file name)."""
+    with FileSystems.open(byte_range.path) as f:
+        yield from csv_reader.read_csv(f, byte_range.path, required, byte_range=byte_range, encoding=encoding)
+
+
+def read_prediction_log_file(byte_range: csv_reader.Range):
+    """Typed chunks of a file of PredictionLog records."""
+    from tf_cartola.read import prediction_logs
+
+    with FileSystems.open(byte_range.path) as f:
+        yield from prediction_logs.read(f, byte_range.path, byte_range)
+
+
+class ReadRowsFn(beam.DoFn):
+    """A part of the input (a range of a file, a partition of a table) -> typed record batches; malformed
+    rows go to the BAD output, counted.
+
+    `read` turns the element into chunks (read_csv_range, read_prediction_log_file,
+    postgres.read_partition). With a split ratio the batches are tagged by split (and every id
+    goes to the IDS output); without, they are the main output.
+    """
+
+    def __init__(self, read: typing.Callable = read_csv_range, split_ratio=None, first_read: bool = True):
+        self._read = read
+        self._split_ratio = tuple(split_ratio) if split_ratio else None
+        self._first_read = first_read  # A second read of the same input counts nothing and emits no BAD or IDS.
+        self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
+        self._bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
+        self._good_rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in (*split.SPLITS, GOOD)}
+
+    def process(self, part):
+        start, read = time.perf_counter(), 0
+        for chunk in self._read(part):
+            read += chunk.rows
+            if self._first_read:
+                self._rows_read.inc(chunk.rows)
+                for record in chunk.bad:
+                    self._bad_rows.inc()
+                    Metrics.counter(NAMESPACE, bad_counter_name(record["kind"], record["column"])).inc()
+                    yield beam.pvalue.TaggedOutput(BAD, record)
+            yield from self._good(chunk.batch)
+            log.info("%s %d rows of %s from line %d (%.1f s)", "read" if self._first_read else "read again",
+                     read, part.path, part.first_line, time.perf_counter() - start)
+
+    def _good(self, batch):
+        if self._split_ratio is None:
+            if batch.num_rows:
+                self._good_rows[GOOD].inc(batch.num_rows)
+                yield batch
+            return
+        ids = batch.column(F.ID_KEY).flatten().to_numpy()
+        if self._first_read:
+            yield from ids_by_bucket(ids)
+        eval_mask = split.is_eval(ids, self._split_ratio)
+        for which, mask in (("train", ~eval_mask), ("eval", eval_mask)):
+            part = batch.filter(mask)
+            if part.num_rows:
+                if self._first_read:
+                    self._good_rows[which].inc(part.num_rows)
+                yield beam.pvalue.TaggedOutput(which, part)
+
+
+@beam.ptransform_fn
+def ReadAndSplitCsv(pipeline, parts, split_ratio=split.DEFAULT_RATIO, read=read_csv_range,  # pylint: disable=invalid-name
+                    first_read: bool = True):
+    """Reads ranges of CSV files (each file by its own header) or partitions of a table into {train, eval}
+    record batches, {bad} records and {ids} (see IDS). Parts are spread over the workers, and what follows
+    (statistics, transform, encoding, writing) runs where its batches were read. A second read
+    (`first_read=False`) gives the same batches and counts nothing."""
+    return (
+        pipeline
+        | "ListRanges" >> beam.Create(list(parts))
+        | "ParseAndSplitRows" >> beam.ParDo(ReadRowsFn(read, split_ratio, first_read)).with_outputs(
+            BAD, IDS, *split.SPLITS)
+    )
+
+
+@beam.ptransform_fn
+def ReadRows(pipeline, parts: typing.Sequence, read):  # pylint: disable=invalid-name
+    """Reads parts of the input with `read` (a picklable callable: element -> chunks) into
+    {main: record batches, bad: quarantine records}."""
+    return (
+        pipeline
+        | "ListRanges" >> beam.Create(list(parts))
+        | "ParseRows" >> beam.ParDo(ReadRowsFn(read)).with_outputs(BAD, main="rows")
+    )
+
+
+def ids_by_bucket(ids: np.ndarray):
+    """A batch's ids as IDS outputs: (id modulo ID_BUCKETS, those ids), for CountDuplicateIds."""
+    buckets = ids % ID_BUCKETS
+    for bucket in np.unique(buckets):
+        yield beam.pvalue.TaggedOutput(IDS, (int(bucket), ids[buckets == bucket]))
+
+
+class _CountDuplicatesFn(beam.DoFn):
+    def __init__(self):
+        self._ids = Metrics.counter(NAMESPACE, "duplicate_ids")
+        self._rows = Metrics.counter(NAMESPACE, "duplicate_id_rows")
+
+    def process(self, element):
+        _, parts = element
+        ids, rows_ = scoring_checks.duplicate_counts(np.concatenate(list(parts)))
+        self._ids.inc(ids)
+        self._rows.inc(rows_)
+        return []
+
+
+@beam.ptransform_fn
+def CountDuplicateIds(ids_by_bucket):  # pylint: disable=invalid-name
+    """Counts user ids that appear in more than one row (counters duplicate_ids, duplicate_id_rows).
+
+    Takes the reader's IDS output: (id modulo 64, array of ids), so no row travels alone and
+    the record batches themselves are not read again.
+    """
+    return (
+        ids_by_bucket
+        | "GroupByBucket" >> beam.GroupByKey()
+        | "CountDuplicates" >> beam.ParDo(_CountDuplicatesFn())
+    )
+
+
+class EncodeExamplesFn(beam.DoFn):
+    """A record batch (or tf.Transform's (record batch, passthrough) pair) -> the list of its serialized
+    tf.Examples, as one element.
+
+    The encoder is tfx_bsl's, the one `tft_beam.EncodeTransformedDataset` uses. That transform is not used
+    here: it emits every example as an element of its own (the per-element cost this job avoids by moving
+    batches), and it encodes only tf.Transform's output, while the raw splits are encoded here too.
+    """
+
+    def __init__(self, schema):
+        self._schema = schema
+        self._encoder = None
+
+    def setup(self):
+        from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+        self._encoder = RecordBatchToExamplesEncoder(self._schema)
+
+    def process(self, element):
+        record_batch = element[0] if isinstance(element, tuple) else element
+        yield self._encoder.encode(record_batch)
+
+
+class _TFRecordBatchSink(filebasedsink.FileBasedSink):
+    """Beam's file sink (temporary files, then an atomic finalize) writing a list of records per element.
+
+    Each element becomes one gzip member of its own at compression level 1: a gzip
+    file may hold many members, tf.data and Beam read them all, and level 1 costs a
+    third of Beam's level 6 for files a third larger. Empty lists are not written
+    (tf.data stops at an empty member).
+    """
+
+    def __init__(self, prefix: str):
+        super().__init__(prefix, coder=None, file_name_suffix=".tfrecord.gz", num_shards=0, shard_name_template=None,
+                         mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED)
+
+    def write_record(self, file_handle, value):
+        if value:
+            gzip = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            file_handle.write(gzip.compress(tfrecords.frames(value)) + gzip.flush())
+
+
+@beam.ptransform_fn
+def WriteTFRecordBatches(record_lists, prefix: str):  # pylint: disable=invalid-name
+    """Writes lists of serialized records as gzipped TFRecord shards `prefix-*.tfrecord.gz`."""
+    return record_lists | "WriteTFRecord" >> beam.io.Write(_TFRecordBatchSink(prefix))
+
+
+@beam.ptransform_fn
+def WriteExamples(record_batches, prefix: str, schema):  # pylint: disable=invalid-name
+    """Writes record batches as gzipped TFRecord shards `prefix-*.tfrecord.gz` of tf.Examples."""
+    return (
+        record_batches
+        | "EncodeExamples" >> beam.ParDo(EncodeExamplesFn(schema))
+        | "WriteTFRecordBatches" >> WriteTFRecordBatches(prefix)
+    )
+
+
+@beam.ptransform_fn
+def WriteQuarantine(bad_rows, prefix: str):  # pylint: disable=invalid-name
+    """Writes bad rows, with their source, line and reason, as JSON lines: nothing is lost."""
+    return (
+        bad_rows
+        | "ToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
+        | "WriteJsonLines" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+    )

@@ -1,0 +1,111 @@
+"""What a model was trained on, as TFDV statistics and schema: the reference new data is compared with.
+
+A baseline is read from either
+- a preprocessing output directory (`stats/train.binpb`, `schema.pbtxt`, `manifest.json`), or
+- a pushed model version, which carries a copy of its preprocessing run's train
+  statistics, schema and inputs under `assets.extra/tf_cartola_baseline/` (`save`),
+  so the version can be judged against its own training data wherever it is copied.
+"""
+
+import posixpath
+import dataclasses
+import json
+import typing
+
+from tf_cartola.contract import features as F
+from tf_cartola.common import files
+from tf_cartola.contract import manifest as manifest_lib
+
+# Inside a SavedModel version: TF Serving ignores assets.extra/ except for its warmup file.
+VERSION_DIR = files.join("assets.extra", "tf_cartola_baseline")
+_STATS, _SCHEMA, _ABOUT = "train_stats.binpb", "schema.pbtxt", "about.json"
+
+
+class BaselineError(ValueError):
+    """A directory that holds no baseline."""
+
+
+@dataclasses.dataclass
+class Baseline:
+    """Train statistics and schema of one preprocessing run, and where they come from."""
+
+    path: str
+    description: str  # e.g. "served model cartola_pro version 3" or "preprocessing run runs/preprocess".
+    stats: typing.Any  # statistics_pb2.DatasetFeatureStatisticsList
+    schema: typing.Any  # schema_pb2.Schema
+    inputs: typing.List[dict]  # The preprocessing run's inputs (path, bytes, fingerprint).
+    # The raw features new data is checked on: a model version's inputs, else every one.
+    features: typing.Sequence[str] = F.RAW_FEATURES
+
+    def summary(self) -> dict:
+        """The manifest's record of the baseline."""
+        return {"path": self.path, "description": self.description, "inputs": self.inputs,
+                "features": list(self.features)}
+
+
+def save(manifest: manifest_lib.Manifest, version_dir: str, raw_columns: typing.Sequence[str]) -> None:
+    """Copies a preprocessing run's train statistics, schema and inputs into a model export, with the raw
+    columns the model takes (requests carry only those)."""
+    import tensorflow as tf
+
+    out = files.join(version_dir, VERSION_DIR)
+    tf.io.gfile.makedirs(out)
+    tf.io.gfile.copy(_stats_path(manifest), files.join(out, _STATS), overwrite=True)
+    tf.io.gfile.copy(manifest.artifact("schema"), files.join(out, _SCHEMA), overwrite=True)
+    files.write_json(files.join(out, _ABOUT),
+                     {"preprocess_dir": manifest.dir, "inputs": manifest.inputs, "raw_columns": list(raw_columns)})
+
+
+def _stats_path(manifest: manifest_lib.Manifest) -> str:
+    return posixpath.splitext(manifest.artifact("stats_train"))[0] + ".binpb"
+
+
+def load(path: str, description: typing.Optional[str] = None) -> Baseline:
+    """Reads the baseline of a model version or a preprocessing output directory.
+
+    Raises:
+      BaselineError: `path` is neither.
+    """
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    inside = files.join(path, VERSION_DIR)
+    if tf.io.gfile.exists(files.join(inside, _STATS)):
+        with tf.io.gfile.GFile(files.join(inside, _ABOUT)) as f:
+            about = json.load(f)
+        return Baseline(path, description or f"model version {path}", tfdv.load_stats_binary(
+            files.join(inside, _STATS)), tfdv.load_schema_text(files.join(inside, _SCHEMA)), about["inputs"],
+            about["raw_columns"])
+    try:
+        manifest = manifest_lib.load(path)
+    except manifest_lib.PreprocessOutputError as e:
+        raise BaselineError(f"{e}; nor is it a model version (no {VERSION_DIR}/)") from None
+    return Baseline(path, description or f"preprocessing run {path}",
+                    tfdv.load_stats_binary(_stats_path(manifest)),
+                    tfdv.load_schema_text(manifest.artifact("schema")), manifest.inputs)
+
+
+def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
+    """The baseline of the newest pushed version of a model that carries one, or None."""
+    from tf_cartola.export import store as model_store
+
+    base_path = files.join(serving_dir, model_name)
+    for version in reversed(model_store.versions(base_path)):
+        version_dir = model_store.version_dir(base_path, version)
+        if files.exists(files.join(version_dir, VERSION_DIR, _STATS)):
+            return load(version_dir, f"served model {model_name} version {version}")
+    return None
+
+
+def resolve(setting: str, serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
+    """The baseline a `preprocess.baseline` setting names: "none" (None), "served" (the latest served version
+    that carries one; None when nothing is served yet) or a directory.
+
+    Raises:
+      BaselineError: a directory that holds no baseline.
+    """
+    if setting == "none":
+        return None
+    if setting == "served":
+        return latest_served(serving_dir, model_name)
+    return load(setting)
