@@ -14,7 +14,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
 
-.PHONY: setup system-packages worker-env airflow demo demo-db test test-e2e test-production test-airflow notebook clean
+.PHONY: setup system-packages worker-env airflow demo demo-db lint test test-e2e test-production test-airflow notebook clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,11 @@ demo: $(STAMP)
 # train and push, scores upserted into a table.
 demo-db: $(STAMP) system-packages
 	$(PY) -m serving.demo_db --config configs/default.yaml
+
+# The code standard (pyproject.toml): ruff's lint rules and its formatter, before any test runs in CI.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) system-packages
 	$(PY) -m pytest -q

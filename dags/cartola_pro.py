@@ -92,6 +92,7 @@ def validate(params: dict, ds: str) -> str:
 
 
 def preprocess(params: dict, ds: str) -> str:
+    """The preprocess task: `beam_jobs.preprocess` on the month's input; returns its output folder."""
     out = os.path.join(_run_dir(params, ds), "preprocess")
     status = _cli(params, "beam_jobs.preprocess", *_input_flags(params), "--output_dir", out, "--serving_dir",
                   _path(params["serving_dir"]), "--model_name", params["model_name"])

@@ -17,8 +17,8 @@ with the first request and end after a second without work.
 
 import collections
 import dataclasses
+import logging
 import os
-import re
 import threading
 import time
 import typing
@@ -26,7 +26,10 @@ import typing
 import grpc
 import numpy as np
 
+from serving import tf_serving_configs
 from serving.errors import ServingError, invalid
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_SIZE = 1000
 IDLE_SECONDS = 1.0  # A batch thread with nothing to do for this long ends.
@@ -66,27 +69,31 @@ class BatchingParameters:
         return self
 
 
-def _value(text: str, field: str):
-    match = re.search(rf"\b{field}\s*\{{\s*value\s*:\s*(\d+)\s*\}}", text)
-    return int(match.group(1)) if match else None
-
-
-def _flag(text: str, field: str) -> bool:
-    return bool(re.search(rf"\b{field}\s*:\s*true\b", text))
+_WRAPPED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+            "max_execution_batch_size")
+_IMPLEMENTED = {*_WRAPPED, "allowed_batch_sizes", "pad_variable_length_inputs", "enable_large_batch_splitting"}
 
 
 def parse(text: str) -> BatchingParameters:
-    """A BatchingParameters text proto (no Python proto ships for it); comments and unknown fields ignored."""
-    text = re.sub(r"#[^\n]*", "", text)
+    """A `--batching_parameters_file` (a BatchingParameters text proto), read as TF Serving reads it.
+
+    Fields TF Serving accepts and this server does not implement (the thread pool's name, lazy
+    splitting, the priority queues) are accepted and logged.
+
+    Raises:
+      text_format.ParseError: a field BatchingParameters does not have, or a value of the wrong type.
+      ValueError: values TF Serving refuses at start-up (see `BatchingParameters.validate`).
+    """
+    message = tf_serving_configs.parse(text, "BatchingParameters")
     defaults = BatchingParameters()
-    wrapped = {field: _value(text, field) for field in ("max_batch_size", "batch_timeout_micros",
-                                                        "max_enqueued_batches", "num_batch_threads",
-                                                        "max_execution_batch_size")}
+    ignored = sorted(f.name for f, _ in message.ListFields() if f.name not in _IMPLEMENTED)
+    if ignored:
+        log.warning("batching parameters accepted and ignored (not implemented here): %s", ", ".join(ignored))
     return BatchingParameters(
-        **{field: getattr(defaults, field) if value is None else value for field, value in wrapped.items()},
-        allowed_batch_sizes=tuple(int(n) for n in re.findall(r"\ballowed_batch_sizes\s*:\s*(\d+)", text)),
-        pad_variable_length_inputs=_flag(text, "pad_variable_length_inputs"),
-        enable_large_batch_splitting=_flag(text, "enable_large_batch_splitting"),
+        **{f: getattr(message, f).value if message.HasField(f) else getattr(defaults, f) for f in _WRAPPED},
+        allowed_batch_sizes=tuple(message.allowed_batch_sizes),
+        pad_variable_length_inputs=message.pad_variable_length_inputs,
+        enable_large_batch_splitting=message.enable_large_batch_splitting,
     ).validate()
 
 

@@ -77,9 +77,11 @@ class CsvScores:
         self._made_by = (model_name, "" if model_version is None else model_version, run_id)
 
     def write(self, ids, probabilities) -> None:
+        """Writes one batch's ids and PRO probabilities to the temporary file."""
         self._writer.writerows((i, f"{p:.6f}", *self._made_by) for i, p in zip(ids, probabilities))
 
     def close(self, complete: bool) -> None:
+        """Moves the file over the output when `complete`, else deletes it."""
         self._part.close()
         if complete:
             files.replace(self._part_path, self.out)
@@ -99,9 +101,11 @@ class DatabaseScores:
         self._model = (model_name, model_version, run_id)
 
     def write(self, ids, probabilities) -> None:
+        """Upserts one batch's ids and PRO probabilities."""
         self._table.upsert(ids, probabilities, *self._model)
 
     def close(self, complete: bool) -> None:
+        """Closes the connection (each batch is committed already)."""
         self._table.close()
 
 
@@ -213,6 +217,7 @@ def _client(args):
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("serving.client", __doc__, EXIT_STATUS)
     config_lib.add_flag(parser)
     where = parser.add_mutually_exclusive_group(required=True)

@@ -23,6 +23,7 @@ def first_rows(csv_path: str, n: int) -> list:
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("serving.demo", __doc__, "0 REST and gRPC agree, 1 they differ")
     config_lib.add_flag(parser)
     parser.add_argument("--csv", default="data/cartola.csv", help="users to score (default: %(default)s)")

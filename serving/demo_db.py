@@ -21,6 +21,7 @@ OUT = "runs/demo_db"
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("serving.demo_db", __doc__, "0 scored, 1 a step failed")
     config_lib.add_flag(parser)
     parser.add_argument("--rows", type=int, default=20_000, help="users to generate (default: %(default)s)")

@@ -29,12 +29,15 @@ class ServingError(Exception):
 
     @property
     def http_status(self) -> int:
+        """The HTTP status TF Serving's REST API answers this gRPC status with."""
         return _HTTP.get(self.code, 500)
 
 
 def invalid(message: str) -> ServingError:
+    """An INVALID_ARGUMENT error (HTTP 400)."""
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def not_found(message: str) -> ServingError:
+    """A NOT_FOUND error (HTTP 404)."""
     return ServingError(grpc.StatusCode.NOT_FOUND, message)

@@ -56,6 +56,7 @@ class GrpcClient:
         self._raw_inputs = {}
 
     def close(self) -> None:
+        """Closes the channel."""
         self._channel.close()
 
     def _spec(self, spec, signature_name=None, version=None, label=None) -> None:
@@ -101,11 +102,13 @@ class GrpcClient:
         return labels, scores
 
     def metadata(self, version=None, label=None) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """GetModelMetadata of a version or label (default: the latest)."""
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._spec(request.model_spec, version=version, label=label)
         return self.call(self.prediction.GetModelMetadata, request)
 
     def status(self, version=None, label=None) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus of a version or label (default: every served version)."""
         request = get_model_status_pb2.GetModelStatusRequest()
         self._spec(request.model_spec, version=version, label=label)
         return self.call(self.models.GetModelStatus, request)

@@ -55,18 +55,23 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method names)
+        """PredictionService.Predict."""
         return self._serve(context, "Predict", "predict_log", inference.predict, request)
 
     def Classify(self, request, context):  # noqa: N802
+        """PredictionService.Classify."""
         return self._serve(context, "Classify", "classify_log", inference.classify, request)
 
     def Regress(self, request, context):  # noqa: N802
+        """PredictionService.Regress."""
         return self._serve(context, "Regress", "regress_log", inference.regress, request)
 
     def MultiInference(self, request, context):  # noqa: N802
+        """PredictionService.MultiInference."""
         return self._serve(context, "MultiInference", "multi_inference_log", inference.multi_inference, request)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
+        """PredictionService.GetModelMetadata."""
         return self._serve(context, "GetModelMetadata", None, inference.metadata, request)
 
 
@@ -77,10 +82,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._manager = manager
 
     def GetModelStatus(self, request, context):  # noqa: N802
+        """ModelService.GetModelStatus."""
         return _call(context, inference.status, self._manager, request)
 
 
 def add_services(server: grpc.Server, manager: ServableManager, logger: RequestLogger, metrics: Metrics) -> None:
+    """Registers PredictionService and ModelService on a gRPC server."""
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager, logger, metrics),
                                                                          server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)

@@ -24,12 +24,15 @@ class InProcessClient:
         self._version = int(name) if name.isdigit() else None
 
     def raw_inputs(self, version=None, label=None) -> typing.List[str]:
+        """The raw columns the model takes."""
         return sorted(self._fn.structured_input_signature[1])
 
     def served_version(self, version=None, label=None) -> typing.Optional[int]:
+        """The version this client scores with (a SavedModel folder has none: None)."""
         return self._version
 
     def score(self, records, version=None, label=None) -> np.ndarray:
+        """PRO probabilities of typed rows."""
         columns = requests.to_columns(records, self.raw_inputs())
         tensors = {c: tf.constant(v, tf.string if c == F.PIXELS else tf.float32) for c, v in columns.items()}
         return self._fn(**tensors)[PROBABILITY].numpy().astype(np.float64)

@@ -71,6 +71,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("serving.model_config", __doc__, "0 printed or written, 2 bad arguments")
     parser.add_argument("--model_name", default="cartola_pro", help="default: %(default)s")
     parser.add_argument("--base_path", default="/models/cartola_pro",

@@ -8,20 +8,28 @@ as TF Serving's Prometheus exporter names `/tensorflow/serving/request_count` an
 """
 
 import bisect
-import re
 import threading
 import typing
+
+from serving import tf_serving_configs
 
 BUCKETS = tuple(10 * 1.8 ** k for k in range(33))
 
 
+DEFAULT_PATH = "/monitoring/prometheus/metrics"
+
+
 def prometheus_path(text: str) -> typing.Optional[str]:
-    """The metrics path of a MonitoringConfig text proto, or None when Prometheus is not enabled."""
-    block = re.search(r"prometheus_config\s*\{([^}]*)\}", text)
-    if not block or not re.search(r"\benable\s*:\s*true\b", block.group(1)):
+    """The metrics path of a `--monitoring_config_file` (a MonitoringConfig text proto), or None when
+    Prometheus is not enabled.
+
+    Raises:
+      text_format.ParseError: what TF Serving refuses (a field MonitoringConfig does not have, a wrong type).
+    """
+    prometheus = tf_serving_configs.parse(text, "MonitoringConfig").prometheus_config
+    if not prometheus.enable:
         return None
-    path = re.search(r'\bpath\s*:\s*"([^"]*)"', block.group(1))
-    return path.group(1) if path else "/monitoring/prometheus/metrics"
+    return prometheus.path or DEFAULT_PATH
 
 
 class Metrics:
@@ -33,6 +41,7 @@ class Metrics:
         self._latency: typing.Dict[tuple, list] = {}
 
     def record(self, model_name: str, api: str, entrypoint: str, status: str, seconds: float) -> None:
+        """Counts one request and its latency under TF Serving's metric names."""
         micros = seconds * 1e6
         with self._lock:
             self._counts[(model_name, status)] = self._counts.get((model_name, status), 0) + 1

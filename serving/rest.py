@@ -90,6 +90,7 @@ class RestApi:
         self.metrics = metrics
 
     def get(self, path: str) -> dict:
+        """Answers a GET of TF Serving's REST API: status or metadata."""
         match = _STATUS.fullmatch(path.split("?", 1)[0])
         if not match:
             raise malformed("GET", path)
@@ -105,6 +106,7 @@ class RestApi:
         return _to_dict(inference.status(self.manager, request))
 
     def post(self, path: str, body: bytes) -> dict:
+        """Answers a POST of TF Serving's REST API: predict, classify or regress."""
         match = _PREDICTION.fullmatch(path.split("?", 1)[0])
         if not match:
             raise malformed("POST", path)

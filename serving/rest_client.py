@@ -84,9 +84,11 @@ class RestClient:
         return retry.with_backoff(attempt, self.retries, self.backoff)
 
     def status(self, version=None, label=None) -> dict:
+        """The model's status (GET /v1/models/NAME[/versions/N | /labels/L])."""
         return self.call("GET", self._path(version, label))
 
     def metadata(self, version=None, label=None) -> dict:
+        """The model's metadata (GET .../metadata)."""
         return self.call("GET", self._path(version, label) + "/metadata")
 
     def predict(self, instances=None, inputs=None, signature_name=None, version=None, label=None) -> dict:

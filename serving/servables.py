@@ -129,6 +129,7 @@ class ServableManager:
         return self
 
     def stop(self) -> None:
+        """Stops polling and unloads every version."""
         self._stop.set()
         if self._thread:
             self._thread.join()
@@ -252,6 +253,7 @@ class ServableManager:
                     if version not in self._table.get(name, {})]
 
     def model_names(self) -> typing.List[str]:
+        """The names of the served models."""
         return sorted(self._models)
 
 

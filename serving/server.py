@@ -86,10 +86,12 @@ class LocalServer:
 
     @property
     def grpc_address(self) -> str:
+        """host:port of the gRPC API."""
         return f"{self._host}:{self._grpc_port}"
 
     @property
     def rest_url(self) -> str:
+        """http://host:port of the REST API."""
         return f"http://{self._host}:{self._http.server_address[1]}"
 
     def start(self) -> "LocalServer":

@@ -1,6 +1,8 @@
 """Shared fixtures: small generated data and one real preprocessing run, built once per session."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Before anything imports TensorFlow.
 
@@ -27,14 +29,26 @@ def small_csv(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def preprocess_run(small_csv, tmp_path_factory):
-    """(manifest, output_dir) of `beam_jobs.preprocess` on the small CSV with the default config."""
-    from beam_jobs import preprocess
-
+def preprocess_cli(small_csv, tmp_path_factory):
+    """`python -m beam_jobs.preprocess` on the small CSV with the default config, as a user runs it (the
+    library's logging and warnings settings not inherited): (its CompletedProcess, output_dir)."""
     out = str(tmp_path_factory.mktemp("preprocess"))
-    manifest = preprocess.run(["--config", CONFIG, "--schema", SCHEMA, "--input", small_csv, "--output_dir", out,
-                               "--baseline", "none"])  # Not whatever a demo left in ./serving_models.
-    return manifest, out
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
+    done = subprocess.run([sys.executable, "-m", "beam_jobs.preprocess", "--config", CONFIG, "--schema", SCHEMA,
+                           "--input", small_csv, "--output_dir", out,
+                           "--baseline", "none"],  # Not whatever a demo left in ./serving_models.
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, out
+
+
+@pytest.fixture(scope="session")
+def preprocess_run(preprocess_cli):
+    """(Manifest, output_dir) of that run."""
+    from tf_cartola.contract import manifest
+
+    _, out = preprocess_cli
+    return manifest.load(out), out
 
 
 @pytest.fixture(scope="session")

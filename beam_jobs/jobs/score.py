@@ -102,19 +102,23 @@ class RawBatchModelHandler(inference.ModelHandler):
         self._path, self._columns = model_path, tuple(columns)
 
     def load_model(self):
+        """Loads the pushed version (once per worker, as RunInference shares it)."""
         import tensorflow as tf
 
         return tf.saved_model.load(self._path)
 
     def run_inference(self, batch, model, inference_args=None):
+        """The PRO probabilities of a record batch's typed rows, one prediction per row."""
         fn = model.signatures[RAW_SIGNATURE]
         return [inference.PredictionResult(rows, fn(**batch_tensors(rows, self._columns))[PROBABILITY].numpy())
                 for rows in batch]
 
     def get_num_bytes(self, batch) -> int:
+        """A batch's size in bytes, for RunInference's metrics."""
         return sum(rows.nbytes for rows in batch)
 
     def batch_elements_kwargs(self):
+        """No batching by RunInference: the reader's record batches are the batches."""
         return {"max_batch_size": 1}  # An element is already a batch of thousands of rows.
 
 
@@ -137,12 +141,15 @@ class UpsertScoresFn(beam.DoFn):
         self._table = None
 
     def setup(self):
+        """Connects to the scores table, once per worker."""
         self._table = postgres.ScoresTable(self._url, self._table_name)
 
     def process(self, result: inference.PredictionResult):
+        """Upserts one scored batch, in one transaction."""
         self._table.upsert(_ids(result), result.inference, self._model.name, self._model.version, self._run_id)
 
     def teardown(self):
+        """Closes the connection."""
         if self._table:
             self._table.close()
 
@@ -157,6 +164,7 @@ class CheckRowsFn(beam.DoFn):
         self._set_aside_rows = Metrics.counter(counters_lib.NAMESPACE, "rows_set_aside")
 
     def process(self, batch):
+        """Counts one typed batch's findings; yields its ids and, when asked, sets rows aside."""
         import pyarrow as pa
 
         findings = scoring_checks.check(batch, self._rules)

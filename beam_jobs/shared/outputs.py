@@ -35,16 +35,21 @@ class Layout:
         return found
 
     def path(self, *parts: str) -> str:
+        """A path under the run's output directory."""
         return FileSystems.join(self.root, *parts)
 
     def raw(self, which: str) -> str:
+        """The file prefix of a split's raw tf.Examples."""
         return self.path("raw", which, "data")
 
     def transformed(self, which: str) -> str:
+        """The file prefix of a split's transformed tf.Examples."""
         return self.path("transformed", which, "data")
 
     def stats(self, which: str, ext: str = "pbtxt") -> str:
+        """A split's TFDV statistics (`pbtxt` text, `binpb` binary)."""
         return self.path("stats", f"{which}.{ext}")
 
     def anomalies(self, which: str) -> str:
+        """A split's TFDV anomalies."""
         return self.path("anomalies", f"{which}.pbtxt")

@@ -63,6 +63,7 @@ class ReadRowsFn(beam.DoFn):
         self._good_rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in (*split.SPLITS, GOOD)}
 
     def process(self, part):
+        """Reads one part of the input: typed record batches, bad rows to BAD."""
         start, read = time.perf_counter(), 0
         for chunk in self._read(part):
             read += chunk.rows
@@ -168,11 +169,13 @@ class EncodeExamplesFn(beam.DoFn):
         self._encoder = None
 
     def setup(self):
+        """Builds the encoder once per worker."""
         from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 
         self._encoder = RecordBatchToExamplesEncoder(self._schema)
 
     def process(self, element):
+        """Yields the batch's serialized tf.Examples as one list."""
         record_batch = element[0] if isinstance(element, tuple) else element
         yield self._encoder.encode(record_batch)
 

@@ -18,6 +18,7 @@ from tf_cartola.contract import features as F
 from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.contract import split
 from tf_cartola.read import synthetic
+from tf_cartola.train import training
 from tests.helpers import CONFIG, DATA, SMALL_ROWS, probe_batch, split_ids
 
 NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
@@ -68,14 +69,12 @@ def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_
     assert tfdv.load_schema_text(again.artifacts["schema_inferred"]).feature
     # Validation still used the curated schema, not the draft inferred from the same data.
     assert open(again.artifacts["schema"]).read() == open(manifest.artifacts["schema"]).read()
-    # A rerun into the same output directory replaces the previous outputs.
-    rerun = preprocess.run(NO_BASELINE + ["--input", str(parts / "*.csv"), "--output_dir", str(tmp_path / "out")])
-    assert rerun.rows == again.rows
+    assert again.rows == manifest.rows  # (A rerun into a used folder: test_bad_csv_exits_nonzero_...)
     for which in split.SPLITS:
         ids = split_ids(manifest.artifacts[f"raw_{which}"], F.raw_feature_spec())
         assert ids == split_ids(again.artifacts[f"raw_{which}"], F.raw_feature_spec())
-        assert ids == split_ids(rerun.artifacts[f"transformed_{which}"], tft.TFTransformOutput(
-            rerun.artifacts["transform"]).transformed_feature_spec())
+        assert ids == split_ids(again.artifacts[f"transformed_{which}"], tft.TFTransformOutput(
+            again.artifacts["transform"]).transformed_feature_spec())
         assert ids == sorted(i for i in frame[F.ID_KEY] if split.split_of(i) == which)
 
 
@@ -132,7 +131,8 @@ def test_missing_input_bad_header_and_missing_schema_are_clear_errors(tmp_path, 
 
 
 @pytest.mark.e2e
-def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run, small_csv, tmp_path):
+def test_multi_process_runner_gives_the_same_splits_transform_and_model(preprocess_run, trained, small_csv,
+                                                                        tmp_path):
     manifest, _ = preprocess_run
     multi = preprocess.run(NO_BASELINE +
         ["--input", small_csv, "--output_dir", str(tmp_path),
@@ -148,6 +148,11 @@ def test_multi_process_runner_gives_the_same_splits_and_transform(preprocess_run
     a, b = ref.transform_raw_features(probe), got.transform_raw_features(probe)
     for name in F.TRANSFORMED_FEATURES:
         tf.debugging.assert_near(a[name], b[name], atol=1e-6, message=name)
+    # The model trained on it: the same epochs and weights as on the direct runner's output.
+    cfg, direct = trained
+    again = training.train(cfg, str(tmp_path), serving_dir=str(tmp_path / "serving"), run_dir=str(tmp_path / "run"))
+    assert again["epochs_run"] == direct["epochs_run"]
+    np.testing.assert_allclose(again["weights"], direct["weights"], rtol=0, atol=1e-5)
 
 
 EDGE_CSV = os.path.join(DATA, "edge_csv")
@@ -184,11 +189,8 @@ def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tm
                                        err_msg=name)
 
 
-def test_the_cli_prints_its_progress_and_no_library_noise(small_csv, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
-    done = subprocess.run([sys.executable, "-m", "beam_jobs.preprocess", *NO_BASELINE, "--input", small_csv,
-                           "--output_dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_the_cli_prints_its_progress_and_no_library_noise(preprocess_cli):
+    done, _ = preprocess_cli
     lines = done.stderr.splitlines()
     assert all(" INFO beam_jobs." in line for line in lines), [l for l in lines if " INFO beam_jobs." not in l][:5]
     text = done.stderr

@@ -364,6 +364,20 @@ def test_a_taken_port_is_refused_naming_it(served):
     assert local_server.main(["--model_base_path", str(base), "--port", str(grpc_port), "--rest_api_port", "0"]) == 2
 
 
+def test_a_batching_or_monitoring_file_tf_serving_refuses_stops_the_start_in_protobufs_words(served, tmp_path,
+                                                                                           capsys):
+    _, base, _ = served
+    start = ["--model_base_path", str(base), "--port", "0", "--rest_api_port", "0"]
+    (tmp_path / "batching.txt").write_text("max_batch_size { value: 8 }\nnum_batch_thread { value: 2 }\n")
+    assert local_server.main([*start, "--enable_batching", "--batching_parameters_file",
+                              str(tmp_path / "batching.txt")]) == 2
+    assert '2:1 : Message type "tensorflow.serving.BatchingParameters" has no field named "num_batch_thread"' \
+        in capsys.readouterr().err
+    (tmp_path / "monitoring.config").write_text("prometheus_config { enable: yes }")
+    assert local_server.main([*start, "--monitoring_config_file", str(tmp_path / "monitoring.config")]) == 2
+    assert 'Expected "true" or "false"' in capsys.readouterr().err
+
+
 def test_a_missing_config_file_is_one_line_and_an_empty_base_path_is_logged(tmp_path, capsys, caplog):
     assert local_server.main(["--model_config_file", str(tmp_path / "none.config")]) == 2
     assert "model config file" in capsys.readouterr().err

@@ -8,7 +8,9 @@ import grpc
 import numpy as np
 import pytest
 
-from serving import batching
+from google.protobuf import text_format
+
+from serving import batching, monitoring
 from serving.errors import ServingError
 from tests.helpers import ROOT, eventually
 
@@ -197,3 +199,27 @@ def test_parse_reads_every_field_and_keeps_tf_servings_defaults():
                             "allowed_batch_sizes: 32 allowed_batch_sizes: 64 pad_variable_length_inputs: true")
     assert params == batching.BatchingParameters(64, 500, 3, 2, (32, 64), True, False, 0)
     assert params.execution_batch_size == 64
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_batch_sise { value: 8 }", 'has no field named "max_batch_sise"'),
+    ("max_batch_size: 8", 'Expected "{"'),  # A wrapper (Int64Value), not a bare number.
+    ("pad_variable_length_inputs: maybe", "Expected \"true\" or \"false\""),
+])
+def test_a_file_tf_serving_cannot_parse_is_refused_in_protobufs_words(text, message):
+    with pytest.raises(text_format.ParseError, match=message):
+        batching.parse(text)
+
+
+def test_fields_tf_serving_has_and_this_server_does_not_implement_are_accepted_and_logged(caplog):
+    params = batching.parse('max_batch_size { value: 8 } thread_pool_name { value: "pool" }')
+    assert params.max_batch_size == 8 and "ignored (not implemented here): thread_pool_name" in caplog.text
+
+
+def test_the_monitoring_config_is_read_as_a_monitoring_config_proto():
+    with open(os.path.join(ROOT, "serving", "monitoring.config")) as f:
+        assert monitoring.prometheus_path(f.read()) == "/monitoring/prometheus/metrics"
+    assert monitoring.prometheus_path("prometheus_config { enable: true }") == monitoring.DEFAULT_PATH
+    assert monitoring.prometheus_path('prometheus_config { path: "/m" }') is None  # Not enabled.
+    with pytest.raises(text_format.ParseError, match='has no field named "enabled"'):
+        monitoring.prometheus_path("prometheus_config { enabled: true }")

@@ -62,12 +62,14 @@ def test_a_misspelt_flag_is_named_with_the_closest_one(capsys):
     assert "unknown flag --rset (did you mean --rest?)" in capsys.readouterr().err
 
 
-def test_an_unexpected_failure_is_one_line_and_status_70_with_the_traceback_under_v(tmp_path):
+def test_an_unexpected_failure_is_one_line_and_status_70_with_the_traceback_under_v(tmp_path, capsys):
     from tf_cartola.contract import manifest
 
+    from tf_cartola.inspect import report
+
     (tmp_path / "manifest.json").write_text("{not json")  # Not a preprocessing output: said, status 2.
-    done = _run("tf_cartola.inspect.report", "--preprocess_dir", str(tmp_path))
-    assert done.returncode == 2 and "manifest.json is not JSON" in done.stderr
+    assert report.main(["--preprocess_dir", str(tmp_path)]) == 2
+    assert "manifest.json is not JSON" in capsys.readouterr().err
     fields = {f.name: {} for f in dataclasses.fields(manifest.Manifest) if f.name != "dir"}
     (tmp_path / "garbled.pbtxt").write_text("datasets {{{")  # Statistics TFDV cannot parse: unexpected.
     artifacts = dict.fromkeys(manifest.ARTIFACTS, str(tmp_path / "garbled.pbtxt"))

@@ -30,6 +30,7 @@ class Progress:
         self.rows = 0
 
     def add(self, rows: int) -> None:
+        """Counts `rows` more; logs a progress line when the interval has passed."""
         self.rows += rows
         now = time.perf_counter()
         if now - self._last >= self._every:

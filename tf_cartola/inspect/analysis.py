@@ -129,6 +129,7 @@ def load_transformed(preprocess_dir: str) -> typing.Tuple[tuple, tuple]:
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("tf_cartola.inspect.analysis", __doc__, "0 done, 2 not a preprocessing output")
     parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
     parser.add_argument("--vif_threshold", type=float, default=3.0, help="default: %(default)s")

@@ -19,6 +19,7 @@ import numpy as np
 
 from tf_cartola.common import cli, files
 from tf_cartola.contract import manifest as manifest_lib
+from tf_cartola.validate import drift as drift_lib
 from tf_cartola.train import metrics as metrics_lib
 
 SECTIONS = ("verdict", "inputs", "features", "anomalies", "model", "blessing")
@@ -92,17 +93,13 @@ def _table(header: typing.Sequence[str], rows: typing.Iterable[typing.Sequence],
     return "".join(out) + "</table>"
 
 
-def _features(stats) -> dict:
-    return {f.path.step[0]: f for f in stats.datasets[0].features}
-
-
 def feature_rows(stats: dict) -> typing.List[tuple]:
     """(feature, split, count, missing %, min, mean, median, max) from TFDV statistics."""
     out = []
-    names = sorted(set().union(*(_features(s) for s in stats.values())))
+    names = sorted(set().union(*(drift_lib.feature_stats(s) for s in stats.values())))
     for name in names:
         for which, s in stats.items():
-            f = _features(s).get(name)
+            f = drift_lib.feature_stats(s).get(name)
             if f is None:
                 continue
             kind = f.WhichOneof("stats")
@@ -220,13 +217,12 @@ def shared_histograms(name: str, stats: dict) -> typing.Optional[typing.Tuple[np
     shared by every split (read from TFDV's quantile histograms), so the splits compare bucket for bucket.
     A long-tailed feature's edges are even in log(1 + x) and it is drawn on a log axis. None for a
     feature that is not numeric or has no values."""
-    from tf_cartola.validate import drift
     from tf_cartola.contract import features as F
 
     quantiles = {}
     for which, s in stats.items():
-        f = _features(s).get(name)
-        if f is not None and f.WhichOneof("stats") == "num_stats" and (hist := drift.quantiles(f)) is not None:
+        f = drift_lib.feature_stats(s).get(name)
+        if f is not None and f.WhichOneof("stats") == "num_stats" and (hist := drift_lib.quantiles(f)) is not None:
             quantiles[which] = hist
     if not quantiles:
         return None
@@ -237,7 +233,7 @@ def shared_histograms(name: str, stats: dict) -> typing.Optional[typing.Tuple[np
         edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), HISTOGRAM_BUCKETS + 1))
     else:
         edges = np.linspace(low, high if high > low else low + 1, HISTOGRAM_BUCKETS + 1)
-    shares = {which: np.diff(np.concatenate([[0.0], drift.cdf(h, edges[1:], right=True)])) for which, h in
+    shares = {which: np.diff(np.concatenate([[0.0], drift_lib.cdf(h, edges[1:], right=True)])) for which, h in
               quantiles.items()}
     return edges, shares, log
 
@@ -338,7 +334,7 @@ def _inputs_section(manifest) -> str:
 
 def _features_section(stats: dict) -> str:
     table = _table(("feature", "split", "count", "missing %", "min", "mean", "median", "max"), feature_rows(stats))
-    names = sorted(set().union(*(_features(s) for s in stats.values())))
+    names = sorted(set().union(*(drift_lib.feature_stats(s) for s in stats.values())))
     figures = {name: svg for name in names if (svg := histogram_figure(name, stats))}
     return table + "<h3>Histograms (share of rows per bucket)</h3>" + _figs(figures)
 
@@ -448,6 +444,7 @@ def write_report(out: str, preprocess_dir: str, run_dir: typing.Optional[str] = 
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("tf_cartola.inspect.report", __doc__, "0 written, 2 not a preprocessing output or training run")
     parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
     parser.add_argument("--run_dir", help="a tf_cartola.train run folder (adds the model sections)")

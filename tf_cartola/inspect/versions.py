@@ -59,6 +59,7 @@ def table(records: typing.Sequence[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("tf_cartola.inspect.versions", __doc__, "0 listed, 2 bad config")
     config_lib.add_flag(parser)
     parser.add_argument("--serving_dir", help="where versions are pushed; default from the config")

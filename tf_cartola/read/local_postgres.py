@@ -48,14 +48,17 @@ class Server:
 
     @property
     def url(self) -> str:
+        """postgresql:// URL of the server as the test role (no password in it)."""
         return f"postgresql://{ROLE}@127.0.0.1:{self.port}/{DATABASE}"
 
     @property
     def env(self) -> typing.Dict[str, str]:
+        """Environment variables that let libpq clients log in (PGPASSWORD)."""
         return {"PGPASSWORD": self.password}
 
     @property
     def admin(self) -> str:
+        """The superuser's connection string."""
         return f"host={self.directory} port={self.port} user=postgres dbname=postgres"
 
 

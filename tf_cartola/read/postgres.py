@@ -289,4 +289,5 @@ class ScoresTable:
                                         for i, p in zip(ids, probabilities)])
 
     def close(self) -> None:
+        """Commits what was written and closes the connection."""
         self._conn.close()

@@ -165,6 +165,7 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("tf_cartola.read.synthetic", __doc__, "0 written, 2 bad arguments")
     parser.add_argument("--rows", type=int, default=128_000, help="users to generate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same file (default: %(default)s)")

@@ -27,6 +27,7 @@ def metrics_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     parser = cli.parser("tf_cartola.train", __doc__, "0 pushed (or nothing changed), 1 not blessed, 2 bad config or input")
     config_lib.add_flag(parser)
     parser.add_argument("--preprocess_dir", help="beam_jobs.preprocess output; default from the config")

@@ -64,17 +64,26 @@ class Check:
 
     @property
     def kind(self) -> str:
+        """The anomaly kind this check raises when it alarms."""
         return KINDS[self.test]
 
     def describe(self, baseline_name: str) -> str:
+        """The check as one sentence for an anomaly's description."""
         measure = "KS distance" if self.test == DISTRIBUTION else "p-value"
         side = "above" if self.test == DISTRIBUTION else "below"
         return (f"{self.feature} {self.test}: {self.current} here, {self.baseline} in {baseline_name}; "
                 f"{measure} {self.statistic:.3g} is {side} the threshold {self.threshold:.3g}.")
 
 
-def _features(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict:
-    return {f.path.step[0] if f.path.step else f.name: f for f in stats.datasets[0].features} if stats.datasets else {}
+def feature_name(feature: statistics_pb2.FeatureNameStatistics) -> str:
+    """A feature's name in TFDV statistics: its path's first step (its `name` in older statistics)."""
+    return feature.path.step[0] if feature.path.step else feature.name
+
+
+def feature_stats(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict:
+    """The features of the first dataset of TFDV statistics by name ({} when there is none): the one
+    lookup of a feature's statistics (validation, drift, the report)."""
+    return {feature_name(f): f for f in stats.datasets[0].features} if stats.datasets else {}
 
 
 def _common(feature) -> statistics_pb2.CommonStatistics:
@@ -173,7 +182,7 @@ def compare(baseline: statistics_pb2.DatasetFeatureStatisticsList,
     Returns:
       One Check per test, in feature order.
     """
-    fb, fc = _features(baseline), _features(current)
+    fb, fc = feature_stats(baseline), feature_stats(current)
     planned, notes = [], []
     for name in features:
         if name not in fb or name not in fc:

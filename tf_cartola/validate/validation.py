@@ -6,6 +6,7 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from tf_cartola.contract import features as F
+from tf_cartola.validate import drift
 
 TRAINING, SERVING = "TRAINING", "SERVING"
 
@@ -58,7 +59,7 @@ def in_environment(stats: statistics_pb2.DatasetFeatureStatisticsList, schema: s
     out.CopyFrom(stats)
     excluded = {f.name for f in schema.feature if environment in f.not_in_environment}
     for dataset in out.datasets:
-        kept = [f for f in dataset.features if (f.path.step[0] if f.path.step else f.name) not in excluded]
+        kept = [f for f in dataset.features if drift.feature_name(f) not in excluded]
         del dataset.features[:]
         dataset.features.extend(kept)
     return out
@@ -124,8 +125,7 @@ def data_anomalies(stats: statistics_pb2.DatasetFeatureStatisticsList, rows_read
     if duplicate_ids:
         add_anomaly(out, F.ID_KEY, "DUPLICATE_ID", f"{duplicate_ids} {F.ID_KEY} values appear more than once, in "
                     f"{duplicate_rows} rows: one user should be one row (both copies went to the same split).")
-    for feature in stats.datasets[0].features if stats.datasets else ():
-        name = feature.path.step[0]
+    for name, feature in drift.feature_stats(stats).items():
         if name not in F.RAW_FEATURES:
             continue
         kind = feature.WhichOneof("stats")
