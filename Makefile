@@ -68,8 +68,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The default suite on two workers (pytest-xdist): every test is independent (own folders, free ports).
 test: $(STAMP) system-packages
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # The production path end to end: the Beam jobs on a worker pool whose environment is the package alone,
 # models on an object store, a month of data after the first (CI runs it after `make test`).

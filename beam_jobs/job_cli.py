@@ -1,4 +1,6 @@
-"""What the Beam jobs' command lines share: Beam flag checking and the mapping of failures to exit statuses."""
+"""What the Beam jobs' command lines share: Beam flag checking and the mapping of failures to exit
+statuses.
+"""
 
 import argparse
 import difflib
@@ -13,37 +15,57 @@ class UnknownFlag(ValueError):
 
 
 def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
-    """Raises UnknownFlag for a flag Beam would discard (it only logs them), naming the closest known one."""
+    """Raises UnknownFlag for a flag Beam would discard (it only logs them), naming the closest
+    known one.
+    """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs.shared import workers  # noqa: F401  Registers --worker_start_timeout with Beam's options.
+    from beam_jobs.shared import workers  # noqa: F401 (registers --worker_start_timeout)
 
     options = PipelineOptions(beam_args)
     known = options.get_all_options(retain_unknown_options=False)
     unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
     if unknown:
-        ours = [a.dest for a in parser._actions if a.option_strings]  # pylint: disable=protected-access
+        # pylint: disable=protected-access
+        ours = [a.dest for a in parser._actions if a.option_strings]
         close = difflib.get_close_matches(unknown[0], ours + sorted(known), n=1)
         hint = f" (did you mean --{close[0]}?)" if close else ""
-        raise UnknownFlag(f"unknown flag --{unknown[0]}{hint}; see --help, and Beam's PipelineOptions")
+        raise UnknownFlag(
+            f"unknown flag --{unknown[0]}{hint}; see --help, and Beam's PipelineOptions"
+        )
 
 
 def add_database_flags(parser: argparse.ArgumentParser) -> None:
-    """--table, --query and --partitions, for a postgresql:// --input, and --encoding for a CSV one (they
-    override the config)."""
-    parser.add_argument("--encoding", help="a CSV input's text encoding, e.g. windows-1252 (config default: utf-8); "
-                        "a line that is not text in it is set aside")
-    parser.add_argument("--table", help="with a database --input: the table (or schema.table) to read")
-    parser.add_argument("--query", help="with a database --input: a SELECT to read instead of a table")
-    parser.add_argument("--partitions", type=int, help="with a database --input: ranges of GLOBO_ID read in "
-                        "parallel (config default: 4)")
+    """--table, --query and --partitions, for a postgresql:// --input, and --encoding for a CSV one
+    (they override the config).
+    """
+    parser.add_argument(
+        "--encoding",
+        help="a CSV input's text encoding, e.g. windows-1252 (config default: utf-8); "
+        "a line that is not text in it is set aside",
+    )
+    parser.add_argument(
+        "--table", help="with a database --input: the table (or schema.table) to read"
+    )
+    parser.add_argument(
+        "--query", help="with a database --input: a SELECT to read instead of a table"
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help="with a database --input: ranges of GLOBO_ID read in parallel (config default: 4)",
+    )
 
 
 def add_serving_flags(parser: argparse.ArgumentParser) -> None:
-    """--serving_dir and --model_name: where the served model is (they override the config's serving
-    section, as tf_cartola.train's --serving_dir does)."""
-    parser.add_argument("--serving_dir", help="where model versions are pushed (the served baseline, the model "
-                        "that scores); default from the config")
+    """--serving_dir and --model_name: where the served model is (they override the config's
+    serving section, as tf_cartola.train's --serving_dir does).
+    """
+    parser.add_argument(
+        "--serving_dir",
+        help="where model versions are pushed (the served baseline, the model "
+        "that scores); default from the config",
+    )
     parser.add_argument("--model_name", help="the served model's name; default from the config")
 
 
@@ -51,23 +73,31 @@ def with_serving_flags(config, args):
     """The config with the serving section's values the command line gave."""
     from tf_cartola.contract import config as config_lib
 
-    return config_lib.override(config, "serving", serving_dir=args.serving_dir, model_name=args.model_name)
+    return config_lib.override(
+        config, "serving", serving_dir=args.serving_dir, model_name=args.model_name
+    )
 
 
-def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typing.Callable) -> int:
+def main(
+    parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typing.Callable
+) -> int:
     """Runs a job's `run(argv)` and returns the exit status: 0 done, 1 anomalies (their table on
-    stderr), 2 bad arguments, config, baseline, input or workers that cannot run the job (one line on stderr).
+    stderr), 2 bad arguments, config, baseline, input or workers that cannot run the job (one line
+    on stderr).
 
     Args:
+      parser: the job's argument parser (its -v sets up logging first).
+      run: the job's `run(argv)`, which returns its manifest.
+      argv: the command line (None: sys.argv).
       show: called with (manifest, passed) to print what the job found.
     """
     args, _ = parser.parse_known_args(argv)
     cli.setup_logging(args.verbose)
     from beam_jobs.shared import workers
     from beam_jobs.shared.outputs import AnomaliesFound
-    from tf_cartola.validate import baseline
     from tf_cartola.contract import config as config_lib
     from tf_cartola.contract import rows
+    from tf_cartola.validate import baseline
 
     try:
         manifest = run(argv)
@@ -75,8 +105,14 @@ def main(parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typi
         show(e.manifest, False)
         print(f"Anomalies found; statistics and anomalies are written.\n{e}", file=sys.stderr)
         return 1
-    except (config_lib.ConfigError, FileNotFoundError, rows.InputError, UnknownFlag, baseline.BaselineError,
-            workers.WorkersUnavailable) as e:
+    except (
+        config_lib.ConfigError,
+        FileNotFoundError,
+        rows.InputError,
+        UnknownFlag,
+        baseline.BaselineError,
+        workers.WorkersUnavailable,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     show(manifest, True)

@@ -32,37 +32,58 @@ from beam_jobs import job_cli
 from tf_cartola.common import cli
 from tf_cartola.contract import config as config_lib
 
-EXIT_STATUS = ("0 valid and transformed, 1 anomalies found, 2 bad arguments, config, input or workers that cannot "
-               "start (--worker_start_timeout)")
+EXIT_STATUS = (
+    "0 valid and transformed, 1 anomalies found, 2 bad arguments, config, input or workers that "
+    "cannot "
+    "start (--worker_start_timeout)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("beam_jobs.preprocess", __doc__, EXIT_STATUS)
     config_lib.add_flag(parser)
-    parser.add_argument("--input", help="CSV path or glob (any Beam filesystem), or postgresql://USER@HOST:PORT/DB "
-                        "(password from PGPASSWORD or ~/.pgpass); overrides the config")
+    parser.add_argument(
+        "--input",
+        help="CSV path or glob (any Beam filesystem), or postgresql://USER@HOST:PORT/DB "
+        "(password from PGPASSWORD or ~/.pgpass); overrides the config",
+    )
     job_cli.add_database_flags(parser)
     parser.add_argument("--output_dir", help="where artifacts go; overrides the config")
     parser.add_argument("--schema", help="curated schema (text proto); overrides the config")
-    parser.add_argument("--baseline", help='compare the train split with this model version or preprocessing '
-                        'output; "served" (the default) is the latest served version, "none" skips it')
-    parser.add_argument("--infer_schema", action="store_true", help="also write a schema inferred from train stats")
-    parser.add_argument("--no_fail_on_anomalies", action="store_true",
-                        help="print the anomalies but go on (the output is not valid for training)")
-    parser.add_argument("--accept", action="append", metavar="FEATURE",
-                        help="accept this feature's anomalies and drift for this run, on purpose (repeatable; "
-                             "recorded in the manifest, the report, the pushed version and the decisions log); "
-                             "anything else still fails the run")
-    parser.add_argument("--accepted_by", help="who accepts them (default: the user running the job)")
+    parser.add_argument(
+        "--baseline",
+        help="compare the train split with this model version or preprocessing "
+        'output; "served" (the default) is the latest served version, "none" skips it',
+    )
+    parser.add_argument(
+        "--infer_schema", action="store_true", help="also write a schema inferred from train stats"
+    )
+    parser.add_argument(
+        "--no_fail_on_anomalies",
+        action="store_true",
+        help="print the anomalies but go on (the output is not valid for training)",
+    )
+    parser.add_argument(
+        "--accept",
+        action="append",
+        metavar="FEATURE",
+        help="accept this feature's anomalies and drift for this run, on purpose (repeatable; "
+        "recorded in the manifest, the report, the pushed version and the decisions log); "
+        "anything else still fails the run",
+    )
+    parser.add_argument(
+        "--accepted_by", help="who accepts them (default: the user running the job)"
+    )
     job_cli.add_serving_flags(parser)
     return parser
 
 
 def run(argv=None):
-    """Parses the command line, runs `beam_jobs.jobs.preprocess.preprocess` and returns its `Manifest`.
+    """Parses the command line, runs `beam_jobs.jobs.preprocess.preprocess` and returns its
+    `Manifest`.
 
-    Data that fails validation also gets the report page (`report.html` in the output folder), something
-    to open and share, named in the error.
+    Data that fails validation also gets the report page (`report.html` in the output folder),
+    something to open and share, named in the error.
 
     Raises:
       job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
@@ -79,28 +100,47 @@ def run(argv=None):
     job_cli.check_beam_flags(beam_args, _parser())
     config = job_cli.with_serving_flags(config_lib.load(args.config), args)
     config = config_lib.override(
-        config, "preprocess", input=args.input, output_dir=args.output_dir, schema=args.schema, baseline=args.baseline,
-        table=args.table, query=args.query, partitions=args.partitions, encoding=args.encoding,
+        config,
+        "preprocess",
+        input=args.input,
+        output_dir=args.output_dir,
+        schema=args.schema,
+        baseline=args.baseline,
+        table=args.table,
+        query=args.query,
+        partitions=args.partitions,
+        encoding=args.encoding,
         fail_on_anomalies=False if args.no_fail_on_anomalies else None,
-        accept=tuple(args.accept) if args.accept else None, accepted_by=args.accepted_by,
+        accept=tuple(args.accept) if args.accept else None,
+        accepted_by=args.accepted_by,
     )
     try:
-        return preprocess_job.preprocess(config.preprocess, PipelineOptions(beam_args), args.infer_schema, config)
+        return preprocess_job.preprocess(
+            config.preprocess, PipelineOptions(beam_args), args.infer_schema, config
+        )
     except AnomaliesFound as e:
-        page = report.write_report(files.join(config.preprocess.output_dir, "report.html"),
-                                   config.preprocess.output_dir)
+        page = report.write_report(
+            files.join(config.preprocess.output_dir, "report.html"), config.preprocess.output_dir
+        )
         raise AnomaliesFound(f"{e}\nreport: {page}", e.manifest) from None
 
 
 def _show(manifest, passed: bool) -> None:
     from tf_cartola.validate import validation
 
-    shown = [tuple(a[k] for k in ("split", "feature", "kind", "description")) for a in manifest.anomalies]
+    shown = [
+        tuple(a[k] for k in ("split", "feature", "kind", "description"))
+        for a in manifest.anomalies
+    ]
     if passed and shown:  # Accepted, or --no_fail_on_anomalies: said all the same.
         print(f"Anomalies (the run goes on):\n{validation.format_table(shown)}", file=sys.stderr)
     if passed:
-        print(json.dumps({"output_dir": manifest.dir, "rows": manifest.rows, "seconds": manifest.seconds},
-                         indent=2))
+        print(
+            json.dumps(
+                {"output_dir": manifest.dir, "rows": manifest.rows, "seconds": manifest.seconds},
+                indent=2,
+            )
+        )
 
 
 def main(argv=None) -> int:

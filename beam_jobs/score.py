@@ -1,18 +1,22 @@
-"""Scores every user of a CSV (file, glob or gs://) or a PostgreSQL table with a pushed model, in one Beam job.
+"""Scores every user of a CSV (file, glob or gs://) or a PostgreSQL table with a pushed model, in
+one Beam job.
 
 Locally (DirectRunner):
 
-    python -m beam_jobs.score --input data/cartola.csv --serving_dir serving_models --output runs/score/scores
+    python -m beam_jobs.score --input data/cartola.csv --serving_dir serving_models \
+        --output runs/score/scores
     python -m beam_jobs.score --input postgresql://cartola@db:5432/cartola --table users \
-        --model_dir serving_models/cartola_pro/3 --db postgresql://cartola@db:5432/cartola --scores_table scores
+        --model_dir serving_models/cartola_pro/3 --db postgresql://cartola@db:5432/cartola \
+        --scores_table scores
 
-On Dataflow add `--runner DataflowRunner --project P --region R --temp_location gs://B/tmp` and the
-worker image or `--setup_file ./setup.py` (README, "Beyond one machine"); inputs, the model and the output
-on gs://. The model is the latest version of --model_name under --serving_dir unless --version or
---model_dir says otherwise. Writes `<output>-NNNNN-of-NNNNN.csv` (GLOBO_ID, pro_probability, model_name,
-model_version, run_id), the rows set aside (bad, or with --set_aside_invalid outside the
-model's schema) in `<prefix>.bad-*.jsonl` and `<prefix>.manifest.json`, where the prefix
-is --output, else --scores_table. Any flag this module does not know goes to Beam's PipelineOptions.
+On Dataflow add `--runner DataflowRunner --project P --region R --temp_location gs://B/tmp` and
+the worker image or `--setup_file ./setup.py` (README, "Beyond one machine"); inputs, the model
+and the output on gs://. The model is the latest version of --model_name under --serving_dir
+unless --version or --model_dir says otherwise. Writes `<output>-NNNNN-of-NNNNN.csv` (GLOBO_ID,
+pro_probability, model_name, model_version, run_id), the rows set aside (bad, or with
+--set_aside_invalid outside the model's schema) in `<prefix>.bad-*.jsonl` and
+`<prefix>.manifest.json`, where the prefix is --output, else --scores_table. Any flag this module
+does not know goes to Beam's PipelineOptions.
 """
 
 import argparse
@@ -24,26 +28,45 @@ from tf_cartola.common import cli, timing
 from tf_cartola.contract import config as config_lib
 from tf_cartola.validate import scoring_checks
 
-EXIT_STATUS = ("0 scored, 2 bad arguments, config, input, no model version or workers that cannot start "
-               "(--worker_start_timeout)")
+EXIT_STATUS = (
+    "0 scored, 2 bad arguments, config, input, no model version or workers that cannot start "
+    "(--worker_start_timeout)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("beam_jobs.score", __doc__, EXIT_STATUS)
     config_lib.add_flag(parser)
-    parser.add_argument("--input", required=True, help="CSV path or glob (any Beam filesystem), or "
-                        "postgresql://USER@HOST:PORT/DB with --table or --query")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="CSV path or glob (any Beam filesystem), or "
+        "postgresql://USER@HOST:PORT/DB with --table or --query",
+    )
     job_cli.add_database_flags(parser)
     job_cli.add_serving_flags(parser)
-    parser.add_argument("--version", type=int, help="score with this version (default: the latest)")
+    parser.add_argument(
+        "--version", type=int, help="score with this version (default: the latest)"
+    )
     parser.add_argument("--model_dir", help="score with this SavedModel folder instead")
     parser.add_argument("--output", help="prefix of the CSV shards of scores")
-    parser.add_argument("--db", help="also (or instead) upsert the scores into this postgresql:// database")
-    parser.add_argument("--scores_table", default="scores", help="with --db (default: %(default)s)")
-    parser.add_argument("--set_aside_invalid", action="store_true", help="set aside rows outside the model's "
-                        "schema (a value out of its domain, an empty required feature) instead of scoring them")
-    parser.add_argument("--run_id", help="the run's id, kept with every score; a rerun with the same id replaces "
-                        "its rows in a table (default: this month, YYYY-MM)")
+    parser.add_argument(
+        "--db", help="also (or instead) upsert the scores into this postgresql:// database"
+    )
+    parser.add_argument(
+        "--scores_table", default="scores", help="with --db (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--set_aside_invalid",
+        action="store_true",
+        help="set aside rows outside the model's "
+        "schema (a value out of its domain, an empty required feature) instead of scoring them",
+    )
+    parser.add_argument(
+        "--run_id",
+        help="the run's id, kept with every score; a rerun with the same id replaces "
+        "its rows in a table (default: this month, YYYY-MM)",
+    )
     return parser
 
 
@@ -56,8 +79,8 @@ def run(argv=None) -> dict:
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs.shared import inputs as inputs_lib
     from beam_jobs.jobs import score as score_job
+    from beam_jobs.shared import inputs as inputs_lib
 
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -65,21 +88,42 @@ def run(argv=None) -> dict:
     if not args.output and not args.db:
         parser.error("nowhere to write the scores: give --output and/or --db")
     config = job_cli.with_serving_flags(config_lib.load(args.config), args)
-    model = score_job.find_model(config.serving.serving_dir, config.serving.model_name, args.version,
-                                 args.model_dir)
-    cfg = config_lib.override(config, "preprocess", table=args.table, query=args.query, partitions=args.partitions,
-                              encoding=args.encoding).preprocess
-    return score_job.score(args.input, model, PipelineOptions(beam_args), args.run_id or timing.this_month(),
-                           args.output, args.db, args.scores_table,
-                           inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions), cfg.encoding,
-                           args.set_aside_invalid)
+    model = score_job.find_model(
+        config.serving.serving_dir, config.serving.model_name, args.version, args.model_dir
+    )
+    cfg = config_lib.override(
+        config,
+        "preprocess",
+        table=args.table,
+        query=args.query,
+        partitions=args.partitions,
+        encoding=args.encoding,
+    ).preprocess
+    return score_job.score(
+        args.input,
+        model,
+        PipelineOptions(beam_args),
+        args.run_id or timing.this_month(),
+        args.output,
+        args.db,
+        args.scores_table,
+        inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions),
+        cfg.encoding,
+        args.set_aside_invalid,
+    )
 
 
 def _show(manifest: dict, passed: bool) -> None:
     if passed:
-        print(json.dumps({k: manifest[k] for k in ("model", "rows", "outputs", "seconds")}, indent=2))
-        for line in scoring_checks.warnings(manifest["rows"]["read"], manifest["invalid"], manifest["duplicate_ids"],
-                                            manifest["set_aside_invalid"]):
+        print(
+            json.dumps({k: manifest[k] for k in ("model", "rows", "outputs", "seconds")}, indent=2)
+        )
+        for line in scoring_checks.warnings(
+            manifest["rows"]["read"],
+            manifest["invalid"],
+            manifest["duplicate_ids"],
+            manifest["set_aside_invalid"],
+        ):
             print(f"warning: {line}", file=sys.stderr)
 
 

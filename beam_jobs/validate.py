@@ -23,22 +23,37 @@ from beam_jobs import job_cli
 from tf_cartola.common import cli
 from tf_cartola.contract import config as config_lib
 
-EXIT_STATUS = ("0 valid, 1 anomalies, drift or bad rows found, 2 bad arguments, config, baseline, input or "
-               "workers that cannot start (--worker_start_timeout)")
+EXIT_STATUS = (
+    "0 valid, 1 anomalies, drift or bad rows found, 2 bad arguments, config, baseline, input or "
+    "workers that cannot start (--worker_start_timeout)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("beam_jobs.validate", __doc__, EXIT_STATUS)
     config_lib.add_flag(parser)
-    parser.add_argument("--input", required=True, help="files of the batch: a path or glob (any Beam filesystem); "
-                        "or users in a database: postgresql://USER@HOST:PORT/DB with --table or --query")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="files of the batch: a path or glob (any Beam filesystem); "
+        "or users in a database: postgresql://USER@HOST:PORT/DB with --table or --query",
+    )
     job_cli.add_database_flags(parser)
-    parser.add_argument("--format", choices=("csv", "prediction_log"), default="csv",
-                        help="csv (the default) or prediction_log (TFRecords of TF Serving PredictionLog)")
-    parser.add_argument("--baseline", default="served",
-                        help='a model version or preprocessing output; "served" (the default) is the latest '
-                             "served version of the configured model")
-    parser.add_argument("--output_dir", default="runs/validate", help="where artifacts go (default: %(default)s)")
+    parser.add_argument(
+        "--format",
+        choices=("csv", "prediction_log"),
+        default="csv",
+        help="csv (the default) or prediction_log (TFRecords of TF Serving PredictionLog)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default="served",
+        help='a model version or preprocessing output; "served" (the default) is the latest '
+        "served version of the configured model",
+    )
+    parser.add_argument(
+        "--output_dir", default="runs/validate", help="where artifacts go (default: %(default)s)"
+    )
     job_cli.add_serving_flags(parser)
     return parser
 
@@ -51,23 +66,42 @@ def run(argv=None) -> dict:
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs.shared import inputs as inputs_lib
     from beam_jobs.jobs import validate as validation_job
+    from beam_jobs.shared import inputs as inputs_lib
     from tf_cartola.validate import baseline as baseline_lib
 
     args, beam_args = _parser().parse_known_args(argv)
     job_cli.check_beam_flags(beam_args, _parser())
     config = job_cli.with_serving_flags(config_lib.load(args.config), args)
-    cfg = config_lib.override(config, "preprocess", baseline=args.baseline, table=args.table, query=args.query,
-                              partitions=args.partitions, encoding=args.encoding).preprocess
-    baseline = baseline_lib.resolve(cfg.baseline, config.serving.serving_dir, config.serving.model_name)
+    cfg = config_lib.override(
+        config,
+        "preprocess",
+        baseline=args.baseline,
+        table=args.table,
+        query=args.query,
+        partitions=args.partitions,
+        encoding=args.encoding,
+    ).preprocess
+    baseline = baseline_lib.resolve(
+        cfg.baseline, config.serving.serving_dir, config.serving.model_name
+    )
     if baseline is None:
         raise baseline_lib.BaselineError(
-            f"no baseline: no version of {config.serving.model_name} under {config.serving.serving_dir} carries "
-            "one, and --baseline names no model version or preprocessing output")
-    return validation_job.validate(args.input, baseline, args.output_dir, PipelineOptions(beam_args), args.format,
-                                   cfg.drift_false_alarm_rate, cfg.max_bad_row_fraction,
-                                   inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions), cfg.encoding)
+            f"no baseline: no version of {config.serving.model_name} under "
+            f"{config.serving.serving_dir} carries "
+            "one, and --baseline names no model version or preprocessing output"
+        )
+    return validation_job.validate(
+        args.input,
+        baseline,
+        args.output_dir,
+        PipelineOptions(beam_args),
+        args.format,
+        cfg.drift_false_alarm_rate,
+        cfg.max_bad_row_fraction,
+        inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions),
+        cfg.encoding,
+    )
 
 
 def drift_table(drift: dict) -> str:

@@ -4,7 +4,8 @@
     python bench/pipeline.py --csv data/cartola.csv --variants ours,ours_mp,textbook
 
 Variants, each a fresh process (or two) on the same CSV, in this order:
-  ours      `python -m beam_jobs.preprocess`, `python -m tf_cartola.train`, then `python -m beam_jobs.score`
+  ours      `python -m beam_jobs.preprocess`, `python -m tf_cartola.train`, then `python -m
+            beam_jobs.score`
             of every row with the pushed version (DirectRunner, one process each)
   ours_mp   the same with `--direct_running_mode=multi_processing --direct_num_workers=2`
   ours_mt   the same with `--direct_running_mode=multi_threading --direct_num_workers=2`
@@ -54,27 +55,71 @@ def ours(csv: str, work: str, beam_args) -> dict:
     """Our preprocessing job and training process, through their CLIs."""
     preprocess_dir = os.path.join(work, "preprocess")
     os.makedirs(work)
-    pre = run_process([sys.executable, "-m", "beam_jobs.preprocess", "--config", "configs/default.yaml",
-                       "--input", csv, "--output_dir", preprocess_dir, *beam_args], os.path.join(work, "preprocess.log"))
+    pre = run_process(
+        [
+            sys.executable,
+            "-m",
+            "beam_jobs.preprocess",
+            "--config",
+            "configs/default.yaml",
+            "--input",
+            csv,
+            "--output_dir",
+            preprocess_dir,
+            *beam_args,
+        ],
+        os.path.join(work, "preprocess.log"),
+    )
     run_dir = os.path.join(work, "run")
-    train = run_process([sys.executable, "-m", "tf_cartola.train", "--config", "configs/default.yaml",
-                         "--preprocess_dir", preprocess_dir, "--serving_dir", os.path.join(work, "serving"),
-                         "--run_dir", run_dir], os.path.join(work, "train.log"))
+    train = run_process(
+        [
+            sys.executable,
+            "-m",
+            "tf_cartola.train",
+            "--config",
+            "configs/default.yaml",
+            "--preprocess_dir",
+            preprocess_dir,
+            "--serving_dir",
+            os.path.join(work, "serving"),
+            "--run_dir",
+            run_dir,
+        ],
+        os.path.join(work, "train.log"),
+    )
     scores = os.path.join(work, "scores", "scores")
-    score = run_process([sys.executable, "-m", "beam_jobs.score", "--input", csv, "--serving_dir",
-                         os.path.join(work, "serving"), "--output", scores, *beam_args], os.path.join(work, "score.log"))
+    score = run_process(
+        [
+            sys.executable,
+            "-m",
+            "beam_jobs.score",
+            "--input",
+            csv,
+            "--serving_dir",
+            os.path.join(work, "serving"),
+            "--output",
+            scores,
+            *beam_args,
+        ],
+        os.path.join(work, "score.log"),
+    )
     with open(os.path.join(preprocess_dir, "manifest.json")) as f:
         manifest = json.load(f)
     with open(os.path.join(run_dir, "blessing.json")) as f:
         blessing = json.load(f)
     with open(f"{scores}.manifest.json") as f:
         scored = json.load(f)
-    assert scored["rows"]["scored"] + scored["rows"]["bad"] + scored["rows"]["set_aside"] == scored["rows"]["read"]
+    assert (
+        scored["rows"]["scored"] + scored["rows"]["bad"] + scored["rows"]["set_aside"]
+        == scored["rows"]["read"]
+    )
     return {
         "processes": {"preprocess": pre, "train": train, "score": score},
-        "stages": {**{f"preprocess.{k}": v for k, v in manifest["seconds"].items()},
-                   **{f"train.{k}": v for k, v in blessing["seconds"].items()},
-                   **{f"score.{k}": v for k, v in scored["seconds"].items()}},
+        "stages": {
+            **{f"preprocess.{k}": v for k, v in manifest["seconds"].items()},
+            **{f"train.{k}": v for k, v in blessing["seconds"].items()},
+            **{f"score.{k}": v for k, v in scored["seconds"].items()},
+        },
         "rows": manifest["rows"]["read"],
         "epochs": blessing["epochs_run"],
         "ks": round(blessing["metrics"]["ks"], 4),
@@ -85,8 +130,21 @@ def textbook(csv: str, work: str, epochs: int) -> dict:
     """bench/textbook_pipeline.py in its own process."""
     os.makedirs(work)
     out = os.path.join(work, "stages.json")
-    proc = run_process([sys.executable, os.path.join(HERE, "textbook_pipeline.py"), "--csv", csv,
-                        "--work_dir", work, "--epochs", str(epochs), "--out", out], os.path.join(work, "textbook.log"))
+    proc = run_process(
+        [
+            sys.executable,
+            os.path.join(HERE, "textbook_pipeline.py"),
+            "--csv",
+            csv,
+            "--work_dir",
+            work,
+            "--epochs",
+            str(epochs),
+            "--out",
+            out,
+        ],
+        os.path.join(work, "textbook.log"),
+    )
     with open(out) as f:
         stages = json.load(f)
     return {"processes": {"textbook": proc}, "stages": stages, "epochs": epochs}
@@ -94,10 +152,15 @@ def textbook(csv: str, work: str, epochs: int) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=128_000, help="rows to generate when --csv is not given")
+    parser.add_argument(
+        "--rows", type=int, default=128_000, help="rows to generate when --csv is not given"
+    )
     parser.add_argument("--csv", help="an existing CSV of the documented format")
-    parser.add_argument("--variants", default="ours,textbook",
-                        help="comma-separated, run in this order: ours, ours_mp, ours_mt, textbook")
+    parser.add_argument(
+        "--variants",
+        default="ours,textbook",
+        help="comma-separated, run in this order: ours, ours_mp, ours_mt, textbook",
+    )
     parser.add_argument("--out", help="results JSON (default bench/results/pipeline-<rows>.json)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -105,8 +168,21 @@ def main(argv=None) -> None:
         csv = args.csv
         if not csv:
             csv = os.path.join(tmp, "cartola.csv")
-            subprocess.run([sys.executable, "-m", "tf_cartola.read.synthetic", "--rows", str(args.rows), "--seed", "0",
-                            "--out", csv], cwd=ROOT, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "tf_cartola.read.synthetic",
+                    "--rows",
+                    str(args.rows),
+                    "--seed",
+                    "0",
+                    "--out",
+                    csv,
+                ],
+                cwd=ROOT,
+                check=True,
+            )
         csv = os.path.abspath(csv)
         results, epochs = {}, 6
         for variant in args.variants.split(","):
@@ -121,7 +197,8 @@ def main(argv=None) -> None:
     for r in results.values():
         for p in r["processes"].values():
             p["rows_per_second"] = round(rows / p["seconds"])
-        # Preprocess and train, the retraining path the textbook variant also runs; scoring is reported apart.
+        # Preprocess and train, the retraining path the textbook variant also runs; scoring is
+        # reported apart.
         fit = [p for name, p in r["processes"].items() if name != "score"]
         r["seconds"] = round(sum(p["seconds"] for p in fit), 2)
         r["rows_per_second"] = round(rows / r["seconds"])
@@ -129,8 +206,12 @@ def main(argv=None) -> None:
     if "textbook" in results:
         for r in results.values():
             r["ratio_to_textbook"] = round(r["seconds"] / results["textbook"]["seconds"], 3)
-    report = {"csv": csv if args.csv else f"generated, {rows} rows", "rows": rows, "cores": os.cpu_count(),
-              "variants": results}
+    report = {
+        "csv": csv if args.csv else f"generated, {rows} rows",
+        "rows": rows,
+        "cores": os.cpu_count(),
+        "variants": results,
+    }
     print(json.dumps(report, indent=2))
     out = args.out or os.path.join(HERE, "results", f"pipeline-{rows}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)

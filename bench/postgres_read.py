@@ -1,11 +1,12 @@
-"""Reading users from PostgreSQL vs from a CSV file, side by side in one run, into typed record batches.
+"""Reading users from PostgreSQL vs from a CSV file, side by side in one run, into typed record
+batches.
 
     python bench/postgres_read.py --rows 1000000 [--partitions 4]
 
 Generates the users, writes them as a CSV, starts a throwaway PostgreSQL on loopback
 (tf_cartola.read.local_postgres) and loads the same rows with COPY; then times, one
-after the other: the CSV through `csv_reader.read_csv`, the snapshot with the row count and fingerprint
-the database computes (part of every table read below), the table as one partition
+after the other: the CSV through `csv_reader.read_csv`, the snapshot with the row count and
+fingerprint the database computes (part of every table read below), the table as one partition
 (`postgres.read_all`), and the table as N partitions read by N threads (as N Beam
 workers would). Prints rows/s and each rate's ratio to the CSV's; writes
 bench/results/postgres_read-ROWS.json.
@@ -51,8 +52,10 @@ def main(argv=None) -> None:
                 return _rows(csv_reader.read_csv(f, path))
 
         def table_partitions():
-            with postgres.snapshot(server.url, "users", partitions=args.partitions) as (parts, _), \
-                    concurrent.futures.ThreadPoolExecutor(args.partitions) as pool:
+            with (
+                postgres.snapshot(server.url, "users", partitions=args.partitions) as (parts, _),
+                concurrent.futures.ThreadPoolExecutor(args.partitions) as pool,
+            ):
                 return sum(pool.map(lambda p: _rows(postgres.read_partition(p)), parts))
 
         def snapshot_only():
@@ -67,7 +70,10 @@ def main(argv=None) -> None:
     for name, r in results.items():
         if isinstance(r, dict):
             r["ratio_to_csv"] = round(r["rows_per_second"] / base, 2)
-            print(f"{name:>32}: {r['seconds']:7.2f} s  {r['rows_per_second']:>9,} rows/s  x{r['ratio_to_csv']}")
+            print(
+                f"{name:>32}: {r['seconds']:7.2f} s  {r['rows_per_second']:>9,} rows/s  "
+                f"x{r['ratio_to_csv']}"
+            )
     print(f"load with COPY: {results['load_copy_seconds']} s")
     out = os.path.join(os.path.dirname(__file__), "results", f"postgres_read-{args.rows}.json")
     with open(out, "w") as f:

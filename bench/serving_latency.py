@@ -1,5 +1,5 @@
-"""Serving latency and throughput, side by side in one run: the signature in-process vs the local server
-over gRPC and REST, and over gRPC with TF Serving's batching as the container configures it.
+"""Serving latency and throughput, side by side in one run: the signature in-process vs the local
+server over gRPC and REST, and over gRPC with TF Serving's batching as the container configures it.
 
     python bench/serving_latency.py --model_base_path serving_models/cartola_pro [--requests 300]
 
@@ -34,16 +34,18 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.rest_client import RestClient, RestError
-from tf_cartola.export import requests
-from tf_cartola.contract import signatures
 from tf_cartola.common import loopback
+from tf_cartola.contract import signatures
+from tf_cartola.export import requests
 from tf_cartola.read import synthetic
 
 MODEL = "cartola_pro"
 
 
 def _run(make_call, requests: int, concurrency: int) -> dict:
-    """Latencies (ms) of `requests` calls spread over `concurrency` threads, each with its own call."""
+    """Latencies (ms) of `requests` calls spread over `concurrency` threads, each with its own
+    call.
+    """
     calls = [make_call() for _ in range(concurrency)]
     for call in calls:
         call()  # Warm: first calls trace and connect.
@@ -60,8 +62,11 @@ def _run(make_call, requests: int, concurrency: int) -> dict:
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         latencies = sorted(x for part in pool.map(worker, calls) for x in part)
     seconds = time.perf_counter() - start
-    return {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99)),
-            "calls_per_second": len(latencies) / seconds}
+    return {
+        "p50": float(np.percentile(latencies, 50)),
+        "p99": float(np.percentile(latencies, 99)),
+        "calls_per_second": len(latencies) / seconds,
+    }
 
 
 def _grpc_call(address: str, request):
@@ -70,7 +75,9 @@ def _grpc_call(address: str, request):
 
 
 def _rest_call(url: str, body: bytes):
-    connection = http.client.HTTPConnection(*urllib.parse.urlsplit(url).netloc.split(":"), timeout=60)
+    connection = http.client.HTTPConnection(
+        *urllib.parse.urlsplit(url).netloc.split(":"), timeout=60
+    )
     path = urllib.parse.urlsplit(url).path
 
     def call():
@@ -82,12 +89,24 @@ def _rest_call(url: str, body: bytes):
     return call
 
 
-def _start_server(model_base_path: str, log, *flags: str) -> typing.Tuple[subprocess.Popen, str, RestClient]:
+def _start_server(
+    model_base_path: str, log, *flags: str
+) -> typing.Tuple[subprocess.Popen, str, RestClient]:
     """`python -m serving.local_server` on free loopback ports; returns once the model answers."""
     grpc_port, rest_port = loopback.free_port(), loopback.free_port()
-    process = subprocess.Popen([sys.executable, "-m", "serving.local_server", f"--model_name={MODEL}",
-                                f"--model_base_path={model_base_path}", f"--port={grpc_port}",
-                                f"--rest_api_port={rest_port}", *flags], stderr=log)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serving.local_server",
+            f"--model_name={MODEL}",
+            f"--model_base_path={model_base_path}",
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            *flags,
+        ],
+        stderr=log,
+    )
     client = RestClient(f"http://127.0.0.1:{rest_port}", MODEL, retries=0)
     deadline = time.monotonic() + 120
     while True:
@@ -107,8 +126,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_base_path", default="serving_models/cartola_pro")
     parser.add_argument("--requests", type=int, default=320)
-    parser.add_argument("--batching_parameters_file", default="serving/batching_parameters.txt",
-                        help="the batching file of the 'gRPC batched' server (the container's by default)")
+    parser.add_argument(
+        "--batching_parameters_file",
+        default="serving/batching_parameters.txt",
+        help="the batching file of the 'gRPC batched' server (the container's by default)",
+    )
     args = parser.parse_args(argv)
     frame = synthetic.generate(1024, seed=1).drop(columns=["pro_target"])
     records = frame.astype(object).where(pd.notna(frame), None).to_dict("records")
@@ -117,28 +139,45 @@ def main(argv=None) -> None:
     servers = []  # Stopped whatever happens, including when the second one does not come up.
     try:
         servers.append(_start_server(args.model_base_path, log))
-        servers.append(_start_server(args.model_base_path, log, "--enable_batching=true",
-                                     f"--batching_parameters_file={args.batching_parameters_file}"))
+        servers.append(
+            _start_server(
+                args.model_base_path,
+                log,
+                "--enable_batching=true",
+                f"--batching_parameters_file={args.batching_parameters_file}",
+            )
+        )
         (_, grpc_address, client), (_, batched_address, _) = servers
         version = client.served_version()
         raw = tf.saved_model.load(os.path.join(args.model_base_path, str(version))).signatures[
-            signatures.RAW_SIGNATURE]
+            signatures.RAW_SIGNATURE
+        ]
         names = client.raw_inputs()
         print(f"model version {version}, {args.requests} requests per cell; latency in ms")
-        print(f"{'batch':>5} {'clients':>7} {'path':<12} {'p50':>7} {'p99':>7} {'rows/s':>9} "
-              f"{'p50 - in-process':>17} {'rows/s share':>12}")
+        print(
+            f"{'batch':>5} {'clients':>7} {'path':<12} {'p50':>7} {'p99':>7} {'rows/s':>9} "
+            f"{'p50 - in-process':>17} {'rows/s share':>12}"
+        )
         for batch in (1, 64, 1024):
             columns = requests.to_columns(records[:batch], names)
-            tensors = {k: tf.constant(v, tf.string if k == "pixels" else tf.float32) for k, v in columns.items()}
+            tensors = {
+                k: tf.constant(v, tf.string if k == "pixels" else tf.float32)
+                for k, v in columns.items()
+            }
             # The same rows, encoded once: each path pays for its transport and the server, not for
             # turning Python records into a request.
             request = predict_pb2.PredictRequest()
-            request.model_spec.name, request.model_spec.signature_name = MODEL, signatures.RAW_SIGNATURE
+            request.model_spec.name, request.model_spec.signature_name = (
+                MODEL,
+                signatures.RAW_SIGNATURE,
+            )
             for name, proto in requests.raw_columns_tensor_protos(records[:batch], names).items():
                 request.inputs[name].CopyFrom(proto)
-            body = json.dumps({"signature_name": signatures.RAW_SIGNATURE, "inputs": columns}).encode()
+            body = json.dumps(
+                {"signature_name": signatures.RAW_SIGNATURE, "inputs": columns}
+            ).encode()
             paths = {
-                "in-process": lambda: (lambda: raw(**tensors)),
+                "in-process": lambda: lambda: raw(**tensors),
                 "gRPC": lambda: _grpc_call(grpc_address, request),
                 "gRPC batched": lambda: _grpc_call(batched_address, request),
                 "REST": lambda: _rest_call(f"{client.url}/v1/models/{MODEL}:predict", body),
@@ -148,13 +187,21 @@ def main(argv=None) -> None:
                 cell = {name: _run(make, calls, concurrency) for name, make in paths.items()}
                 base = cell["in-process"]
                 for name, r in cell.items():
-                    r.update(batch=batch, clients=concurrency, path=name, rows_per_second=r["calls_per_second"] * batch,
-                             p50_minus_in_process=r["p50"] - base["p50"],
-                             rows_share_of_in_process=r["calls_per_second"] / base["calls_per_second"])
+                    r.update(
+                        batch=batch,
+                        clients=concurrency,
+                        path=name,
+                        rows_per_second=r["calls_per_second"] * batch,
+                        p50_minus_in_process=r["p50"] - base["p50"],
+                        rows_share_of_in_process=r["calls_per_second"] / base["calls_per_second"],
+                    )
                     results.append(r)
-                    print(f"{batch:>5} {concurrency:>7} {name:<12} {r['p50']:>7.2f} {r['p99']:>7.2f} "
-                          f"{r['rows_per_second']:>9,.0f} {r['p50_minus_in_process']:>17.2f} "
-                          f"{r['rows_share_of_in_process']:>12.2f}")
+                    print(
+                        f"{batch:>5} {concurrency:>7} {name:<12} {r['p50']:>7.2f} "
+                        f"{r['p99']:>7.2f} "
+                        f"{r['rows_per_second']:>9,.0f} {r['p50_minus_in_process']:>17.2f} "
+                        f"{r['rows_share_of_in_process']:>12.2f}"
+                    )
     finally:
         for process, _, _ in servers:
             process.terminate()

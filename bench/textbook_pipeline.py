@@ -1,6 +1,8 @@
-"""The textbook pipeline, as TFDV, tf.Transform and Keras document it: the baseline of bench/pipeline.py.
+"""The textbook pipeline, as TFDV, tf.Transform and Keras document it: the baseline of
+bench/pipeline.py.
 
-    python bench/textbook_pipeline.py --csv data/cartola.csv --work_dir /tmp/textbook --epochs 6 [--out stages.json]
+    python bench/textbook_pipeline.py --csv data/cartola.csv --work_dir /tmp/textbook --epochs 6 \
+        [--out stages.json]
 
 TFDV statistics of the CSV (`generate_statistics_from_csv`), `infer_schema`,
 `validate_statistics`; `AnalyzeAndTransformDataset` over `CsvTFXIO` with the
@@ -41,10 +43,9 @@ def main(argv=None) -> None:
     import tensorflow_data_validation as tfdv
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
+    import tf_keras
     from tensorflow_transform.tf_metadata import schema_utils
     from tfx_bsl.public import tfxio
-
-    import tf_keras
 
     from tf_cartola.contract import config as config_lib
     from tf_cartola.contract import features as F
@@ -55,7 +56,9 @@ def main(argv=None) -> None:
         for column in F.RAW_FEATURES:
             value, valid = engineer(column, inputs[column])
             imputed = tf.where(valid, value, tft.mean(tf.boolean_mask(value, valid)))
-            outputs[F.transformed_name(column)] = tf.cast(tft.scale_to_z_score(imputed), tf.float32)
+            outputs[F.transformed_name(column)] = tf.cast(
+                tft.scale_to_z_score(imputed), tf.float32
+            )
         return outputs
 
     lap("import")
@@ -74,9 +77,10 @@ def main(argv=None) -> None:
     transformed_prefix = os.path.join(args.work_dir, "transformed", "data")
     with beam.Pipeline() as p, tft_beam.Context(temp_dir=os.path.join(args.work_dir, "tmp")):
         raw = p | "ReadCsv" >> source.BeamSource()
-        transformed, transform_fn = (raw, source.TensorAdapterConfig()) | tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn, output_record_batches=True
-        )
+        transformed, transform_fn = (
+            raw,
+            source.TensorAdapterConfig(),
+        ) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn, output_record_batches=True)
         _ = (
             transformed
             | tft_beam.EncodeTransformedDataset()
@@ -101,10 +105,15 @@ def main(argv=None) -> None:
         .prefetch(tf.data.AUTOTUNE)
     )
     inputs = {name: tf_keras.Input(shape=(1,), name=name) for name in hparams.features}
-    output = tf_keras.layers.Dense(1, activation="sigmoid")(tf_keras.layers.Concatenate()(list(inputs.values())))
+    output = tf_keras.layers.Dense(1, activation="sigmoid")(
+        tf_keras.layers.Concatenate()(list(inputs.values()))
+    )
     model = tf_keras.Model(inputs=inputs, outputs=output)
-    model.compile(optimizer=tf_keras.optimizers.Adam(hparams.learning_rate), loss="binary_crossentropy",
-                  metrics=[tf_keras.metrics.AUC()])
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(hparams.learning_rate),
+        loss="binary_crossentropy",
+        metrics=[tf_keras.metrics.AUC()],
+    )
     model.fit(dataset, epochs=args.epochs, verbose=0)
     lap("train")
 
@@ -114,10 +123,17 @@ def main(argv=None) -> None:
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_examples_fn(serialized):
         transformed = model.tft_layer(tf.io.parse_example(serialized, raw_spec))
-        return {"pro_probability": model({n: tf.expand_dims(transformed[n], -1) for n in hparams.features})}
+        return {
+            "pro_probability": model(
+                {n: tf.expand_dims(transformed[n], -1) for n in hparams.features}
+            )
+        }
 
-    model.save(os.path.join(args.work_dir, "export"), save_format="tf",
-               signatures={"serving_default": serve_tf_examples_fn})
+    model.save(
+        os.path.join(args.work_dir, "export"),
+        save_format="tf",
+        signatures={"serving_default": serve_tf_examples_fn},
+    )
     lap("export")
     print(json.dumps(seconds))
     if args.out:

@@ -1,1 +1,3 @@
-"""Serving: TF Serving config, clients (REST and gRPC), and a TF-Serving-compatible local server."""
+"""Serving: TF Serving config, clients (REST and gRPC), and a TF-Serving-compatible local
+server.
+"""

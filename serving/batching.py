@@ -61,36 +61,60 @@ class BatchingParameters:
         if any(b <= a for a, b in zip(sizes, sizes[1:])):
             raise ValueError("allowed_batch_sizes entries must be monotonically increasing")
         if sizes and sizes[-1] != self.execution_batch_size:
-            which = "max_execution_batch_size" if self.enable_large_batch_splitting else "max_batch_size"
-            raise ValueError(f"final entry in allowed_batch_sizes ({sizes[-1]}) must equal {which} "
-                             f"({self.execution_batch_size})")
+            which = (
+                "max_execution_batch_size"
+                if self.enable_large_batch_splitting
+                else "max_batch_size"
+            )
+            raise ValueError(
+                f"final entry in allowed_batch_sizes ({sizes[-1]}) must equal {which} "
+                f"({self.execution_batch_size})"
+            )
         if self.num_batch_threads < 1 or self.max_batch_size < 1:
             raise ValueError("num_batch_threads and max_batch_size must be positive")
         return self
 
 
-_WRAPPED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
-            "max_execution_batch_size")
-_IMPLEMENTED = {*_WRAPPED, "allowed_batch_sizes", "pad_variable_length_inputs", "enable_large_batch_splitting"}
+_WRAPPED = (
+    "max_batch_size",
+    "batch_timeout_micros",
+    "max_enqueued_batches",
+    "num_batch_threads",
+    "max_execution_batch_size",
+)
+_IMPLEMENTED = {
+    *_WRAPPED,
+    "allowed_batch_sizes",
+    "pad_variable_length_inputs",
+    "enable_large_batch_splitting",
+}
 
 
 def parse(text: str) -> BatchingParameters:
-    """A `--batching_parameters_file` (a BatchingParameters text proto), read as TF Serving reads it.
+    """A `--batching_parameters_file` (a BatchingParameters text proto), read as TF Serving reads
+    it.
 
     Fields TF Serving accepts and this server does not implement (the thread pool's name, lazy
     splitting, the priority queues) are accepted and logged.
 
     Raises:
-      text_format.ParseError: a field BatchingParameters does not have, or a value of the wrong type.
+      text_format.ParseError: a field BatchingParameters does not have, or a value of the wrong
+      type.
       ValueError: values TF Serving refuses at start-up (see `BatchingParameters.validate`).
     """
     message = tf_serving_configs.parse(text, "BatchingParameters")
     defaults = BatchingParameters()
     ignored = sorted(f.name for f, _ in message.ListFields() if f.name not in _IMPLEMENTED)
     if ignored:
-        log.warning("batching parameters accepted and ignored (not implemented here): %s", ", ".join(ignored))
+        log.warning(
+            "batching parameters accepted and ignored (not implemented here): %s",
+            ", ".join(ignored),
+        )
     return BatchingParameters(
-        **{f: getattr(message, f).value if message.HasField(f) else getattr(defaults, f) for f in _WRAPPED},
+        **{
+            f: getattr(message, f).value if message.HasField(f) else getattr(defaults, f)
+            for f in _WRAPPED
+        },
         allowed_batch_sizes=tuple(message.allowed_batch_sizes),
         pad_variable_length_inputs=message.pad_variable_length_inputs,
         enable_large_batch_splitting=message.enable_large_batch_splitting,
@@ -110,7 +134,9 @@ def task_size(feeds: typing.Mapping[str, np.ndarray]) -> int:
 
 
 class _Task:
-    """One request's run: its pieces (more than one when split) and, once all ran, the outputs or an error."""
+    """One request's run: its pieces (more than one when split) and, once all ran, the outputs or
+    an error.
+    """
 
     def __init__(self, pieces: int):
         self.outputs: typing.List[typing.Optional[dict]] = [None] * pieces
@@ -119,8 +145,12 @@ class _Task:
         self._left = pieces
         self._lock = threading.Lock()
 
-    def finish(self, index: int, outputs: typing.Optional[dict] = None,
-               error: typing.Optional[BaseException] = None) -> None:
+    def finish(
+        self,
+        index: int,
+        outputs: typing.Optional[dict] = None,
+        error: typing.Optional[BaseException] = None,
+    ) -> None:
         with self._lock:
             self.outputs[index] = outputs
             self.error = self.error or error
@@ -134,7 +164,9 @@ class _Task:
             raise self.error
         if len(self.outputs) == 1:
             return self.outputs[0]
-        return {name: np.concatenate([part[name] for part in self.outputs]) for name in self.outputs[0]}
+        return {
+            name: np.concatenate([part[name] for part in self.outputs]) for name in self.outputs[0]
+        }
 
 
 @dataclasses.dataclass
@@ -153,7 +185,9 @@ class _Batch:
 
 
 def _pad_shape(value: np.ndarray, shape: tuple) -> np.ndarray:
-    """`value` grown to `shape` after its 0th dimension, filled with its first element (as TF Serving pads)."""
+    """`value` grown to `shape` after its 0th dimension, filled with its first element (as TF
+    Serving pads).
+    """
     if value.shape[1:] == shape:
         return value
     if not value.size:
@@ -164,7 +198,9 @@ def _pad_shape(value: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 class Batcher:
-    """The batch queue of one signature: call it as the signature's run ({input: array} -> {output: array})."""
+    """The batch queue of one signature: call it as the signature's run ({input: array} -> {output:
+    array}).
+    """
 
     def __init__(self, run: typing.Callable[[dict], dict], params: BatchingParameters):
         self._run = run
@@ -179,9 +215,17 @@ class Batcher:
             return sum(batch.rows for batch in self._batches)
 
     def __call__(self, feeds: typing.Dict[str, np.ndarray]) -> dict:
+        """Runs `feeds` in a batch with other requests' rows; returns this request's outputs.
+
+        Raises:
+          ServingError: what TF Serving refuses (too many rows, a full queue, unbatchable inputs).
+        """
         rows = task_size(feeds)
         if rows > self._params.max_batch_size:
-            raise invalid(f"Task size {rows} is larger than maximum input batch size {self._params.max_batch_size}")
+            raise invalid(
+                f"Task size {rows} is larger than maximum input batch size "
+                f"{self._params.max_batch_size}"
+            )
         if not rows:
             return self._run(feeds)  # Nothing to batch.
         return self._schedule(feeds, rows).result()
@@ -199,14 +243,20 @@ class Batcher:
                 sizes, room = [rows], 0
             opened = len(sizes) - (1 if room else 0)
             if len(self._batches) + opened > self._params.max_enqueued_batches:
-                raise ServingError(grpc.StatusCode.UNAVAILABLE,
-                                   "The batch scheduling queue to which this task was submitted is full")
+                raise ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "The batch scheduling queue to which this task was submitted is full",
+                )
             task, start = _Task(len(sizes)), 0
             for index, size in enumerate(sizes):
                 if index or not room:
                     self._batches.append(_Batch())
                 batch = self._batches[-1]
-                batch.pieces.append(_Piece(task, index, {k: v[start:start + size] for k, v in feeds.items()}, size))
+                batch.pieces.append(
+                    _Piece(
+                        task, index, {k: v[start : start + size] for k, v in feeds.items()}, size
+                    )
+                )
                 batch.rows += size
                 start += size
             if self._threads < self._params.num_batch_threads:
@@ -216,7 +266,9 @@ class Batcher:
         return task
 
     def _next(self) -> typing.Optional[_Batch]:
-        """The next batch due, waiting for it; None once idle for IDLE_SECONDS (the thread then ends)."""
+        """The next batch due, waiting for it; None once idle for IDLE_SECONDS (the thread then
+        ends).
+        """
         idle_until = time.monotonic() + IDLE_SECONDS
         with self._changed:
             while True:
@@ -224,7 +276,11 @@ class Batcher:
                 if self._batches:
                     first = self._batches[0]
                     due = first.opened + self._params.batch_timeout_micros / 1e6
-                    if len(self._batches) > 1 or first.rows >= self._params.execution_batch_size or now >= due:
+                    if (
+                        len(self._batches) > 1
+                        or first.rows >= self._params.execution_batch_size
+                        or now >= due
+                    ):
                         return self._batches.popleft()
                     self._changed.wait(due - now)
                 elif now >= idle_until:
@@ -245,18 +301,27 @@ class Batcher:
                     piece.task.finish(piece.index, error=e)
 
     def _process(self, batch: _Batch) -> None:
-        padded = next((size for size in self._params.allowed_batch_sizes if size >= batch.rows), batch.rows)
+        padded = next(
+            (size for size in self._params.allowed_batch_sizes if size >= batch.rows), batch.rows
+        )
         outputs = self._run(self._merge(batch.pieces, padded - batch.rows))
         for name, value in outputs.items():
             if value.ndim == 0:
-                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, "Batched output tensor has 0 dimensions")
+                raise ServingError(
+                    grpc.StatusCode.FAILED_PRECONDITION, "Batched output tensor has 0 dimensions"
+                )
             if value.shape[0] != padded:
-                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   "Batched output tensor's 0th dimension does not equal the sum of the 0th "
-                                   "dimension sizes of the input tensors")
+                raise ServingError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "Batched output tensor's 0th dimension does not equal the sum of the 0th "
+                    "dimension sizes of the input tensors",
+                )
         start = 0
         for piece in batch.pieces:
-            piece.task.finish(piece.index, {name: value[start:start + piece.rows] for name, value in outputs.items()})
+            piece.task.finish(
+                piece.index,
+                {name: value[start : start + piece.rows] for name, value in outputs.items()},
+            )
             start += piece.rows
 
     def _merge(self, pieces: typing.List[_Piece], padding: int) -> dict:
@@ -267,12 +332,18 @@ class Batcher:
             values = [piece.feeds[name] for piece in pieces]
             shapes = {value.shape[1:] for value in values}
             if len(shapes) > 1:
-                if not self._params.pad_variable_length_inputs or len({len(s) for s in shapes}) > 1:
+                if (
+                    not self._params.pad_variable_length_inputs
+                    or len({len(s) for s in shapes}) > 1
+                ):
                     raise ServingError(
                         grpc.StatusCode.FAILED_PRECONDITION,
-                        f"Tensors with name '{name}' from different tasks have different shapes and padding is "
-                        "turned off. Set pad_variable_length_inputs to true, or ensure that all tensors with the "
-                        "same name have equal dimensions starting with the first dim.")
+                        f"Tensors with name '{name}' from different tasks have different shapes "
+                        "and padding is "
+                        "turned off. Set pad_variable_length_inputs to true, or ensure that all "
+                        "tensors with the "
+                        "same name have equal dimensions starting with the first dim.",
+                    )
                 shape = tuple(max(dims) for dims in zip(*shapes))
                 values = [_pad_shape(value, shape) for value in values]
             if padding:

@@ -1,9 +1,13 @@
-"""Scores Cartola users, from a CSV or a PostgreSQL table, with a served model or a SavedModel in-process.
+"""Scores Cartola users, from a CSV or a PostgreSQL table, with a served model or a SavedModel
+in-process.
 
-    python -m serving.client --rest http://127.0.0.1:8501 --model cartola_pro --csv users.csv --out scores.csv
-    python -m serving.client --grpc 127.0.0.1:8500 --model cartola_pro --csv users.csv --out scores.csv
+    python -m serving.client --rest http://127.0.0.1:8501 --model cartola_pro --csv users.csv \
+        --out scores.csv
+    python -m serving.client --grpc 127.0.0.1:8500 --model cartola_pro --csv users.csv --out \
+        scores.csv
     python -m serving.client --model_dir serving_models/cartola_pro/3 \
-        --db postgresql://cartola@db:5432/cartola --table users --out postgresql://cartola@db:5432/cartola
+        --db postgresql://cartola@db:5432/cartola --table users --out \
+            postgresql://cartola@db:5432/cartola
 
 Asks the model which raw columns it uses (the inputs of its `predict_raw` signature):
 the users need those and GLOBO_ID, nothing else. To a CSV it writes GLOBO_ID,pro_probability
@@ -33,29 +37,40 @@ import numpy as np
 
 from tf_cartola.common import cli, files, timing
 from tf_cartola.contract import config as config_lib
-from tf_cartola.contract import rows
-from tf_cartola.validate import scoring_checks
 from tf_cartola.contract import features as F
+from tf_cartola.contract import rows
 from tf_cartola.read import csv_reader
+from tf_cartola.validate import scoring_checks
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
-EXIT_STATUS = ("0 scored; 2 bad arguments or config; 3 input problem (no file, a column the model uses is "
-               "missing, a malformed file); 4 server unreachable; 5 the server refused or failed a request")
+EXIT_STATUS = (
+    "0 scored; 2 bad arguments or config; 3 input problem (no file, a column the model uses is "
+    "missing, a malformed file); 4 server unreachable; 5 the server refused or failed a request"
+)
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 
 
 def rest_url(text: str) -> str:
     """An argparse type: http(s)://HOST[:PORT], nothing after."""
     parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
-        raise argparse.ArgumentTypeError(f"expected a URL like http://127.0.0.1:8501, got {text!r}")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path.strip("/")
+        or parts.query
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected a URL like http://127.0.0.1:8501, got {text!r}"
+        )
     return text.rstrip("/")
 
 
 def grpc_address(text: str) -> str:
     """An argparse type: HOST:PORT, no scheme."""
     if not _HOST_PORT.match(text):
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT without a scheme, like 127.0.0.1:8500, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT without a scheme, like 127.0.0.1:8500, got {text!r}"
+        )
     return text
 
 
@@ -65,8 +80,9 @@ def _count_rows(path: str) -> int:
 
 
 class CsvScores:
-    """Score rows (F.SCORE_COLUMNS: the id, the probability and what made it) in a temporary file beside the
-    output (local or an object store), moved over the output once complete."""
+    """Score rows (F.SCORE_COLUMNS: the id, the probability and what made it) in a temporary file
+    beside the output (local or an object store), moved over the output once complete.
+    """
 
     def __init__(self, out_path: str, model_name: str, model_version, run_id: str):
         self.out = out_path
@@ -90,8 +106,9 @@ class CsvScores:
 
 
 class DatabaseScores:
-    """Upserts each batch into a scores table (postgres.ScoresTable), with the model's name and version and
-    the run's id."""
+    """Upserts each batch into a scores table (postgres.ScoresTable), with the model's name and
+    version and the run's id.
+    """
 
     def __init__(self, url: str, table: str, model_name: str, model_version, run_id: str):
         from tf_cartola.read import postgres
@@ -109,8 +126,18 @@ class DatabaseScores:
         self._table.close()
 
 
-def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = None, batch_size: int = 500,
-          version=None, label=None, progress: bool = True, checks: typing.Optional["Checks"] = None) -> dict:
+def score(
+    client,
+    chunks,
+    sink,
+    quarantine: str,
+    total: typing.Optional[int] = None,
+    batch_size: int = 500,
+    version=None,
+    label=None,
+    progress: bool = True,
+    checks: typing.Optional["Checks"] = None,
+) -> dict:
     """Streams typed chunks through `client.score` in batches into `sink`.
 
     Args:
@@ -119,12 +146,17 @@ def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = N
       sink: CsvScores or DatabaseScores; closed as complete only when every row is scored.
       quarantine: where bad rows go (removed when there are none).
       total: rows expected, for the progress bar.
+      batch_size: rows per request.
+      version: the model version to ask for (None: the latest).
+      label: the version label to ask for, instead of a version.
       progress: show a progress bar on stderr.
       checks: check rows against the model's schema (None: not checked).
 
     Returns:
-      {"read": n, "scored": n, "bad": n, "invalid": {"KIND:column": rows}, "duplicate_ids": {"ids": n, "rows": n},
-       "out": what was written, "quarantine": path or None, "seconds": s}; `bad` counts rows set aside for
+      {"read": n, "scored": n, "bad": n, "invalid": {"KIND:column": rows}, "duplicate_ids": {"ids":
+      n, "rows": n},
+       "out": what was written, "quarantine": path or None, "seconds": s}; `bad` counts rows set
+       aside for
       either reason, and read = scored + bad.
 
     Raises:
@@ -147,15 +179,20 @@ def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = N
                     findings = scoring_checks.check(batch, checks.rules)
                     invalid.update(findings.counts)
                     if checks.set_aside and findings.invalid.any():
-                        bad += scoring_checks.set_aside_records(batch, findings, checks.source, F.ID_KEY)
+                        bad += scoring_checks.set_aside_records(
+                            batch, findings, checks.source, F.ID_KEY
+                        )
                         bar.update(int(findings.invalid.sum()))
                         batch = batch.filter(pa.array(~findings.invalid))
                 records = csv_reader.to_records(batch)
                 batch_ids = [r[F.ID_KEY] for r in records]
                 ids.append(np.array(batch_ids, dtype=np.int64))
                 for i in range(0, len(records), batch_size):
-                    batch_records = records[i:i + batch_size]
-                    sink.write(batch_ids[i:i + batch_size], client.score(batch_records, version=version, label=label))
+                    batch_records = records[i : i + batch_size]
+                    sink.write(
+                        batch_ids[i : i + batch_size],
+                        client.score(batch_records, version=version, label=label),
+                    )
                     scored += len(batch_records)
                     bar.update(len(batch_records))
         complete = True
@@ -166,26 +203,38 @@ def score(client, chunks, sink, quarantine: str, total: typing.Optional[int] = N
             f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in bad)
     else:
         files.remove(quarantine)  # A stale one from an earlier run would mislead.
-    duplicate_ids, duplicate_rows = scoring_checks.duplicate_counts(np.concatenate(ids) if ids else np.array([]))
-    return {"read": read, "scored": scored, "bad": len(bad),
-            "invalid": {f"{kind}:{column}": n for (kind, column), n in sorted(invalid.items())},
-            "duplicate_ids": {"ids": duplicate_ids, "rows": duplicate_rows},
-            "out": sink.out, "quarantine": quarantine if bad else None,
-            "seconds": round(time.perf_counter() - start, 2)}
+    duplicate_ids, duplicate_rows = scoring_checks.duplicate_counts(
+        np.concatenate(ids) if ids else np.array([])
+    )
+    return {
+        "read": read,
+        "scored": scored,
+        "bad": len(bad),
+        "invalid": {f"{kind}:{column}": n for (kind, column), n in sorted(invalid.items())},
+        "duplicate_ids": {"ids": duplicate_ids, "rows": duplicate_rows},
+        "out": sink.out,
+        "quarantine": quarantine if bad else None,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
 
 
 @dataclasses.dataclass
 class Checks:
-    """Scoring's schema checks: the model's rules, whether rows that break them are set aside (instead of
-    scored and counted), and the input's name for their quarantine records."""
+    """Scoring's schema checks: the model's rules, whether rows that break them are set aside
+    (instead of scored and counted), and the input's name for their quarantine records.
+    """
 
     rules: typing.List[scoring_checks.Rule]
     set_aside: bool
     source: str
 
 
-def _model_schema(args, columns, version) -> typing.Tuple[typing.Optional[typing.List[scoring_checks.Rule]], str]:
-    """(the schema rules of the model that scores, or None, and where they come from or why there are none)."""
+def _model_schema(
+    args, columns, version
+) -> typing.Tuple[typing.Optional[typing.List[scoring_checks.Rule]], str]:
+    """(the schema rules of the model that scores, or None, and where they come from or why there
+    are none).
+    """
     from tf_cartola.export import store as model_store
 
     if args.model_dir:
@@ -193,11 +242,17 @@ def _model_schema(args, columns, version) -> typing.Tuple[typing.Optional[typing
     else:
         where = model_store.version_dir(files.join(args.serving_dir, args.model), version)
         if not files.isdir(where):
-            return None, (f"no version {version} of {args.model} under {args.serving_dir}: give --serving_dir, the "
-                          "folder the server loads versions from")
+            return None, (
+                f"no version {version} of {args.model} under {args.serving_dir}: give "
+                "--serving_dir, the "
+                "folder the server loads versions from"
+            )
     found = scoring_checks.of_model(where, columns)
-    return found, (f"{where} carries no schema (not exported by tf_cartola.train)" if found is None
-                   else f"the schema of {where}")
+    return found, (
+        f"{where} carries no schema (not exported by tf_cartola.train)"
+        if found is None
+        else f"the schema of {where}"
+    )
 
 
 def _client(args):
@@ -206,7 +261,11 @@ def _client(args):
         from serving.rest_client import RestClient, RestError
         from serving.rest_client import Unreachable as RestUnreachable
 
-        return RestClient(args.rest, args.model, timeout=args.timeout), (RestUnreachable,), (RestError,)
+        return (
+            RestClient(args.rest, args.model, timeout=args.timeout),
+            (RestUnreachable,),
+            (RestError,),
+        )
     if args.grpc:
         from serving.grpc_client import GrpcClient, GrpcError
 
@@ -216,39 +275,78 @@ def _client(args):
     return InProcessClient(args.model_dir), (), ()
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status per check)
     """The command-line entry point: returns the exit status."""
     parser = cli.parser("serving.client", __doc__, EXIT_STATUS)
     config_lib.add_flag(parser)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
     where.add_argument("--grpc", type=grpc_address, help="gRPC HOST:PORT, e.g. 127.0.0.1:8500")
-    where.add_argument("--model_dir", help="score in this process with a model version folder (no server)")
-    parser.add_argument("--model", "--model_name", dest="model", help="model name (default: the config's "
-                        "serving.model_name)")
-    parser.add_argument("--serving_dir", help="with --rest or --grpc: the folder the server loads versions from, "
-                        "so rows are checked against the served version's schema (--model_dir carries its own; "
-                        "default: the config's serving.serving_dir)")
-    parser.add_argument("--set_aside_invalid", action="store_true", help="set aside rows outside the model's "
-                        "schema (a value out of its domain, an empty required feature) instead of scoring them")
-    parser.add_argument("--version", type=int, help="a version number (default: the server's choice)")
+    where.add_argument(
+        "--model_dir", help="score in this process with a model version folder (no server)"
+    )
+    parser.add_argument(
+        "--model",
+        "--model_name",
+        dest="model",
+        help="model name (default: the config's serving.model_name)",
+    )
+    parser.add_argument(
+        "--serving_dir",
+        help="with --rest or --grpc: the folder the server loads versions from, "
+        "so rows are checked against the served version's schema (--model_dir carries its own; "
+        "default: the config's serving.serving_dir)",
+    )
+    parser.add_argument(
+        "--set_aside_invalid",
+        action="store_true",
+        help="set aside rows outside the model's "
+        "schema (a value out of its domain, an empty required feature) instead of scoring them",
+    )
+    parser.add_argument(
+        "--version", type=int, help="a version number (default: the server's choice)"
+    )
     parser.add_argument("--label", help="a version label, e.g. stable")
     users = parser.add_mutually_exclusive_group(required=True)
     users.add_argument("--csv", help="users to score: a CSV file")
-    parser.add_argument("--encoding", default="utf-8", help="the CSV's text encoding, e.g. windows-1252 "
-                        "(default: %(default)s); a line that is not text in it is set aside")
-    users.add_argument("--db", help="users to score: postgresql://USER@HOST:PORT/DB, with --table or --query")
+    parser.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="the CSV's text encoding, e.g. windows-1252 "
+        "(default: %(default)s); a line that is not text in it is set aside",
+    )
+    users.add_argument(
+        "--db", help="users to score: postgresql://USER@HOST:PORT/DB, with --table or --query"
+    )
     parser.add_argument("--table", help="with --db: the users' table")
     parser.add_argument("--query", help="with --db: a SELECT of the users")
-    parser.add_argument("--out", required=True, help="scores: a CSV file, or postgresql://USER@HOST:PORT/DB")
-    parser.add_argument("--scores_table", default="scores", help="with a database --out (default: %(default)s)")
-    parser.add_argument("--run_id", help="the scoring run's id, kept with every score; a rerun with the same "
-                        "id replaces its rows in a table (default: this month, YYYY-MM)")
-    parser.add_argument("--quarantine", help="bad rows (default: OUT.bad.jsonl, or SCORES_TABLE.bad.jsonl)")
-    parser.add_argument("--batch_size", type=int, default=500, help="rows per request (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
-    parser.add_argument("--wait", type=float, default=0.0,
-                        help="seconds to wait for the server and model to come up, for scripts (default: %(default)s)")
+    parser.add_argument(
+        "--out", required=True, help="scores: a CSV file, or postgresql://USER@HOST:PORT/DB"
+    )
+    parser.add_argument(
+        "--scores_table", default="scores", help="with a database --out (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--run_id",
+        help="the scoring run's id, kept with every score; a rerun with the same "
+        "id replaces its rows in a table (default: this month, YYYY-MM)",
+    )
+    parser.add_argument(
+        "--quarantine", help="bad rows (default: OUT.bad.jsonl, or SCORES_TABLE.bad.jsonl)"
+    )
+    parser.add_argument(
+        "--batch_size", type=int, default=500, help="rows per request (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for the server and model to come up, for scripts (default: "
+        "%(default)s)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     try:
         args = parser.parse_args(argv)
@@ -262,7 +360,10 @@ def main(argv=None) -> int:
     except (config_lib.ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ARGUMENTS
-    args.model, args.serving_dir = args.model or serving.model_name, args.serving_dir or serving.serving_dir
+    args.model, args.serving_dir = (
+        args.model or serving.model_name,
+        args.serving_dir or serving.serving_dir,
+    )
 
     if args.batch_size < 1:
         print("error: --batch_size must be >= 1", file=sys.stderr)
@@ -277,11 +378,15 @@ def main(argv=None) -> int:
         print(f"error: no such model folder: {args.model_dir}", file=sys.stderr)
         return EXIT_INPUT
     to_database = postgres.is_database(args.out)
-    quarantine = args.quarantine or (f"{args.scores_table}.bad.jsonl" if to_database else args.out + ".bad.jsonl")
+    quarantine = args.quarantine or (
+        f"{args.scores_table}.bad.jsonl" if to_database else args.out + ".bad.jsonl"
+    )
     client, unreachable, failed = _client(args)
     try:
         deadline = time.monotonic() + args.wait
-        while True:  # The model's inputs, asked once the server answers (or at once without --wait).
+        while (
+            True
+        ):  # The model's inputs, asked once the server answers (or at once without --wait).
             try:
                 needed = [F.ID_KEY, *client.raw_inputs(args.version, args.label)]
                 break
@@ -292,35 +397,62 @@ def main(argv=None) -> int:
         with contextlib.ExitStack() as held:
             if args.csv:
                 source, total = args.csv, _count_rows(args.csv)
-                chunks = csv_reader.read_csv(held.enter_context(files.open_file(args.csv, "rb")), args.csv,
-                                             required=needed, encoding=args.encoding)
+                chunks = csv_reader.read_csv(
+                    held.enter_context(files.open_file(args.csv, "rb")),
+                    args.csv,
+                    required=needed,
+                    encoding=args.encoding,
+                )
             else:
                 source, total = postgres.masked(args.db), None
                 chunks = postgres.read_all(args.db, args.table, args.query, required=needed)
-            made_by = (args.model, client.served_version(args.version, args.label), args.run_id or timing.this_month())
+            made_by = (
+                args.model,
+                client.served_version(args.version, args.label),
+                args.run_id or timing.this_month(),
+            )
             rules, about = _model_schema(args, needed[1:], made_by[1])
             checks = None if rules is None else Checks(rules, args.set_aside_invalid, source)
             if checks is None:
                 print(f"warning: rows are not checked against a schema: {about}", file=sys.stderr)
-            sink = (DatabaseScores(args.out, args.scores_table, *made_by) if to_database
-                    else CsvScores(args.out, *made_by))
-            summary = score(client, chunks, sink, quarantine, total, args.batch_size, args.version, args.label,
-                            progress=not args.no_progress, checks=checks)
+            sink = (
+                DatabaseScores(args.out, args.scores_table, *made_by)
+                if to_database
+                else CsvScores(args.out, *made_by)
+            )
+            summary = score(
+                client,
+                chunks,
+                sink,
+                quarantine,
+                total,
+                args.batch_size,
+                args.version,
+                args.label,
+                progress=not args.no_progress,
+                checks=checks,
+            )
     except (rows.InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except unreachable + failed as e:
         code = getattr(e, "code", None)
-        if isinstance(e, unreachable) or (code is not None and code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")):
+        if isinstance(e, unreachable) or (
+            code is not None and code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+        ):
             print(f"error: the server is unreachable: {e}", file=sys.stderr)
             return EXIT_UNREACHABLE
         print(f"error: the server refused or failed a request: {e}", file=sys.stderr)
         return EXIT_SERVER
-    for line in scoring_checks.warnings(summary["read"], summary["invalid"], summary["duplicate_ids"],
-                                        args.set_aside_invalid):
+    for line in scoring_checks.warnings(
+        summary["read"], summary["invalid"], summary["duplicate_ids"], args.set_aside_invalid
+    ):
         print(f"warning: {line}", file=sys.stderr)
     bad = f"; {summary['bad']} rows set aside in {summary['quarantine']}" if summary["bad"] else ""
-    print(f"scored {summary['scored']} rows of {source} into {summary['out']} in {summary['seconds']} s{bad}")
+    print(
+        f"scored {summary['scored']} rows of {source} into {summary['out']} in "
+        f"{summary['seconds']} s{bad}"
+    )
     return EXIT_OK
 
 

@@ -13,9 +13,8 @@ PGPASSWORD.
 import os
 import sys
 
-from tf_cartola.common import cli
+from tf_cartola.common import cli, files
 from tf_cartola.contract import config as config_lib
-from tf_cartola.common import files
 
 OUT = "runs/demo_db"
 
@@ -24,15 +23,17 @@ def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
     parser = cli.parser("serving.demo_db", __doc__, "0 scored, 1 a step failed")
     config_lib.add_flag(parser)
-    parser.add_argument("--rows", type=int, default=20_000, help="users to generate (default: %(default)s)")
+    parser.add_argument(
+        "--rows", type=int, default=20_000, help="users to generate (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     import psycopg
 
     from beam_jobs import preprocess
     from serving import client
-    from tf_cartola.train import training
     from tf_cartola.read import local_postgres, synthetic
+    from tf_cartola.train import training
 
     files.makedirs(OUT)
     csv_path = files.join(OUT, "users.csv")
@@ -41,26 +42,61 @@ def main(argv=None) -> int:
         os.environ.update(server.env)
         loaded = local_postgres.load_csv(server.url, server.password, "users", csv_path)
         print(f"PostgreSQL up at {server.url}; loaded {loaded} users into table users")
-        manifest = preprocess.run(["--config", args.config, "--input", server.url, "--table", "users",
-                                   "--partitions", "4", "--output_dir", files.join(OUT, "preprocess"),
-                                   "--baseline", "none"])
-        print(f"preprocessed {manifest.rows} from {manifest.inputs[0]['path']} "
-              f"(fingerprint {manifest.inputs[0]['fingerprint']})")
-        result = training.train(config_lib.load(args.config), files.join(OUT, "preprocess"),
-                                serving_dir=files.join(OUT, "serving"), run_dir=files.join(OUT, "train"),
-                                force=True)
+        manifest = preprocess.run(
+            [
+                "--config",
+                args.config,
+                "--input",
+                server.url,
+                "--table",
+                "users",
+                "--partitions",
+                "4",
+                "--output_dir",
+                files.join(OUT, "preprocess"),
+                "--baseline",
+                "none",
+            ]
+        )
+        print(
+            f"preprocessed {manifest.rows} from {manifest.inputs[0]['path']} "
+            f"(fingerprint {manifest.inputs[0]['fingerprint']})"
+        )
+        result = training.train(
+            config_lib.load(args.config),
+            files.join(OUT, "preprocess"),
+            serving_dir=files.join(OUT, "serving"),
+            run_dir=files.join(OUT, "train"),
+            force=True,
+        )
         if not result.get("version_dir"):
             print(f"the model was not blessed: {result['reasons']}", file=sys.stderr)
             return 1
         print(f"pushed version {result['version']}: KS {result['metrics']['ks']:.3f}")
-        status = client.main(["--model_dir", result["version_dir"], "--db", server.url, "--table", "users",
-                              "--out", server.url, "--scores_table", "scores", "--no_progress",
-                              "--quarantine", files.join(OUT, "scores.bad.jsonl")])
+        status = client.main(
+            [
+                "--model_dir",
+                result["version_dir"],
+                "--db",
+                server.url,
+                "--table",
+                "users",
+                "--out",
+                server.url,
+                "--scores_table",
+                "scores",
+                "--no_progress",
+                "--quarantine",
+                files.join(OUT, "scores.bad.jsonl"),
+            ]
+        )
         if status:
             return 1
         with psycopg.connect(server.url) as conn:
-            rows = conn.execute('SELECT "GLOBO_ID", pro_probability, model_name, model_version, scored_at '
-                                "FROM scores ORDER BY pro_probability DESC LIMIT 5").fetchall()
+            rows = conn.execute(
+                'SELECT "GLOBO_ID", pro_probability, model_name, model_version, scored_at '
+                "FROM scores ORDER BY pro_probability DESC LIMIT 5"
+            ).fetchall()
         print("top 5 of table scores:")
         for row in rows:
             print("  ", *row)

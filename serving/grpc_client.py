@@ -1,4 +1,6 @@
-"""A client of TF Serving's gRPC API built on tensorflow-serving-api (works with the local server too)."""
+"""A client of TF Serving's gRPC API built on tensorflow-serving-api (works with the local server
+too).
+"""
 
 import typing
 
@@ -16,8 +18,8 @@ from tensorflow_serving.apis import (
 )
 
 from serving import retry
-from tf_cartola.export.requests import raw_columns_tensor_protos
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.export.requests import raw_columns_tensor_protos
 
 
 class GrpcError(Exception):
@@ -39,18 +41,28 @@ class GrpcClient:
       retries: extra attempts on UNAVAILABLE, with exponential backoff from `backoff` seconds.
     """
 
-    def __init__(self, address: str, model: str, timeout: float = 10.0, retries: int = 3, backoff: float = 0.2,
-                 max_message_bytes: int = 64 << 20):
+    def __init__(
+        self,
+        address: str,
+        model: str,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        max_message_bytes: int = 64 << 20,
+    ):
         self.model = model
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self._channel = grpc.insecure_channel(
             address,
-            options=[("grpc.max_send_message_length", max_message_bytes),
-                     ("grpc.max_receive_message_length", max_message_bytes)],
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+            ],
         )
-        # The stubs, for calls the methods below do not wrap: client.call(client.prediction.Regress, request).
+        # The stubs, for calls the methods below do not wrap:
+        # client.call(client.prediction.Regress, request).
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._raw_inputs = {}
@@ -70,28 +82,43 @@ class GrpcClient:
 
     def call(self, method, request):
         """One RPC with retries on UNAVAILABLE; raises GrpcError with the server's message."""
+
         def attempt():
             try:
                 return method(request, timeout=self.timeout)
             except grpc.RpcError as e:
                 error = GrpcError(e.code(), e.details())
-                raise (retry.Transient(error) if e.code() == grpc.StatusCode.UNAVAILABLE else error) from None
+                raise (
+                    retry.Transient(error) if e.code() == grpc.StatusCode.UNAVAILABLE else error
+                ) from None
 
         return retry.with_backoff(attempt, self.retries, self.backoff)
 
-    def predict(self, inputs: typing.Mapping, signature_name=None, version=None, label=None,
-                output_filter=()) -> typing.Dict[str, np.ndarray]:
+    def predict(
+        self,
+        inputs: typing.Mapping,
+        signature_name=None,
+        version=None,
+        label=None,
+        output_filter=(),
+    ) -> typing.Dict[str, np.ndarray]:
         """Predict on named inputs (numpy arrays or TensorProtos); returns numpy outputs."""
         request = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._spec(request.model_spec, signature_name, version, label)
         for name, value in inputs.items():
-            request.inputs[name].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
-                                          else tf.make_tensor_proto(value))
+            request.inputs[name].CopyFrom(
+                value if isinstance(value, tensor_pb2.TensorProto) else tf.make_tensor_proto(value)
+            )
         response = self.call(self.prediction.Predict, request)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
-    def classify(self, examples: typing.Sequence[tf.train.Example], signature_name=None, version=None,
-                 label=None) -> typing.Tuple[np.ndarray, np.ndarray]:
+    def classify(
+        self,
+        examples: typing.Sequence[tf.train.Example],
+        signature_name=None,
+        version=None,
+        label=None,
+    ) -> typing.Tuple[np.ndarray, np.ndarray]:
         """Classify tf.Examples; returns (labels [n, k], scores [n, k])."""
         request = classification_pb2.ClassificationRequest()
         self._spec(request.model_spec, signature_name, version, label)
@@ -101,7 +128,9 @@ class GrpcClient:
         scores = np.array([[c.score for c in r.classes] for r in result], dtype=np.float64)
         return labels, scores
 
-    def metadata(self, version=None, label=None) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def metadata(
+        self, version=None, label=None
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """GetModelMetadata of a version or label (default: the latest)."""
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._spec(request.model_spec, version=version, label=label)
@@ -114,7 +143,9 @@ class GrpcClient:
         return self.call(self.models.GetModelStatus, request)
 
     def raw_inputs(self, version=None, label=None) -> typing.List[str]:
-        """The raw columns the served model uses: its raw-feature signature's inputs (asked once)."""
+        """The raw columns the served model uses: its raw-feature signature's inputs (asked
+        once).
+        """
         key = (version, label)
         if key not in self._raw_inputs:
             from tensorflow_serving.apis import get_model_metadata_pb2 as metadata_pb2
@@ -125,7 +156,9 @@ class GrpcClient:
         return self._raw_inputs[key]
 
     def served_version(self, version=None, label=None) -> int:
-        """The version number that answers for (version, label): the latest when neither is given."""
+        """The version number that answers for (version, label): the latest when neither is
+        given.
+        """
         return self.metadata(version, label).model_spec.version.value
 
     def score(self, records, version=None, label=None) -> np.ndarray:

@@ -27,8 +27,9 @@ def _call(context, fn, *args):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify, Regress, MultiInference and GetModelMetadata; answered requests go to the request
-    log, every request to the metrics."""
+    """Predict, Classify, Regress, MultiInference and GetModelMetadata; answered requests go to the
+    request log, every request to the metrics.
+    """
 
     def __init__(self, manager: ServableManager, logger: RequestLogger, metrics: Metrics):
         self._manager = manager
@@ -37,8 +38,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def _serve(self, context, api: str, log_kind: typing.Optional[str], fn, request):
         start, status = time.perf_counter(), "OK"
-        name = request.tasks[0].model_spec.name if api == "MultiInference" and request.tasks else \
-            request.model_spec.name
+        name = (
+            request.tasks[0].model_spec.name
+            if api == "MultiInference" and request.tasks
+            else request.model_spec.name
+        )
         try:
             response = fn(self._manager, request)
         except ServingError as e:
@@ -68,7 +72,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def MultiInference(self, request, context):  # noqa: N802
         """PredictionService.MultiInference."""
-        return self._serve(context, "MultiInference", "multi_inference_log", inference.multi_inference, request)
+        return self._serve(
+            context, "MultiInference", "multi_inference_log", inference.multi_inference, request
+        )
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         """PredictionService.GetModelMetadata."""
@@ -86,8 +92,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return _call(context, inference.status, self._manager, request)
 
 
-def add_services(server: grpc.Server, manager: ServableManager, logger: RequestLogger, metrics: Metrics) -> None:
+def add_services(
+    server: grpc.Server, manager: ServableManager, logger: RequestLogger, metrics: Metrics
+) -> None:
     """Registers PredictionService and ModelService on a gRPC server."""
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager, logger, metrics),
-                                                                         server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(manager, logger, metrics), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)

@@ -1,4 +1,6 @@
-"""The serving operations on protos (Predict, Classify, Regress, metadata, status), shared by REST and gRPC."""
+"""The serving operations on protos (Predict, Classify, Regress, metadata, status), shared by REST
+and gRPC.
+"""
 
 import typing
 
@@ -22,7 +24,6 @@ from serving.servables import Servable, ServableManager
 from tf_cartola.contract.signatures import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
 
 
-
 def resolve(manager: ServableManager, spec: model_pb2.ModelSpec) -> Servable:
     """The servable a ModelSpec names (latest unless a version or a label is given)."""
     if not spec.name:
@@ -42,9 +43,13 @@ def _run(run, feeds: dict) -> dict:
     try:
         return run(feeds)
     except UnicodeDecodeError:  # TF's own message quoted undecodable input bytes.
-        raise invalid("Could not parse the input: it is not a valid serialized tf.Example") from None
+        raise invalid(
+            "Could not parse the input: it is not a valid serialized tf.Example"
+        ) from None
     except tf.errors.DataLossError as e:  # decode_proto on bytes that are no tf.Example.
-        raise invalid(f"Could not parse the input as tf.Example: {e.message.strip().splitlines()[-1]}") from None
+        raise invalid(
+            f"Could not parse the input as tf.Example: {e.message.strip().splitlines()[-1]}"
+        ) from None
     except (tf.errors.InvalidArgumentError, TypeError, ValueError) as e:
         raise invalid(str(e).strip().splitlines()[0]) from None
 
@@ -63,12 +68,21 @@ def _to_array(name: str, proto, expected) -> np.ndarray:
 
 
 _TYPED_FIELD = {
-    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
-    types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
-    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val", types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val",
 }
-# Fixed-width fields go in as one packed field (number, little-endian dtype), as TF Serving writes them on
+# Fixed-width fields go in as one packed field (number, little-endian dtype), as TF Serving writes
+# them on
 # the wire: 70 times faster than appending 1024 floats one by one.
 _PACKED = {types_pb2.DT_FLOAT: (5, "<f4"), types_pb2.DT_DOUBLE: (6, "<f8")}
 
@@ -83,12 +97,16 @@ def _varint(n: int) -> bytes:
 
 
 def typed_tensor_proto(array: np.ndarray, dtype: int):
-    """A TensorProto of `dtype` (a DataType) with the values in its typed field (float_val, int64_val, ...),
-    as TF Serving fills them; other dtypes (half, complex) fall back to tensor_content."""
+    """A TensorProto of `dtype` (a DataType) with the values in its typed field (float_val,
+    int64_val, ...), as TF Serving fills them; other dtypes (half, complex) fall back to
+    tensor_content.
+    """
     field = _TYPED_FIELD.get(dtype)
     if field is None:
         return tf.make_tensor_proto(array, dtype)
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tf.TensorShape(array.shape).as_proto())
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype, tensor_shape=tf.TensorShape(array.shape).as_proto()
+    )
     if dtype in _PACKED:
         number, little_endian = _PACKED[dtype]
         data = array.astype(little_endian).tobytes()
@@ -98,23 +116,33 @@ def typed_tensor_proto(array: np.ndarray, dtype: int):
     return proto
 
 
-def predict(manager: ServableManager, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+def predict(
+    manager: ServableManager, request: predict_pb2.PredictRequest
+) -> predict_pb2.PredictResponse:
     """Runs a signature on named input tensors; returns (filtered) output tensors."""
     return predict_on(resolve(manager, request.model_spec), request)
 
 
-def predict_on(servable: Servable, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+def predict_on(
+    servable: Servable, request: predict_pb2.PredictRequest
+) -> predict_pb2.PredictResponse:
     """`predict` on a given servable."""
     run, sig = servable.signature(request.model_spec.signature_name)
     unknown = sorted(set(request.inputs) - set(sig.inputs))
     if unknown:
-        raise invalid(f"input tensor alias not found in signature: {', '.join(unknown)}. "
-                      f"Inputs expected to be in the set {{{','.join(sorted(sig.inputs))}}}.")
+        raise invalid(
+            f"input tensor alias not found in signature: {', '.join(unknown)}. "
+            f"Inputs expected to be in the set {{{','.join(sorted(sig.inputs))}}}."
+        )
     missing = sorted(set(sig.inputs) - set(request.inputs))
     if missing:
-        raise invalid(f"Request inputs do not match required inputs for model `{servable.name}`. "
-                      f"Send extra: {{}}. Missing but required: {{{','.join(missing)}}}.")
-    feeds = {name: _to_array(name, request.inputs[name], sig.inputs[name]) for name in request.inputs}
+        raise invalid(
+            f"Request inputs do not match required inputs for model `{servable.name}`. "
+            f"Send extra: {{}}. Missing but required: {{{','.join(missing)}}}."
+        )
+    feeds = {
+        name: _to_array(name, request.inputs[name], sig.inputs[name]) for name in request.inputs
+    }
     outputs = _run(run, feeds)
     wanted = list(request.output_filter) or sorted(outputs)
     for name in wanted:
@@ -150,17 +178,22 @@ def examples_of(request_input) -> typing.List[bytes]:
 def _method_signature(servable: Servable, name: str, method: str, kind: str):
     run, sig = servable.signature(name)
     if sig.method_name != method:
-        raise invalid(f"Expected {kind} signature method_name to be {method}. Was: {sig.method_name}")
+        raise invalid(
+            f"Expected {kind} signature method_name to be {method}. Was: {sig.method_name}"
+        )
     return run, sig
 
 
-def classify(manager: ServableManager,
-             request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
+def classify(
+    manager: ServableManager, request: classification_pb2.ClassificationRequest
+) -> classification_pb2.ClassificationResponse:
     """Runs a classify signature on tf.Examples: per example, (class label, score) pairs."""
     return classify_on(resolve(manager, request.model_spec), request)
 
 
-def _run_on_examples(servable: Servable, request, method: str, kind: str) -> typing.Tuple[dict, int]:
+def _run_on_examples(
+    servable: Servable, request, method: str, kind: str
+) -> typing.Tuple[dict, int]:
     run, sig = _method_signature(servable, request.model_spec.signature_name, method, kind)
     serialized = examples_of(request.input)
     if len(sig.inputs) != 1:
@@ -171,27 +204,36 @@ def _run_on_examples(servable: Servable, request, method: str, kind: str) -> typ
 
 def _batch_check(name: str, value: np.ndarray, rows: int, rank: int) -> None:
     if value.ndim < 1 or value.shape[0] != rows:
-        raise invalid(f"Input batch size did not match output batch size: {rows} vs. "
-                      f"{value.shape[0] if value.ndim else 0}")
+        raise invalid(
+            f"Input batch size did not match output batch size: {rows} vs. "
+            f"{value.shape[0] if value.ndim else 0}"
+        )
     if value.ndim > rank:
         shape = "[batch_size]" if rank == 1 else "[batch_size num_classes]"
         raise invalid(f"Expected {name} Tensor of shape {shape} but got {list(value.shape)}")
 
 
-def classify_on(servable: Servable,
-                request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
-    """`classify` on a given servable: outputs `classes` (string) and/or `scores` (float), [batch, k]."""
+def classify_on(
+    servable: Servable, request: classification_pb2.ClassificationRequest
+) -> classification_pb2.ClassificationResponse:
+    """`classify` on a given servable: outputs `classes` (string) and/or `scores` (float), [batch,
+    k].
+    """
     outputs, rows = _run_on_examples(servable, request, CLASSIFY_METHOD, "classification")
     classes, scores = outputs.get("classes"), outputs.get("scores")
     if classes is None and scores is None:
-        raise invalid(f"Expected classification signature outputs to contain classes or scores; got "
-                      f"{sorted(outputs)}")
+        raise invalid(
+            f"Expected classification signature outputs to contain classes or scores; got "
+            f"{sorted(outputs)}"
+        )
     for name, value in (("classes", classes), ("scores", scores)):
         if value is not None:
             _batch_check(name, value, rows, 2)
     if classes is not None and scores is not None and classes.shape != scores.shape:
-        raise invalid(f"Tensors class and score should match in shape: {list(classes.shape)} vs. "
-                      f"{list(scores.shape)}")
+        raise invalid(
+            f"Tensors class and score should match in shape: {list(classes.shape)} vs. "
+            f"{list(scores.shape)}"
+        )
     response = classification_pb2.ClassificationResponse()
     _fill_spec(response.model_spec, servable, request.model_spec.signature_name)
     width = (scores if scores is not None else classes).reshape(rows, -1).shape[1]
@@ -206,22 +248,29 @@ def classify_on(servable: Servable,
     return response
 
 
-def regress(manager: ServableManager,
-            request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
+def regress(
+    manager: ServableManager, request: regression_pb2.RegressionRequest
+) -> regression_pb2.RegressionResponse:
     """Runs a regress signature on tf.Examples: one value per example."""
     return regress_on(resolve(manager, request.model_spec), request)
 
 
-def regress_on(servable: Servable, request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
+def regress_on(
+    servable: Servable, request: regression_pb2.RegressionRequest
+) -> regression_pb2.RegressionResponse:
     """`regress` on a given servable: output `outputs`, [batch] or [batch, 1] float."""
     outputs, rows = _run_on_examples(servable, request, REGRESS_METHOD, "regression")
     if "outputs" not in outputs:
-        raise invalid(f"No output tensor named outputs in the regression signature; got {sorted(outputs)}")
+        raise invalid(
+            f"No output tensor named outputs in the regression signature; got {sorted(outputs)}"
+        )
     values = outputs["outputs"]
     _batch_check("outputs", values, rows, 2)
     if values.ndim == 2 and values.shape[1] != 1:
-        raise invalid(f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
-                      f"{list(values.shape)}")
+        raise invalid(
+            f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
+            f"{list(values.shape)}"
+        )
     response = regression_pb2.RegressionResponse()
     _fill_spec(response.model_spec, servable, request.model_spec.signature_name)
     for value in values.reshape(rows):
@@ -229,8 +278,9 @@ def regress_on(servable: Servable, request: regression_pb2.RegressionRequest) ->
     return response
 
 
-def multi_inference(manager: ServableManager,
-                    request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
+def multi_inference(
+    manager: ServableManager, request: inference_pb2.MultiInferenceRequest
+) -> inference_pb2.MultiInferenceResponse:
     """Classify and regress tasks of one model version on the same tf.Examples."""
     if not request.tasks:
         raise invalid("Expected at least one task")
@@ -245,7 +295,9 @@ def multi_inference(manager: ServableManager,
     for task in request.tasks:
         result = response.results.add()
         if task.method_name == CLASSIFY_METHOD:
-            one = classification_pb2.ClassificationRequest(model_spec=task.model_spec, input=request.input)
+            one = classification_pb2.ClassificationRequest(
+                model_spec=task.model_spec, input=request.input
+            )
             answer = classify_on(servable, one)
             result.classification_result.CopyFrom(answer.result)
         elif task.method_name == REGRESS_METHOD:
@@ -253,13 +305,17 @@ def multi_inference(manager: ServableManager,
             answer = regress_on(servable, one)
             result.regression_result.CopyFrom(answer.result)
         else:
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
+            raise ServingError(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"Unsupported signature method_name: {task.method_name}",
+            )
         result.model_spec.CopyFrom(answer.model_spec)
     return response
 
 
-def metadata(manager: ServableManager,
-             request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
+def metadata(
+    manager: ServableManager, request: get_model_metadata_pb2.GetModelMetadataRequest
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
     """The signature defs of the requested version."""
     if not request.metadata_field:
         raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
@@ -279,8 +335,9 @@ def metadata(manager: ServableManager,
     return response
 
 
-def status(manager: ServableManager,
-           request: get_model_status_pb2.GetModelStatusRequest) -> get_model_status_pb2.GetModelStatusResponse:
+def status(
+    manager: ServableManager, request: get_model_status_pb2.GetModelStatusRequest
+) -> get_model_status_pb2.GetModelStatusResponse:
     """The state of every version (or the requested one) of a model."""
     spec = request.model_spec
     version = spec.version.value if spec.HasField("version") else None
@@ -297,7 +354,9 @@ def status(manager: ServableManager,
 
 
 def replay_warmup(servable: Servable, path: str) -> int:
-    """Runs every request of a TF Serving warmup file against one servable; returns how many ran."""
+    """Runs every request of a TF Serving warmup file against one servable; returns how many
+    ran.
+    """
     from tensorflow_serving.apis import prediction_log_pb2
 
     if not tf.io.gfile.exists(path):
@@ -316,4 +375,3 @@ def replay_warmup(servable: Servable, path: str) -> int:
             raise invalid(f"unsupported warmup request type {kind}")
         count += 1
     return count
-

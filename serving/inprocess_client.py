@@ -1,4 +1,6 @@
-"""Scoring with a SavedModel loaded in this process, no server: the clients' interface for batch jobs."""
+"""Scoring with a SavedModel loaded in this process, no server: the clients' interface for batch
+jobs.
+"""
 
 import typing
 
@@ -6,15 +8,17 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cartola.contract import features as F
-from tf_cartola.export import requests
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.export import requests
 
 
 class InProcessClient:
-    """`raw_inputs`, `served_version` and `score` of RestClient / GrpcClient, on a model version folder.
+    """`raw_inputs`, `served_version` and `score` of RestClient / GrpcClient, on a model version
+    folder.
 
     Args:
-      model_dir: a pushed version (<serving_dir>/<model>/<version>) or any export of tf_cartola.train.
+      model_dir: a pushed version (<serving_dir>/<model>/<version>) or any export of
+        tf_cartola.train.
     """
 
     def __init__(self, model_dir: str):
@@ -34,5 +38,8 @@ class InProcessClient:
     def score(self, records, version=None, label=None) -> np.ndarray:
         """PRO probabilities of typed rows."""
         columns = requests.to_columns(records, self.raw_inputs())
-        tensors = {c: tf.constant(v, tf.string if c == F.PIXELS else tf.float32) for c, v in columns.items()}
+        tensors = {
+            c: tf.constant(v, tf.string if c == F.PIXELS else tf.float32)
+            for c, v in columns.items()
+        }
         return self._fn(**tensors)[PROBABILITY].numpy().astype(np.float64)

@@ -1,6 +1,7 @@
 """A local, TF-Serving-compatible model server (REST and gRPC) for development and tests.
 
-    python -m serving.local_server --model_name cartola_pro --model_base_path serving_models/cartola_pro \
+    python -m serving.local_server --model_name cartola_pro --model_base_path \
+        serving_models/cartola_pro \
         --port 8500 --rest_api_port 8501
 
 Flags are named as tensorflow_model_server's; `--model_config_file` takes the same
@@ -15,7 +16,8 @@ import sys
 import threading
 import typing
 
-# Light imports only: --help and flag errors answer before TensorFlow loads (serving.server loads it).
+# Light imports only: --help and flag errors answer before TensorFlow loads (serving.server loads
+# it).
 from serving import batching, model_config, monitoring, options, request_log
 from serving.options import DEFAULT_MAX_REQUEST_BYTES, LoadRetries
 from tf_cartola.common import cli, files
@@ -26,17 +28,20 @@ DRAIN_SECONDS = 10.0
 
 
 # tensorflow_model_server's other flags (TF Serving 2.16): accepted, listed as ignored at start-up.
-IGNORED_FLAGS = frozenset("""
+IGNORED_FLAGS = frozenset(
+    """
 grpc_socket_path rest_api_num_threads rest_api_timeout_in_ms rest_api_enable_cors_support
-enable_per_model_batching_parameters num_load_threads num_unload_threads flush_filesystem_caches tensorflow_session_parallelism
-tensorflow_session_config_file tensorflow_intra_op_parallelism tensorflow_inter_op_parallelism
-use_alts_credentials ssl_config_file platform_config_file per_process_gpu_memory_fraction saved_model_tags
+enable_per_model_batching_parameters num_load_threads num_unload_threads flush_filesystem_caches
+tensorflow_session_parallelism tensorflow_session_config_file tensorflow_intra_op_parallelism
+tensorflow_inter_op_parallelism use_alts_credentials ssl_config_file platform_config_file
+per_process_gpu_memory_fraction saved_model_tags
 grpc_channel_arguments grpc_max_threads enable_model_warmup num_request_iterations_for_warmup
 remove_unused_fields_from_bundle_metagraph prefer_tflite_model num_tflite_pools
 num_tflite_interpreters_per_pool enable_signature_method_name_check xla_cpu_compilation_enabled
 enable_profiler thread_pool_factory_config_file mixed_precision skip_initialize_tpu
 enable_grpc_healthcheck_service enable_serialization_as_tensor_content
-""".split())
+""".split()
+)
 _BOOL_FLAGS = ("enable_batching", "allow_version_labels_for_unavailable_models")
 
 
@@ -65,36 +70,79 @@ def _split_ignored(argv: typing.Sequence[str]) -> typing.Tuple[typing.List[str],
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = cli.parser("serving.local_server", __doc__, "0 stopped by SIGINT/SIGTERM, 2 bad flags, config or port")
+    parser = cli.parser(
+        "serving.local_server", __doc__, "0 stopped by SIGINT/SIGTERM, 2 bad flags, config or port"
+    )
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default: %(default)s)")
-    parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; TF Serving "
-                                                                 "binds all)")
-    parser.add_argument("--model_name", default="default", help="with --model_base_path (default: %(default)s)")
+    parser.add_argument(
+        "--rest_api_port", type=int, default=8501, help="REST port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s; TF Serving binds all)",
+    )
+    parser.add_argument(
+        "--model_name", default="default", help="with --model_base_path (default: %(default)s)"
+    )
     parser.add_argument("--model_base_path", help="serve this base path's latest version")
-    parser.add_argument("--model_config_file", help="a models.config (ModelServerConfig text proto)")
-    parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
-                        help="re-read --model_config_file this often; 0 (the default) never")
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
-                        help="how often base paths are polled for versions (default: %(default)s)")
-    parser.add_argument("--monitoring_config_file", help="a MonitoringConfig: Prometheus metrics on the REST port")
-    parser.add_argument("--batching_parameters_file", help="a BatchingParameters (with --enable_batching)")
+    parser.add_argument(
+        "--model_config_file", help="a models.config (ModelServerConfig text proto)"
+    )
+    parser.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0,
+        help="re-read --model_config_file this often; 0 (the default) never",
+    )
+    parser.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="how often base paths are polled for versions (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--monitoring_config_file", help="a MonitoringConfig: Prometheus metrics on the REST port"
+    )
+    parser.add_argument(
+        "--batching_parameters_file", help="a BatchingParameters (with --enable_batching)"
+    )
     for flag in _BOOL_FLAGS:
-        parser.add_argument(f"--{flag}", type=_truth, nargs="?", const=True, default=False, metavar="true|false")
-    parser.add_argument("--max_num_load_retries", type=int, default=LoadRetries.max_retries,
-                        help="times a version that fails to load is tried again (default: %(default)s)")
-    parser.add_argument("--load_retry_interval_micros", type=int, default=int(LoadRetries.interval_seconds * 1e6),
-                        help="microseconds between those tries (default: %(default)s)")
-    parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
-                        help="larger requests are refused (default: %(default)s)")
-    parser.add_argument("--request_log_rotate_bytes", type=int, default=request_log.DEFAULT_ROTATE_BYTES,
-                        help="a request log file (logging_config in models.config) is rotated past this size "
-                             "(default: %(default)s)")
+        parser.add_argument(
+            f"--{flag}", type=_truth, nargs="?", const=True, default=False, metavar="true|false"
+        )
+    parser.add_argument(
+        "--max_num_load_retries",
+        type=int,
+        default=LoadRetries.max_retries,
+        help="times a version that fails to load is tried again (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--load_retry_interval_micros",
+        type=int,
+        default=int(LoadRetries.interval_seconds * 1e6),
+        help="microseconds between those tries (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max_request_bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="larger requests are refused (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--request_log_rotate_bytes",
+        type=int,
+        default=request_log.DEFAULT_ROTATE_BYTES,
+        help="a request log file (logging_config in models.config) is rotated past this size "
+        "(default: %(default)s)",
+    )
     return parser
 
 
 def _read_text(path: str, what: str) -> str:
-    """A config file's text, local or on any TensorFlow filesystem (TF Serving reads gs:// configs too)."""
+    """A config file's text, local or on any TensorFlow filesystem (TF Serving reads gs:// configs
+    too).
+    """
     if not files.exists(path) or files.isdir(path):
         raise FileNotFoundError(f"the {what} {path} does not exist")
     with files.open_file(path) as f:
@@ -102,7 +150,9 @@ def _read_text(path: str, what: str) -> str:
 
 
 def _watch_config(server, path: str, seconds: float, stopped: threading.Event) -> None:
-    """Re-reads the model config file every `seconds` and serves what it lists (a bad file is logged, kept)."""
+    """Re-reads the model config file every `seconds` and serves what it lists (a bad file is
+    logged, kept).
+    """
     last = _read_text(path, "model config file")
     while not stopped.wait(seconds):
         try:
@@ -122,8 +172,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(kept)
     cli.setup_logging(args.verbose)
     if ignored:
-        log.info("accepted and ignored (TF Serving flags this server does not implement): %s",
-                 " ".join(f"--{f}" for f in ignored))
+        log.info(
+            "accepted and ignored (TF Serving flags this server does not implement): %s",
+            " ".join(f"--{f}" for f in ignored),
+        )
     if bool(args.model_base_path) == bool(args.model_config_file):
         parser.error("give exactly one of --model_base_path and --model_config_file")
     try:
@@ -136,18 +188,39 @@ def main(argv=None) -> int:
     from serving.server import LocalServer, PortInUse
 
     try:
-        config = (model_config.parse(_read_text(args.model_config_file, "model config file"))
-                  if args.model_config_file else single_model_config(args.model_name, args.model_base_path))
+        config = (
+            model_config.parse(_read_text(args.model_config_file, "model config file"))
+            if args.model_config_file
+            else single_model_config(args.model_name, args.model_base_path)
+        )
         batching_parameters = None
         if args.enable_batching:
             batching_parameters = (
-                batching.parse(_read_text(args.batching_parameters_file, "batching parameters file"))
-                if args.batching_parameters_file else batching.BatchingParameters())
-        metrics_path = (monitoring.prometheus_path(_read_text(args.monitoring_config_file, "monitoring config file"))
-                        if args.monitoring_config_file else None)
-        server = LocalServer(config, args.host, args.port, args.rest_api_port, args.file_system_poll_wait_seconds,
-                             args.max_request_bytes, args.request_log_rotate_bytes, batching_parameters, metrics_path,
-                             LoadRetries(args.max_num_load_retries, args.load_retry_interval_micros / 1e6))
+                batching.parse(
+                    _read_text(args.batching_parameters_file, "batching parameters file")
+                )
+                if args.batching_parameters_file
+                else batching.BatchingParameters()
+            )
+        metrics_path = (
+            monitoring.prometheus_path(
+                _read_text(args.monitoring_config_file, "monitoring config file")
+            )
+            if args.monitoring_config_file
+            else None
+        )
+        server = LocalServer(
+            config,
+            args.host,
+            args.port,
+            args.rest_api_port,
+            args.file_system_poll_wait_seconds,
+            args.max_request_bytes,
+            args.request_log_rotate_bytes,
+            batching_parameters,
+            metrics_path,
+            LoadRetries(args.max_num_load_retries, args.load_retry_interval_micros / 1e6),
+        )
     except (PortInUse, FileNotFoundError, ValueError, model_config.text_format.ParseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -155,17 +228,33 @@ def main(argv=None) -> int:
     unavailable = server.manager.unavailable_labels()
     if unavailable and not args.allow_version_labels_for_unavailable_models:
         server.stop()
-        print(f"error: version label(s) {unavailable} name versions that are not available; pass "
-              "--allow_version_labels_for_unavailable_models=true to serve them once they load", file=sys.stderr)
+        print(
+            f"error: version label(s) {unavailable} name versions that are not available; pass "
+            "--allow_version_labels_for_unavailable_models=true to serve them once they load",
+            file=sys.stderr,
+        )
         return 2
     stopped = threading.Event()
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
-        threading.Thread(target=_watch_config, args=(server, args.model_config_file,
-                                                     args.model_config_file_poll_wait_seconds, stopped),
-                         name="config-reloader", daemon=True).start()
+        threading.Thread(
+            target=_watch_config,
+            args=(
+                server,
+                args.model_config_file,
+                args.model_config_file_poll_wait_seconds,
+                stopped,
+            ),
+            name="config-reloader",
+            daemon=True,
+        ).start()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda number, _: (log.info("%s: draining in-flight requests", signal.Signals(number).name),
-                                              stopped.set()))
+        signal.signal(
+            sig,
+            lambda number, _: (
+                log.info("%s: draining in-flight requests", signal.Signals(number).name),
+                stopped.set(),
+            ),
+        )
     log.info("Ctrl-C (or SIGTERM) to stop")  # Only once both signals drain instead of killing.
     stopped.wait()
     server.stop(DRAIN_SECONDS)

@@ -1,10 +1,15 @@
-"""Builds TF Serving's `models.config` with the ModelServerConfig protos (never by string templates).
+"""Builds TF Serving's `models.config` with the ModelServerConfig protos (never by string
+templates).
 
-    python -m serving.model_config                                   # prints the container's config
-    python -m serving.model_config --base_path serving_models/cartola_pro --out runs/models.local.config
-    python -m serving.model_config --latest 2 --label stable=1 --label canary=2 --out serving/models.config
-    python -m serving.model_config --version 3 --label stable=3 --out serving/models.config    # roll back to 3
-    python -m serving.model_config --version 3 --version 4 --label stable=3 --label canary=4 ...  # a canary
+    python -m serving.model_config  # prints the container's config
+    python -m serving.model_config --base_path serving_models/cartola_pro --out \
+        runs/models.local.config
+    python -m serving.model_config --latest 2 --label stable=1 --label canary=2 --out \
+        serving/models.config
+    # roll back to 3
+    python -m serving.model_config --version 3 --label stable=3 --out serving/models.config
+    # a canary
+    python -m serving.model_config --version 3 --version 4 --label stable=3 --label canary=4 ...
 
 Prints the config unless --out names a file. A local base path is written absolute, as
 TF Serving wants it. --latest N serves the newest N versions; --version N (repeatable) serves
@@ -24,13 +29,20 @@ from tensorflow_serving.config import model_server_config_pb2
 from tf_cartola.common import cli, files
 
 
-def build(model_name: str, base_path: str, latest: int = 2,
-          labels: typing.Optional[typing.Mapping[str, int]] = None,
-          versions: typing.Sequence[int] = ()) -> model_server_config_pb2.ModelServerConfig:
-    """A one-model config: serve the latest `latest` versions, or exactly `versions` when given, with
-    optional version labels."""
+def build(
+    model_name: str,
+    base_path: str,
+    latest: int = 2,
+    labels: typing.Optional[typing.Mapping[str, int]] = None,
+    versions: typing.Sequence[int] = (),
+) -> model_server_config_pb2.ModelServerConfig:
+    """A one-model config: serve the latest `latest` versions, or exactly `versions` when given,
+    with optional version labels.
+    """
     config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add(name=model_name, base_path=base_path, model_platform="tensorflow")
+    model = config.model_config_list.config.add(
+        name=model_name, base_path=base_path, model_platform="tensorflow"
+    )
     if versions:
         model.model_version_policy.specific.versions.extend(sorted(set(versions)))
     else:
@@ -74,16 +86,37 @@ def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
     parser = cli.parser("serving.model_config", __doc__, "0 printed or written, 2 bad arguments")
     parser.add_argument("--model_name", default="cartola_pro", help="default: %(default)s")
-    parser.add_argument("--base_path", default="/models/cartola_pro",
-                        help="the versions' folder: the container's (default: %(default)s) or a local one")
+    parser.add_argument(
+        "--base_path",
+        default="/models/cartola_pro",
+        help="the versions' folder: the container's (default: %(default)s) or a local one",
+    )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--latest", type=_positive, default=2, help="serve the newest N versions (default: %(default)s)")
-    which.add_argument("--version", type=_positive, action="append", default=[],
-                       help="serve this version (repeat for several): a rollback, or a canary beside the stable one")
-    parser.add_argument("--label", type=_label, action="append", default=[], help="LABEL=VERSION, e.g. stable=3")
-    parser.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
-                        help="let a label name a version not (yet) under the base path, as TF Serving's flag does")
-    parser.add_argument("--out", help="write here instead of printing (e.g. serving/models.config for the image)")
+    which.add_argument(
+        "--latest",
+        type=_positive,
+        default=2,
+        help="serve the newest N versions (default: %(default)s)",
+    )
+    which.add_argument(
+        "--version",
+        type=_positive,
+        action="append",
+        default=[],
+        help="serve this version (repeat for several): a rollback, or a canary beside the stable "
+        "one",
+    )
+    parser.add_argument(
+        "--label", type=_label, action="append", default=[], help="LABEL=VERSION, e.g. stable=3"
+    )
+    parser.add_argument(
+        "--allow_version_labels_for_unavailable_models",
+        action="store_true",
+        help="let a label name a version not (yet) under the base path, as TF Serving's flag does",
+    )
+    parser.add_argument(
+        "--out", help="write here instead of printing (e.g. serving/models.config for the image)"
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     base_path = files.absolute(args.base_path)
@@ -92,20 +125,35 @@ def main(argv=None) -> int:
         from tf_cartola.export import store as model_store
 
         on_disk = model_store.versions(base_path)
-        served = sorted(set(args.version) & set(on_disk)) if args.version else on_disk[-args.latest:]
+        served = (
+            sorted(set(args.version) & set(on_disk)) if args.version else on_disk[-args.latest :]
+        )
         missing = {k: v for k, v in labels.items() if v not in served}
         if missing:
-            where = f"the policy serves {served} of {on_disk} under {base_path}" if on_disk else \
-                f"no version under {base_path}"
-            print(f"error: label(s) {missing} name no served version ({where}); pass "
-                  "--allow_version_labels_for_unavailable_models if they will exist when the server loads",
-                  file=sys.stderr)
+            where = (
+                f"the policy serves {served} of {on_disk} under {base_path}"
+                if on_disk
+                else f"no version under {base_path}"
+            )
+            print(
+                f"error: label(s) {missing} name no served version ({where}); pass "
+                "--allow_version_labels_for_unavailable_models if they will exist when the server "
+                "loads",
+                file=sys.stderr,
+            )
             return 2
     config = build(args.model_name, base_path, args.latest, labels, args.version)
     if args.out:
         write(config, args.out)
-        policy = f"versions {sorted(set(args.version))}" if args.version else f"latest {args.latest} version(s)"
-        print(f"wrote {args.out}: {args.model_name} at {base_path}, {policy}" + (f", labels {labels}" if labels else ""))
+        policy = (
+            f"versions {sorted(set(args.version))}"
+            if args.version
+            else f"latest {args.latest} version(s)"
+        )
+        print(
+            f"wrote {args.out}: {args.model_name} at {base_path}, {policy}"
+            + (f", labels {labels}" if labels else "")
+        )
     else:
         print(text_format.MessageToString(config), end="")
     return 0

@@ -1,5 +1,7 @@
-"""The local server's settings that TF Serving has flags for, with TF Serving's defaults, and the check of its
-ports: no TensorFlow here, so the command line answers before it loads anything."""
+"""The local server's settings that TF Serving has flags for, with TF Serving's defaults, and the
+check of its
+ports: no TensorFlow here, so the command line answers before it loads anything.
+"""
 
 import dataclasses
 import socket
@@ -12,22 +14,28 @@ class PortInUse(OSError):
 
 
 def check_port(host: str, port: int, flag: str) -> None:
-    """Raises PortInUse, naming the flag that chose it, when `port` cannot be bound on `host` now (0, any free
-    port, always can)."""
+    """Raises PortInUse, naming the flag that chose it, when `port` cannot be bound on `host` now
+    (0, any free port, always can).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # As the servers bind: TIME_WAIT is no conflict.
+        s.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # As the servers bind: TIME_WAIT is no conflict.
         try:
             s.bind((host, port))
         except OSError as e:
-            raise PortInUse(f"port {port} on {host} is in use ({e.strerror}); choose another with {flag}") from None
+            raise PortInUse(
+                f"port {port} on {host} is in use ({e.strerror}); choose another with {flag}"
+            ) from None
 
 
 @dataclasses.dataclass(frozen=True)
 class LoadRetries:
-    """TF Serving's --max_num_load_retries and --load_retry_interval_micros (its defaults): a version that
-    fails to load (say, one still being copied to an object store) is tried again this many times, this
-    long apart, before it is given up (state END, with the error)."""
+    """TF Serving's --max_num_load_retries and --load_retry_interval_micros (its defaults): a
+    version that fails to load (say, one still being copied to an object store) is tried again this
+    many times, this long apart, before it is given up (state END, with the error).
+    """
 
     max_retries: int = 5
     interval_seconds: float = 60.0

@@ -43,7 +43,9 @@ class _Sink:
     def write(self, records: typing.List[bytes]) -> None:
         if self.file is None or self.size >= self.rotate_bytes:
             self.close()
-            self.file = files.open_file(f"{self.prefix}.{self.started}.{self.number:05d}.tfrecord", "ab")
+            self.file = files.open_file(
+                f"{self.prefix}.{self.started}.{self.number:05d}.tfrecord", "ab"
+            )
             self.number, self.size = self.number + 1, 0
         data = tfrecords.frames(records)
         self.file.write(data)
@@ -80,8 +82,12 @@ class RequestLogger:
                 files.makedirs(posixpath.dirname(files.absolute(prefix)))
                 self._rates[model.name] = logging_config.sampling_config.sampling_rate
                 self._sinks[model.name] = _Sink(prefix, rotate_bytes)
-                log.info("logging %.3g of %s's requests to %s.*.tfrecord", self._rates[model.name], model.name,
-                         prefix)
+                log.info(
+                    "logging %.3g of %s's requests to %s.*.tfrecord",
+                    self._rates[model.name],
+                    model.name,
+                    prefix,
+                )
         self._queue: queue.Queue = queue.Queue(QUEUE_RECORDS)
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
@@ -89,10 +95,14 @@ class RequestLogger:
             self._thread.start()
 
     def record(self, kind: str, request, response) -> None:
-        """Queues (request, response) of one call for the log if its model is logged and it is sampled.
+        """Queues (request, response) of one call for the log if its model is logged and it is
+        sampled.
 
         Args:
-          kind: the PredictionLog field: "predict_log", "classify_log", "regress_log" or "multi_inference_log".
+          kind: the PredictionLog field: "predict_log", "classify_log", "regress_log" or
+            "multi_inference_log".
+          request: the call's request proto.
+          response: the call's response proto.
         """
         name = _spec_of(request, response).name
         rate = self._rates.get(name)
@@ -103,8 +113,10 @@ class RequestLogger:
         except queue.Full:
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
-                log.warning("request log queue full: %d record(s) dropped so far (requests were served)",
-                            self.dropped)
+                log.warning(
+                    "request log queue full: %d record(s) dropped so far (requests were served)",
+                    self.dropped,
+                )
 
     def _run(self) -> None:
         from tensorflow_serving.apis import prediction_log_pb2

@@ -27,17 +27,24 @@ from serving.servables import ServableManager
 log = logging.getLogger(__name__)
 
 # TF Serving's REST routes (http_rest_api_handler.cc), case-insensitive like its regexes.
-_PREDICTION = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-                         r":(?P<verb>classify|regress|predict)", re.IGNORECASE)
-_STATUS = re.compile(r"/v1/models(?:/(?P<name>[^/:]+))?(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-                     r"(?P<metadata>/metadata)?", re.IGNORECASE)
+_PREDICTION = re.compile(
+    r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r":(?P<verb>classify|regress|predict)",
+    re.IGNORECASE,
+)
+_STATUS = re.compile(
+    r"/v1/models(?:/(?P<name>[^/:]+))?(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<metadata>/metadata)?",
+    re.IGNORECASE,
+)
 _INT64_MAX = 2**63 - 1
 
 
 def malformed(method: str, path: str) -> ServingError:
     """TF Serving's answer to a /v1/ path, verb or method it does not know: 400."""
     if not path.lower().startswith("/v1/"):
-        # TF Serving hands only /v1/... to its REST handler; its HTTP server answers anything else 404.
+        # TF Serving hands only /v1/... to its REST handler; its HTTP server answers anything else
+        # 404.
         return not_found(f"Not found: {method} {path}")
     return invalid(f"Malformed request: {method} {path}")
 
@@ -55,11 +62,15 @@ def _spec(out, match) -> None:
 
 
 def _to_dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True, including_default_value_fields=True)
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, including_default_value_fields=True
+    )
 
 
 class InFlight:
-    """Counts requests being answered, so that a shutdown can wait for them (`with in_flight:` per request)."""
+    """Counts requests being answered, so that a shutdown can wait for them (`with in_flight:` per
+    request).
+    """
 
     def __init__(self):
         self._count = 0
@@ -81,7 +92,9 @@ class InFlight:
 
 
 class RestApi:
-    """Routes REST requests to the inference operations; every failure is a `{"error": ...}` body."""
+    """Routes REST requests to the inference operations; every failure is a `{"error": ...}`
+    body.
+    """
 
     def __init__(self, manager: ServableManager, logger: RequestLogger, metrics: Metrics):
         self.in_flight = InFlight()
@@ -95,12 +108,17 @@ class RestApi:
         if not match:
             raise malformed("GET", path)
         if match["metadata"]:
-            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            request = get_model_metadata_pb2.GetModelMetadataRequest(
+                metadata_field=["signature_def"]
+            )
             _spec(request.model_spec, match)
             response = inference.metadata(self.manager, request)
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             response.metadata["signature_def"].Unpack(signature_map)
-            return {"model_spec": _to_dict(response.model_spec), "metadata": {"signature_def": _to_dict(signature_map)}}
+            return {
+                "model_spec": _to_dict(response.model_spec),
+                "metadata": {"signature_def": _to_dict(signature_map)},
+            }
         request = get_model_status_pb2.GetModelStatusRequest()
         _spec(request.model_spec, match)
         return _to_dict(inference.status(self.manager, request))
@@ -121,7 +139,9 @@ class RestApi:
             status = "INTERNAL"
             raise
         finally:
-            self.metrics.record(match["name"], verb.capitalize(), "REST", status, time.perf_counter() - start)
+            self.metrics.record(
+                match["name"], verb.capitalize(), "REST", status, time.perf_counter() - start
+            )
 
     def _post(self, verb: str, match, body: bytes) -> dict:
         data = rest_json.parse_body(body)
@@ -135,7 +155,9 @@ class RestApi:
             self._logger.record("predict_log", request, response)
             return rest_json.predict_response(response, fmt)
         if verb == "classify":
-            request = rest_json.examples_request(data, classification_pb2.ClassificationRequest(), verb)
+            request = rest_json.examples_request(
+                data, classification_pb2.ClassificationRequest(), verb
+            )
             _spec(request.model_spec, match)
             response = inference.classify(self.manager, request)
             self._logger.record("classify_log", request, response)
@@ -147,9 +169,12 @@ class RestApi:
         return rest_json.regress_response(response)
 
 
-def make_handler(api: RestApi, max_request_bytes: int,
-                 metrics_path: typing.Optional[str] = None) -> typing.Type[http.server.BaseHTTPRequestHandler]:
-    """A request handler class bound to one RestApi; Prometheus metrics at `metrics_path` when given."""
+def make_handler(
+    api: RestApi, max_request_bytes: int, metrics_path: typing.Optional[str] = None
+) -> typing.Type[http.server.BaseHTTPRequestHandler]:
+    """A request handler class bound to one RestApi; Prometheus metrics at `metrics_path` when
+    given.
+    """
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -157,7 +182,8 @@ def make_handler(api: RestApi, max_request_bytes: int,
 
         def setup(self):
             super().setup()
-            # Headers and body are separate writes: without this, Nagle's algorithm holds the body until the
+            # Headers and body are separate writes: without this, Nagle's algorithm holds the body
+            # until the
             # client's delayed ACK (40 ms) on a kept-alive connection.
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -173,10 +199,17 @@ def make_handler(api: RestApi, max_request_bytes: int,
             with api.in_flight:
                 try:
                     self._answer(call)
-                except ConnectionError as e:  # The client hung up: its business, not a server error.
+                except (
+                    ConnectionError
+                ) as e:  # The client hung up: its business, not a server error.
                     self.close_connection = True
-                    log.info("%s hung up before the answer to %s %s (%s)", self.address_string(), self.command,
-                             self.path, type(e).__name__)
+                    log.info(
+                        "%s hung up before the answer to %s %s (%s)",
+                        self.address_string(),
+                        self.command,
+                        self.path,
+                        type(e).__name__,
+                    )
 
         def _answer(self, call) -> None:
             try:
@@ -217,7 +250,13 @@ def make_handler(api: RestApi, max_request_bytes: int,
             length = int(self.headers.get("Content-Length") or 0)
             if length > max_request_bytes:
                 self.close_connection = True
-                self._reply(413, {"error": f"Request of {length} bytes exceeds the limit of {max_request_bytes}"})
+                self._reply(
+                    413,
+                    {
+                        "error": f"Request of {length} bytes exceeds the limit of "
+                        f"{max_request_bytes}"
+                    },
+                )
                 return
             body = self.rfile.read(length)
             self._serve(lambda: api.post(self.path, body))

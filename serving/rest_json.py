@@ -12,8 +12,16 @@ from tensorflow_serving.apis import classification_pb2, predict_pb2
 from serving.errors import invalid
 
 _FLOATS = {types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16}
-_INTS = {types_pb2.DT_INT8, types_pb2.DT_INT16, types_pb2.DT_INT32, types_pb2.DT_INT64, types_pb2.DT_UINT8,
-         types_pb2.DT_UINT16, types_pb2.DT_UINT32, types_pb2.DT_UINT64}
+_INTS = {
+    types_pb2.DT_INT8,
+    types_pb2.DT_INT16,
+    types_pb2.DT_INT32,
+    types_pb2.DT_INT64,
+    types_pb2.DT_UINT8,
+    types_pb2.DT_UINT16,
+    types_pb2.DT_UINT32,
+    types_pb2.DT_UINT64,
+}
 
 
 def parse_body(body: bytes) -> dict:
@@ -57,7 +65,10 @@ def _leaf(value, dtype: int, where: str):
 def _tensor(values: list, dtype: int, where: str):
     converted = _leaf(values, dtype, where)
     try:
-        array = np.array(converted, dtype=object if dtype == types_pb2.DT_STRING else tf.as_dtype(dtype).as_numpy_dtype)
+        array = np.array(
+            converted,
+            dtype=object if dtype == types_pb2.DT_STRING else tf.as_dtype(dtype).as_numpy_dtype,
+        )
     except ValueError as e:
         raise invalid(f"{where}: the values do not form a tensor of one shape ({e})") from None
     if array.dtype == object and any(isinstance(v, list) for v in array.ravel()):
@@ -66,7 +77,9 @@ def _tensor(values: list, dtype: int, where: str):
 
 
 def _shape(value) -> list:
-    """The dense shape of a JSON value, following first elements (TF Serving's GetDenseTensorShape)."""
+    """The dense shape of a JSON value, following first elements (TF Serving's
+    GetDenseTensorShape).
+    """
     shape = []
     while isinstance(value, list):
         shape.append(len(value))
@@ -81,22 +94,28 @@ def _size(shape) -> int:
     return out
 
 
-def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictRequest, str]:
+def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictRequest, str]:  # noqa: PLR0912, PLR0915
     """A PredictRequest from a `:predict` body; returns it with the format, "row" or "columnar".
 
     Error messages carry TF Serving's key phrases (util/json_tensor.cc).
     """
     signature_name = body.get("signature_name", "")
     if not isinstance(signature_name, str):
-        raise invalid(f"JSON Value: {json.dumps(body)[:200]} not formatted correctly. 'signature_name' key must be "
-                      "a string value.")
+        raise invalid(
+            f"JSON Value: {json.dumps(body)[:200]} not formatted correctly. 'signature_name' key "
+            "must be "
+            "a string value."
+        )
     _, sig = servable.signature(signature_name)
     names = sorted(sig.inputs)
     if not names:
         raise invalid(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
     if "instances" in body and "inputs" in body:
-        raise invalid("JSON Value: ... Not formatted correctly expecting only one of 'inputs' or 'instances' keys "
-                      "to exist")
+        raise invalid(
+            "JSON Value: ... Not formatted correctly expecting only one of 'inputs' or "
+            "'instances' keys "
+            "to exist"
+        )
     request = predict_pb2.PredictRequest()
     request.model_spec.signature_name = signature_name
     if "instances" in body:
@@ -107,8 +126,11 @@ def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictReq
             raise invalid("JSON Value: ... No values in 'instances' array")
         named = isinstance(instances[0], dict) and not _is_b64(instances[0])
         if not named and len(names) > 1:
-            raise invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
-                          "required as per tensorinfo_map")
+            raise invalid(
+                "instances is a plain list, but expecting list of objects as multiple input "
+                "tensors "
+                "required as per tensorinfo_map"
+            )
         columns = {n: [] for n in names} if named else {names[0]: []}
         shapes = {}
         for i, instance in enumerate(instances):
@@ -119,17 +141,23 @@ def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictReq
                 raise invalid(f"Expecting value/list but got object at item {i} of input list")
             items = instance if named else {names[0]: instance}
             if named and set(items) != set(names):
-                raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: "
-                              f"{json.dumps(instance)[:200]} keys must be equal to: {','.join(names)}")
+                raise invalid(
+                    f"Failed to process element: {i} of 'instances' list. JSON object: "
+                    f"{json.dumps(instance)[:200]} keys must be equal to: {','.join(names)}"
+                )
             for n, value in items.items():
                 shape = _shape(value)
                 if n in shapes and _size(shapes[n]) != _size(shape):
-                    raise invalid(f"Failed to process element: {i} key: {n} of 'instances' list. Error: "
-                                  f"Expecting tensor size: {_size(shapes[n])} but got: {_size(shape)}")
+                    raise invalid(
+                        f"Failed to process element: {i} key: {n} of 'instances' list. Error: "
+                        f"Expecting tensor size: {_size(shapes[n])} but got: {_size(shape)}"
+                    )
                 if n in shapes and shapes[n] != shape:
-                    raise invalid(f"Failed to process element: {i} key: {n} of 'instances' list. Error: "
-                                  f"Expecting shape [{','.join(map(str, shapes[n]))}] but got: "
-                                  f"[{','.join(map(str, shape))}]")
+                    raise invalid(
+                        f"Failed to process element: {i} key: {n} of 'instances' list. Error: "
+                        f"Expecting shape [{','.join(map(str, shapes[n]))}] but got: "
+                        f"[{','.join(map(str, shape))}]"
+                    )
                 shapes[n] = shape
                 columns[n].append(value)
         fmt = "row"
@@ -143,8 +171,11 @@ def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictReq
         elif len(names) == 1:
             columns = {names[0]: inputs}
         else:
-            raise invalid("inputs is a plain value/list, but expecting an object as multiple input tensors required "
-                          "as per tensorinfo_map")
+            raise invalid(
+                "inputs is a plain value/list, but expecting an object as multiple input tensors "
+                "required "
+                "as per tensorinfo_map"
+            )
         fmt = "columnar"
     else:
         raise invalid("Missing 'inputs' or 'instances' key")
@@ -156,8 +187,12 @@ def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictReq
 def _json_value(name: str, array: np.ndarray):
     if array.dtype == object:
         if name.endswith("_bytes"):
-            return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode("ascii")}, otypes=[object])(array).tolist()
-        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
+            return np.vectorize(
+                lambda b: {"b64": base64.b64encode(b).decode("ascii")}, otypes=[object]
+            )(array).tolist()
+        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(
+            array
+        ).tolist()
     return array.tolist()
 
 
@@ -171,7 +206,7 @@ def predict_response(response: predict_pb2.PredictResponse, fmt: str) -> dict:
         return {"predictions": next(iter(values.values()))}
     sizes = {a.shape[0] if a.ndim else None for a in arrays.values()}
     if len(sizes) != 1 or None in sizes:
-        raise invalid("Batch size of the outputs differ: use the columnar (\"inputs\") format")
+        raise invalid('Batch size of the outputs differ: use the columnar ("inputs") format')
     size = sizes.pop()
     return {"predictions": [{n: v[i] for n, v in values.items()} for i in range(size)]}
 
@@ -185,26 +220,39 @@ def _feature(value, where: str) -> tf.train.Feature:
     if all(isinstance(v, (int, float)) for v in items):
         return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in items]))
     if all(isinstance(v, str) or _is_b64(v) for v in items):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=_leaf(items, types_pb2.DT_STRING, where)))
-    raise invalid(f"{where}: a feature's values must all be ints, all numbers or all strings; got {json.dumps(value)}")
+        return tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=_leaf(items, types_pb2.DT_STRING, where))
+        )
+    raise invalid(
+        f"{where}: a feature's values must all be ints, all numbers or all strings; got "
+        f"{json.dumps(value)}"
+    )
 
 
 def _example(obj, where: str) -> tf.train.Example:
     if not isinstance(obj, dict):
         raise invalid(f"{where}: an example must be a JSON object")
-    return tf.train.Example(features=tf.train.Features(
-        feature={k: _feature(v, f"{where} feature '{k}'") for k, v in obj.items()}))
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={k: _feature(v, f"{where} feature '{k}'") for k, v in obj.items()}
+        )
+    )
 
 
 def examples_request(body: dict, request, verb: str):
-    """A ClassificationRequest or RegressionRequest from a `:classify` / `:regress` body (JSON numbers: int ->
-    int64, else float)."""
+    """A ClassificationRequest or RegressionRequest from a `:classify` / `:regress` body (JSON
+    numbers: int -> int64, else float).
+    """
     signature_name = body.get("signature_name", "")
     if not isinstance(signature_name, str):
-        raise invalid("JSON Value: ... not formatted correctly. 'signature_name' key must be a string value.")
+        raise invalid(
+            "JSON Value: ... not formatted correctly. 'signature_name' key must be a string value."
+        )
     request.model_spec.signature_name = signature_name
     if "examples" not in body:
-        raise invalid(f"JSON Value: ... When method is {verb}, key 'examples' is expected and was not found")
+        raise invalid(
+            f"JSON Value: ... When method is {verb}, key 'examples' is expected and was not found"
+        )
     examples = body["examples"]
     if not isinstance(examples, list):
         raise invalid("JSON Value: ... Expecting 'examples' value to be an list/array")
@@ -212,7 +260,9 @@ def examples_request(body: dict, request, verb: str):
         raise invalid("JSON Value: ... 'examples' value is an empty array")
     parsed = [_example(e, f"example {i}") for i, e in enumerate(examples)]
     if "context" in body:
-        request.input.example_list_with_context.context.CopyFrom(_example(body["context"], "context"))
+        request.input.example_list_with_context.context.CopyFrom(
+            _example(body["context"], "context")
+        )
         request.input.example_list_with_context.examples.extend(parsed)
     else:
         request.input.example_list.examples.extend(parsed)
@@ -221,7 +271,11 @@ def examples_request(body: dict, request, verb: str):
 
 def classify_response(response: classification_pb2.ClassificationResponse) -> dict:
     """`{"results": [[[label, score], ...], ...]}` from a ClassificationResponse."""
-    return {"results": [[[c.label, c.score] for c in r.classes] for r in response.result.classifications]}
+    return {
+        "results": [
+            [[c.label, c.score] for c in r.classes] for r in response.result.classifications
+        ]
+    }
 
 
 def regress_response(response) -> dict:

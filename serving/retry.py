@@ -1,4 +1,6 @@
-"""Retrying a call while the server says it is briefly unavailable: the clients' one backoff rule."""
+"""Retrying a call while the server says it is briefly unavailable: the clients' one backoff
+rule.
+"""
 
 import time
 import typing
@@ -7,7 +9,9 @@ T = typing.TypeVar("T")
 
 
 class Transient(Exception):
-    """Raised by a call to ask for another attempt; `final` is what to raise when attempts run out."""
+    """Raised by a call to ask for another attempt; `final` is what to raise when attempts run
+    out.
+    """
 
     def __init__(self, final: Exception):
         super().__init__(str(final))
@@ -15,8 +19,9 @@ class Transient(Exception):
 
 
 def with_backoff(call: typing.Callable[[], T], retries: int, backoff: float) -> T:
-    """Runs `call`; on Transient, sleeps backoff * 2**attempt and tries again, up to `retries` more times,
-    then raises the last Transient's `final` error."""
+    """Runs `call`; on Transient, sleeps backoff * 2**attempt and tries again, up to `retries` more
+    times, then raises the last Transient's `final` error.
+    """
     for attempt in range(retries + 1):
         try:
             return call()

@@ -1,4 +1,6 @@
-"""Loads model versions from base paths as TF Serving does: poll, load new, warm up, unload removed."""
+"""Loads model versions from base paths as TF Serving does: poll, load new, warm up, unload
+removed.
+"""
 
 import dataclasses
 import logging
@@ -15,8 +17,8 @@ from serving.batching import Batcher, BatchingParameters
 from serving.errors import ServingError, invalid, not_found
 from serving.options import LoadRetries
 from tf_cartola.common import files
-from tf_cartola.export import store as model_store
 from tf_cartola.contract.signatures import DEFAULT_SIGNATURE
+from tf_cartola.export import store as model_store
 
 log = logging.getLogger(__name__)
 
@@ -25,31 +27,43 @@ INIT_OP_SIGNATURE = "__saved_model_init_op"  # The SavedModel's initializer: lis
 
 @dataclasses.dataclass
 class Servable:
-    """One loaded version of a model: its own graph and session, as TF Serving runs a SavedModel bundle.
-    A signature runs as one session call feeding and fetching the tensors its SignatureDef names."""
+    """One loaded version of a model: its own graph and session, as TF Serving runs a SavedModel
+    bundle. A signature runs as one session call feeding and fetching the tensors its SignatureDef
+    names.
+    """
 
     name: str
     version: int
     path: str
     session: tf.compat.v1.Session
-    signature_defs: typing.Mapping[str, meta_graph_pb2.SignatureDef]  # As stored (metadata shows them all).
+    signature_defs: typing.Mapping[
+        str, meta_graph_pb2.SignatureDef
+    ]  # As stored (metadata shows them all).
     _runners: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def signature(self, name: str):
-        """(run, SignatureDef) of a signature; '' means serving_default. `run` takes {input alias: array}
-        with every input and returns {output alias: array} of every output."""
+        """(run, SignatureDef) of a signature; '' means serving_default. `run` takes {input alias:
+        array} with every input and returns {output alias: array} of every output.
+        """
         name = name or DEFAULT_SIGNATURE
         if name not in self.signature_defs or name == INIT_OP_SIGNATURE:
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.'
+            )
         if name not in self._runners:
-            raise invalid(f'Signature "{name}" has composite (sparse or ragged) tensors, which this server does '
-                          "not feed or fetch")
+            raise invalid(
+                f'Signature "{name}" has composite (sparse or ragged) tensors, which this server '
+                "does "
+                "not feed or fetch"
+            )
         return self._runners[name], self.signature_defs[name]
 
 
 def _runner(session: tf.compat.v1.Session, sig: meta_graph_pb2.SignatureDef):
     inputs, outputs = sorted(sig.inputs), sorted(sig.outputs)
-    call = session.make_callable([sig.outputs[k].name for k in outputs], [sig.inputs[k].name for k in inputs])
+    call = session.make_callable(
+        [sig.outputs[k].name for k in outputs], [sig.inputs[k].name for k in inputs]
+    )
 
     def run(feeds: dict) -> dict:
         return dict(zip(outputs, call(*[feeds[k] for k in inputs])))
@@ -58,16 +72,23 @@ def _runner(session: tf.compat.v1.Session, sig: meta_graph_pb2.SignatureDef):
 
 
 def _plain(sig: meta_graph_pb2.SignatureDef) -> bool:
-    return all(info.WhichOneof("encoding") == "name" for info in [*sig.inputs.values(), *sig.outputs.values()])
+    return all(
+        info.WhichOneof("encoding") == "name"
+        for info in [*sig.inputs.values(), *sig.outputs.values()]
+    )
 
 
-def load_servable(name: str, version: int, path: str,
-                  batching: typing.Optional[BatchingParameters] = None) -> Servable:
-    """Loads the `serve` MetaGraph of a SavedModel version into a session of its own; with `batching`, each
-    signature's runs go through a batch queue of its own (TF Serving's --enable_batching)."""
+def load_servable(
+    name: str, version: int, path: str, batching: typing.Optional[BatchingParameters] = None
+) -> Servable:
+    """Loads the `serve` MetaGraph of a SavedModel version into a session of its own; with
+    `batching`, each signature's runs go through a batch queue of its own (TF Serving's
+    --enable_batching).
+    """
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph)
-    # tf.compat.v1's loader is the session-based one; its deprecation notice is for training code, so it
+    # tf.compat.v1's loader is the session-based one; its deprecation notice is for training code,
+    # so it
     # is kept out of the server's log.
     tf_log = tf.get_logger()
     level = tf_log.level
@@ -78,8 +99,11 @@ def load_servable(name: str, version: int, path: str,
     finally:
         tf_log.setLevel(level)
     signature_defs = dict(meta_graph.signature_def)
-    runners = {key: _runner(session, sig) for key, sig in signature_defs.items()
-               if key != INIT_OP_SIGNATURE and _plain(sig)}
+    runners = {
+        key: _runner(session, sig)
+        for key, sig in signature_defs.items()
+        if key != INIT_OP_SIGNATURE and _plain(sig)
+    }
     if batching:
         runners = {key: Batcher(run, batching) for key, run in runners.items()}
     return Servable(name, version, path, session, signature_defs, _runners=runners)
@@ -92,29 +116,40 @@ def _aspired(policy, on_disk: typing.List[int]) -> typing.List[int]:
         return on_disk
     if which == "specific":
         return sorted(set(on_disk) & set(policy.specific.versions))
-    return on_disk[-(policy.latest.num_versions or 1):] if on_disk else []
+    return on_disk[-(policy.latest.num_versions or 1) :] if on_disk else []
 
 
 class ServableManager:
-    """Keeps the aspired versions of each configured model loaded, polling the base paths, and reports each
-    version's state as GetModelStatus does: LOADING (also while a failed load waits for its retry),
-    AVAILABLE, UNLOADING, END (unloaded, or given up with the load's error).
+    """Keeps the aspired versions of each configured model loaded, polling the base paths, and
+    reports each version's state as GetModelStatus does: LOADING (also while a failed load waits
+    for its retry), AVAILABLE, UNLOADING, END (unloaded, or given up with the load's error).
 
     A request takes a reference to a Servable and keeps it for its whole duration, so
     unloading a version (dropping it from the table) never fails a request in flight.
     """
 
-    def __init__(self, config: model_server_config_pb2.ModelServerConfig, poll_seconds: float = 1.0,
-                 warmup: typing.Optional[typing.Callable[[Servable], int]] = None,
-                 batching: typing.Optional[BatchingParameters] = None, retries: LoadRetries = LoadRetries()):
+    def __init__(
+        self,
+        config: model_server_config_pb2.ModelServerConfig,
+        poll_seconds: float = 1.0,
+        warmup: typing.Optional[typing.Callable[[Servable], int]] = None,
+        batching: typing.Optional[BatchingParameters] = None,
+        retries: LoadRetries = LoadRetries(),
+    ):
         self._models = {m.name: m for m in config.model_config_list.config}
         self._batching = batching
         self._poll_seconds = poll_seconds
         self._warmup = warmup
         self._retries = retries
-        self._table: typing.Dict[str, typing.Dict[int, Servable]] = {name: {} for name in self._models}
-        self._states: typing.Dict[typing.Tuple[str, int], typing.Tuple[str, str]] = {}  # (state, error)
-        self._failures: typing.Dict[typing.Tuple[str, int], typing.Tuple[int, float]] = {}  # (count, retry at)
+        self._table: typing.Dict[str, typing.Dict[int, Servable]] = {
+            name: {} for name in self._models
+        }
+        self._states: typing.Dict[
+            typing.Tuple[str, int], typing.Tuple[str, str]
+        ] = {}  # (state, error)
+        self._failures: typing.Dict[
+            typing.Tuple[str, int], typing.Tuple[int, float]
+        ] = {}  # (count, retry at)
         self._lock = threading.Lock()  # Guards the table; requests read it.
         self._poll_lock = threading.Lock()  # One poll or reload at a time.
         self._stop = threading.Event()
@@ -183,27 +218,47 @@ class ServableManager:
             warmed = self._warmup(servable) if self._warmup else 0
         except Exception as e:  # A broken version is reported in status, not fatal.
             failures = self._failures.get((name, version), (0, 0.0))[0] + 1
-            self._failures[(name, version)] = (failures, time.monotonic() + self._retries.interval_seconds)
+            self._failures[(name, version)] = (
+                failures,
+                time.monotonic() + self._retries.interval_seconds,
+            )
             if failures > self._retries.max_retries:
-                log.error("loading %s version %d failed %d time(s), giving up: %s", name, version, failures, e)
+                log.error(
+                    "loading %s version %d failed %d time(s), giving up: %s",
+                    name,
+                    version,
+                    failures,
+                    e,
+                )
                 self._set_states(name, [version], "END", str(e))
             else:
-                log.warning("loading %s version %d failed (%s); retry %d of %d in %.3g s", name, version, e,
-                            failures, self._retries.max_retries, self._retries.interval_seconds)
+                log.warning(
+                    "loading %s version %d failed (%s); retry %d of %d in %.3g s",
+                    name,
+                    version,
+                    e,
+                    failures,
+                    self._retries.max_retries,
+                    self._retries.interval_seconds,
+                )
             return None
         self._failures.pop((name, version), None)
         self._set_states(name, [version], "AVAILABLE")
         log.info("loaded %s version %d (%d warmup requests)", name, version, warmed)
         return servable
 
-    def _set_states(self, name: str, versions: typing.Iterable[int], state: str, error: str = "") -> None:
+    def _set_states(
+        self, name: str, versions: typing.Iterable[int], state: str, error: str = ""
+    ) -> None:
         with self._lock:
             for version in versions:
                 self._states[(name, version)] = (state, error)
 
     def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-        """Serves the models of a new config (as TF Serving does on --model_config_file_poll_wait_seconds):
-        new models are loaded, removed ones unloaded, the others keep their loaded versions."""
+        """Serves the models of a new config (as TF Serving does on
+        --model_config_file_poll_wait_seconds): new models are loaded, removed ones unloaded, the
+        others keep their loaded versions.
+        """
         models = {m.name: m for m in config.model_config_list.config}
         with self._poll_lock:
             with self._lock:
@@ -212,7 +267,9 @@ class ServableManager:
                 self._states = {k: v for k, v in self._states.items() if k[0] in models}
             self._poll()
 
-    def get(self, name: str, version: typing.Optional[int] = None, label: typing.Optional[str] = None) -> Servable:
+    def get(
+        self, name: str, version: typing.Optional[int] = None, label: typing.Optional[str] = None
+    ) -> Servable:
         """The servable for a request: latest, a specific version, or a version label."""
         with self._lock:
             versions = self._table.get(name)
@@ -221,7 +278,10 @@ class ServableManager:
         if label:
             labels = self._models[name].version_labels
             if label not in labels:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Unrecognized servable version label: {label}",
+                )
             version = labels[label]
         if version is None:
             if not versions:
@@ -232,12 +292,15 @@ class ServableManager:
         return versions[version]
 
     def statuses(self, name: str, version: typing.Optional[int] = None) -> typing.List[tuple]:
-        """(version, state, error message) for the model's versions, newest first, as GetModelStatus reports
-        them."""
+        """(version, state, error message) for the model's versions, newest first, as
+        GetModelStatus reports them.
+        """
         with self._lock:
             if name not in self._table:
                 raise not_found(f"Could not find any versions of model {name}")
-            rows = sorted(((v, *state) for (n, v), state in self._states.items() if n == name), reverse=True)
+            rows = sorted(
+                ((v, *state) for (n, v), state in self._states.items() if n == name), reverse=True
+            )
         if version is not None:
             rows = [r for r in rows if r[0] == version]
             if not rows:
@@ -245,22 +308,29 @@ class ServableManager:
         return rows
 
     def unavailable_labels(self) -> typing.List[str]:
-        """Version labels that name a version not loaded, as "model/label=version" (TF Serving refuses such a
-        config unless --allow_version_labels_for_unavailable_models)."""
+        """Version labels that name a version not loaded, as "model/label=version" (TF Serving
+        refuses such a config unless --allow_version_labels_for_unavailable_models).
+        """
         with self._lock:
-            return [f"{name}/{label}={version}" for name, model in sorted(self._models.items())
-                    for label, version in sorted(model.version_labels.items())
-                    if version not in self._table.get(name, {})]
+            return [
+                f"{name}/{label}={version}"
+                for name, model in sorted(self._models.items())
+                for label, version in sorted(model.version_labels.items())
+                if version not in self._table.get(name, {})
+            ]
 
     def model_names(self) -> typing.List[str]:
         """The names of the served models."""
         return sorted(self._models)
 
 
-def single_model_config(name: str, base_path: str, latest: int = 1) -> model_server_config_pb2.ModelServerConfig:
+def single_model_config(
+    name: str, base_path: str, latest: int = 1
+) -> model_server_config_pb2.ModelServerConfig:
     """The config TF Serving builds from --model_name / --model_base_path (latest version only)."""
     config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add(name=name, base_path=files.absolute(base_path),
-                                                model_platform="tensorflow")
+    model = config.model_config_list.config.add(
+        name=name, base_path=files.absolute(base_path), model_platform="tensorflow"
+    )
     model.model_version_policy.latest.num_versions = latest
     return config

@@ -1,4 +1,5 @@
-"""TF Serving's BatchingParameters and MonitoringConfig as protobuf messages, parsed with text_format.
+"""TF Serving's BatchingParameters and MonitoringConfig as protobuf messages, parsed with
+text_format.
 
 tensorflow-serving-api ships the protos of `models.config` but not these two
 (`session_bundle_config.proto`, `monitoring_config.proto` in TF Serving). Their descriptors
@@ -10,10 +11,20 @@ refused at start-up, in protobuf's words.
 
 import functools
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,
+)
 
 _PACKAGE = "tensorflow.serving"
-_INT64, _BOOL, _STRING = ".google.protobuf.Int64Value", ".google.protobuf.BoolValue", ".google.protobuf.StringValue"
+_INT64, _BOOL, _STRING = (
+    ".google.protobuf.Int64Value",
+    ".google.protobuf.BoolValue",
+    ".google.protobuf.StringValue",
+)
 _F = descriptor_pb2.FieldDescriptorProto
 
 # (name, type: a wrapper message or a scalar type, repeated); the numbers are the order given.
@@ -36,8 +47,10 @@ BATCHING_FIELDS = (
     ("low_priority_allowed_batch_sizes", _F.TYPE_INT64, True),
     ("mixed_priority_batching_policy", _F.TYPE_STRING, False),
 )
-MONITORING_FIELDS = {"PrometheusConfig": (("enable", _F.TYPE_BOOL, False), ("path", _F.TYPE_STRING, False)),
-                     "MonitoringConfig": (("prometheus_config", f".{_PACKAGE}.PrometheusConfig", False),)}
+MONITORING_FIELDS = {
+    "PrometheusConfig": (("enable", _F.TYPE_BOOL, False), ("path", _F.TYPE_STRING, False)),
+    "MonitoringConfig": (("prometheus_config", f".{_PACKAGE}.PrometheusConfig", False),),
+}
 
 
 def _message(file_proto, name: str, fields) -> None:
@@ -45,7 +58,9 @@ def _message(file_proto, name: str, fields) -> None:
     for number, (field, kind, repeated) in enumerate(fields, start=1):
         label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
         if isinstance(kind, str):
-            message.field.add(name=field, number=number, label=label, type=_F.TYPE_MESSAGE, type_name=kind)
+            message.field.add(
+                name=field, number=number, label=label, type=_F.TYPE_MESSAGE, type_name=kind
+            )
         else:
             message.field.add(name=field, number=number, label=label, type=kind)
 
@@ -56,20 +71,28 @@ def _classes() -> dict:
     wrappers = descriptor_pb2.FileDescriptorProto()
     wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
     pool.Add(wrappers)
-    file_proto = descriptor_pb2.FileDescriptorProto(name="tf_cartola/tf_serving_configs.proto", package=_PACKAGE,
-                                                   syntax="proto3", dependency=[wrappers.name])
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name="tf_cartola/tf_serving_configs.proto",
+        package=_PACKAGE,
+        syntax="proto3",
+        dependency=[wrappers.name],
+    )
     _message(file_proto, "BatchingParameters", BATCHING_FIELDS)
     for name, fields in MONITORING_FIELDS.items():
         _message(file_proto, name, fields)
     pool.Add(file_proto)
     names = ("BatchingParameters", "MonitoringConfig")
-    return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{n}")) for n in names}
+    return {
+        n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{n}"))
+        for n in names
+    }
 
 
 def parse(text: str, name: str):
     """A text-format message of TF Serving's `name` (BatchingParameters or MonitoringConfig).
 
     Raises:
-      text_format.ParseError: what protobuf refuses (unknown field, wrong type), with line and column.
+      text_format.ParseError: what protobuf refuses (unknown field, wrong type), with line and
+      column.
     """
     return text_format.Parse(text, _classes()[name]())

@@ -8,15 +8,15 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Before anything imports Ten
 
 import pytest  # noqa: E402
 
-from tf_cartola.read import synthetic  # noqa: E402
-
 from tests.helpers import CONFIG, ROOT, SCHEMA, SMALL_ROWS  # noqa: E402
+from tf_cartola.read import synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _from_the_repository_root():
-    """The CLIs' defaults (configs/default.yaml and the paths it names) are relative to the repository root,
-    where users run them; tests that rely on a default run there whatever directory pytest started in."""
+    """The CLIs' defaults (configs/default.yaml and the paths it names) are relative to the
+    repository root, where users run them; tests that rely on a default run there whatever
+    directory pytest started in."""
     os.chdir(ROOT)
 
 
@@ -30,14 +30,35 @@ def small_csv(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def preprocess_cli(small_csv, tmp_path_factory):
-    """`python -m beam_jobs.preprocess` on the small CSV with the default config, as a user runs it (the
-    library's logging and warnings settings not inherited): (its CompletedProcess, output_dir)."""
+    """`python -m beam_jobs.preprocess` on the small CSV with the default config, as a user runs it
+    (the library's logging and warnings settings not inherited): (its CompletedProcess,
+    output_dir)."""
     out = str(tmp_path_factory.mktemp("preprocess"))
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
-    done = subprocess.run([sys.executable, "-m", "beam_jobs.preprocess", "--config", CONFIG, "--schema", SCHEMA,
-                           "--input", small_csv, "--output_dir", out,
-                           "--baseline", "none"],  # Not whatever a demo left in ./serving_models.
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "beam_jobs.preprocess",
+            "--config",
+            CONFIG,
+            "--schema",
+            SCHEMA,
+            "--input",
+            small_csv,
+            "--output_dir",
+            out,
+            "--baseline",
+            "none",
+        ],  # Not whatever a demo left in ./serving_models.
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done, out
 
@@ -61,9 +82,16 @@ def trained(preprocess_run, tmp_path_factory):
     _, preprocess_dir = preprocess_run
     root = tmp_path_factory.mktemp("train")
     cfg = config.load(CONFIG)
-    result = training.train(cfg, preprocess_dir, serving_dir=str(root / "serving"), run_dir=str(root / "run"))
-    result["report"] = report.write_report(str(root / "run" / "report.html"), preprocess_dir, result["run_dir"],
-                                           result["labels"], result["scores"])  # As tf_cartola.train does.
+    result = training.train(
+        cfg, preprocess_dir, serving_dir=str(root / "serving"), run_dir=str(root / "run")
+    )
+    result["report"] = report.write_report(
+        str(root / "run" / "report.html"),
+        preprocess_dir,
+        result["run_dir"],
+        result["labels"],
+        result["scores"],
+    )  # As tf_cartola.train does.
     return cfg, result
 
 

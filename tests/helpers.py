@@ -1,5 +1,5 @@
-"""Helpers shared by test modules: where the repository is, reading a run's outputs back (TensorFlow only
-when used, so unit tests do not load it)."""
+"""Helpers shared by test modules: where the repository is, reading a run's outputs back
+(TensorFlow only when used, so unit tests do not load it)."""
 
 import glob
 import os
@@ -10,7 +10,9 @@ from tf_cartola.contract import features as F
 # The repository's root. Tests name its files from it, so they run from any directory.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "default.yaml")
-SCHEMA = os.path.join(ROOT, "configs", "schema.pbtxt")  # The default config names it relative to the root.
+SCHEMA = os.path.join(
+    ROOT, "configs", "schema.pbtxt"
+)  # The default config names it relative to the root.
 DATA = os.path.join(ROOT, "tests", "data")
 SMALL_ROWS = 6000  # The session's small generated CSV (conftest `small_csv`).
 
@@ -22,8 +24,11 @@ def split_ids(pattern, spec=None):
     files = glob.glob(pattern)
     assert files, pattern
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(100_000)
-    return sorted(int(i) for batch in ds for i in tf.io.parse_example(batch, spec or F.raw_feature_spec())[F.ID_KEY]
-                  .numpy())
+    return sorted(
+        int(i)
+        for batch in ds
+        for i in tf.io.parse_example(batch, spec or F.raw_feature_spec())[F.ID_KEY].numpy()
+    )
 
 
 def probe_batch():
@@ -31,17 +36,18 @@ def probe_batch():
     import pandas as pd
     import tensorflow as tf
 
-    from tf_cartola.read import examples
-    from tf_cartola.read import synthetic
+    from tf_cartola.read import examples, synthetic
 
     frame = synthetic.generate(50, seed=9)
-    serialized = [examples.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")]
+    serialized = [
+        examples.to_example(r) for r in frame.where(pd.notna(frame), None).to_dict("records")
+    ]
     return tf.io.parse_example(serialized, F.raw_feature_spec())
 
 
 def headless_chromium():
-    """A Selenium driver of Debian's headless Chromium (`make system-packages` installs it), logging the
-    console and the network; None when Chromium or its driver is missing."""
+    """A Selenium driver of Debian's headless Chromium (`make system-packages` installs it),
+    logging the console and the network; None when Chromium or its driver is missing."""
     import shutil
 
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
@@ -52,17 +58,26 @@ def headless_chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--hide-scrollbars"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
 def eventually(condition, what: str, timeout: float = 30.0) -> None:
-    """Waits until `condition()` is true, polling it; fails naming `what` if it is not within `timeout`
-    seconds. For conditions only observable from outside (a log line, a status, a queue length)."""
+    """Waits until `condition()` is true, polling it; fails naming `what` if it is not within
+    `timeout` seconds. For conditions only observable from outside (a log line, a status, a queue
+    length)."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"not within {timeout} s: {what}"

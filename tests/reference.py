@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 
 from tf_cartola.contract import features as F
-from tf_cartola.train import metrics
 from tf_cartola.contract import split
+from tf_cartola.train import metrics
 
 
 def engineer(frame: pd.DataFrame) -> pd.DataFrame:
-    """Applies the feature engineering to raw columns; missing stays NaN (imputation comes later)."""
+    """Applies the feature engineering to raw columns; missing stays NaN (imputation comes
+    later)."""
     out = {}
     for column in F.RAW_FEATURES:
         name = F.transformed_name(column)
@@ -20,7 +21,9 @@ def engineer(frame: pd.DataFrame) -> pd.DataFrame:
             x = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
             out[name] = np.log1p(x.where(x > -1))
         elif column in F.CAPPED:
-            out[name] = np.minimum(pd.to_numeric(frame[column], errors="coerce").astype(np.float64), 1.0)
+            out[name] = np.minimum(
+                pd.to_numeric(frame[column], errors="coerce").astype(np.float64), 1.0
+            )
         elif column == F.PIXELS:
             wh = frame[column].astype("string").str.extract(F.PIXELS_PATTERN).astype(np.float64)
             out[name] = wh[0] * wh[1]
@@ -30,7 +33,8 @@ def engineer(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def impute_and_scale(train: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
-    """Imputes `other` with the training mean, then z-scores it with the imputed training statistics."""
+    """Imputes `other` with the training mean, then z-scores it with the imputed training
+    statistics."""
     means = train.mean()
     imputed_train = train.fillna(means)
     std = imputed_train.std(ddof=0).replace(0.0, 1.0)
@@ -43,10 +47,15 @@ def split_frame(frame: pd.DataFrame, ratio=split.DEFAULT_RATIO):
     return frame[~is_eval], frame[is_eval]
 
 
-def run(frame: pd.DataFrame, feature_names=F.FINAL_FEATURES, threshold: float = 0.5, seed: int = 0,
-        ratio=split.DEFAULT_RATIO) -> dict:
-    """Runs the reference procedure: engineer, impute, scale, logistic regression, eval metrics, on the
-    pipeline's own split (`ratio`: the configured split_ratio).
+def run(
+    frame: pd.DataFrame,
+    feature_names=F.FINAL_FEATURES,
+    threshold: float = 0.5,
+    seed: int = 0,
+    ratio=split.DEFAULT_RATIO,
+) -> dict:
+    """Runs the reference procedure: engineer, impute, scale, logistic regression, eval metrics, on
+    the pipeline's own split (`ratio`: the configured split_ratio).
 
     Returns:
       {"metrics": eval metrics, "eval_scores": np.ndarray, "model": the fitted LogisticRegression}

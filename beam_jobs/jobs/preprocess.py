@@ -1,4 +1,5 @@
-"""The preprocessing job as a library: `preprocess(config, options) -> Manifest` (CLI: beam_jobs.preprocess).
+"""The preprocessing job as a library: `preprocess(config, options) -> Manifest` (CLI:
+beam_jobs.preprocess).
 
 Stages: (1) check and hash the inputs; (2) one Beam pipeline, one read of the
 input: type and split the rows as Arrow record batches (bad rows quarantined),
@@ -17,18 +18,18 @@ import typing
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_jobs.jobs.preprocess_checks import validate_splits
+from beam_jobs.jobs.preprocess_pipeline import run_pipeline
 from beam_jobs.shared import counters as counters_lib
 from beam_jobs.shared import inputs as inputs_lib
 from beam_jobs.shared import workers
 from beam_jobs.shared.outputs import AnomaliesFound, Layout
-from beam_jobs.jobs.preprocess_checks import validate_splits
-from beam_jobs.jobs.preprocess_pipeline import run_pipeline
-from tf_cartola.validate import baseline as baseline_lib
+from tf_cartola.common import files, timing
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
-from tf_cartola.common import files, timing
 from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.contract import split
+from tf_cartola.validate import baseline as baseline_lib
 from tf_cartola.validate import validation
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,13 @@ log = logging.getLogger(__name__)
 def _versions() -> dict:
     from importlib import metadata
 
-    names = ("tensorflow", "tensorflow-transform", "tensorflow-data-validation", "tfx-bsl", "apache-beam")
+    names = (
+        "tensorflow",
+        "tensorflow-transform",
+        "tensorflow-data-validation",
+        "tfx-bsl",
+        "apache-beam",
+    )
     return {n: metadata.version(n) for n in names}
 
 
@@ -52,8 +59,12 @@ def _timed(seconds: dict, number: int, stage: str, description: str, fn, *args):
     return out
 
 
-def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer_schema: bool = False,
-               config: typing.Optional[config_lib.Config] = None) -> dict:
+def preprocess(
+    cfg: config_lib.PreprocessConfig,
+    options: PipelineOptions,
+    infer_schema: bool = False,
+    config: typing.Optional[config_lib.Config] = None,
+) -> dict:
     """Runs every stage and writes `manifest.json`.
 
     The input is read once: one Beam pipeline types, splits, writes, computes statistics
@@ -79,14 +90,22 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     import tensorflow as tf
 
     if not infer_schema and not FileSystems.exists(cfg.schema):  # Fail before any work is done.
-        raise FileNotFoundError(f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)")
+        raise FileNotFoundError(
+            f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)"
+        )
     started = time.perf_counter()
     serving = (config or config_lib.Config()).serving
     baseline = baseline_lib.resolve(cfg.baseline, serving.serving_dir, serving.model_name)
     missing = None
-    if baseline is None and cfg.baseline == "served":  # Said, not skipped silently: the monthly drift check.
-        missing = (f"no served version of {serving.model_name} under {serving.serving_dir} carries a baseline: "
-                   "the train split is not compared with one (give --serving_dir, or --baseline none on a first run)")
+    if (
+        baseline is None and cfg.baseline == "served"
+    ):  # Said, not skipped silently: the monthly drift check.
+        missing = (
+            f"no served version of {serving.model_name} under {serving.serving_dir} carries a "
+            "baseline: "
+            "the train split is not compared with one (give --serving_dir, or --baseline none on "
+            "a first run)"
+        )
         log.warning(missing)
     layout = Layout(cfg.output_dir)
     if layout.clear():
@@ -94,23 +113,52 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     runner = workers.runner(options)
     seconds = {}
     temp_dir = layout.path("tmp")
-    with contextlib.ExitStack() as held:  # A database snapshot stays open while the pipeline reads it.
-        inputs, parts = _timed(seconds, 1, "hash_inputs", f"checking and fingerprinting {inputs_lib.shown(cfg.input)}",
-                               held.enter_context, inputs_lib.open_inputs(
-                                   cfg.input, inputs_lib.CSV, F.CSV_COLUMNS,
-                                   inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions)))
+    with (
+        contextlib.ExitStack() as held
+    ):  # A database snapshot stays open while the pipeline reads it.
+        inputs, parts = _timed(
+            seconds,
+            1,
+            "hash_inputs",
+            f"checking and fingerprinting {inputs_lib.shown(cfg.input)}",
+            held.enter_context,
+            inputs_lib.open_inputs(
+                cfg.input,
+                inputs_lib.CSV,
+                F.CSV_COLUMNS,
+                inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions),
+            ),
+        )
         counters, busy = _timed(
-            seconds, 2, "pipeline",
-            f"read, type and split {len(inputs)} input(s) in {len(parts)} part(s); statistics; tf.Transform",
-            run_pipeline, cfg, layout, parts, options, temp_dir,
+            seconds,
+            2,
+            "pipeline",
+            f"read, type and split {len(inputs)} input(s) in {len(parts)} part(s); statistics; "
+            "tf.Transform",
+            run_pipeline,
+            cfg,
+            layout,
+            parts,
+            options,
+            temp_dir,
         )
     tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
     seconds.update(busy or {})
     bad = counters_lib.bad_row_counts(counters)
     log.info("rows: %s", {k: v for k, v in counters.items() if ":" not in k})
     against = cfg.schema + (f" and {baseline.description}" if baseline else "")
-    anomaly_rows, drifts = _timed(seconds, 3, "validate", f"against {against}", validate_splits, cfg, layout,
-                                  counters, infer_schema, baseline)
+    anomaly_rows, drifts = _timed(
+        seconds,
+        3,
+        "validate",
+        f"against {against}",
+        validate_splits,
+        cfg,
+        layout,
+        counters,
+        infer_schema,
+        baseline,
+    )
     failing, accepted = _accepted(cfg, anomaly_rows)
     artifacts = {
         "schema": layout.path("schema.pbtxt"),
@@ -125,8 +173,12 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
         for unpublished in (layout.path("transform"), layout.path("transformed")):
             tf.io.gfile.rmtree(unpublished)  # Nothing trains on data that failed validation.
     else:
-        artifacts.update({"transform": layout.path("transform"),
-                          **{f"transformed_{w}": layout.transformed(w) + "*" for w in split.SPLITS}})
+        artifacts.update(
+            {
+                "transform": layout.path("transform"),
+                **{f"transformed_{w}": layout.transformed(w) + "*" for w in split.SPLITS},
+            }
+        )
     log.info("stage 4/%d publish: writing the manifest", _STAGES)
     seconds["total"] = round(time.perf_counter() - started, 2)
     manifest = manifest_lib.Manifest(
@@ -138,8 +190,13 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
             "bad": counters.get("bad_rows", 0),
         },
         bad_rows={f"{kind}:{column}": n for (kind, column), n in bad.items()},
-        duplicate_ids={"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)},
-        anomalies=[dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows],
+        duplicate_ids={
+            "ids": counters.get("duplicate_ids", 0),
+            "rows": counters.get("duplicate_id_rows", 0),
+        },
+        anomalies=[
+            dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows
+        ],
         valid=not failing,
         accepted=accepted,
         baseline=baseline.summary() if baseline else None,
@@ -157,7 +214,9 @@ def preprocess(cfg: config_lib.PreprocessConfig, options: PipelineOptions, infer
     return manifest
 
 
-def _accepted(cfg: config_lib.PreprocessConfig, anomaly_rows) -> typing.Tuple[list, typing.Optional[dict]]:
+def _accepted(
+    cfg: config_lib.PreprocessConfig, anomaly_rows
+) -> typing.Tuple[list, typing.Optional[dict]]:
     """(the anomaly rows that fail the run, the record of those accepted on purpose or None)."""
     if not cfg.accept:
         return list(anomaly_rows), None
@@ -165,17 +224,29 @@ def _accepted(cfg: config_lib.PreprocessConfig, anomaly_rows) -> typing.Tuple[li
     import getpass
 
     accepted = [r for r in anomaly_rows if r[1] in cfg.accept]
-    record = {"features": list(cfg.accept), "by": cfg.accepted_by or getpass.getuser(),
-              "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in accepted]}
-    log.warning("accepted by %s for this run: %d anomalies of %s", record["by"], len(accepted), list(cfg.accept))
+    record = {
+        "features": list(cfg.accept),
+        "by": cfg.accepted_by or getpass.getuser(),
+        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in accepted],
+    }
+    log.warning(
+        "accepted by %s for this run: %d anomalies of %s",
+        record["by"],
+        len(accepted),
+        list(cfg.accept),
+    )
     unused = sorted(set(cfg.accept) - {r[1] for r in accepted})
     if unused:
         log.warning("accepted but without any anomaly: %s", unused)
     return [r for r in anomaly_rows if r[1] not in cfg.accept], record
 
 
-def _shown_config(config: typing.Optional[config_lib.Config], cfg: config_lib.PreprocessConfig) -> dict:
+def _shown_config(
+    config: typing.Optional[config_lib.Config], cfg: config_lib.PreprocessConfig
+) -> dict:
     out = dataclasses.asdict(config) if config else {"preprocess": dataclasses.asdict(cfg)}
-    out["preprocess"]["input"] = inputs_lib.shown(out["preprocess"]["input"])  # Never a password in a manifest.
+    out["preprocess"]["input"] = inputs_lib.shown(
+        out["preprocess"]["input"]
+    )  # Never a password in a manifest.
     return out

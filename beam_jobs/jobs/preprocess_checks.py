@@ -1,5 +1,7 @@
-"""Stage 3 of preprocessing: each split's statistics against the schema, eval against train and train
-against the baseline (tf_cartola.validate.drift), and the input's own findings (quarantine, duplicate ids)."""
+"""Stage 3 of preprocessing: each split's statistics against the schema, eval against train and
+train against the baseline (tf_cartola.validate.drift), and the input's own findings (quarantine,
+duplicate ids).
+"""
 
 import logging
 import typing
@@ -13,11 +15,17 @@ from tf_cartola.contract import split
 log = logging.getLogger(__name__)
 
 
-def validate_splits(cfg, layout: Layout, counters: dict, infer: bool,
-                    baseline=None) -> typing.Tuple[typing.List[tuple], dict]:
-    """Validates each split against the schema, and compares eval with train and train with the baseline.
+def validate_splits(
+    cfg, layout: Layout, counters: dict, infer: bool, baseline=None
+) -> typing.Tuple[typing.List[tuple], dict]:
+    """Validates each split against the schema, and compares eval with train and train with the
+    baseline.
 
     Args:
+      cfg: the preprocess section of the config (schema, drift settings, accepted features).
+      layout: where the run's statistics and anomalies are.
+      counters: the pipeline's counters (bad rows, duplicate ids).
+      infer: also infer a schema from the train statistics, written for review.
       baseline: a tf_cartola.validate.baseline.Baseline, or None.
 
     Returns:
@@ -38,7 +46,10 @@ def validate_splits(cfg, layout: Layout, counters: dict, infer: bool,
     if FileSystems.exists(cfg.schema):
         schema = tfdv.load_schema_text(cfg.schema)
     else:  # Only with --infer_schema (checked before the job started).
-        log.warning("no schema at %s: validating against the inferred one, which cannot find anomalies", cfg.schema)
+        log.warning(
+            "no schema at %s: validating against the inferred one, which cannot find anomalies",
+            cfg.schema,
+        )
         schema = inferred
     tfdv.write_schema_text(schema, layout.path("schema.pbtxt"))
     anomalies = {w: validation.validate(s, schema) for w, s in stats.items()}
@@ -53,9 +64,18 @@ def validate_splits(cfg, layout: Layout, counters: dict, infer: bool,
         validation.merge(anomalies[which], validation.drift_anomalies(checks, reference_name))
         drifts[name] = drift.to_json(checks)
     rows_read = counters.get("rows_read", 0)
-    anomalies["input"] = counters_lib.input_anomalies(counters, layout.path("bad_rows"), cfg.max_bad_row_fraction)
-    validation.merge(anomalies["input"], validation.data_anomalies(
-        stats["train"], rows_read, counters.get("duplicate_ids", 0), counters.get("duplicate_id_rows", 0)))
+    anomalies["input"] = counters_lib.input_anomalies(
+        counters, layout.path("bad_rows"), cfg.max_bad_row_fraction
+    )
+    validation.merge(
+        anomalies["input"],
+        validation.data_anomalies(
+            stats["train"],
+            rows_read,
+            counters.get("duplicate_ids", 0),
+            counters.get("duplicate_id_rows", 0),
+        ),
+    )
     tf.io.gfile.makedirs(layout.path("anomalies"))
     for which, a in anomalies.items():
         tfdv.write_anomalies_text(a, layout.anomalies(which))

@@ -1,11 +1,13 @@
-"""The preprocessing job's Beam pipeline: a first read of the input types and splits the rows, writes the raw
-splits and the quarantine, computes TFDV statistics per split and fits tf.Transform on train; a second
-read applies the fitted transform to both splits.
+"""The preprocessing job's Beam pipeline: a first read of the input types and splits the rows,
+writes the raw splits and the quarantine, computes TFDV statistics per split and fits tf.Transform
+on train; a second read applies the fitted transform to both splits.
 
-Reading twice keeps memory flat in the number of rows: the transform can start only once the fit has
-seen every train row, and a runner holds a PCollection that waits for a side input (the direct runner,
-in memory: 11 GB at 10M rows with one read), while the second read streams through the transform and
-out to disk. Parsing costs about a tenth of the job (bench/pipeline.py)."""
+Reading twice keeps memory flat in the number of rows: the transform can start only once the fit
+has seen every train row, and a runner holds a PCollection that waits for a side input (the direct
+runner,
+in memory: 11 GB at 10M rows with one read), while the second read streams through the transform
+and out to disk. Parsing costs about a tenth of the job (bench/pipeline.py).
+"""
 
 import functools
 import typing
@@ -30,20 +32,32 @@ def _raw_schema():
 
 # Which stage each top-level step of the pipeline belongs to, for the manifest's seconds.
 _STAGE_OF_STEP = {
-    "ReadAndSplitCsv": "read_split", "WriteRawData": "read_split", "WriteQuarantine": "read_split",
+    "ReadAndSplitCsv": "read_split",
+    "WriteRawData": "read_split",
+    "WriteQuarantine": "read_split",
     "CountDuplicateIds": "read_split",
-    "GenerateStatistics": "statistics", "WriteStatistics": "statistics",
-    "ReadForTransform": "transform", "AnalyzeDataset": "transform", "TransformDataset": "transform",
-    "WriteTransformedData": "transform", "WriteTransformFn": "transform", "WriteRawMetadata": "transform",
+    "GenerateStatistics": "statistics",
+    "WriteStatistics": "statistics",
+    "ReadForTransform": "transform",
+    "AnalyzeDataset": "transform",
+    "TransformDataset": "transform",
+    "WriteTransformedData": "transform",
+    "WriteTransformFn": "transform",
+    "WriteRawMetadata": "transform",
 }
 
 
 def _stage_seconds(result) -> typing.Optional[dict]:
-    """Busy seconds per stage inside the pipeline, from the runner's per-step execution times; None when the
-    runner reports none (the portable, Flink, Spark and Dataflow runners report user metrics only)."""
+    """Busy seconds per stage inside the pipeline, from the runner's per-step execution times; None
+    when the runner reports none (the portable, Flink, Spark and Dataflow runners report user
+    metrics only).
+    """
     seconds = {}
     for counter in counters_lib.runner_counters(result):
-        if not counter.key.metric.name.endswith("ptransform_execution_time:total_msecs:v1") or not counter.key.step:
+        if (
+            not counter.key.metric.name.endswith("ptransform_execution_time:total_msecs:v1")
+            or not counter.key.step
+        ):
             continue
         stage = _STAGE_OF_STEP.get(counter.key.step.split("/")[0].split("[")[0])
         if stage:
@@ -52,9 +66,11 @@ def _stage_seconds(result) -> typing.Optional[dict]:
 
 
 def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence) -> None:
-    """Adds the job's steps to `p` (inside a `tft_beam.Context`): the first read types and splits the rows,
-    writes the raw splits and the quarantine, computes TFDV statistics per split and analyzes train; the
-    second transforms both splits. Nothing is read or written until the pipeline runs."""
+    """Adds the job's steps to `p` (inside a `tft_beam.Context`): the first read types and splits
+    the rows, writes the raw splits and the quarantine, computes TFDV statistics per split and
+    analyzes train; the second transforms both splits. Nothing is read or written until the
+    pipeline runs.
+    """
     import tensorflow_data_validation as tfdv
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
@@ -62,45 +78,61 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
     from tfx_bsl.public import tfxio
     from tfx_bsl.tfxio import tensor_representation_util
 
-    from tf_cartola.validate import drift
     from tf_cartola.transform.preprocessing import preprocessing_fn
+    from tf_cartola.validate import drift
 
     raw_schema = _raw_schema()
     adapter = tfxio.TensorAdapterConfig(
-        csv_reader.arrow_schema(), tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
+        csv_reader.arrow_schema(),
+        tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema),
     )
     if postgres.is_database(cfg.input):
         read = postgres.read_partition
     else:
         read = functools.partial(transforms.read_csv_range, encoding=cfg.encoding)
     parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(parts, cfg.split_ratio, read)
-    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
+    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
+        layout.path("bad_rows", "bad_rows")
+    )
     _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
     for which in split.SPLITS:
-        _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(layout.raw(which), raw_schema)
+        _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(
+            layout.raw(which), raw_schema
+        )
         _ = (
             parsed[which]
             | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(drift.stats_options())
-            | f"WriteStatistics[{which}]" >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
+            | f"WriteStatistics[{which}]"
+            >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
         )
-    transform_fn = (parsed["train"], adapter) | "AnalyzeDataset" >> tft_beam.AnalyzeDataset(preprocessing_fn)
-    again = p | "ReadForTransform" >> transforms.ReadAndSplitCsv(parts, cfg.split_ratio, read, first_read=False)
+    transform_fn = (parsed["train"], adapter) | "AnalyzeDataset" >> tft_beam.AnalyzeDataset(
+        preprocessing_fn
+    )
+    again = p | "ReadForTransform" >> transforms.ReadAndSplitCsv(
+        parts, cfg.split_ratio, read, first_read=False
+    )
     for which in split.SPLITS:
-        data, out_metadata = (((again[which], adapter), transform_fn)
-                              | f"TransformDataset[{which}]" >> tft_beam.TransformDataset(output_record_batches=True))
+        data, out_metadata = (
+            (again[which], adapter),
+            transform_fn,
+        ) | f"TransformDataset[{which}]" >> tft_beam.TransformDataset(output_record_batches=True)
         _ = data | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(
             layout.transformed(which), out_metadata.schema
         )
     transform_dir = layout.path("transform")
     _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
-    # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec() reads.
-    _ = dataset_metadata.DatasetMetadata(raw_schema) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
+    # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec()
+    # reads.
+    _ = dataset_metadata.DatasetMetadata(
+        raw_schema
+    ) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
         FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), p
     )
 
 
-def run_pipeline(cfg, layout: Layout, parts: typing.Sequence, options: PipelineOptions,
-                 temp_dir: str) -> typing.Tuple[dict, typing.Optional[dict]]:
+def run_pipeline(
+    cfg, layout: Layout, parts: typing.Sequence, options: PipelineOptions, temp_dir: str
+) -> typing.Tuple[dict, typing.Optional[dict]]:
     """Runs `build_pipeline` (after clearing a previous run's transform outputs).
 
     Returns:
@@ -109,7 +141,10 @@ def run_pipeline(cfg, layout: Layout, parts: typing.Sequence, options: PipelineO
     import tensorflow as tf
     import tensorflow_transform.beam as tft_beam
 
-    for stale in (layout.path("transform"), layout.path("transformed")):  # A rerun into the same output_dir.
+    for stale in (
+        layout.path("transform"),
+        layout.path("transformed"),
+    ):  # A rerun into the same output_dir.
         if tf.io.gfile.exists(stale):
             tf.io.gfile.rmtree(stale)
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):

@@ -1,12 +1,12 @@
 """Scoring every user with a pushed model, as a Beam job (CLI: beam_jobs.score).
 
-The users are read by the preprocessing job's reader (files in line ranges, or a table in partitions;
-the same typing, bad rows quarantined with their reasons), only the columns the model takes. Beam's
-RunInference calls the model on each typed record batch through `RawBatchModelHandler`: the
-SavedModel's `predict_raw` signature fed the batch's columns as tensors, one signature call per batch
-and no tf.Example encoding (bench/score.py measures it against tfx_bsl's RunInference over serialized
-examples). Scores go to CSV shards and/or a database table; the manifest records what was scored, by
-which model, and what was set aside.
+The users are read by the preprocessing job's reader (files in line ranges, or a table in
+partitions; the same typing, bad rows quarantined with their reasons), only the columns the model
+takes. Beam's RunInference calls the model on each typed record batch through
+`RawBatchModelHandler`: the SavedModel's `predict_raw` signature fed the batch's columns as
+tensors, one signature call per batch and no tf.Example encoding (bench/score.py measures it
+against tfx_bsl's RunInference over serialized examples). Scores go to CSV shards and/or a database
+table; the manifest records what was scored, by which model, and what was set aside.
 """
 
 import dataclasses
@@ -23,15 +23,16 @@ from apache_beam.ml.inference import base as inference
 from beam_jobs.shared import counters as counters_lib
 from beam_jobs.shared import inputs as inputs_lib
 from beam_jobs.shared import transforms, workers
-from tf_cartola.contract import features as F
-from tf_cartola.validate import baseline, scoring_checks
 from tf_cartola.common import files
-from tf_cartola.read import csv_reader, postgres
-from tf_cartola.export import store as model_store
+from tf_cartola.contract import features as F
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.export import store as model_store
+from tf_cartola.read import csv_reader, postgres
+from tf_cartola.validate import baseline, scoring_checks
 
 log = logging.getLogger(__name__)
 INVALID_PREFIX = "invalid:"  # Counters invalid:KIND:column, of rows outside the model's schema.
+
 
 class NoModel(FileNotFoundError):
     """No model version where the job was told to look."""
@@ -39,18 +40,23 @@ class NoModel(FileNotFoundError):
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """The model version that scores: its name, number (None for an export outside a serving folder) and
-    folder."""
+    """The model version that scores: its name, number (None for an export outside a serving
+    folder) and folder.
+    """
 
     name: str
     version: typing.Optional[int]
     path: str
 
 
-def find_model(serving_dir: typing.Optional[str], model_name: str, version: typing.Optional[int] = None,
-               model_dir: typing.Optional[str] = None) -> Model:
-    """The model to score with: `model_dir` as it is, else version `version` (default: the latest) of
-    `model_name` under `serving_dir`.
+def find_model(
+    serving_dir: typing.Optional[str],
+    model_name: str,
+    version: typing.Optional[int] = None,
+    model_dir: typing.Optional[str] = None,
+) -> Model:
+    """The model to score with: `model_dir` as it is, else version `version` (default: the latest)
+    of `model_name` under `serving_dir`.
 
     Raises:
       NoModel: no such version (or no version at all).
@@ -65,14 +71,17 @@ def find_model(serving_dir: typing.Optional[str], model_name: str, version: typi
     if not found:
         raise NoModel(f"no version of {model_name} under {serving_dir}")
     if version is not None and version not in found:
-        raise NoModel(f"no version {version} of {model_name} under {serving_dir} (there are {found})")
+        raise NoModel(
+            f"no version {version} of {model_name} under {serving_dir} (there are {found})"
+        )
     chosen = found[-1] if version is None else version
     return Model(model_name, chosen, model_store.version_dir(base_path, chosen))
 
 
 def raw_inputs(model_path: str) -> typing.List[str]:
-    """The raw columns the model's `predict_raw` signature takes, read from saved_model.pb (restoring the
-    model here would cost as much again as on the workers)."""
+    """The raw columns the model's `predict_raw` signature takes, read from saved_model.pb
+    (restoring the model here would cost as much again as on the workers).
+    """
     from tensorflow.core.protobuf import saved_model_pb2
 
     with files.open_file(files.join(model_path, model_store.SAVED_MODEL_FILE), "rb") as f:
@@ -82,8 +91,9 @@ def raw_inputs(model_path: str) -> typing.List[str]:
 
 
 def batch_tensors(batch, columns: typing.Sequence[str]) -> dict:
-    """A typed record batch's `columns` as the `predict_raw` tensors: numbers float32 (NaN = missing),
-    `pixels` strings ("" = missing)."""
+    """A typed record batch's `columns` as the `predict_raw` tensors: numbers float32 (NaN =
+    missing), `pixels` strings ("" = missing).
+    """
     import tensorflow as tf
 
     out = {}
@@ -94,8 +104,9 @@ def batch_tensors(batch, columns: typing.Sequence[str]) -> dict:
 
 
 class RawBatchModelHandler(inference.ModelHandler):
-    """RunInference's handler for a tf_cartola export: each element is a typed record batch, scored by one
-    call of the `predict_raw` signature; the inference is the batch's PRO probabilities."""
+    """RunInference's handler for a tf_cartola export: each element is a typed record batch, scored
+    by one call of the `predict_raw` signature; the inference is the batch's PRO probabilities.
+    """
 
     def __init__(self, model_path: str, columns: typing.Sequence[str]):
         super().__init__()
@@ -110,8 +121,12 @@ class RawBatchModelHandler(inference.ModelHandler):
     def run_inference(self, batch, model, inference_args=None):
         """The PRO probabilities of a record batch's typed rows, one prediction per row."""
         fn = model.signatures[RAW_SIGNATURE]
-        return [inference.PredictionResult(rows, fn(**batch_tensors(rows, self._columns))[PROBABILITY].numpy())
-                for rows in batch]
+        return [
+            inference.PredictionResult(
+                rows, fn(**batch_tensors(rows, self._columns))[PROBABILITY].numpy()
+            )
+            for rows in batch
+        ]
 
     def get_num_bytes(self, batch) -> int:
         """A batch's size in bytes, for RunInference's metrics."""
@@ -130,7 +145,9 @@ def _csv_lines(result: inference.PredictionResult, model: Model, run_id: str) ->
     """A scored batch as CSV lines, one string: a Beam element per batch, not per row."""
     ids = _ids(result)
     made_by = f"{model.name},{'' if model.version is None else model.version},{run_id}"
-    return "\n".join(f"{i},{p:.6f},{made_by}" for i, p in zip(ids.tolist(), result.inference.tolist()))
+    return "\n".join(
+        f"{i},{p:.6f},{made_by}" for i, p in zip(ids.tolist(), result.inference.tolist())
+    )
 
 
 class UpsertScoresFn(beam.DoFn):
@@ -146,7 +163,9 @@ class UpsertScoresFn(beam.DoFn):
 
     def process(self, result: inference.PredictionResult):
         """Upserts one scored batch, in one transaction."""
-        self._table.upsert(_ids(result), result.inference, self._model.name, self._model.version, self._run_id)
+        self._table.upsert(
+            _ids(result), result.inference, self._model.name, self._model.version, self._run_id
+        )
 
     def teardown(self):
         """Closes the connection."""
@@ -155,9 +174,10 @@ class UpsertScoresFn(beam.DoFn):
 
 
 class CheckRowsFn(beam.DoFn):
-    """Checks each typed batch against the model's schema (tf_cartola.validate.scoring_checks): counters
-    `invalid:KIND:column`; with `set_aside`, the rows that break a rule go to BAD instead of being scored.
-    Every batch's ids go to IDS, for the duplicate count."""
+    """Checks each typed batch against the model's schema (tf_cartola.validate.scoring_checks):
+    counters `invalid:KIND:column`; with `set_aside`, the rows that break a rule go to BAD instead
+    of being scored. Every batch's ids go to IDS, for the duplicate count.
+    """
 
     def __init__(self, rules: typing.Sequence[scoring_checks.Rule], set_aside: bool, source: str):
         self._rules, self._set_aside, self._source = list(rules), set_aside, source
@@ -171,11 +191,15 @@ class CheckRowsFn(beam.DoFn):
         for (kind, column), n in findings.counts.items():
             Metrics.counter(counters_lib.NAMESPACE, f"{INVALID_PREFIX}{kind}:{column}").inc(n)
         if self._set_aside and findings.invalid.any():
-            for record in scoring_checks.set_aside_records(batch, findings, self._source, F.ID_KEY):
+            for record in scoring_checks.set_aside_records(
+                batch, findings, self._source, F.ID_KEY
+            ):
                 yield beam.pvalue.TaggedOutput(transforms.BAD, record)
             self._set_aside_rows.inc(int(findings.invalid.sum()))
             batch = batch.filter(pa.array(~findings.invalid))
-        yield from transforms.ids_by_bucket(csv_reader.dense_column(batch, F.ID_KEY).astype(np.int64))
+        yield from transforms.ids_by_bucket(
+            csv_reader.dense_column(batch, F.ID_KEY).astype(np.int64)
+        )
         if batch.num_rows:
             yield batch
 
@@ -189,47 +213,86 @@ class _CountScored(beam.DoFn):
         yield result
 
 
-def build_pipeline(p: beam.Pipeline, parts, model: Model, columns: typing.Sequence[str], database: bool,
-                   run_id: str, output: typing.Optional[str], quarantine: str, db: typing.Optional[str],
-                   table: str, encoding: str = "utf-8", rules: typing.Sequence[scoring_checks.Rule] = (),
-                   set_aside: bool = False, source: str = "") -> None:
-    """Adds the steps that read, check (`rules`, `set_aside`; `source` names the input in set-aside records),
-    score and write to `p`."""
+def build_pipeline(
+    p: beam.Pipeline,
+    parts,
+    model: Model,
+    columns: typing.Sequence[str],
+    database: bool,
+    run_id: str,
+    output: typing.Optional[str],
+    quarantine: str,
+    db: typing.Optional[str],
+    table: str,
+    encoding: str = "utf-8",
+    rules: typing.Sequence[scoring_checks.Rule] = (),
+    set_aside: bool = False,
+    source: str = "",
+) -> None:
+    """Adds the steps that read, check (`rules`, `set_aside`; `source` names the input in set-aside
+    records), score and write to `p`.
+    """
     required = (F.ID_KEY, *columns)
-    read = (functools.partial(postgres.read_partition, required=required) if database
-            else functools.partial(transforms.read_csv_range, required=required, encoding=encoding))
+    read = (
+        functools.partial(postgres.read_partition, required=required)
+        if database
+        else functools.partial(transforms.read_csv_range, required=required, encoding=encoding)
+    )
     parsed = p | "ReadRows" >> transforms.ReadRows(parts, read)
-    checked = parsed["rows"] | "CheckRows" >> beam.ParDo(CheckRowsFn(rules, set_aside, source)).with_outputs(
-        transforms.BAD, transforms.IDS, main="rows")
+    checked = parsed["rows"] | "CheckRows" >> beam.ParDo(
+        CheckRowsFn(rules, set_aside, source)
+    ).with_outputs(transforms.BAD, transforms.IDS, main="rows")
     _ = checked[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
-    _ = ((parsed[transforms.BAD], checked[transforms.BAD]) | "AllSetAside" >> beam.Flatten()
-         | "WriteQuarantine" >> transforms.WriteQuarantine(quarantine))
-    scored = (checked["rows"]
-              | "RunInference" >> inference.RunInference(RawBatchModelHandler(model.path, columns))
-              | "CountScored" >> beam.ParDo(_CountScored()))
+    _ = (
+        (parsed[transforms.BAD], checked[transforms.BAD])
+        | "AllSetAside" >> beam.Flatten()
+        | "WriteQuarantine" >> transforms.WriteQuarantine(quarantine)
+    )
+    scored = (
+        checked["rows"]
+        | "RunInference" >> inference.RunInference(RawBatchModelHandler(model.path, columns))
+        | "CountScored" >> beam.ParDo(_CountScored())
+    )
     if output:
-        _ = (scored
-             | "ToCsvLines" >> beam.Map(_csv_lines, model, run_id)
-             | "SkipEmpty" >> beam.Filter(bool)
-             | "WriteScores" >> beam.io.WriteToText(output, file_name_suffix=".csv",
-                                                    header=",".join(F.SCORE_COLUMNS)))
+        _ = (
+            scored
+            | "ToCsvLines" >> beam.Map(_csv_lines, model, run_id)
+            | "SkipEmpty" >> beam.Filter(bool)
+            | "WriteScores"
+            >> beam.io.WriteToText(
+                output, file_name_suffix=".csv", header=",".join(F.SCORE_COLUMNS)
+            )
+        )
     if db:
         _ = scored | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model, run_id))
 
 
 def _written(pattern: str) -> typing.List[str]:
-    """The files a sink wrote, by name (an empty quarantine shard is no finding, and is not listed)."""
+    """The files a sink wrote, by name (an empty quarantine shard is no finding, and is not
+    listed).
+    """
     from apache_beam.io.filesystems import FileSystems
 
     [found] = FileSystems.match([pattern])
-    return sorted(m.path for m in found.metadata_list if m.size_in_bytes or not pattern.endswith(".jsonl"))
+    return sorted(
+        m.path for m in found.metadata_list if m.size_in_bytes or not pattern.endswith(".jsonl")
+    )
 
 
-def score(input_location: str, model: Model, options, run_id: str, output: typing.Optional[str] = None,
-          db: typing.Optional[str] = None, scores_table: str = "scores",
-          database: typing.Optional[inputs_lib.DatabaseInput] = None, encoding: str = "utf-8",
-          set_aside_invalid: bool = False) -> dict:
-    """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else the table).
+def score(
+    input_location: str,
+    model: Model,
+    options,
+    run_id: str,
+    output: typing.Optional[str] = None,
+    db: typing.Optional[str] = None,
+    scores_table: str = "scores",
+    database: typing.Optional[inputs_lib.DatabaseInput] = None,
+    encoding: str = "utf-8",
+    set_aside_invalid: bool = False,
+) -> dict:
+    """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else
+    the table).
 
     Args:
       input_location: CSV path or glob (any Beam filesystem), or a postgresql:// URL.
@@ -237,10 +300,12 @@ def score(input_location: str, model: Model, options, run_id: str, output: typin
       options: Beam pipeline options.
       run_id: the run's id, kept with every score (a table keeps one row per user, model and run).
       output: write CSV shards `<output>-NNNNN-of-NNNNN.csv`.
-      db, scores_table: upsert the scores into this table (postgresql:// URL).
+      db: upsert the scores into `scores_table` of this database (a postgresql:// URL).
+      scores_table: the table scores are upserted into.
       database: the table or query and partitions, for a postgresql:// input.
       encoding: a CSV input's text encoding.
-      set_aside_invalid: set aside rows outside the schema the model carries instead of scoring them (they
+      set_aside_invalid: set aside rows outside the schema the model carries instead of scoring
+        them (they
         are counted either way).
 
     Returns:
@@ -257,36 +322,83 @@ def score(input_location: str, model: Model, options, run_id: str, output: typin
     quarantine = f"{prefix}.bad"
     runner = workers.runner(options)
     columns = raw_inputs(model.path)
-    log.info("scoring with %s version %s (%s), columns %s", model.name, model.version, model.path, columns)
+    log.info(
+        "scoring with %s version %s (%s), columns %s",
+        model.name,
+        model.version,
+        model.path,
+        columns,
+    )
     rules = scoring_checks.of_model(model.path, columns)
     if rules is None:
-        log.warning("%s carries no schema (not exported by tf_cartola.train): rows are not checked", model.path)
-    with inputs_lib.open_inputs(input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database) as (inputs, parts):
+        log.warning(
+            "%s carries no schema (not exported by tf_cartola.train): rows are not checked",
+            model.path,
+        )
+    with inputs_lib.open_inputs(
+        input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database
+    ) as (inputs, parts):
         log.info("reading %d part(s) of %s", len(parts), inputs_lib.shown(input_location))
         with beam.Pipeline(options=options) as p:
-            build_pipeline(p, parts, model, columns, postgres.is_database(input_location), run_id, output,
-                           quarantine, db, scores_table, encoding, rules or (), set_aside_invalid,
-                           inputs_lib.shown(input_location))
+            build_pipeline(
+                p,
+                parts,
+                model,
+                columns,
+                postgres.is_database(input_location),
+                run_id,
+                output,
+                quarantine,
+                db,
+                scores_table,
+                encoding,
+                rules or (),
+                set_aside_invalid,
+                inputs_lib.shown(input_location),
+            )
     counters = counters_lib.of(p.result)
-    rows = {"read": counters.get("rows_read", 0), "scored": counters.get("rows_scored", 0),
-            "bad": counters.get("bad_rows", 0), "set_aside": counters.get("rows_set_aside", 0)}
+    rows = {
+        "read": counters.get("rows_read", 0),
+        "scored": counters.get("rows_scored", 0),
+        "bad": counters.get("bad_rows", 0),
+        "set_aside": counters.get("rows_set_aside", 0),
+    }
     manifest = {
-        "input": inputs_lib.shown(input_location), "inputs": inputs,
-        "model": dataclasses.asdict(model), "run_id": run_id, "columns": columns, "rows": rows,
-        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in counters_lib.bad_row_counts(counters).items()},
+        "input": inputs_lib.shown(input_location),
+        "inputs": inputs,
+        "model": dataclasses.asdict(model),
+        "run_id": run_id,
+        "columns": columns,
+        "rows": rows,
+        "bad_rows": {
+            f"{kind}:{column}": n
+            for (kind, column), n in counters_lib.bad_row_counts(counters).items()
+        },
         "schema": None if rules is None else files.join(model.path, baseline.VERSION_DIR),
-        "invalid": {name[len(INVALID_PREFIX):]: n for name, n in sorted(counters.items())
-                    if name.startswith(INVALID_PREFIX) and n},
+        "invalid": {
+            name[len(INVALID_PREFIX) :]: n
+            for name, n in sorted(counters.items())
+            if name.startswith(INVALID_PREFIX) and n
+        },
         "set_aside_invalid": set_aside_invalid,
-        "duplicate_ids": {"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)},
-        "outputs": {"scores": _written(f"{output}-*.csv") if output else None,
-                    "quarantine": _written(f"{quarantine}*.jsonl"),
-                    "table": f"{postgres.masked(db)} {scores_table}" if db else None},
+        "duplicate_ids": {
+            "ids": counters.get("duplicate_ids", 0),
+            "rows": counters.get("duplicate_id_rows", 0),
+        },
+        "outputs": {
+            "scores": _written(f"{output}-*.csv") if output else None,
+            "quarantine": _written(f"{quarantine}*.jsonl"),
+            "table": f"{postgres.masked(db)} {scores_table}" if db else None,
+        },
         "runner": {**runner, "not_reported": []},
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }
     files.write_json(f"{prefix}.manifest.json", manifest)
-    if rows["scored"] + rows["bad"] + rows["set_aside"] != rows["read"]:  # Nothing lost between reading and writing.
-        raise RuntimeError(f"rows read {rows['read']} != scored {rows['scored']} + bad {rows['bad']} + set aside "
-                           f"{rows['set_aside']}")
+    if (
+        rows["scored"] + rows["bad"] + rows["set_aside"] != rows["read"]
+    ):  # Nothing lost between reading and writing.
+        raise RuntimeError(
+            f"rows read {rows['read']} != scored {rows['scored']} + bad {rows['bad']} + set aside "
+            f"{rows['set_aside']}"
+        )
     return manifest

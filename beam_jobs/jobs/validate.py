@@ -31,20 +31,31 @@ def _reader(fmt: str, database: bool, encoding: str):
     if fmt == inputs_lib.PREDICTION_LOG:
         return transforms.read_prediction_log_file
     if database:
-        return functools.partial(postgres.read_partition, required=())  # Missing columns are the schema's finding.
+        return functools.partial(
+            postgres.read_partition, required=()
+        )  # Missing columns are the schema's finding.
     return functools.partial(transforms.read_csv_range, required=(), encoding=encoding)
 
 
-def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: Layout, database: bool = False,
-                   encoding: str = "utf-8") -> None:
-    """Adds the steps that read the batch (file ranges, or table partitions) and write its statistics and
-    quarantine to `p`."""
+def build_pipeline(
+    p: beam.Pipeline,
+    parts,
+    fmt: str,
+    layout: Layout,
+    database: bool = False,
+    encoding: str = "utf-8",
+) -> None:
+    """Adds the steps that read the batch (file ranges, or table partitions) and write its
+    statistics and quarantine to `p`.
+    """
     import tensorflow_data_validation as tfdv
 
     from tf_cartola.validate import drift
 
     parsed = p | "ReadRows" >> transforms.ReadRows(parts, _reader(fmt, database, encoding))
-    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
+    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
+        layout.path("bad_rows", "bad_rows")
+    )
     _ = (
         parsed["rows"]
         | "GenerateStatistics" >> tfdv.GenerateStatistics(drift.stats_options())
@@ -52,18 +63,33 @@ def build_pipeline(p: beam.Pipeline, parts, fmt: str, layout: Layout, database: 
     )
 
 
-def run_pipeline(parts, fmt: str, layout: Layout, options: PipelineOptions, database: bool,
-                 encoding: str = "utf-8") -> dict:
+def run_pipeline(
+    parts,
+    fmt: str,
+    layout: Layout,
+    options: PipelineOptions,
+    database: bool,
+    encoding: str = "utf-8",
+) -> dict:
     """Runs `build_pipeline`. Returns the counters."""
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, parts, fmt, layout, database, encoding)
     return counters_lib.of(p.result)
 
 
-def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOptions, fmt: str = inputs_lib.CSV,
-             false_alarm_rate: float = 0.01, max_bad_row_fraction: float = 0.0,
-             database: typing.Optional[inputs_lib.DatabaseInput] = None, encoding: str = "utf-8") -> dict:
-    """Validates a batch against a baseline and writes `manifest.json` (and report-ready artifacts).
+def validate(
+    input_pattern: str,
+    baseline,
+    output_dir: str,
+    options: PipelineOptions,
+    fmt: str = inputs_lib.CSV,
+    false_alarm_rate: float = 0.01,
+    max_bad_row_fraction: float = 0.0,
+    database: typing.Optional[inputs_lib.DatabaseInput] = None,
+    encoding: str = "utf-8",
+) -> dict:
+    """Validates a batch against a baseline and writes `manifest.json` (and report-ready
+    artifacts).
 
     Args:
       input_pattern: files of the batch (any Beam filesystem), or a postgresql:// URL.
@@ -103,35 +129,54 @@ def validate(input_pattern: str, baseline, output_dir: str, options: PipelineOpt
     stats = tfdv.load_stats_binary(layout.stats("data", "binpb"))
     tfdv.write_stats_text(stats, layout.stats("data"))
     schema = validation.only_features(baseline.schema, baseline.features, validation.SERVING)
-    anomalies = validation.validate(validation.in_environment(stats, schema, validation.SERVING), schema,
-                                    validation.SERVING)
+    anomalies = validation.validate(
+        validation.in_environment(stats, schema, validation.SERVING), schema, validation.SERVING
+    )
     checks = drift.compare(baseline.stats, stats, false_alarm_rate, baseline.features)
     validation.merge(anomalies, validation.drift_anomalies(checks, baseline.description))
     good = counters.get(f"rows_{transforms.GOOD}", 0)
     if not good:
-        validation.add_anomaly(anomalies, None, "DATASET_LOW_NUM_EXAMPLES", "The input holds no readable row.")
-    by_name = {"data": anomalies, "input": counters_lib.input_anomalies(counters, layout.path("bad_rows"),
-                                                                               max_bad_row_fraction)}
+        validation.add_anomaly(
+            anomalies, None, "DATASET_LOW_NUM_EXAMPLES", "The input holds no readable row."
+        )
+    by_name = {
+        "data": anomalies,
+        "input": counters_lib.input_anomalies(
+            counters, layout.path("bad_rows"), max_bad_row_fraction
+        ),
+    }
     tf.io.gfile.makedirs(layout.path("anomalies"))
     for which, a in by_name.items():
         tfdv.write_anomalies_text(a, layout.anomalies(which))
     rows = validation.anomaly_rows(by_name)
     manifest = {
-        "input": inputs_lib.shown(input_pattern), "format": fmt, "inputs": inputs,
-        "rows": {"read": counters.get("rows_read", 0), "good": good, "bad": counters.get("bad_rows", 0)},
-        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in counters_lib.bad_row_counts(counters).items()},
+        "input": inputs_lib.shown(input_pattern),
+        "format": fmt,
+        "inputs": inputs,
+        "rows": {
+            "read": counters.get("rows_read", 0),
+            "good": good,
+            "bad": counters.get("bad_rows", 0),
+        },
+        "bad_rows": {
+            f"{kind}:{column}": n
+            for (kind, column), n in counters_lib.bad_row_counts(counters).items()
+        },
         "baseline": baseline.summary(),
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
         "drift": {"data vs baseline": drift.to_json(checks)},
         "valid": not rows,
         "seconds": {"total": round(time.perf_counter() - started, 2)},
         "runner": {**runner, "not_reported": []},
-        "artifacts": {"stats": layout.stats("data"), "anomalies": layout.anomalies("data"),
-                      "bad_rows": layout.path("bad_rows", "bad_rows") + "*"},
+        "artifacts": {
+            "stats": layout.stats("data"),
+            "anomalies": layout.anomalies("data"),
+            "bad_rows": layout.path("bad_rows", "bad_rows") + "*",
+        },
     }
     files.write_json(layout.path("manifest.json"), manifest)
     if rows:
-        raise AnomaliesFound(validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}",
-                                 manifest)
+        raise AnomaliesFound(
+            validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}", manifest
+        )
     return manifest
-

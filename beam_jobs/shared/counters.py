@@ -18,15 +18,22 @@ def bad_counter_name(kind: str, column: typing.Optional[str]) -> str:
 
 
 def bad_row_counts(counters: typing.Mapping[str, int]) -> typing.Dict[typing.Tuple[str, str], int]:
-    """{(kind, column or ""): rows} from the job's counters (Beam counters are named by strings)."""
-    return {tuple(name[len(_BAD_PREFIX):].split(":", 1)): n for name, n in counters.items()
-            if name.startswith(_BAD_PREFIX) and n}
+    """{(kind, column or ""): rows} from the job's counters (Beam counters are named by
+    strings).
+    """
+    return {
+        tuple(name[len(_BAD_PREFIX) :].split(":", 1)): n
+        for name, n in counters.items()
+        if name.startswith(_BAD_PREFIX) and n
+    }
 
 
 def runner_counters(result) -> list:
-    """Every counter a finished pipeline reports: the runner's own (per-step execution times) as well as
-    the user counters where the runner offers them (the direct runner's `monitoring_metrics()`), else the
-    runner-independent `metrics()`, which is all a portable or Dataflow result has."""
+    """Every counter a finished pipeline reports: the runner's own (per-step execution times) as
+    well as the user counters where the runner offers them (the direct runner's
+    `monitoring_metrics()`), else the runner-independent `metrics()`, which is all a portable or
+    Dataflow result has.
+    """
     metrics = getattr(result, "monitoring_metrics", result.metrics)()
     return metrics.query()["counters"]
 
@@ -40,7 +47,9 @@ def of(result) -> dict:
 
 
 def input_anomalies(counters: dict, quarantine: str, max_bad_row_fraction: float):
-    """The quarantine's anomalies (none while the bad rows' share is tolerated), and an empty input's."""
+    """The quarantine's anomalies (none while the bad rows' share is tolerated), and an empty
+    input's.
+    """
     from tf_cartola.validate import validation
 
     bad = bad_row_counts(counters)

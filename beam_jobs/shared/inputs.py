@@ -1,5 +1,7 @@
-"""A job's input, checked and fingerprinted before any pipeline runs: files (local or on an object store,
-split into ranges workers share) or a PostgreSQL table or query (one snapshot, id-range partitions)."""
+"""A job's input, checked and fingerprinted before any pipeline runs: files (local or on an object
+store, split into ranges workers share) or a PostgreSQL table or query (one snapshot, id-range
+partitions).
+"""
 
 import contextlib
 import dataclasses
@@ -34,8 +36,12 @@ class DatabaseInput:
 
 
 @contextlib.contextmanager
-def open_inputs(location: str, fmt: str = CSV, required: typing.Sequence[str] = F.CSV_COLUMNS,
-                database: typing.Optional[DatabaseInput] = None):
+def open_inputs(
+    location: str,
+    fmt: str = CSV,
+    required: typing.Sequence[str] = F.CSV_COLUMNS,
+    database: typing.Optional[DatabaseInput] = None,
+):
     """(inputs as the manifest records them, the parts the pipeline reads), valid inside the block.
 
     Files: `describe_inputs`. A database: one snapshot exported for the whole block, its
@@ -45,15 +51,17 @@ def open_inputs(location: str, fmt: str = CSV, required: typing.Sequence[str] = 
         yield describe_inputs(location, fmt, required)
         return
     database = database or DatabaseInput()
-    with postgres.snapshot(location, database.table or None, database.query or None, database.partitions,
-                           required) as (parts, description):
+    with postgres.snapshot(
+        location, database.table or None, database.query or None, database.partitions, required
+    ) as (parts, description):
         yield [description], parts
 
 
-def describe_inputs(pattern: str, fmt: str = CSV, required: typing.Sequence[str] = F.CSV_COLUMNS
-                    ) -> typing.Tuple[typing.List[dict], typing.List[csv_reader.Range]]:
-    """Path, size and content fingerprint of every file matching `pattern`, and the ranges the pipeline
-    reads. A CSV's header is checked to hold the `required` columns.
+def describe_inputs(
+    pattern: str, fmt: str = CSV, required: typing.Sequence[str] = F.CSV_COLUMNS
+) -> typing.Tuple[typing.List[dict], typing.List[csv_reader.Range]]:
+    """Path, size and content fingerprint of every file matching `pattern`, and the ranges the
+    pipeline reads. A CSV's header is checked to hold the `required` columns.
 
     A local file is read once here: its sha256, and for an uncompressed CSV the line ranges
     that let workers share it. A file on an object store (gs://, s3://, ...) is not
@@ -73,18 +81,36 @@ def describe_inputs(pattern: str, fmt: str = CSV, required: typing.Sequence[str]
         if fmt == CSV:
             with FileSystems.open(meta.path) as f:
                 csv_reader.read_header(f, meta.path, required)
-        if FileSystems.get_scheme(meta.path):  # An object store (gs://, s3://, ...); local paths have none.
+        if FileSystems.get_scheme(
+            meta.path
+        ):  # An object store (gs://, s3://, ...); local paths have none.
             checksum = FileSystems.checksum(meta.path)
-            inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "fingerprint": f"checksum:{checksum}"})
+            inputs.append(
+                {
+                    "path": meta.path,
+                    "bytes": meta.size_in_bytes,
+                    "fingerprint": f"checksum:{checksum}",
+                }
+            )
             ranges.append(csv_reader.Range(meta.path))
             continue
         digest = hashlib.sha256()
         with FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            if fmt == CSV and CompressionTypes.detect_compression_type(meta.path) == CompressionTypes.UNCOMPRESSED:
+            if (
+                fmt == CSV
+                and CompressionTypes.detect_compression_type(meta.path)
+                == CompressionTypes.UNCOMPRESSED
+            ):
                 ranges += csv_reader.plan_ranges(f, meta.path, RANGE_BYTES, digest)
             else:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)
                 ranges.append(csv_reader.Range(meta.path))
-        inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "fingerprint": f"sha256:{digest.hexdigest()}"})
+        inputs.append(
+            {
+                "path": meta.path,
+                "bytes": meta.size_in_bytes,
+                "fingerprint": f"sha256:{digest.hexdigest()}",
+            }
+        )
     return inputs, ranges

@@ -1,5 +1,6 @@
-"""What a job's run leaves: where each artifact lives under its output directory (any Beam filesystem), and
-the failure that carries the manifest when the data does not pass validation."""
+"""What a job's run leaves: where each artifact lives under its output directory (any Beam
+filesystem), and the failure that carries the manifest when the data does not pass validation.
+"""
 
 import dataclasses
 import typing
@@ -8,7 +9,9 @@ from apache_beam.io.filesystems import FileSystems
 
 
 class AnomaliesFound(RuntimeError):
-    """The data did not pass validation; the message is the anomaly table, `manifest` the run's manifest (a preprocessing `Manifest`, or the validate job's dict)."""
+    """The data did not pass validation; the message is the anomaly table, `manifest` the run's
+    manifest (a preprocessing `Manifest`, or the validate job's dict).
+    """
 
     def __init__(self, message: str, manifest: typing.Any = None):
         super().__init__(message)
@@ -16,8 +19,20 @@ class AnomaliesFound(RuntimeError):
 
 
 # Everything a job (or tf_cartola.inspect.analysis) writes at the top of an output directory.
-ENTRIES = ("manifest.json", "report.html", "analysis.json", "schema.pbtxt", "schema_inferred.pbtxt", "raw",
-           "transformed", "stats", "anomalies", "bad_rows", "transform", "tmp")
+ENTRIES = (
+    "manifest.json",
+    "report.html",
+    "analysis.json",
+    "schema.pbtxt",
+    "schema_inferred.pbtxt",
+    "raw",
+    "transformed",
+    "stats",
+    "anomalies",
+    "bad_rows",
+    "transform",
+    "tmp",
+)
 
 
 @dataclasses.dataclass
@@ -27,8 +42,10 @@ class Layout:
     root: str
 
     def clear(self) -> typing.List[str]:
-        """Deletes what an earlier run left here (ENTRIES only: nothing else in the folder is touched), so a
-        rerun's folder never holds a stale report or split beside its own manifest; returns what it deleted."""
+        """Deletes what an earlier run left here (ENTRIES only: nothing else in the folder is
+        touched), so a rerun's folder never holds a stale report or split beside its own manifest;
+        returns what it deleted.
+        """
         found = [self.path(name) for name in ENTRIES if FileSystems.exists(self.path(name))]
         if found:
             FileSystems.delete(found)

@@ -19,9 +19,9 @@ from apache_beam.metrics import Metrics
 
 from beam_jobs.shared.counters import NAMESPACE, bad_counter_name
 from tf_cartola.contract import features as F
-from tf_cartola.validate import scoring_checks
 from tf_cartola.contract import split
 from tf_cartola.read import csv_reader, tfrecords
+from tf_cartola.validate import scoring_checks
 
 BAD = "bad"
 GOOD = "good"  # Counter rows_good: the rows read without a split.
@@ -30,11 +30,18 @@ ID_BUCKETS = 64
 log = logging.getLogger(__name__)
 
 
-def read_csv_range(byte_range: csv_reader.Range, required: typing.Sequence[str] = F.CSV_COLUMNS,
-                   encoding: str = "utf-8"):
-    """Typed chunks of one range of a CSV file (any Beam filesystem; compression from the file name)."""
+def read_csv_range(
+    byte_range: csv_reader.Range,
+    required: typing.Sequence[str] = F.CSV_COLUMNS,
+    encoding: str = "utf-8",
+):
+    """Typed chunks of one range of a CSV file (any Beam filesystem; compression from the file
+    name).
+    """
     with FileSystems.open(byte_range.path) as f:
-        yield from csv_reader.read_csv(f, byte_range.path, required, byte_range=byte_range, encoding=encoding)
+        yield from csv_reader.read_csv(
+            f, byte_range.path, required, byte_range=byte_range, encoding=encoding
+        )
 
 
 def read_prediction_log_file(byte_range: csv_reader.Range):
@@ -46,21 +53,27 @@ def read_prediction_log_file(byte_range: csv_reader.Range):
 
 
 class ReadRowsFn(beam.DoFn):
-    """A part of the input (a range of a file, a partition of a table) -> typed record batches; malformed
-    rows go to the BAD output, counted.
+    """A part of the input (a range of a file, a partition of a table) -> typed record batches;
+    malformed rows go to the BAD output, counted.
 
     `read` turns the element into chunks (read_csv_range, read_prediction_log_file,
     postgres.read_partition). With a split ratio the batches are tagged by split (and every id
     goes to the IDS output); without, they are the main output.
     """
 
-    def __init__(self, read: typing.Callable = read_csv_range, split_ratio=None, first_read: bool = True):
+    def __init__(
+        self, read: typing.Callable = read_csv_range, split_ratio=None, first_read: bool = True
+    ):
         self._read = read
         self._split_ratio = tuple(split_ratio) if split_ratio else None
-        self._first_read = first_read  # A second read of the same input counts nothing and emits no BAD or IDS.
+        self._first_read = (
+            first_read  # A second read of the same input counts nothing and emits no BAD or IDS.
+        )
         self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self._bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
-        self._good_rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in (*split.SPLITS, GOOD)}
+        self._good_rows = {
+            s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in (*split.SPLITS, GOOD)
+        }
 
     def process(self, part):
         """Reads one part of the input: typed record batches, bad rows to BAD."""
@@ -71,11 +84,19 @@ class ReadRowsFn(beam.DoFn):
                 self._rows_read.inc(chunk.rows)
                 for record in chunk.bad:
                     self._bad_rows.inc()
-                    Metrics.counter(NAMESPACE, bad_counter_name(record["kind"], record["column"])).inc()
+                    Metrics.counter(
+                        NAMESPACE, bad_counter_name(record["kind"], record["column"])
+                    ).inc()
                     yield beam.pvalue.TaggedOutput(BAD, record)
             yield from self._good(chunk.batch)
-            log.info("%s %d rows of %s from line %d (%.1f s)", "read" if self._first_read else "read again",
-                     read, part.path, part.first_line, time.perf_counter() - start)
+            log.info(
+                "%s %d rows of %s from line %d (%.1f s)",
+                "read" if self._first_read else "read again",
+                read,
+                part.path,
+                part.first_line,
+                time.perf_counter() - start,
+            )
 
     def _good(self, batch):
         if self._split_ratio is None:
@@ -96,24 +117,33 @@ class ReadRowsFn(beam.DoFn):
 
 
 @beam.ptransform_fn
-def ReadAndSplitCsv(pipeline, parts, split_ratio=split.DEFAULT_RATIO, read=read_csv_range,  # pylint: disable=invalid-name
-                    first_read: bool = True):
-    """Reads ranges of CSV files (each file by its own header) or partitions of a table into {train, eval}
-    record batches, {bad} records and {ids} (see IDS). Parts are spread over the workers, and what follows
-    (statistics, transform, encoding, writing) runs where its batches were read. A second read
-    (`first_read=False`) gives the same batches and counts nothing."""
+def ReadAndSplitCsv(
+    pipeline,
+    parts,
+    split_ratio=split.DEFAULT_RATIO,
+    read=read_csv_range,  # pylint: disable=invalid-name
+    first_read: bool = True,
+):
+    """Reads ranges of CSV files (each file by its own header) or partitions of a table into
+    {train, eval} record batches, {bad} records and {ids} (see IDS). Parts are spread over the
+    workers, and what follows (statistics, transform, encoding, writing) runs where its batches
+    were read. A second read (`first_read=False`) gives the same batches and counts nothing.
+    """
     return (
         pipeline
         | "ListRanges" >> beam.Create(list(parts))
-        | "ParseAndSplitRows" >> beam.ParDo(ReadRowsFn(read, split_ratio, first_read)).with_outputs(
-            BAD, IDS, *split.SPLITS)
+        | "ParseAndSplitRows"
+        >> beam.ParDo(ReadRowsFn(read, split_ratio, first_read)).with_outputs(
+            BAD, IDS, *split.SPLITS
+        )
     )
 
 
 @beam.ptransform_fn
 def ReadRows(pipeline, parts: typing.Sequence, read):  # pylint: disable=invalid-name
     """Reads parts of the input with `read` (a picklable callable: element -> chunks) into
-    {main: record batches, bad: quarantine records}."""
+    {main: record batches, bad: quarantine records}.
+    """
     return (
         pipeline
         | "ListRanges" >> beam.Create(list(parts))
@@ -143,7 +173,8 @@ class _CountDuplicatesFn(beam.DoFn):
 
 @beam.ptransform_fn
 def CountDuplicateIds(ids_by_bucket):  # pylint: disable=invalid-name
-    """Counts user ids that appear in more than one row (counters duplicate_ids, duplicate_id_rows).
+    """Counts user ids that appear in more than one row (counters duplicate_ids,
+    duplicate_id_rows).
 
     Takes the reader's IDS output: (id modulo 64, array of ids), so no row travels alone and
     the record batches themselves are not read again.
@@ -156,12 +187,14 @@ def CountDuplicateIds(ids_by_bucket):  # pylint: disable=invalid-name
 
 
 class EncodeExamplesFn(beam.DoFn):
-    """A record batch (or tf.Transform's (record batch, passthrough) pair) -> the list of its serialized
-    tf.Examples, as one element.
+    """A record batch (or tf.Transform's (record batch, passthrough) pair) -> the list of its
+    serialized tf.Examples, as one element.
 
-    The encoder is tfx_bsl's, the one `tft_beam.EncodeTransformedDataset` uses. That transform is not used
-    here: it emits every example as an element of its own (the per-element cost this job avoids by moving
-    batches), and it encodes only tf.Transform's output, while the raw splits are encoded here too.
+    The encoder is tfx_bsl's, the one `tft_beam.EncodeTransformedDataset` uses. That transform is
+    not used
+    here: it emits every example as an element of its own (the per-element cost this job avoids by
+    moving batches), and it encodes only tf.Transform's output, while the raw splits are encoded
+    here too.
     """
 
     def __init__(self, schema):
@@ -181,7 +214,8 @@ class EncodeExamplesFn(beam.DoFn):
 
 
 class _TFRecordBatchSink(filebasedsink.FileBasedSink):
-    """Beam's file sink (temporary files, then an atomic finalize) writing a list of records per element.
+    """Beam's file sink (temporary files, then an atomic finalize) writing a list of records per
+    element.
 
     Each element becomes one gzip member of its own at compression level 1: a gzip
     file may hold many members, tf.data and Beam read them all, and level 1 costs a
@@ -190,8 +224,15 @@ class _TFRecordBatchSink(filebasedsink.FileBasedSink):
     """
 
     def __init__(self, prefix: str):
-        super().__init__(prefix, coder=None, file_name_suffix=".tfrecord.gz", num_shards=0, shard_name_template=None,
-                         mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED)
+        super().__init__(
+            prefix,
+            coder=None,
+            file_name_suffix=".tfrecord.gz",
+            num_shards=0,
+            shard_name_template=None,
+            mime_type="application/octet-stream",
+            compression_type=CompressionTypes.UNCOMPRESSED,
+        )
 
     def write_record(self, file_handle, value):
         if value:

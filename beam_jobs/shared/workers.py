@@ -1,11 +1,12 @@
-"""Checks that a portable runner's workers start and can import the jobs, before a job runs on them.
+"""Checks that a portable runner's workers start and can import the jobs, before a job runs on
+them.
 
-On a portable runner (PortableRunner, FlinkRunner, SparkRunner) the Python workers run in an environment
-of their own: a worker pool (EXTERNAL), a container (DOCKER) or a command (PROCESS). A worker that cannot
-start (no apache_beam on the pool's Python) never connects, and Beam waits for it forever; one that starts
-without this package fails the first bundle. So the jobs first run a one-element pipeline on the workers
-that imports the job's modules and reports where they come from, and give up after
-`--worker_start_timeout` seconds with what is known of the reason.
+On a portable runner (PortableRunner, FlinkRunner, SparkRunner) the Python workers run in an
+environment of their own: a worker pool (EXTERNAL), a container (DOCKER) or a command (PROCESS). A
+worker that cannot start (no apache_beam on the pool's Python) never connects, and Beam waits for
+it forever; one that starts without this package fails the first bundle. So the jobs first run a
+one-element pipeline on the workers that imports the job's modules and reports where they come
+from, and give up after `--worker_start_timeout` seconds with what is known of the reason.
 """
 
 import json
@@ -30,9 +31,13 @@ class WorkerOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--worker_start_timeout", type=float, default=300.0,
-                            help="seconds a portable runner's workers get to start and import the jobs "
-                                 "before the job fails (default: %(default)s)")
+        parser.add_argument(
+            "--worker_start_timeout",
+            type=float,
+            default=300.0,
+            help="seconds a portable runner's workers get to start and import the jobs "
+            "before the job fails (default: %(default)s)",
+        )
 
 
 class WorkersUnavailable(RuntimeError):
@@ -48,16 +53,18 @@ def _environment(_) -> None:
     import sys
     from importlib import metadata
 
-    from apache_beam.metrics import Metrics
-
     import tensorflow_data_validation  # noqa: F401  pylint: disable=unused-import
     import tensorflow_transform  # noqa: F401  pylint: disable=unused-import
+    from apache_beam.metrics import Metrics
 
     import beam_jobs.shared.transforms  # noqa: F401  pylint: disable=unused-import
     import tf_cartola
 
-    found = {"python": sys.executable, "tf_cartola": tf_cartola.__file__,
-             "versions": {n: metadata.version(n) for n in ("apache-beam", "tensorflow", "tf_cartola")}}
+    found = {
+        "python": sys.executable,
+        "tf_cartola": tf_cartola.__file__,
+        "versions": {n: metadata.version(n) for n in ("apache-beam", "tensorflow", "tf_cartola")},
+    }
     Metrics.string_set(_NAMESPACE, _FOUND).add(json.dumps(found, sort_keys=True))
 
 
@@ -69,40 +76,56 @@ def separate(options: PipelineOptions) -> bool:
 
 
 def runner(options: PipelineOptions) -> dict:
-    """The manifest's record of the runner: its name (read before the pipeline runs, which clears it on a
-    portable runner) and, where the workers run apart, what `check` found of them.
+    """The manifest's record of the runner: its name (read before the pipeline runs, which clears
+    it on a portable runner) and, where the workers run apart, what `check` found of them.
 
     Raises:
       WorkersUnavailable: as `check`.
     """
-    return {"name": options.view_as(StandardOptions).runner or "DirectRunner", **(check(options) or {})}
+    return {
+        "name": options.view_as(StandardOptions).runner or "DirectRunner",
+        **(check(options) or {}),
+    }
 
 
 def check(options: PipelineOptions) -> typing.Optional[dict]:
-    """Runs `_environment` on a worker: returns where the runner's workers run and what they import from
-    (None where the workers are this process).
+    """Runs `_environment` on a worker: returns where the runner's workers run and what they import
+    from (None where the workers are this process).
 
-    The check runs in a child process: a runner waiting for a worker that never connects holds threads
-    that nothing can stop, and only the end of their process ends them.
+    The check runs in a child process: a runner waiting for a worker that never connects holds
+    threads that nothing can stop, and only the end of their process ends them.
 
     Raises:
-      WorkersUnavailable: no worker answered within --worker_start_timeout seconds, or one failed to import
+      WorkersUnavailable: no worker answered within --worker_start_timeout seconds, or one failed
+        to import
         the jobs (the worker's error is in the message).
     """
     if not separate(options):
         return None
     timeout = options.view_as(WorkerOptions).worker_start_timeout
-    log.info("checking that the workers (%s) start and import the jobs, for up to %.0f s", _where(options), timeout)
+    log.info(
+        "checking that the workers (%s) start and import the jobs, for up to %.0f s",
+        _where(options),
+        timeout,
+    )
     # Run by reference (not as __main__), so the workers must import this module to run the probe.
-    argv = [sys.executable, "-c", "import sys; from beam_jobs.shared.workers import main; main(sys.argv[1:])",
-            json.dumps(options.get_all_options(drop_default=True))]
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys; from beam_jobs.shared.workers import main; main(sys.argv[1:])",
+        json.dumps(options.get_all_options(drop_default=True)),
+    ]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + _GRACE_SECONDS, check=False)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout + _GRACE_SECONDS, check=False
+        )
     except subprocess.TimeoutExpired as e:
         raise WorkersUnavailable(_silent(options, timeout)) from e
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise WorkersUnavailable(lines[-1] if lines else f"the worker check exited {done.returncode}")
+        raise WorkersUnavailable(
+            lines[-1] if lines else f"the worker check exited {done.returncode}"
+        )
     found = json.loads(done.stdout.strip().splitlines()[-1])
     log.info("the workers run %s", found["workers"])
     return found
@@ -117,10 +140,14 @@ def _where(options: PipelineOptions) -> str:
 
 
 def _silent(options: PipelineOptions, timeout: float) -> str:
-    return (f"no worker ({_where(options)}) answered within {timeout:.0f} s: the worker process did not start. "
-            "Its error is in the worker pool's or container's log; a pool started from a Python without "
-            "apache_beam (its bin/ not first on PATH) says 'No module named apache_beam'. Raise "
-            "--worker_start_timeout for slow-starting workers.")
+    return (
+        f"no worker ({_where(options)}) answered within {timeout:.0f} s: the worker process did "
+        "not start. "
+        "Its error is in the worker pool's or container's log; a pool started from a Python "
+        "without "
+        "apache_beam (its bin/ not first on PATH) says 'No module named apache_beam'. Raise "
+        "--worker_start_timeout for slow-starting workers."
+    )
 
 
 def _probe(options: PipelineOptions) -> dict:
@@ -132,24 +159,40 @@ def _probe(options: PipelineOptions) -> dict:
         result = p.run()
         state = result.wait_until_finish(duration=int(timeout * 1000))
     except Exception as e:  # The worker's own error: a module it cannot import, a bad environment.
-        raise WorkersUnavailable(f"the workers ({_where(options)}) cannot run the jobs: "
-                                 f"{' '.join(str(e).split())[-600:]}") from e
+        raise WorkersUnavailable(
+            f"the workers ({_where(options)}) cannot run the jobs: "
+            f"{' '.join(str(e).split())[-600:]}"
+        ) from e
     if state != beam.runners.runner.PipelineState.DONE:
         result.cancel()
         raise WorkersUnavailable(_silent(options, timeout))
-    found = [json.loads(text) for metric in result.metrics().query(MetricsFilter().with_namespace(_NAMESPACE))[
-        "string_sets"] for text in metric.committed or ()]
+    found = [
+        json.loads(text)
+        for metric in result.metrics().query(MetricsFilter().with_namespace(_NAMESPACE))[
+            "string_sets"
+        ]
+        for text in metric.committed or ()
+    ]
     return {"environment": _where(options), "workers": found}
 
 
 def main(argv) -> None:
-    """The child process: prints what `_probe` found as JSON, or the reason on stderr (exit status 3)."""
+    """The child process: prints what `_probe` found as JSON, or the reason on stderr (exit status
+    3).
+    """
     try:
         print(json.dumps(_probe(PipelineOptions.from_dictionary(json.loads(argv[0])))), flush=True)
         status = 0
-    except Exception as e:  # One line for the launcher, whatever went wrong (a bad option, an unreachable runner).
-        print(e if isinstance(e, WorkersUnavailable) else f"the worker check failed: {type(e).__name__}: {e}",
-              file=sys.stderr, flush=True)
+    # One line for the launcher, whatever went wrong (a bad option, an unreachable runner).
+    except Exception as e:
+        print(
+            e
+            if isinstance(e, WorkersUnavailable)
+            else f"the worker check failed: {type(e).__name__}: {e}",
+            file=sys.stderr,
+            flush=True,
+        )
         status = 3
-    os._exit(status)  # Threads waiting for a worker that never came would hold a normal exit forever.
-
+    os._exit(
+        status
+    )  # Threads waiting for a worker that never came would hold a normal exit forever.

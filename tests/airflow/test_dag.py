@@ -1,5 +1,6 @@
-"""The monthly DAG run for real: `airflow dags test` in Airflow's own environment (.venv-airflow, `make
-airflow`), SQLite in a fresh AIRFLOW_HOME, the tasks in this project's environment, on generated months."""
+"""The monthly DAG run for real: `airflow dags test` in Airflow's own environment (.venv-airflow,
+`make airflow`), SQLite in a fresh AIRFLOW_HOME, the tasks in this project's environment, on
+generated months."""
 
 import glob
 import json
@@ -14,9 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tf_cartola.read import synthetic
-
 from tests.helpers import ROOT
+from tf_cartola.read import synthetic
 
 pytestmark = pytest.mark.airflow
 AIRFLOW = os.path.join(ROOT, ".venv-airflow", "bin", "airflow")
@@ -27,17 +27,24 @@ ROWS = 3000
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
     if not os.access(AIRFLOW, os.X_OK):
-        pytest.fail("no .venv-airflow: `make airflow` builds it (`make test-airflow` runs these tests)")
+        pytest.fail(
+            "no .venv-airflow: `make airflow` builds it (`make test-airflow` runs these tests)"
+        )
     home = tmp_path_factory.mktemp("airflow_home")
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(ROOT, "dags"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(ROOT, "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
     return env
 
 
 @pytest.fixture(scope="module")
 def months(tmp_path_factory):
-    """Three months of users (the same ids each month, as a monthly export has): two clean, one shifted."""
+    """Three months of users (the same ids each month, as a monthly export has): two clean, one
+    shifted."""
     folder = tmp_path_factory.mktemp("months")
     paths = {}
     for month, seed in ((1, 21), (2, 22), (3, 23)):
@@ -51,73 +58,131 @@ def months(tmp_path_factory):
 
 def _json(stdout: str):
     """The JSON an `airflow ... -o json` command printed, without Airflow's log lines around it."""
-    text = "\n".join(line for line in stdout.splitlines() if not re.match(r"^\[\d{4}-", line)).strip()
+    text = "\n".join(
+        line for line in stdout.splitlines() if not re.match(r"^\[\d{4}-", line)
+    ).strip()
     return [] if text in ("", "No data found") else json.loads(text)
 
 
 def _dags_test(env, date, conf, **kwargs):
-    return subprocess.run([AIRFLOW, "dags", "test", DAG_ID, date, "-c", json.dumps(conf)], env=env,
-                          capture_output=True, text=True, timeout=900, **kwargs)
+    return subprocess.run(
+        [AIRFLOW, "dags", "test", DAG_ID, date, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        **kwargs,
+        check=False,
+    )
 
 
 def _states(env, date) -> dict:
-    done = subprocess.run([AIRFLOW, "tasks", "states-for-dag-run", DAG_ID, f"manual__{date}T00:00:00+00:00",
-                           "-o", "json"], env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            AIRFLOW,
+            "tasks",
+            "states-for-dag-run",
+            DAG_ID,
+            f"manual__{date}T00:00:00+00:00",
+            "-o",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {t["task_id"]: t["state"] for t in _json(done.stdout)}
 
 
 def _versions(serving_dir) -> list:
-    return sorted(int(v) for v in os.listdir(os.path.join(serving_dir, "cartola_pro")) if v.isdigit())
+    return sorted(
+        int(v) for v in os.listdir(os.path.join(serving_dir, "cartola_pro")) if v.isdigit()
+    )
 
 
 def _scores(folder, date) -> pd.DataFrame:
-    return pd.concat(pd.read_csv(p) for p in sorted(glob.glob(os.path.join(folder, date, "scores-*.csv"))))
+    return pd.concat(
+        pd.read_csv(p) for p in sorted(glob.glob(os.path.join(folder, date, "scores-*.csv")))
+    )
 
 
 def test_the_dag_loads_with_no_import_errors_and_passes_airflows_checks(airflow_env):
-    errors = subprocess.run([AIRFLOW, "dags", "list-import-errors", "-o", "json"], env=airflow_env,
-                            capture_output=True, text=True, check=True)
+    errors = subprocess.run(
+        [AIRFLOW, "dags", "list-import-errors", "-o", "json"],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert _json(errors.stdout) == []
-    checks = ("from airflow.models import DagBag\n"
-              "from airflow.utils.dag_cycle_tester import check_cycle\n"
-              f"bag = DagBag({os.path.join(ROOT, 'dags')!r}, include_examples=False)\n"
-              "assert not bag.import_errors, bag.import_errors\n"
-              f"dag = bag.get_dag({DAG_ID!r})\n"
-              "dag.validate()\n"
-              "dag.validate_schedule_and_params()\n"
-              "check_cycle(dag)\n"
-              "assert not dag.catchup and dag.timetable.summary in ('@monthly', '0 0 1 * *'), dag.timetable.summary\n"
-              "print('order:', ' '.join(t.task_id for t in dag.topological_sort()))\n")
-    done = subprocess.run([os.path.join(os.path.dirname(AIRFLOW), "python"), "-c", checks], env=airflow_env,
-                          capture_output=True, text=True)
+    checks = (
+        "from airflow.models import DagBag\n"
+        "from airflow.utils.dag_cycle_tester import check_cycle\n"
+        f"bag = DagBag({os.path.join(ROOT, 'dags')!r}, include_examples=False)\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        f"dag = bag.get_dag({DAG_ID!r})\n"
+        "dag.validate()\n"
+        "dag.validate_schedule_and_params()\n"
+        "check_cycle(dag)\n"
+        "assert not dag.catchup and dag.timetable.summary in ('@monthly', '0 0 1 * *'), "
+        "dag.timetable.summary\n"
+        "print('order:', ' '.join(t.task_id for t in dag.topological_sort()))\n"
+    )
+    done = subprocess.run(
+        [os.path.join(os.path.dirname(AIRFLOW), "python"), "-c", checks],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [order] = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("order:")]
     assert order == ["validate", "preprocess", "train", "score", "summary"]
-    listed = subprocess.run([AIRFLOW, "dags", "list", "-o", "json"], env=airflow_env, capture_output=True, text=True,
-                            check=True)
+    listed = subprocess.run(
+        [AIRFLOW, "dags", "list", "-o", "json"],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert DAG_ID in {d["dag_id"] for d in _json(listed.stdout)}
 
 
-def test_two_clean_months_push_and_score_and_a_shifted_one_stops_at_validate(airflow_env, months, tmp_path):
-    conf = {"work_dir": str(tmp_path / "work"), "serving_dir": str(tmp_path / "serving"),
-            "scores": str(tmp_path / "scores"), "python": sys.executable}
+def test_two_clean_months_push_and_score_and_a_shifted_one_stops_at_validate(
+    airflow_env, months, tmp_path
+):
+    conf = {
+        "work_dir": str(tmp_path / "work"),
+        "serving_dir": str(tmp_path / "serving"),
+        "scores": str(tmp_path / "scores"),
+        "python": sys.executable,
+    }
 
     first = _dags_test(airflow_env, "2026-01-01", {**conf, "input": months[1]})
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert set(_states(airflow_env, "2026-01-01").values()) == {"success"}
     assert _versions(conf["serving_dir"]) == [1]
     scored = _scores(conf["scores"], "2026-01-01")
-    assert len(scored) == ROWS and scored["GLOBO_ID"].is_unique and set(scored["model_version"]) == {1}
+    assert (
+        len(scored) == ROWS
+        and scored["GLOBO_ID"].is_unique
+        and set(scored["model_version"]) == {1}
+    )
     assert set(scored["run_id"]) == {"2026-01"}
 
     second = _dags_test(airflow_env, "2026-02-01", {**conf, "input": months[2]})
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert set(_states(airflow_env, "2026-02-01").values()) == {"success"}
     log = second.stdout + second.stderr
-    assert "summary:" in log and ('"decision": "pushed version 2"' in log or '"decision": "nothing changed"' in log)
+    assert "summary:" in log and (
+        '"decision": "pushed version 2"' in log or '"decision": "nothing changed"' in log
+    )
     served = _versions(conf["serving_dir"])[-1]
     assert set(_scores(conf["scores"], "2026-02-01")["model_version"]) == {served}
-    before = {p: open(p, "rb").read() for p in glob.glob(os.path.join(conf["scores"], "*", "*.csv"))}
+    before = {
+        p: open(p, "rb").read() for p in glob.glob(os.path.join(conf["scores"], "*", "*.csv"))
+    }
 
     shifted = _dags_test(airflow_env, "2026-03-01", {**conf, "input": months[3]})
     assert shifted.returncode != 0
@@ -127,24 +192,42 @@ def test_two_clean_months_push_and_score_and_a_shifted_one_stops_at_validate(air
     assert "escalacoes" in log and "DRIFT_DISTRIBUTION" in log and "the data has anomalies" in log
     assert "Marking task as UP_FOR_RETRY" not in log  # Anomalies are not retried.
     assert _versions(conf["serving_dir"])[-1] == served  # Nothing pushed.
-    assert {p: open(p, "rb").read() for p in glob.glob(os.path.join(conf["scores"], "*", "*.csv"))} == before
+    assert {
+        p: open(p, "rb").read() for p in glob.glob(os.path.join(conf["scores"], "*", "*.csv"))
+    } == before
 
 
-def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplicates(airflow_env, months, tmp_path):
-    conf = {"work_dir": str(tmp_path / "work"), "serving_dir": str(tmp_path / "serving"),
-            "scores": str(tmp_path / "scores"), "python": sys.executable, "input": months[1]}
-    proc = subprocess.Popen([AIRFLOW, "dags", "test", DAG_ID, "2026-01-01", "-c", json.dumps(conf)],
-                            env=airflow_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplicates(
+    airflow_env, months, tmp_path
+):
+    conf = {
+        "work_dir": str(tmp_path / "work"),
+        "serving_dir": str(tmp_path / "serving"),
+        "scores": str(tmp_path / "scores"),
+        "python": sys.executable,
+        "input": months[1],
+    }
+    proc = subprocess.Popen(
+        [AIRFLOW, "dags", "test", DAG_ID, "2026-01-01", "-c", json.dumps(conf)],
+        env=airflow_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        for line in proc.stdout:  # Killed while training writes its export: after preprocessing, before the push.
+        for line in (
+            proc.stdout
+        ):  # Killed while training writes its export: after preprocessing, before the push.
             if "training on" in line:
                 break
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
     time.sleep(0.5)  # The killed task's children are gone with its process group.
-    assert not os.path.isdir(os.path.join(conf["serving_dir"], "cartola_pro")) or not _versions(conf["serving_dir"])
+    assert not os.path.isdir(os.path.join(conf["serving_dir"], "cartola_pro")) or not _versions(
+        conf["serving_dir"]
+    )
 
     again = _dags_test(airflow_env, "2026-01-01", conf)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

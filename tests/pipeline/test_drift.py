@@ -1,4 +1,5 @@
-"""Drift tests calibrated on the generator: false alarms on pairs of samples of one distribution, and power.
+"""Drift tests calibrated on the generator: false alarms on pairs of samples of one distribution,
+and power.
 
 Statistics are TFDV's own (the generators the Beam job runs, computed in memory on the
 reader's record batches), with the job's options. Samples are compared in all pairs: a
@@ -14,17 +15,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tf_cartola.validate import drift
+from tests.helpers import CONFIG, SCHEMA
 from tf_cartola.contract import features as F
 from tf_cartola.read import csv_reader, synthetic
-
-from tests.helpers import CONFIG, SCHEMA
+from tf_cartola.validate import drift
 
 ALPHA = 0.01
 
 
 def stats_of(frame):
-    """TFDV statistics of a generated frame, read back through the CSV reader as the job reads it."""
+    """TFDV statistics of a generated frame, read back through the CSV reader as the job reads
+    it."""
     from tensorflow_data_validation.statistics import stats_impl
 
     text = io.StringIO()
@@ -42,7 +43,8 @@ def false_alarm_rate(rows, samples, seed):
 
 
 def power(rows, pairs, seed, change):
-    """Share of pairs in which the changed feature is flagged, for each feature; and any other feature flagged."""
+    """Share of pairs in which the changed feature is flagged, for each feature; and any other
+    feature flagged."""
     hits, others = dict.fromkeys(change["columns"], 0), set()
     for column, k in itertools.product(change["columns"], range(pairs)):
         rng = np.random.default_rng(seed + k)
@@ -55,9 +57,17 @@ def power(rows, pairs, seed, change):
     return {c: n / pairs for c, n in hits.items()}, others
 
 
-MEAN_SHIFT = {"columns": F.NUMERIC_FEATURES, "apply": lambda a, b, c, rng: (a, synthetic.shift_mean(b, c, 0.25, rng))}
-MISSING_5_TO_15 = {"columns": F.RAW_FEATURES, "apply": lambda a, b, c, rng: (synthetic.set_missing(a, c, 0.05, rng),
-                                                                              synthetic.set_missing(b, c, 0.15, rng))}
+MEAN_SHIFT = {
+    "columns": F.NUMERIC_FEATURES,
+    "apply": lambda a, b, c, rng: (a, synthetic.shift_mean(b, c, 0.25, rng)),
+}
+MISSING_5_TO_15 = {
+    "columns": F.RAW_FEATURES,
+    "apply": lambda a, b, c, rng: (
+        synthetic.set_missing(a, c, 0.05, rng),
+        synthetic.set_missing(b, c, 0.15, rng),
+    ),
+}
 
 
 def test_pairs_of_one_distribution_rarely_alarm():
@@ -66,22 +76,32 @@ def test_pairs_of_one_distribution_rarely_alarm():
     assert rate <= ALPHA, alarms
 
 
-@pytest.mark.parametrize("change", [MEAN_SHIFT, MISSING_5_TO_15], ids=["mean+0.25sd", "missing 5%->15%"])
+@pytest.mark.parametrize(
+    "change", [MEAN_SHIFT, MISSING_5_TO_15], ids=["mean+0.25sd", "missing 5%->15%"]
+)
 def test_a_changed_feature_is_flagged_and_named(change):
-    # Every feature's tests read its own column only, so changing half the features in one pair judges each
-    # as if it alone had changed, and the other half must stay quiet. The slow sweep runs 20 pairs per feature.
+    # Every feature's tests read its own column only, so changing half the features in one pair
+    # judges each
+    # as if it alone had changed, and the other half must stay quiet. The slow sweep runs 20 pairs
+    # per feature.
     columns = list(change["columns"])
     for changed in (columns[::2], columns[1::2]):
         rng = np.random.default_rng(900)
         a, b = synthetic.generate(20000, 900), synthetic.generate(20000, 901)
         for column in changed:
             a, b = change["apply"](a, b, column, rng)
-        assert set(drift.drifted_features(drift.compare(stats_of(a), stats_of(b), ALPHA))) == set(changed)
+        assert set(drift.drifted_features(drift.compare(stats_of(a), stats_of(b), ALPHA))) == set(
+            changed
+        )
 
 
 def test_a_feature_with_too_few_baseline_rows_is_not_judged():
-    base = synthetic.set_missing(synthetic.generate(5000, 1), "avg_4", 0.98, np.random.default_rng(0))
-    moved = synthetic.shift_mean(synthetic.generate(5000, 2), "avg_4", 2.0, np.random.default_rng(1))
+    base = synthetic.set_missing(
+        synthetic.generate(5000, 1), "avg_4", 0.98, np.random.default_rng(0)
+    )
+    moved = synthetic.shift_mean(
+        synthetic.generate(5000, 2), "avg_4", 2.0, np.random.default_rng(1)
+    )
     checks = drift.compare(stats_of(base), stats_of(moved), ALPHA)
     avg_4 = {c.test: c for c in checks if c.feature == "avg_4"}
     assert not avg_4[drift.DISTRIBUTION].drifted
@@ -97,29 +117,48 @@ def test_a_categorical_feature_is_one_test_however_many_values_it_has():
         frame["pixels"] = [f"{100 + s}x{200 + s}" for s in sizes]
     moved.loc[moved.index[:3000], "pixels"] = "1x1"
     same = [c for c in drift.compare(stats_of(a), stats_of(b), ALPHA) if c.feature == "pixels"]
-    assert sorted(c.test for c in same) == sorted([drift.CATEGORY, drift.MISSING]) and not any(c.drifted for c in same)
-    [shares] = [c for c in drift.compare(stats_of(a), stats_of(moved), ALPHA) if c.test == drift.CATEGORY]
+    assert sorted(c.test for c in same) == sorted([drift.CATEGORY, drift.MISSING]) and not any(
+        c.drifted for c in same
+    )
+    [shares] = [
+        c for c in drift.compare(stats_of(a), stats_of(moved), ALPHA) if c.test == drift.CATEGORY
+    ]
     assert shares.drifted and shares.kind == "DRIFT_CATEGORY_SHARE" and "'1x1'" in shares.current
 
 
-def test_a_shifted_csv_fails_the_job_naming_the_feature_and_a_clean_one_passes(preprocess_run, tmp_path):
+def test_a_shifted_csv_fails_the_job_naming_the_feature_and_a_clean_one_passes(
+    preprocess_run, tmp_path
+):
     from beam_jobs import preprocess
 
     _, baseline_dir = preprocess_run
     clean, moved = tmp_path / "clean.csv", tmp_path / "moved.csv"
     synthetic.write_csv(synthetic.generate(5000, 77), str(clean))
-    synthetic.write_csv(synthetic.shift_mean(synthetic.generate(5000, 78), "escalacoes", 0.5, np.random.default_rng(0)),
-                        str(moved))
+    synthetic.write_csv(
+        synthetic.shift_mean(
+            synthetic.generate(5000, 78), "escalacoes", 0.5, np.random.default_rng(0)
+        ),
+        str(moved),
+    )
     common = ["--config", CONFIG, "--baseline", baseline_dir]
-    manifest = preprocess.run(common + ["--input", str(clean), "--output_dir", str(tmp_path / "clean")])
+    manifest = preprocess.run(
+        common + ["--input", str(clean), "--output_dir", str(tmp_path / "clean")]
+    )
     assert manifest.valid and manifest.baseline["path"] == baseline_dir
     assert {c["feature"] for c in manifest.drift["train vs baseline"]} == set(F.RAW_FEATURES)
 
-    status = preprocess.main(common + ["--input", str(moved), "--output_dir", str(tmp_path / "moved")])
+    status = preprocess.main(
+        common + ["--input", str(moved), "--output_dir", str(tmp_path / "moved")]
+    )
     assert status == 1
     moved_manifest = json.loads((tmp_path / "moved" / "manifest.json").read_text())
-    found = {(a["split"], a["feature"], a["kind"]): a["description"] for a in moved_manifest["anomalies"]}
-    assert {feature for _, feature, _ in found} == {"escalacoes"}  # Also above the schema's domain now.
+    found = {
+        (a["split"], a["feature"], a["kind"]): a["description"]
+        for a in moved_manifest["anomalies"]
+    }
+    assert {feature for _, feature, _ in found} == {
+        "escalacoes"
+    }  # Also above the schema's domain now.
     assert "escalacoes distribution" in found[("train", "escalacoes", "DRIFT_DISTRIBUTION")]
 
 
@@ -132,10 +171,17 @@ def test_false_alarm_sweep(rows, samples):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("change", [MEAN_SHIFT, MISSING_5_TO_15], ids=["mean+0.25sd", "missing 5%->15%"])
+@pytest.mark.parametrize(
+    "change", [MEAN_SHIFT, MISSING_5_TO_15], ids=["mean+0.25sd", "missing 5%->15%"]
+)
 def test_power_sweep(change):
     flagged, others = power(20000, 20, seed=20_000, change=change)
-    print("\npower, 20000 rows a side, 20 pairs per feature:", json.dumps(flagged), "others flagged:", others)
+    print(
+        "\npower, 20000 rows a side, 20 pairs per feature:",
+        json.dumps(flagged),
+        "others flagged:",
+        others,
+    )
     assert min(flagged.values()) >= 0.95
 
 
@@ -145,17 +191,36 @@ def test_the_latest_served_version_is_the_default_baseline(trained, small_csv, t
     cfg, result = trained
     config = tmp_path / "config.yaml"
     serving_dir = os.path.dirname(os.path.dirname(result["version_dir"]))
-    config.write_text(f"serving:\n  serving_dir: {serving_dir}\n  model_name: {cfg.serving.model_name}\n")
-    manifest = preprocess.run(["--config", str(config), "--input", small_csv, "--output_dir", str(tmp_path / "out"),
-                               "--schema", SCHEMA])
-    assert manifest.baseline["description"] == f"served model {cfg.serving.model_name} version {result['version']}"
-    assert manifest.baseline["inputs"] == manifest.inputs  # The same CSV the version was trained on.
+    config.write_text(
+        f"serving:\n  serving_dir: {serving_dir}\n  model_name: {cfg.serving.model_name}\n"
+    )
+    manifest = preprocess.run(
+        [
+            "--config",
+            str(config),
+            "--input",
+            small_csv,
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--schema",
+            SCHEMA,
+        ]
+    )
+    assert (
+        manifest.baseline["description"]
+        == f"served model {cfg.serving.model_name} version {result['version']}"
+    )
+    assert (
+        manifest.baseline["inputs"] == manifest.inputs
+    )  # The same CSV the version was trained on.
     assert manifest.valid
     assert not any(c["drifted"] for c in manifest.drift["train vs baseline"])
 
 
 @pytest.mark.production
-def test_drift_accepted_on_purpose_is_recorded_everywhere_and_anything_else_still_fails(trained, tmp_path, capsys):
+def test_drift_accepted_on_purpose_is_recorded_everywhere_and_anything_else_still_fails(
+    trained, tmp_path, capsys
+):
     from beam_jobs import preprocess
     from tf_cartola.inspect import versions
     from tf_cartola.train import __main__ as train_cli
@@ -169,24 +234,66 @@ def test_drift_accepted_on_purpose_is_recorded_everywhere_and_anything_else_stil
     synthetic.write_csv(month, str(shifted))
     synthetic.write_csv(synthetic.shift_mean(month.copy(), "avg_3", 0.5, rng), str(shifted_twice))
     common = ["--config", CONFIG, "--schema", SCHEMA, "--serving_dir", serving_dir]
-    assert preprocess.main([*common, "--input", str(shifted), "--output_dir", str(tmp_path / "refused")]) == 1
+    assert (
+        preprocess.main(
+            [*common, "--input", str(shifted), "--output_dir", str(tmp_path / "refused")]
+        )
+        == 1
+    )
     assert "tempo_desperd" in capsys.readouterr().err
     accept = ["--accept", "tempo_desperd", "--accepted_by", "ana"]
-    assert preprocess.main([*common, *accept, "--input", str(shifted_twice), "--output_dir",
-                            str(tmp_path / "still")]) == 1  # avg_3 was not accepted.
+    assert (
+        preprocess.main(
+            [
+                *common,
+                *accept,
+                "--input",
+                str(shifted_twice),
+                "--output_dir",
+                str(tmp_path / "still"),
+            ]
+        )
+        == 1
+    )  # avg_3 was not accepted.
     err = capsys.readouterr().err
-    assert "avg_3" in err.split("Anomalies found")[1] and "tempo_desperd" not in err.split("Anomalies found")[1]
-    assert preprocess.main([*common, *accept, "--input", str(shifted), "--output_dir", str(tmp_path / "ok")]) == 0
+    assert (
+        "avg_3" in err.split("Anomalies found")[1]
+        and "tempo_desperd" not in err.split("Anomalies found")[1]
+    )
+    assert (
+        preprocess.main(
+            [*common, *accept, "--input", str(shifted), "--output_dir", str(tmp_path / "ok")]
+        )
+        == 0
+    )
     assert "Anomalies (the run goes on)" in capsys.readouterr().err
     manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
     assert manifest["valid"] and manifest["accepted"]["by"] == "ana"
     assert {a["feature"] for a in manifest["accepted"]["anomalies"]} == {"tempo_desperd"}
-    assert train_cli.main(["--config", CONFIG, "--preprocess_dir", str(tmp_path / "ok"), "--serving_dir",
-                           str(tmp_path / "serving"), "--run_dir", str(tmp_path / "run"), "--force"]) == 0
+    assert (
+        train_cli.main(
+            [
+                "--config",
+                CONFIG,
+                "--preprocess_dir",
+                str(tmp_path / "ok"),
+                "--serving_dir",
+                str(tmp_path / "serving"),
+                "--run_dir",
+                str(tmp_path / "run"),
+                "--force",
+            ]
+        )
+        == 0
+    )
     run = json.loads((tmp_path / "run" / "blessing.json").read_text())
     assert run["accepted"]["features"] == ["tempo_desperd"] and run["accepted"]["by"] == "ana"
     assert training.read_provenance(run["version_dir"])["accepted"]["by"] == "ana"
-    [decision] = [json.loads(line) for line in open(tmp_path / "serving" / "cartola_pro.decisions.jsonl")]
+    [decision] = [
+        json.loads(line) for line in open(tmp_path / "serving" / "cartola_pro.decisions.jsonl")
+    ]
     assert decision["accepted"]["features"] == ["tempo_desperd"]
-    assert "Accepted on purpose for this run by ana" in (tmp_path / "run" / "report.html").read_text()
+    assert (
+        "Accepted on purpose for this run by ana" in (tmp_path / "run" / "report.html").read_text()
+    )
     assert versions.describe(str(tmp_path / "serving" / "cartola_pro"))[0]["version"] == 1

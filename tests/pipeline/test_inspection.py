@@ -1,4 +1,5 @@
-"""Inspection: the run report (parsed, and opened in a real headless browser), the feature analysis, the notebook."""
+"""Inspection: the run report (parsed, and opened in a real headless browser), the feature
+analysis, the notebook."""
 
 import html.parser
 import json
@@ -7,13 +8,16 @@ import os
 import numpy as np
 import pytest
 
-from tf_cartola.inspect import analysis, report
-from tf_cartola.contract import features as F
-
 from tests import helpers
 from tests.helpers import ROOT
+from tf_cartola.contract import features as F
+from tf_cartola.inspect import analysis, report
 
-COLLINEAR_PAIRS = [("dif_melhoria", "rel_pont"), ("escalacoes", "norm_rodadas"), ("max_camp", "log_min_camp")]
+COLLINEAR_PAIRS = [
+    ("dif_melhoria", "rel_pont"),
+    ("escalacoes", "norm_rodadas"),
+    ("max_camp", "log_min_camp"),
+]
 
 
 class _Page(html.parser.HTMLParser):
@@ -57,28 +61,63 @@ def test_the_report_of_a_run_holds_every_section_and_the_run_numbers(trained, pr
     for key in ("read", "train", "eval"):
         assert str(manifest.rows[key]) in page.cells
     assert manifest.inputs[0]["fingerprint"] in page.cells
-    assert page.tags.count("svg") >= len(F.RAW_FEATURES) + 5  # A histogram per feature and the model figures.
+    assert (
+        page.tags.count("svg") >= len(F.RAW_FEATURES) + 5
+    )  # A histogram per feature and the model figures.
 
 
 def test_the_report_gives_the_verdict_first_and_one_drift_row_per_feature(trained, preprocess_run):
     manifest, preprocess_dir = preprocess_run
     _, result = trained
     text = open(result["report"]).read()
-    verdict = text[text.index('<section id="verdict">'):text.index("</section>")]
-    found = [verdict.find(f"<b>{what}:</b>") for what in ("Validation", "Drift", "Blessing", "Served")]
+    verdict = text[text.index('<section id="verdict">') : text.index("</section>")]
+    found = [
+        verdict.find(f"<b>{what}:</b>") for what in ("Validation", "Drift", "Blessing", "Served")
+    ]
     assert -1 not in found and found == sorted(found), verdict
     assert f"pushed as version {result['version']}" in verdict
 
     rows = report.drift_rows(manifest.drift)
-    comparisons = {(c, check["feature"]) for c, checks in manifest.drift.items() for check in checks}
-    assert sorted((c, f) for f, c, _, _ in rows) == sorted(comparisons)  # One row per feature and comparison.
-    moved = {"data vs baseline": [
-        {"feature": "avg_3", "test": "distribution", "baseline": "median 1", "current": "median 1", "statistic": 0.01,
-         "threshold": 0.03, "drifted": False, "note": ""},
-        {"feature": "pixels", "test": "missing share", "baseline": "5.0%", "current": "5.1%", "statistic": 0.9,
-         "threshold": 0.001, "drifted": False, "note": ""},
-        {"feature": "pixels", "test": "value shares", "baseline": "10 values, '1x1' 1.0%",
-         "current": "11 values, '1x1' 9.0%", "statistic": 1e-9, "threshold": 0.001, "drifted": True, "note": ""}]}
+    comparisons = {
+        (c, check["feature"]) for c, checks in manifest.drift.items() for check in checks
+    }
+    assert sorted((c, f) for f, c, _, _ in rows) == sorted(
+        comparisons
+    )  # One row per feature and comparison.
+    moved = {
+        "data vs baseline": [
+            {
+                "feature": "avg_3",
+                "test": "distribution",
+                "baseline": "median 1",
+                "current": "median 1",
+                "statistic": 0.01,
+                "threshold": 0.03,
+                "drifted": False,
+                "note": "",
+            },
+            {
+                "feature": "pixels",
+                "test": "missing share",
+                "baseline": "5.0%",
+                "current": "5.1%",
+                "statistic": 0.9,
+                "threshold": 0.001,
+                "drifted": False,
+                "note": "",
+            },
+            {
+                "feature": "pixels",
+                "test": "value shares",
+                "baseline": "10 values, '1x1' 1.0%",
+                "current": "11 values, '1x1' 9.0%",
+                "statistic": 1e-9,
+                "threshold": 0.001,
+                "drifted": True,
+                "note": "",
+            },
+        ]
+    }
     [first, second] = report.drift_rows(moved)
     assert first[:3] == ("pixels", "data vs baseline", "DRIFT") and "p 1e-09 < 0.001" in first[3]
     assert second[:3] == ("avg_3", "data vs baseline", "ok")
@@ -103,7 +142,10 @@ def test_a_report_needs_a_run_folder(tmp_path, capsys):
 def _browser():
     browser = helpers.headless_chromium()
     if browser is None:
-        pytest.skip("no chromium and chromedriver here (Debian's chromium, chromium-driver; .ci/run installs them)")
+        pytest.skip(
+            "no chromium and chromedriver here (Debian's chromium, chromium-driver; .ci/run "
+            "installs them)"
+        )
     return browser
 
 
@@ -115,14 +157,19 @@ def test_the_report_opens_offline_in_a_real_browser(trained):
         browser.get("file://" + os.path.abspath(result["report"]))
         sizes = browser.execute_script(
             "return Array.from(document.querySelectorAll('svg'))"
-            ".map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height]);")
+            ".map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height]);"
+        )
         console = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
         requests = [json.loads(e["message"])["message"] for e in browser.get_log("performance")]
     finally:
         browser.quit()
     assert len(sizes) >= len(F.RAW_FEATURES) + 5 and all(w > 0 and h > 0 for w, h in sizes)
     assert console == []
-    urls = [m["params"]["request"]["url"] for m in requests if m["method"] == "Network.requestWillBeSent"]
+    urls = [
+        m["params"]["request"]["url"]
+        for m in requests
+        if m["method"] == "Network.requestWillBeSent"
+    ]
     assert urls and all(u.startswith(("file:", "data:")) for u in urls), urls
 
 
@@ -130,12 +177,18 @@ def test_vif_is_the_textbook_one(preprocess_run):
     _, out = preprocess_run
     (x, _), _ = analysis.load_transformed(out)
     # Independent: the VIFs are the diagonal of the inverse correlation matrix.
-    np.testing.assert_allclose(analysis.vif(x), np.diag(np.linalg.inv(np.corrcoef(x, rowvar=False))), rtol=1e-6)
+    np.testing.assert_allclose(
+        analysis.vif(x), np.diag(np.linalg.inv(np.corrcoef(x, rowvar=False))), rtol=1e-6
+    )
 
 
-def test_the_selection_drops_one_of_each_collinear_pair_and_writes_its_table(preprocess_run, capsys):
+def test_the_selection_drops_one_of_each_collinear_pair_and_writes_its_table(
+    preprocess_run, capsys
+):
     _, out = preprocess_run
-    assert analysis.main(["--preprocess_dir", out, "--out", os.path.join(out, "analysis.json")]) == 0
+    assert (
+        analysis.main(["--preprocess_dir", out, "--out", os.path.join(out, "analysis.json")]) == 0
+    )
     printed = capsys.readouterr().out
     result = json.load(open(os.path.join(out, "analysis.json")))
     by_vif = {s["feature"] for s in result["steps"] if s["stage"] == "vif"}
@@ -144,7 +197,10 @@ def test_the_selection_drops_one_of_each_collinear_pair_and_writes_its_table(pre
         assert not set(pair) <= set(result["kept"]), pair
     assert "anos_como_pro" in result["kept"]
     assert f"features: [{', '.join(result['kept'])}]" in printed
-    assert all(set(s) == {"stage", "feature", "value", "ks", "precision", "recall"} for s in result["steps"])
+    assert all(
+        set(s) == {"stage", "feature", "value", "ks", "precision", "recall"}
+        for s in result["steps"]
+    )
 
 
 @pytest.mark.e2e
@@ -156,10 +212,14 @@ def test_the_notebook_runs_headless_on_a_small_run(trained, preprocess_run):
     _, result = trained
     nb = nbformat.read(os.path.join(ROOT, "notebooks", "inspect_run.ipynb"), as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code)  # Committed without outputs.
+    assert all(
+        not c.outputs and c.execution_count is None for c in code
+    )  # Committed without outputs.
     [parameters] = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     parameters.source = f"PREPROCESS_DIR = {out!r}\nRUN_DIR = {result['run_dir']!r}"
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}
+    ).execute()
     shown = [o for c in code for o in c.outputs]
     assert not [o for o in shown if o.output_type == "error"]
     assert sum("image/svg+xml" in o.get("data", {}) for o in shown) >= len(F.RAW_FEATURES) + 5

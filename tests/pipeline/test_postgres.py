@@ -1,4 +1,5 @@
-"""PostgreSQL as source and sink, against a real server started for the session (conftest `postgres`)."""
+"""PostgreSQL as source and sink, against a real server started for the session (conftest
+`postgres`)."""
 
 import glob
 import json
@@ -18,12 +19,13 @@ import tensorflow_transform as tft
 
 from beam_jobs import preprocess
 from serving import client as client_cli
+from tests.helpers import probe_batch, split_ids
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import split
+from tf_cartola.read import local_postgres, synthetic
+from tf_cartola.read import postgres as pg
 from tf_cartola.train import training
-from tf_cartola.read import local_postgres, postgres as pg, synthetic
-from tests.helpers import probe_batch, split_ids
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +36,23 @@ def users_table(postgres, small_csv):
 
 
 def _preprocess(url, table, out, *extra):
-    return preprocess.run(["--input", url, "--table", table, "--output_dir", str(out), "--baseline", "none", *extra])
+    return preprocess.run(
+        ["--input", url, "--table", table, "--output_dir", str(out), "--baseline", "none", *extra]
+    )
 
 
-def test_a_table_gives_the_csv_run_split_statistics_transform_and_model(preprocess_run, trained, pg_env, users_table,
-                                                                          tmp_path):
+def test_a_table_gives_the_csv_run_split_statistics_transform_and_model(
+    preprocess_run, trained, pg_env, users_table, tmp_path
+):
     csv_manifest, _ = preprocess_run
-    runs = {n: _preprocess(pg_env.url, users_table, tmp_path / f"p{n}", "--partitions", str(n)) for n in (1, 4)}
+    runs = {
+        n: _preprocess(pg_env.url, users_table, tmp_path / f"p{n}", "--partitions", str(n))
+        for n in (1, 4)
+    }
     probe = probe_batch()
-    expected = tft.TFTransformOutput(csv_manifest.artifacts["transform"]).transform_raw_features(probe)
+    expected = tft.TFTransformOutput(csv_manifest.artifacts["transform"]).transform_raw_features(
+        probe
+    )
     for n, manifest in runs.items():
         assert manifest.valid and manifest.rows == csv_manifest.rows
         assert manifest.inputs[0]["rows"] == csv_manifest.rows["read"]
@@ -50,32 +60,52 @@ def test_a_table_gives_the_csv_run_split_statistics_transform_and_model(preproce
         assert "FROM" in manifest.inputs[0]["query"]
         for which in split.SPLITS:
             assert split_ids(manifest.artifacts[f"raw_{which}"]) == split_ids(
-                csv_manifest.artifacts[f"raw_{which}"])
+                csv_manifest.artifacts[f"raw_{which}"]
+            )
             got = tfdv.load_stats_text(manifest.artifacts[f"stats_{which}"]).datasets[0]
             want = tfdv.load_stats_text(csv_manifest.artifacts[f"stats_{which}"]).datasets[0]
             assert got.num_examples == want.num_examples
             for g, w in zip(got.features, want.features):
                 kind = g.WhichOneof("stats")
                 if kind == "num_stats":
-                    np.testing.assert_allclose([g.num_stats.mean, g.num_stats.std_dev, g.num_stats.min,
-                                                g.num_stats.max, g.num_stats.common_stats.num_missing],
-                                               [w.num_stats.mean, w.num_stats.std_dev, w.num_stats.min,
-                                                w.num_stats.max, w.num_stats.common_stats.num_missing], rtol=1e-6)
+                    np.testing.assert_allclose(
+                        [
+                            g.num_stats.mean,
+                            g.num_stats.std_dev,
+                            g.num_stats.min,
+                            g.num_stats.max,
+                            g.num_stats.common_stats.num_missing,
+                        ],
+                        [
+                            w.num_stats.mean,
+                            w.num_stats.std_dev,
+                            w.num_stats.min,
+                            w.num_stats.max,
+                            w.num_stats.common_stats.num_missing,
+                        ],
+                        rtol=1e-6,
+                    )
                 else:
                     assert g.string_stats.top_values == w.string_stats.top_values
         got = tft.TFTransformOutput(manifest.artifacts["transform"]).transform_raw_features(probe)
         for name in F.TRANSFORMED_FEATURES:
             tf.debugging.assert_near(got[name], expected[name], atol=1e-6, message=name)
     cfg, csv_result = trained
-    result = training.train(cfg, str(tmp_path / "p4"), serving_dir=str(tmp_path / "serving"),
-                            run_dir=str(tmp_path / "run"))
+    result = training.train(
+        cfg,
+        str(tmp_path / "p4"),
+        serving_dir=str(tmp_path / "serving"),
+        run_dir=str(tmp_path / "run"),
+    )
     for metric in ("ks", "auc", "precision", "recall"):
-        assert result["metrics"][metric] == pytest.approx(csv_result["metrics"][metric], abs=1e-6), metric
+        assert result["metrics"][metric] == pytest.approx(
+            csv_result["metrics"][metric], abs=1e-6
+        ), metric
 
 
 def _bad_users(path):
-    """A CSV whose bad rows a database can hold too: NULL ids and labels, labels 2 and -1, text in number
-    columns, a fraction in an integer column, infinity."""
+    """A CSV whose bad rows a database can hold too: NULL ids and labels, labels 2 and -1, text in
+    number columns, a fraction in an integer column, infinity."""
     frame = synthetic.generate(400, seed=31).astype(object)
     frame.loc[3, F.ID_KEY] = None
     frame.loc[5, F.LABEL_KEY] = None
@@ -89,43 +119,98 @@ def _bad_users(path):
 
 
 def _quarantined(out) -> list:
-    records = [json.loads(line) for f in glob.glob(str(out / "bad_rows" / "*.jsonl")) for line in open(f)]
+    records = [
+        json.loads(line) for f in glob.glob(str(out / "bad_rows" / "*.jsonl")) for line in open(f)
+    ]
     return sorted((r["line"].split(",")[0], r["kind"], r["column"]) for r in records)
 
 
-def test_a_table_with_nulls_bad_values_and_text_columns_quarantines_what_the_csv_path_does(pg_env, tmp_path):
+def test_a_table_with_nulls_bad_values_and_text_columns_quarantines_what_the_csv_path_does(
+    pg_env, tmp_path
+):
     path = tmp_path / "bad.csv"
     _bad_users(path)
-    local_postgres.load_csv(pg_env.url, pg_env.password, "bad_users", str(path),
-                            text_columns=("escalacoes", "anos_como_pro"))
-    from_csv = preprocess.run(["--input", str(path), "--output_dir", str(tmp_path / "csv"), "--baseline", "none",
-                               "--no_fail_on_anomalies"])
-    from_db = _preprocess(pg_env.url, "bad_users", tmp_path / "db", "--no_fail_on_anomalies", "--partitions", "3")
+    local_postgres.load_csv(
+        pg_env.url,
+        pg_env.password,
+        "bad_users",
+        str(path),
+        text_columns=("escalacoes", "anos_como_pro"),
+    )
+    from_csv = preprocess.run(
+        [
+            "--input",
+            str(path),
+            "--output_dir",
+            str(tmp_path / "csv"),
+            "--baseline",
+            "none",
+            "--no_fail_on_anomalies",
+        ]
+    )
+    from_db = _preprocess(
+        pg_env.url, "bad_users", tmp_path / "db", "--no_fail_on_anomalies", "--partitions", "3"
+    )
     assert from_db.bad_rows == from_csv.bad_rows and from_db.rows == from_csv.rows
     assert from_csv.rows["bad"] == 7  # The NULL rel_pont is a missing value, not a bad row.
     assert _quarantined(tmp_path / "db") == _quarantined(tmp_path / "csv")
 
 
-def test_scores_are_upserted_once_per_user_with_the_latest_version(pg_env, users_table, trained, tmp_path):
+def test_scores_are_upserted_once_per_user_with_the_latest_version(
+    pg_env, users_table, trained, tmp_path
+):
     _, result = trained
     base = tmp_path / "models" / "cartola_pro"
     for version in (1, 2):
         shutil.copytree(result["export_dir"], base / str(version))
     for version in (1, 2):
-        assert client_cli.main(["--model_dir", str(base / str(version)), "--db", pg_env.url, "--table", users_table,
-                                "--out", pg_env.url, "--no_progress"]) == 0
+        assert (
+            client_cli.main(
+                [
+                    "--model_dir",
+                    str(base / str(version)),
+                    "--db",
+                    pg_env.url,
+                    "--table",
+                    users_table,
+                    "--out",
+                    pg_env.url,
+                    "--no_progress",
+                ]
+            )
+            == 0
+        )
     with psycopg.connect(pg_env.url) as conn:
         rows, users, versions = conn.execute(
-            'SELECT count(*), count(DISTINCT "GLOBO_ID"), array_agg(DISTINCT model_version) FROM scores').fetchone()
+            'SELECT count(*), count(DISTINCT "GLOBO_ID"), array_agg(DISTINCT model_version) FROM '
+            "scores"
+        ).fetchone()
         assert rows == users == conn.execute("SELECT count(*) FROM users").fetchone()[0]
         assert versions == [2]
 
 
-def test_a_scorer_killed_midway_leaves_whole_batches_and_a_rerun_completes(pg_env, users_table, trained, tmp_path):
+def test_a_scorer_killed_midway_leaves_whole_batches_and_a_rerun_completes(
+    pg_env, users_table, trained, tmp_path
+):
     _, result = trained
-    command = [sys.executable, "-m", "serving.client", "--model_dir", result["export_dir"], "--db", pg_env.url,
-               "--table", users_table, "--out", pg_env.url, "--scores_table", "killed", "--batch_size", "50",
-               "--no_progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "serving.client",
+        "--model_dir",
+        result["export_dir"],
+        "--db",
+        pg_env.url,
+        "--table",
+        users_table,
+        "--out",
+        pg_env.url,
+        "--scores_table",
+        "killed",
+        "--batch_size",
+        "50",
+        "--no_progress",
+    ]
     scorer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     count = 0
     with psycopg.connect(pg_env.url, autocommit=True) as conn:
@@ -141,34 +226,91 @@ def test_a_scorer_killed_midway_leaves_whole_batches_and_a_rerun_completes(pg_en
         count = conn.execute("SELECT count(*) FROM killed").fetchone()[0]
         total = conn.execute("SELECT count(*) FROM users").fetchone()[0]
         assert 0 < count < total and count % 50 == 0  # Whole batches only.
-        assert subprocess.run(command, capture_output=True).returncode == 0
-        rows, users = conn.execute('SELECT count(*), count(DISTINCT "GLOBO_ID") FROM killed').fetchone()
+        assert subprocess.run(command, capture_output=True, check=False).returncode == 0
+        rows, users = conn.execute(
+            'SELECT count(*), count(DISTINCT "GLOBO_ID") FROM killed'
+        ).fetchone()
         assert rows == users == total
 
 
-def test_no_password_in_logs_manifests_or_errors(postgres, users_table, trained, tmp_path, capsys, monkeypatch):
+def test_no_password_in_logs_manifests_or_errors(
+    postgres, users_table, trained, tmp_path, capsys, monkeypatch
+):
     from beam_jobs import validate
 
     _, result = trained
-    with_password = postgres.url.replace(f"{local_postgres.ROLE}@", f"{local_postgres.ROLE}:{postgres.password}@")
+    with_password = postgres.url.replace(
+        f"{local_postgres.ROLE}@", f"{local_postgres.ROLE}:{postgres.password}@"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
     monkeypatch.delenv("PGPASSWORD", raising=False)
     # Two runs as a user runs them, with every library's logs (-v); two in this process.
     runs = [
-        [sys.executable, "-m", "beam_jobs.preprocess", "--input", with_password, "--table", users_table,
-         "--output_dir", str(tmp_path / "pre"), "--baseline", "none", "-v"],
-        [sys.executable, "-m", "serving.client", "--model_dir", result["export_dir"], "--db", with_password,
-         "--table", users_table, "--out", with_password, "--no_progress", "-v"],
+        [
+            sys.executable,
+            "-m",
+            "beam_jobs.preprocess",
+            "--input",
+            with_password,
+            "--table",
+            users_table,
+            "--output_dir",
+            str(tmp_path / "pre"),
+            "--baseline",
+            "none",
+            "-v",
+        ],
+        [
+            sys.executable,
+            "-m",
+            "serving.client",
+            "--model_dir",
+            result["export_dir"],
+            "--db",
+            with_password,
+            "--table",
+            users_table,
+            "--out",
+            with_password,
+            "--no_progress",
+            "-v",
+        ],
     ]
     seen = ""
     for command in runs:
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
         seen += done.stdout + done.stderr
-    assert validate.main(["--input", with_password, "--table", users_table, "--baseline", str(tmp_path / "pre"),
-                          "--output_dir", str(tmp_path / "val")]) == 0
-    assert preprocess.main(["--input", with_password.replace(postgres.password, "wrong"), "--table", users_table,
-                            "--output_dir", str(tmp_path / "denied"), "--baseline", "none"]) == 2
+    assert (
+        validate.main(
+            [
+                "--input",
+                with_password,
+                "--table",
+                users_table,
+                "--baseline",
+                str(tmp_path / "pre"),
+                "--output_dir",
+                str(tmp_path / "val"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        preprocess.main(
+            [
+                "--input",
+                with_password.replace(postgres.password, "wrong"),
+                "--table",
+                users_table,
+                "--output_dir",
+                str(tmp_path / "denied"),
+                "--baseline",
+                "none",
+            ]
+        )
+        == 2
+    )
     seen += "".join(capsys.readouterr())
     assert "password authentication failed" in seen and "***" in seen
     for path in glob.glob(str(tmp_path / "**" / "*"), recursive=True):
@@ -178,13 +320,17 @@ def test_no_password_in_logs_manifests_or_errors(postgres, users_table, trained,
 
 
 def test_a_password_in_a_url_is_masked():
-    assert pg.masked("postgresql://u:s3cr%40t@h:5432/db?sslmode=require&password=x") == \
-        "postgresql://u:***@h:5432/db?sslmode=require&password=***"
+    assert (
+        pg.masked("postgresql://u:s3cr%40t@h:5432/db?sslmode=require&password=x")
+        == "postgresql://u:***@h:5432/db?sslmode=require&password=***"
+    )
     assert pg.masked("postgresql://u@h/db") == "postgresql://u@h/db"
 
 
 def test_the_config_takes_a_database_input():
-    cfg = config_lib.from_dict({"preprocess": {"input": "postgresql://u@h/db", "query": "SELECT 1", "partitions": 8}})
+    cfg = config_lib.from_dict(
+        {"preprocess": {"input": "postgresql://u@h/db", "query": "SELECT 1", "partitions": 8}}
+    )
     assert cfg.preprocess.partitions == 8
     with pytest.raises(config_lib.ConfigError, match="partitions"):
         config_lib.from_dict({"preprocess": {"partitions": 0}})

@@ -7,16 +7,23 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from tf_cartola.contract import features as F
 from tests import reference
-from tf_cartola.read import examples
-from tf_cartola.read import synthetic
+from tf_cartola.contract import features as F
+from tf_cartola.read import examples, synthetic
 from tf_cartola.transform.preprocessing import preprocessing_fn
 
 # Literal edge cases: sentinels, missing cells, caps and every kind of pixels string.
 EDGE_ROWS = [
-    {"anos_desde_criacao": -1, "iteracao_volei": -1, "iteracao_atletismo": -5, "rel_pont": None,
-     "tempo_desperd": None, "pixels": None, "avg_3": 5.0, "avg_4": 1.0},
+    {
+        "anos_desde_criacao": -1,
+        "iteracao_volei": -1,
+        "iteracao_atletismo": -5,
+        "rel_pont": None,
+        "tempo_desperd": None,
+        "pixels": None,
+        "avg_3": 5.0,
+        "avg_4": 1.0,
+    },
     {"anos_desde_criacao": 0, "pixels": " 800 X 600 ", "avg_3": 0.0, "tempo_desperd": 0.0},
     {"pixels": "1920*1080", "facebook_num": 0.0, "min_camp": None},
     {"pixels": "abc", "interacoes": 100000, "avg_4": 7.5},
@@ -42,17 +49,22 @@ def _instances(frame):
             if column in (F.ID_KEY, F.LABEL_KEY):
                 instance[column] = int(value)
             else:
-                instance[column] = [] if value is None else [value.encode() if column == F.PIXELS else value]
+                instance[column] = (
+                    [] if value is None else [value.encode() if column == F.PIXELS else value]
+                )
         out.append(instance)
     return out
 
 
 def _transform(instances, temp_dir):
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(F.raw_feature_spec()))
+    metadata = dataset_metadata.DatasetMetadata(
+        schema_utils.schema_from_feature_spec(F.raw_feature_spec())
+    )
     with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
-        (transformed, out_metadata), _ = (instances, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn
-        )
+        (transformed, out_metadata), _ = (
+            instances,
+            metadata,
+        ) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
     return transformed, out_metadata
 
 
@@ -68,16 +80,26 @@ def test_matches_pandas_recomputation_with_missing_and_sentinels(transformed):
     engineered = reference.engineer(frame)
     expected = reference.impute_and_scale(engineered, engineered)
     for name in F.TRANSFORMED_FEATURES:
-        np.testing.assert_allclose(got[name].to_numpy(), expected[name].to_numpy(), atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            got[name].to_numpy(), expected[name].to_numpy(), atol=1e-5, err_msg=name
+        )
 
 
 def test_edge_rows_are_imputed_with_the_training_mean(transformed):
     frame, got, _ = transformed
     engineered = reference.engineer(frame)
     # Row 0: sentinel and missing values all land on the (imputed) mean's z-score.
-    for name in ("log_anos_desde_criacao", "log_iteracao_volei", "rel_pont", "log_tempo_desperd", "total_pixels"):
+    for name in (
+        "log_anos_desde_criacao",
+        "log_iteracao_volei",
+        "rel_pont",
+        "log_tempo_desperd",
+        "total_pixels",
+    ):
         imputed = engineered[name].fillna(engineered[name].mean())
-        assert got[name][0] == pytest.approx((engineered[name].mean() - imputed.mean()) / imputed.std(ddof=0), abs=1e-5)
+        assert got[name][0] == pytest.approx(
+            (engineered[name].mean() - imputed.mean()) / imputed.std(ddof=0), abs=1e-5
+        )
     assert engineered["ceil_avg_3"][0] == 1.0  # Capped.
     assert engineered["total_pixels"][1] == 480_000  # " 800 X 600 " parses.
     assert np.isnan(engineered["total_pixels"][2]) and np.isnan(engineered["total_pixels"][3])
@@ -93,10 +115,25 @@ def test_transformed_feature_spec_is_pinned(transformed):
     golden = {
         name: tf.io.FixedLenFeature([], tf.float32)
         for name in [
-            "anos_como_pro", "log_anos_desde_criacao", "ceil_avg_3", "ceil_avg_4", "dif_melhoria", "escalacoes",
-            "norm_escalacao", "norm_rodadas", "rel_pont", "max_camp", "log_min_camp", "log_facebook_num",
-            "log_instagram_num", "log_interacoes", "log_iteracao_atletismo", "log_iteracao_volei",
-            "log_tempo_desperd", "gplay_free", "total_pixels",
+            "anos_como_pro",
+            "log_anos_desde_criacao",
+            "ceil_avg_3",
+            "ceil_avg_4",
+            "dif_melhoria",
+            "escalacoes",
+            "norm_escalacao",
+            "norm_rodadas",
+            "rel_pont",
+            "max_camp",
+            "log_min_camp",
+            "log_facebook_num",
+            "log_instagram_num",
+            "log_interacoes",
+            "log_iteracao_atletismo",
+            "log_iteracao_volei",
+            "log_tempo_desperd",
+            "gplay_free",
+            "total_pixels",
         ]
     }
     golden[F.LABEL_KEY] = tf.io.FixedLenFeature([], tf.int64)
@@ -111,26 +148,66 @@ def test_examples_written_by_the_reader_parse_with_the_raw_spec():
 
 
 def test_four_literal_rows_give_the_values_worked_out_by_hand(tmp_path):
-    """tft_unit's style: a handful of rows, every expected value written out (derivations beside them)."""
+    """tft_unit's style: a handful of rows, every expected value written out (derivations beside
+    them)."""
     rows = [
-        {"anos_como_pro": 1, "avg_3": 0.5, "anos_desde_criacao": 0, "pixels": "2x3", "gplay_free": 1},
-        {"anos_como_pro": 3, "avg_3": 2.0, "anos_desde_criacao": 3, "pixels": "10x10", "gplay_free": 1},
-        {"anos_como_pro": None, "avg_3": 1.0, "anos_desde_criacao": -1, "pixels": "bad", "gplay_free": 1},
-        {"anos_como_pro": 5, "avg_3": 0.0, "anos_desde_criacao": None, "pixels": "1x2", "gplay_free": 1},
+        {
+            "anos_como_pro": 1,
+            "avg_3": 0.5,
+            "anos_desde_criacao": 0,
+            "pixels": "2x3",
+            "gplay_free": 1,
+        },
+        {
+            "anos_como_pro": 3,
+            "avg_3": 2.0,
+            "anos_desde_criacao": 3,
+            "pixels": "10x10",
+            "gplay_free": 1,
+        },
+        {
+            "anos_como_pro": None,
+            "avg_3": 1.0,
+            "anos_desde_criacao": -1,
+            "pixels": "bad",
+            "gplay_free": 1,
+        },
+        {
+            "anos_como_pro": 5,
+            "avg_3": 0.0,
+            "anos_desde_criacao": None,
+            "pixels": "1x2",
+            "gplay_free": 1,
+        },
     ]
-    instances = [{F.ID_KEY: i, F.LABEL_KEY: i % 2, **{
-        c: [] if row.get(c) is None else [row[c].encode() if c == F.PIXELS else row[c]] for c in F.RAW_FEATURES}}
-        for i, row in enumerate(rows)]
+    instances = [
+        {
+            F.ID_KEY: i,
+            F.LABEL_KEY: i % 2,
+            **{
+                c: [] if row.get(c) is None else [row[c].encode() if c == F.PIXELS else row[c]]
+                for c in F.RAW_FEATURES
+            },
+        }
+        for i, row in enumerate(rows)
+    ]
     transformed, _ = _transform(instances, str(tmp_path))
-    got = {name: pytest.approx([float(row[name]) for row in transformed], abs=1e-5)  # float32 outputs.
-           for name in F.TRANSFORMED_FEATURES}
-    # anos_como_pro: valid 1, 3, 5, mean 3, imputed [1, 3, 3, 5], population variance 8/4 = 2: z = +-2/sqrt(2).
+    got = {
+        name: pytest.approx(
+            [float(row[name]) for row in transformed], abs=1e-5
+        )  # float32 outputs.
+        for name in F.TRANSFORMED_FEATURES
+    }
+    # anos_como_pro: valid 1, 3, 5, mean 3, imputed [1, 3, 3, 5], population variance 8/4 = 2: z =
+    # +-2/sqrt(2).
     assert [-1.414214, 0.0, 0.0, 1.414214] == got["anos_como_pro"]
     # avg_3 capped at 1: [0.5, 1, 1, 0], mean 0.625, variance 0.6875/4 = 0.171875, std 0.414578.
     assert [-0.301511, 0.904534, 0.904534, -1.507557] == got["ceil_avg_3"]
-    # log(1 + x), -1 the unknown sentinel: [0, ln 4, missing, missing] -> imputed ln 2; z = +-sqrt(2), 0, 0.
+    # log(1 + x), -1 the unknown sentinel: [0, ln 4, missing, missing] -> imputed ln 2; z =
+    # +-sqrt(2), 0, 0.
     assert [-1.414214, 1.414214, 0.0, 0.0] == got["log_anos_desde_criacao"]
-    # width x height: [6, 100, missing, 2], mean 36, centered [-30, 64, 0, -34], variance 6152/4 = 1538.
+    # width x height: [6, 100, missing, 2], mean 36, centered [-30, 64, 0, -34], variance 6152/4 =
+    # 1538.
     assert [-0.764969, 1.631934, 0.0, -0.866965] == got["total_pixels"]
     # A constant feature is centered, not divided by a zero deviation; an all-missing one is 0.
     assert [0.0] * 4 == got["gplay_free"] and [0.0] * 4 == got["rel_pont"]

@@ -1,5 +1,5 @@
-"""The README's runnable blocks (```sh), run as written in a fresh folder: each must succeed and every
-path it prints must exist."""
+"""The README's runnable blocks (```sh), run as written in a fresh folder: each must succeed and
+every path it prints must exist."""
 
 import os
 import re
@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
-from tf_cartola.common.loopback import free_port
-
 from tests.helpers import ROOT
+from tf_cartola.common.loopback import free_port
 
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 _NOISE = re.compile(r"cuda|TensorRT|TF-TRT|FutureWarning|DeprecationWarning|Traceback")
-_PATH = re.compile(r"(?<![\w/.:-])((?:runs|serving_models|data)/[\w./-]*\w|[\w./-]+\.(?:csv|json|jsonl|html|config))")
+_PATH = re.compile(
+    r"(?<![\w/.:-])((?:runs|serving_models|data)/[\w./-]*\w|[\w./-]+\.(?:csv|json|jsonl|html|config))"
+)
 
 
 @pytest.mark.e2e
@@ -22,11 +23,19 @@ def test_every_runnable_readme_block_works_as_written(tmp_path):
     blocks = _BLOCK.findall(open(os.path.join(ROOT, "README.md")).read())
     assert blocks, "the README has no runnable (```sh) block"
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
-    for block in blocks:
+    for written in blocks:
+        block = written
         for port in ("8600", "8601"):  # Loopback ports nobody else uses now.
             block = block.replace(port, str(free_port()))
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=900)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         assert done.returncode == 0, (block, done.stdout[-3000:], done.stderr[-3000:])
         noise = [line for line in (done.stdout + done.stderr).splitlines() if _NOISE.search(line)]
         assert not noise, noise[:5]  # Library chatter stays behind -v.
@@ -44,5 +53,8 @@ def test_the_notebook_opens_what_the_walkthrough_writes():
     nb = nbformat.read(os.path.join(ROOT, "notebooks", "inspect_run.ipynb"), as_version=4)
     [parameters] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     defaults = dict(re.findall(r'^(PREPROCESS_DIR|RUN_DIR) = "([^"]+)"', parameters.source, re.M))
-    assert f"beam_jobs.preprocess --input my_users.csv --output_dir {defaults['PREPROCESS_DIR']}\n" in walkthrough
+    assert (
+        f"beam_jobs.preprocess --input my_users.csv --output_dir {defaults['PREPROCESS_DIR']}\n"
+        in walkthrough
+    )
     assert f"--run_dir {defaults['RUN_DIR']}\n" in walkthrough

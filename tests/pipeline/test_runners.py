@@ -1,9 +1,10 @@
-"""The Beam jobs on Beam's portable runner: the protocol Flink, Spark and Dataflow Runner v2 speak, with the
-Python workers outside the launching process. Each run must write what the direct runner writes.
+"""The Beam jobs on Beam's portable runner: the protocol Flink, Spark and Dataflow Runner v2 speak,
+with the Python workers outside the launching process. Each run must write what the direct runner
+writes.
 
-LOOPBACK runs the workers in this process's environment; the `production` test runs them in a worker pool
-started outside the repository from `.venv-worker` (`make worker-env`: the package's wheel and its
-install_requires, nothing else), as a cluster's workers get the package.
+LOOPBACK runs the workers in this process's environment; the `production` test runs them in a
+worker pool started outside the repository from `.venv-worker` (`make worker-env`: the package's
+wheel and its install_requires, nothing else), as a cluster's workers get the package.
 """
 
 import contextlib
@@ -19,10 +20,9 @@ import numpy as np
 import pytest
 
 from beam_jobs import preprocess, score, validate
-from tf_cartola.contract import features as F
-from tf_cartola.common.loopback import free_port
-
 from tests.helpers import CONFIG, ROOT, SCHEMA
+from tf_cartola.common.loopback import free_port
+from tf_cartola.contract import features as F
 
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed"]
 LOOPBACK = [*PORTABLE, "--environment_type=LOOPBACK"]
@@ -32,18 +32,37 @@ MANIFEST_FIELDS = ("rows", "bad_rows", "duplicate_ids", "anomalies", "valid", "d
 
 
 def _preprocess(small_csv, out, *runner):
-    return preprocess.run(["--config", CONFIG, "--schema", SCHEMA, "--input", small_csv, "--output_dir", str(out),
-                           "--baseline", "none", *runner])
+    return preprocess.run(
+        [
+            "--config",
+            CONFIG,
+            "--schema",
+            SCHEMA,
+            "--input",
+            small_csv,
+            "--output_dir",
+            str(out),
+            "--baseline",
+            "none",
+            *runner,
+        ]
+    )
 
 
 def _validate(csv, baseline_dir, out, *runner):
-    assert validate.main(["--input", csv, "--baseline", baseline_dir, "--output_dir", str(out), *runner]) == 0
+    assert (
+        validate.main(
+            ["--input", csv, "--baseline", baseline_dir, "--output_dir", str(out), *runner]
+        )
+        == 0
+    )
     with open(os.path.join(out, "manifest.json")) as f:
         return json.load(f)
 
 
 def _examples(pattern, spec):
-    """{GLOBO_ID: {feature: numpy values}} of gzipped tf.Example TFRecords (both splits carry the id)."""
+    """{GLOBO_ID: {feature: numpy values}} of gzipped tf.Example TFRecords (both splits carry the
+    id)."""
     import tensorflow as tf
 
     files = glob.glob(pattern)
@@ -57,11 +76,14 @@ def _examples(pattern, spec):
 
 
 def _raw(pattern):
-    """{GLOBO_ID: tf.train.Example} of gzipped TFRecords (parsed: the bytes order a map as it likes)."""
+    """{GLOBO_ID: tf.train.Example} of gzipped TFRecords (parsed: the bytes order a map as it
+    likes)."""
     import tensorflow as tf
 
-    examples = (tf.train.Example.FromString(r.numpy())
-                for r in tf.data.TFRecordDataset(glob.glob(pattern), compression_type="GZIP"))
+    examples = (
+        tf.train.Example.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(glob.glob(pattern), compression_type="GZIP")
+    )
     return {e.features.feature[F.ID_KEY].int64_list.value[0]: e for e in examples}
 
 
@@ -72,21 +94,29 @@ def _stats(path):
 
 
 def assert_same_outputs(expected, expected_dir: str, actual, actual_dir: str) -> None:
-    """Two preprocessing runs wrote the same manifest rows, statistics and raw and transformed splits."""
+    """Two preprocessing runs wrote the same manifest rows, statistics and raw and transformed
+    splits."""
     import tensorflow_transform as tft
 
-    assert {k: getattr(actual, k) for k in MANIFEST_FIELDS} == {k: getattr(expected, k) for k in MANIFEST_FIELDS}
+    assert {k: getattr(actual, k) for k in MANIFEST_FIELDS} == {
+        k: getattr(expected, k) for k in MANIFEST_FIELDS
+    }
     for which in ("train", "eval"):
         assert _stats(actual.artifacts[f"stats_{which}"].replace(".pbtxt", ".binpb")) == _stats(
-            expected.artifacts[f"stats_{which}"].replace(".pbtxt", ".binpb")), which
-        assert _raw(os.path.join(actual_dir, "raw", which, "*")) == _raw(os.path.join(expected_dir, "raw", which, "*"))
+            expected.artifacts[f"stats_{which}"].replace(".pbtxt", ".binpb")
+        ), which
+        assert _raw(os.path.join(actual_dir, "raw", which, "*")) == _raw(
+            os.path.join(expected_dir, "raw", which, "*")
+        )
         spec = tft.TFTransformOutput(expected.artifacts["transform"]).transformed_feature_spec()
         want = _examples(expected.artifacts[f"transformed_{which}"], spec)
         got = _examples(actual.artifacts[f"transformed_{which}"], spec)
         assert got.keys() == want.keys() and len(got) == actual.rows[which]
         for key, row in want.items():
             for name, value in row.items():
-                np.testing.assert_allclose(got[key][name], value, rtol=0, atol=1e-6, err_msg=f"{key} {name}")
+                np.testing.assert_allclose(
+                    got[key][name], value, rtol=0, atol=1e-6, err_msg=f"{key} {name}"
+                )
 
 
 @pytest.fixture(scope="module")
@@ -96,44 +126,64 @@ def loopback_run(small_csv, tmp_path_factory):
 
 
 @pytest.mark.e2e
-def test_preprocess_on_the_portable_runner_writes_what_the_direct_runner_writes(preprocess_run, loopback_run):
+def test_preprocess_on_the_portable_runner_writes_what_the_direct_runner_writes(
+    preprocess_run, loopback_run
+):
     (direct, direct_dir), (portable, portable_dir) = preprocess_run, loopback_run
     assert_same_outputs(direct, direct_dir, portable, portable_dir)
     assert direct.runner == {"name": "DirectRunner", "not_reported": []}
-    # The portable runner reports user counters only: the rows are there, the stage timings are said missing.
+    # The portable runner reports user counters only: the rows are there, the stage timings are
+    # said missing.
     assert portable.runner == {"name": "PortableRunner", "not_reported": ["stage seconds"]}
     assert "read_split" in direct.seconds and "read_split" not in portable.seconds
 
 
 @pytest.mark.e2e
-def test_validate_on_the_portable_runner_finds_what_the_direct_runner_finds(preprocess_run, small_csv, tmp_path):
+def test_validate_on_the_portable_runner_finds_what_the_direct_runner_finds(
+    preprocess_run, small_csv, tmp_path
+):
     _, baseline_dir = preprocess_run
     direct = _validate(small_csv, baseline_dir, tmp_path / "direct")
     portable = _validate(small_csv, baseline_dir, tmp_path / "portable", *LOOPBACK)
     for key in ("rows", "bad_rows", "anomalies", "valid", "drift"):
         assert portable[key] == direct[key], key
     assert _stats(str(tmp_path / "portable" / "stats" / "data.binpb")) == _stats(
-        str(tmp_path / "direct" / "stats" / "data.binpb"))
+        str(tmp_path / "direct" / "stats" / "data.binpb")
+    )
 
 
 @contextlib.contextmanager
 def worker_pool(python: str, path_first: str, cwd: str):
-    """A Beam worker pool (`worker_pool_main`, run by `python`) on a free loopback port, started in `cwd` with
-    `path_first` at the head of PATH (the pool starts each worker as `python` from PATH) and no PYTHONPATH;
-    yields its address."""
+    """A Beam worker pool (`worker_pool_main`, run by `python`) on a free loopback port, started in
+    `cwd` with `path_first` at the head of PATH (the pool starts each worker as `python` from PATH)
+    and no PYTHONPATH; yields its address."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
     with open(os.path.join(cwd, "pool.log"), "w") as log:
-        pool = subprocess.Popen([python, "-m",
-                                 "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
-                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        pool = subprocess.Popen(
+            [
+                python,
+                "-m",
+                "apache_beam.runners.worker.worker_pool_main",
+                f"--service_port={port}",
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=1),
+            ):
                 break
-            assert pool.poll() is None and time.monotonic() < deadline, "the worker pool did not start"
+            assert pool.poll() is None and time.monotonic() < deadline, (
+                "the worker pool did not start"
+            )
             time.sleep(0.2)
         yield f"localhost:{port}"
     finally:
@@ -144,25 +194,49 @@ def worker_pool(python: str, path_first: str, cwd: str):
 def _worker_venv() -> str:
     python = os.path.join(WORKER_VENV, "bin", "python")
     if not os.path.exists(python):
-        pytest.fail(f"no worker environment at {WORKER_VENV}: run `make worker-env` (.ci/run does)")
+        pytest.fail(
+            f"no worker environment at {WORKER_VENV}: run `make worker-env` (.ci/run does)"
+        )
     return WORKER_VENV
 
 
 @pytest.mark.production
-def test_the_jobs_run_on_workers_installed_from_the_package_alone(preprocess_run, trained, small_csv, tmp_path):
+def test_the_jobs_run_on_workers_installed_from_the_package_alone(
+    preprocess_run, trained, small_csv, tmp_path
+):
     venv = _worker_venv()
-    site = subprocess.run([os.path.join(venv, "bin", "python"), "-c", "import tf_cartola; print(tf_cartola.__file__)"],
-                          cwd=tmp_path, capture_output=True, text=True, check=True,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.strip()
+    site = subprocess.run(
+        [
+            os.path.join(venv, "bin", "python"),
+            "-c",
+            "import tf_cartola; print(tf_cartola.__file__)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    ).stdout.strip()
     assert site.startswith(venv) and "site-packages" in site  # The wheel, not this checkout.
     direct, direct_dir = preprocess_run
-    with worker_pool(os.path.join(venv, "bin", "python"), os.path.join(venv, "bin"), str(tmp_path)) as address:
+    with worker_pool(
+        os.path.join(venv, "bin", "python"), os.path.join(venv, "bin"), str(tmp_path)
+    ) as address:
         external = [*PORTABLE, "--environment_type=EXTERNAL", f"--environment_config={address}"]
         out = tmp_path / "external"
         manifest = _preprocess(small_csv, out, *external)
         checked = _validate(small_csv, direct_dir, tmp_path / "validate", *external)
-        scored = score.run(["--input", small_csv, "--model_dir", trained[1]["export_dir"], "--output",
-                            str(tmp_path / "scores"), *external])
+        scored = score.run(
+            [
+                "--input",
+                small_csv,
+                "--model_dir",
+                trained[1]["export_dir"],
+                "--output",
+                str(tmp_path / "scores"),
+                *external,
+            ]
+        )
     assert_same_outputs(direct, direct_dir, manifest, str(out))
     read = direct.rows["read"]
     assert scored["rows"] == {"read": read, "scored": read, "bad": 0, "set_aside": 0}
@@ -175,15 +249,30 @@ def test_the_jobs_run_on_workers_installed_from_the_package_alone(preprocess_run
 def test_a_worker_that_cannot_start_fails_the_job_in_bounded_time(small_csv, tmp_path, capsys):
     broken = tmp_path / "bin"
     broken.mkdir()
-    (broken / "python").write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'apache_beam'\" >&2\n"
-                                   "exit 1\n")
+    (broken / "python").write_text(
+        "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'apache_beam'\" >&2\nexit 1\n"
+    )
     (broken / "python").chmod(0o755)
     started = time.monotonic()
     with worker_pool(sys.executable, str(broken), str(tmp_path)) as address:
-        status = preprocess.main(["--config", CONFIG, "--schema", SCHEMA, "--input", small_csv, "--output_dir",
-                                  str(tmp_path / "out"), "--baseline", "none", *PORTABLE,
-                                  "--environment_type=EXTERNAL", f"--environment_config={address}",
-                                  "--worker_start_timeout=10"])
+        status = preprocess.main(
+            [
+                "--config",
+                CONFIG,
+                "--schema",
+                SCHEMA,
+                "--input",
+                small_csv,
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--baseline",
+                "none",
+                *PORTABLE,
+                "--environment_type=EXTERNAL",
+                f"--environment_config={address}",
+                "--worker_start_timeout=10",
+            ]
+        )
     assert status == 2 and time.monotonic() - started < 90
     err = capsys.readouterr().err
     assert f"no worker (EXTERNAL environment {address}) answered within 10 s" in err

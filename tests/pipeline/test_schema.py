@@ -5,10 +5,9 @@ import os
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from tests.helpers import CONFIG, ROOT, SCHEMA
 from tf_cartola.contract import config
 from tf_cartola.contract import features as F
-
-from tests.helpers import CONFIG, ROOT, SCHEMA
 
 _TYPES = {"string": schema_pb2.BYTES, "int64": schema_pb2.INT, "float32": schema_pb2.FLOAT}
 

@@ -1,4 +1,5 @@
-"""beam_jobs.score: every user scored by RunInference as the served model scores them, nothing lost."""
+"""beam_jobs.score: every user scored by RunInference as the served model scores them, nothing
+lost."""
 
 import csv
 import glob
@@ -14,21 +15,27 @@ import psycopg
 import pytest
 
 from beam_jobs import score
-from tf_cartola.contract import features as F, rows
-from tf_cartola.read import csv_reader, examples, synthetic
-from tf_cartola.export import scoring, store
-
 from tests.helpers import CONFIG
+from tf_cartola.contract import features as F
+from tf_cartola.contract import rows
+from tf_cartola.export import scoring, store
+from tf_cartola.read import csv_reader, examples, synthetic
 
 
 def _scores(prefix) -> dict:
-    """{GLOBO_ID: (probability, model_name, model_version, run_id)} of the job's CSV shards (each has the
-    header)."""
+    """{GLOBO_ID: (probability, model_name, model_version, run_id)} of the job's CSV shards (each
+    has the header)."""
     out = {}
     for path in sorted(glob.glob(f"{prefix}-*-of-*.csv")):
         with open(path, newline="") as f:
             reader = csv.reader(f)
-            assert next(reader) == ["GLOBO_ID", "pro_probability", "model_name", "model_version", "run_id"]
+            assert next(reader) == [
+                "GLOBO_ID",
+                "pro_probability",
+                "model_name",
+                "model_version",
+                "run_id",
+            ]
             for gid, p, *made_by in reader:
                 assert int(gid) not in out
                 out[int(gid)] = (float(p), *made_by)
@@ -38,7 +45,11 @@ def _scores(prefix) -> dict:
 def _in_process(model_dir, csv_path) -> dict:
     """{GLOBO_ID: probability} of the export's serving_default signature on the CSV's rows."""
     with open(csv_path, "rb") as f:
-        records = [r for chunk in csv_reader.read_csv(f, csv_path) for r in csv_reader.to_records(chunk.batch)]
+        records = [
+            r
+            for chunk in csv_reader.read_csv(f, csv_path)
+            for r in csv_reader.to_records(chunk.batch)
+        ]
     _, score_fn = scoring.load_scorer(model_dir)
     probabilities = score_fn([examples.to_example(r) for r in records])
     return {r[F.ID_KEY]: p for r, p in zip(records, probabilities)}
@@ -56,14 +67,32 @@ def served(trained, tmp_path_factory):
 
 def test_every_row_is_scored_as_the_served_model_scores_it(served, small_csv, tmp_path):
     serving_dir, export_dir = served
-    manifest = score.run(["--config", CONFIG, "--input", small_csv, "--serving_dir", serving_dir,
-                          "--output", str(tmp_path / "scores"), "--run_id", "2026-12"])
+    manifest = score.run(
+        [
+            "--config",
+            CONFIG,
+            "--input",
+            small_csv,
+            "--serving_dir",
+            serving_dir,
+            "--output",
+            str(tmp_path / "scores"),
+            "--run_id",
+            "2026-12",
+        ]
+    )
     got = _scores(tmp_path / "scores")
     want = _in_process(export_dir, small_csv)
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[i][0] for i in want], list(want.values()), atol=1e-6)
-    assert {tuple(made_by) for _, *made_by in got.values()} == {("cartola_pro", "2", "2026-12")}  # The latest.
-    assert manifest["model"] == {"name": "cartola_pro", "version": 2, "path": f"{serving_dir}/cartola_pro/2"}
+    assert {tuple(made_by) for _, *made_by in got.values()} == {
+        ("cartola_pro", "2", "2026-12")
+    }  # The latest.
+    assert manifest["model"] == {
+        "name": "cartola_pro",
+        "version": 2,
+        "path": f"{serving_dir}/cartola_pro/2",
+    }
     assert manifest["rows"] == {"read": len(want), "scored": len(want), "bad": 0, "set_aside": 0}
     assert manifest["invalid"] == {} and manifest["duplicate_ids"] == {"ids": 0, "rows": 0}
     assert manifest["inputs"][0]["fingerprint"]
@@ -76,29 +105,75 @@ def test_the_portable_runner_scores_what_the_direct_runner_scores(served, small_
     serving_dir, _ = served
     common = ["--input", small_csv, "--serving_dir", serving_dir]
     direct = score.run([*common, "--output", str(tmp_path / "direct")])
-    portable = score.run([*common, "--output", str(tmp_path / "portable"), "--runner=PortableRunner",
-                          "--job_endpoint=embed", "--environment_type=LOOPBACK"])
+    portable = score.run(
+        [
+            *common,
+            "--output",
+            str(tmp_path / "portable"),
+            "--runner=PortableRunner",
+            "--job_endpoint=embed",
+            "--environment_type=LOOPBACK",
+        ]
+    )
     assert portable["rows"] == direct["rows"] and portable["runner"]["name"] == "PortableRunner"
     assert _scores(tmp_path / "portable") == _scores(tmp_path / "direct")
 
 
-def test_a_version_is_scored_when_asked_and_no_version_is_one_line_and_status_2(served, small_csv, tmp_path, capsys):
+def test_a_version_is_scored_when_asked_and_no_version_is_one_line_and_status_2(
+    served, small_csv, tmp_path, capsys
+):
     serving_dir, _ = served
-    score.run(["--input", small_csv, "--serving_dir", serving_dir, "--version", "1", "--output",
-               str(tmp_path / "v1")])
+    score.run(
+        [
+            "--input",
+            small_csv,
+            "--serving_dir",
+            serving_dir,
+            "--version",
+            "1",
+            "--output",
+            str(tmp_path / "v1"),
+        ]
+    )
     assert {v for _, _, v, _ in _scores(tmp_path / "v1").values()} == {"1"}
     capsys.readouterr()
-    assert score.main(["--input", small_csv, "--serving_dir", str(tmp_path / "empty"), "--output",
-                       str(tmp_path / "none")]) == 2
+    assert (
+        score.main(
+            [
+                "--input",
+                small_csv,
+                "--serving_dir",
+                str(tmp_path / "empty"),
+                "--output",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: no version of cartola_pro under {tmp_path / 'empty'}"]
-    assert score.main(["--input", small_csv, "--serving_dir", serving_dir, "--version", "9", "--output",
-                       str(tmp_path / "none")]) == 2
+    assert (
+        score.main(
+            [
+                "--input",
+                small_csv,
+                "--serving_dir",
+                serving_dir,
+                "--version",
+                "9",
+                "--output",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 2
+    )
     assert "no version 9 of cartola_pro" in capsys.readouterr().err
     assert not glob.glob(str(tmp_path / "none*"))
 
 
-def test_bad_lines_are_set_aside_with_their_reasons_and_the_rest_is_scored(served, small_csv, tmp_path):
+def test_bad_lines_are_set_aside_with_their_reasons_and_the_rest_is_scored(
+    served, small_csv, tmp_path
+):
     serving_dir, _ = served
     lines = open(small_csv).read().splitlines()
     corrupt = tmp_path / "corrupt.csv"
@@ -106,15 +181,33 @@ def test_bad_lines_are_set_aside_with_their_reasons_and_the_rest_is_scored(serve
     broken = lines[5].split(",")
     broken[header.index("avg_3")] = "not-a-number"
     short = lines[9].rsplit(",", 3)[0]
-    corrupt.write_text("\n".join([*lines[:5], ",".join(broken), *lines[6:9], short, *lines[10:]]) + "\n")
-    manifest = score.run(["--input", str(corrupt), "--serving_dir", serving_dir, "--output", str(tmp_path / "s")])
-    bad = [json.loads(line) for path in glob.glob(str(tmp_path / "s.bad-*.jsonl")) for line in open(path)]
-    assert sorted((b["line_number"], b["kind"]) for b in bad) == [(6, rows.NOT_A_NUMBER), (10, rows.WRONG_FIELD_COUNT)]
-    assert manifest["rows"] == {"read": len(lines) - 1, "scored": len(lines) - 3, "bad": 2, "set_aside": 0}
+    corrupt.write_text(
+        "\n".join([*lines[:5], ",".join(broken), *lines[6:9], short, *lines[10:]]) + "\n"
+    )
+    manifest = score.run(
+        ["--input", str(corrupt), "--serving_dir", serving_dir, "--output", str(tmp_path / "s")]
+    )
+    bad = [
+        json.loads(line)
+        for path in glob.glob(str(tmp_path / "s.bad-*.jsonl"))
+        for line in open(path)
+    ]
+    assert sorted((b["line_number"], b["kind"]) for b in bad) == [
+        (6, rows.NOT_A_NUMBER),
+        (10, rows.WRONG_FIELD_COUNT),
+    ]
+    assert manifest["rows"] == {
+        "read": len(lines) - 1,
+        "scored": len(lines) - 3,
+        "bad": 2,
+        "set_aside": 0,
+    }
     assert len(_scores(tmp_path / "s")) == len(lines) - 3
 
 
-def test_rows_outside_the_models_schema_are_counted_and_set_aside_when_asked(served, small_csv, tmp_path, capsys):
+def test_rows_outside_the_models_schema_are_counted_and_set_aside_when_asked(
+    served, small_csv, tmp_path, capsys
+):
     serving_dir, _ = served
     frame = pd.read_csv(small_csv)
     frame.loc[:4, "anos_como_pro"] = 42  # The schema's domain is 0-3.
@@ -125,32 +218,74 @@ def test_rows_outside_the_models_schema_are_counted_and_set_aside_when_asked(ser
     args = ["--input", str(month), "--serving_dir", serving_dir]
     assert score.main([*args, "--output", str(tmp_path / "all")]) == 0
     err = capsys.readouterr().err
-    assert (f"5 of {len(frame)} rows have anos_como_pro above the schema's maximum (INT_TYPE_BIG_INT): scored anyway"
-            in err and "2 GLOBO_ID values appear more than once, in 4 rows" in err), err
+    assert (
+        f"5 of {len(frame)} rows have anos_como_pro above the schema's maximum "
+        "(INT_TYPE_BIG_INT): scored anyway"
+        in err
+        and "2 GLOBO_ID values appear more than once, in 4 rows" in err
+    ), err
     manifest = json.loads((tmp_path / "all.manifest.json").read_text())
-    assert manifest["invalid"] == {"INT_TYPE_BIG_INT:anos_como_pro": 5, f"{rows.MISSING_REQUIRED}:avg_3": 3}
-    assert manifest["rows"]["scored"] == len(frame) and manifest["duplicate_ids"] == {"ids": 2, "rows": 4}
+    assert manifest["invalid"] == {
+        "INT_TYPE_BIG_INT:anos_como_pro": 5,
+        f"{rows.MISSING_REQUIRED}:avg_3": 3,
+    }
+    assert manifest["rows"]["scored"] == len(frame) and manifest["duplicate_ids"] == {
+        "ids": 2,
+        "rows": 4,
+    }
 
     manifest = score.run([*args, "--output", str(tmp_path / "strict"), "--set_aside_invalid"])
-    assert manifest["rows"] == {"read": len(frame), "scored": len(frame) - 8, "bad": 0, "set_aside": 8}
-    aside = [json.loads(line) for path in glob.glob(str(tmp_path / "strict.bad-*.jsonl")) for line in open(path)]
+    assert manifest["rows"] == {
+        "read": len(frame),
+        "scored": len(frame) - 8,
+        "bad": 0,
+        "set_aside": 8,
+    }
+    aside = [
+        json.loads(line)
+        for path in glob.glob(str(tmp_path / "strict.bad-*.jsonl"))
+        for line in open(path)
+    ]
     assert sorted(r[F.ID_KEY] for r in aside) == sorted(frame[F.ID_KEY].iloc[:8])
     assert {r["kind"] for r in aside} == {"INT_TYPE_BIG_INT", rows.MISSING_REQUIRED}
     scored = pd.concat(pd.read_csv(path) for path in glob.glob(str(tmp_path / "strict-*.csv")))
-    assert len(scored) == len(frame) - 8 and not set(scored[F.ID_KEY]) & set(frame[F.ID_KEY].iloc[:8])
+    assert len(scored) == len(frame) - 8 and not set(scored[F.ID_KEY]) & set(
+        frame[F.ID_KEY].iloc[:8]
+    )
 
 
 @pytest.mark.production
-def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_cleanly(served, pg_env, small_csv,
-                                                                                          tmp_path):
+def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_cleanly(
+    served, pg_env, small_csv, tmp_path
+):
     from tf_cartola.read import local_postgres
 
     serving_dir, _ = served
     local_postgres.load_csv(pg_env.url, pg_env.password, "score_users", small_csv)
-    command = [sys.executable, "-m", "beam_jobs.score", "--config", CONFIG, "--input", pg_env.url,
-               "--table", "score_users", "--partitions", "30", "--serving_dir", serving_dir, "--db", pg_env.url,
-               "--scores_table", "monthly", "--run_id", "2026-11"]
-    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "beam_jobs.score",
+        "--config",
+        CONFIG,
+        "--input",
+        pg_env.url,
+        "--table",
+        "score_users",
+        "--partitions",
+        "30",
+        "--serving_dir",
+        serving_dir,
+        "--db",
+        pg_env.url,
+        "--scores_table",
+        "monthly",
+        "--run_id",
+        "2026-11",
+    ]
+    job = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     with psycopg.connect(pg_env.url, autocommit=True) as conn:
         count = 0
         deadline = time.monotonic() + 180
@@ -162,25 +297,40 @@ def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_
         job.wait()
         total = conn.execute("SELECT count(*) FROM score_users").fetchone()[0]
         killed_at = conn.execute("SELECT count(*) FROM monthly").fetchone()[0]
-        assert 0 < killed_at < total  # Killed midway, after some partitions (each one transaction).
+        assert (
+            0 < killed_at < total
+        )  # Killed midway, after some partitions (each one transaction).
         for _ in range(2):  # The rerun, then the same run again.
-            assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
+            assert (
+                subprocess.run(command, cwd=tmp_path, capture_output=True, check=False).returncode
+                == 0
+            )
         rows, users, models = conn.execute(
-            'SELECT count(*), count(DISTINCT "GLOBO_ID"), count(DISTINCT model_name) FROM monthly').fetchone()
+            'SELECT count(*), count(DISTINCT "GLOBO_ID"), count(DISTINCT model_name) FROM monthly'
+        ).fetchone()
         assert rows == users == total and models == 1
-        assert conn.execute("SELECT DISTINCT model_version, run_id FROM monthly").fetchall() == [(2, "2026-11")]
+        assert conn.execute("SELECT DISTINCT model_version, run_id FROM monthly").fetchall() == [
+            (2, "2026-11")
+        ]
         # The next month's run keeps its own rows beside the last month's.
         next_month = [*command[:-2], "--run_id", "2026-12", "--version", "1"]
-        assert subprocess.run(next_month, cwd=tmp_path, capture_output=True).returncode == 0
-        assert conn.execute("SELECT run_id, model_version, count(*) FROM monthly GROUP BY 1, 2 ORDER BY 1").fetchall() \
-            == [("2026-11", 2, total), ("2026-12", 1, total)]
+        assert (
+            subprocess.run(next_month, cwd=tmp_path, capture_output=True, check=False).returncode
+            == 0
+        )
+        assert conn.execute(
+            "SELECT run_id, model_version, count(*) FROM monthly GROUP BY 1, 2 ORDER BY 1"
+        ).fetchall() == [("2026-11", 2, total), ("2026-12", 1, total)]
     manifest = json.loads((tmp_path / "monthly.manifest.json").read_text())
-    assert manifest["rows"]["scored"] == total and manifest["outputs"]["table"].endswith(" monthly")
+    assert manifest["rows"]["scored"] == total and manifest["outputs"]["table"].endswith(
+        " monthly"
+    )
 
 
 @pytest.mark.production
-def test_a_windows_1252_file_is_read_with_its_encoding_and_without_it_its_bad_line_is_set_aside(served, small_csv,
-                                                                                                 tmp_path):
+def test_a_windows_1252_file_is_read_with_its_encoding_and_without_it_its_bad_line_is_set_aside(
+    served, small_csv, tmp_path
+):
     from serving import client
 
     serving_dir, export_dir = served
@@ -193,11 +343,29 @@ def test_a_windows_1252_file_is_read_with_its_encoding_and_without_it_its_bad_li
     path.write_bytes(("\n".join(lines) + "\n").encode("windows-1252"))
     common = ["--input", str(path), "--serving_dir", serving_dir]
     plain = score.run([*common, "--output", str(tmp_path / "plain")])
-    [bad] = [json.loads(line) for p in glob.glob(str(tmp_path / "plain.bad-*.jsonl")) for line in open(p)]
-    assert (bad["line_number"], bad["kind"]) == (12, rows.UNDECODABLE) and plain["rows"]["bad"] == 1
-    decoded = score.run([*common, "--encoding", "windows-1252", "--output", str(tmp_path / "decoded")])
-    assert decoded["rows"] == {"read": len(lines) - 1, "scored": len(lines) - 1, "bad": 0, "set_aside": 0}
+    [bad] = [
+        json.loads(line)
+        for p in glob.glob(str(tmp_path / "plain.bad-*.jsonl"))
+        for line in open(p)
+    ]
+    assert (bad["line_number"], bad["kind"]) == (12, rows.UNDECODABLE) and plain["rows"][
+        "bad"
+    ] == 1
+    decoded = score.run(
+        [*common, "--encoding", "windows-1252", "--output", str(tmp_path / "decoded")]
+    )
+    assert decoded["rows"] == {
+        "read": len(lines) - 1,
+        "scored": len(lines) - 1,
+        "bad": 0,
+        "set_aside": 0,
+    }
     out = tmp_path / "client.csv"
-    assert client.main(["--model_dir", export_dir, "--csv", str(path), "--out", str(out), "--no_progress"]) == 0
+    assert (
+        client.main(
+            ["--model_dir", export_dir, "--csv", str(path), "--out", str(out), "--no_progress"]
+        )
+        == 0
+    )
     [bad] = [json.loads(line) for line in open(f"{out}.bad.jsonl")]
     assert (bad["line_number"], bad["kind"]) == (12, rows.UNDECODABLE)

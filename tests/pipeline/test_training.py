@@ -10,21 +10,23 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import preprocess
+from tests import reference
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import manifest as manifest_lib
-from tf_cartola.inspect import versions
-from tests import reference
-from tf_cartola.read import examples
-from tf_cartola.export import saved_model as export
-from tf_cartola.train import builder as model
-from tf_cartola.export import store as model_store
-from tf_cartola.export import requests
 from tf_cartola.contract import signatures
+from tf_cartola.export import requests
+from tf_cartola.export import saved_model as export
+from tf_cartola.export import store as model_store
+from tf_cartola.inspect import versions
+from tf_cartola.read import examples, synthetic
+from tf_cartola.train import builder as model
 from tf_cartola.train import training
-from tf_cartola.read import synthetic
 
-NO_BASELINE = ["--baseline", "none"]  # Whatever a demo left in ./serving_models is not these tests' baseline.
+NO_BASELINE = [
+    "--baseline",
+    "none",
+]  # Whatever a demo left in ./serving_models is not these tests' baseline.
 
 
 def test_model_builder_is_a_logistic_regression_over_the_named_features():
@@ -44,8 +46,12 @@ def test_unknown_feature_in_config_is_an_error():
 def test_parity_with_the_data_scientists_procedure(trained, small_csv):
     cfg, result = trained
     frame = pd.read_csv(small_csv, keep_default_na=False, na_values=[""])
-    ref = reference.run(frame, cfg.train.feature_names(), cfg.blessing.decision_threshold,
-                        ratio=cfg.preprocess.split_ratio)["metrics"]
+    ref = reference.run(
+        frame,
+        cfg.train.feature_names(),
+        cfg.blessing.decision_threshold,
+        ratio=cfg.preprocess.split_ratio,
+    )["metrics"]
     got = result["metrics"]  # Measured through the exported SavedModel's serving signature.
     assert got["rows"] == ref["rows"]
     assert got["ks"] == pytest.approx(ref["ks"], abs=0.01)
@@ -62,16 +68,26 @@ def test_run_writes_metrics_history_and_decision(trained):
     base = os.path.join(os.path.dirname(os.path.dirname(result["export_dir"])), "serving")
     version_dir = os.path.join(base, cfg.serving.model_name, "1")
     assert json.load(open(os.path.join(version_dir, "metrics.json"))) == result["metrics"]
-    decisions = open(os.path.join(base, f"{cfg.serving.model_name}.decisions.jsonl")).read().splitlines()
+    decisions = (
+        open(os.path.join(base, f"{cfg.serving.model_name}.decisions.jsonl")).read().splitlines()
+    )
     assert json.loads(decisions[0])["blessed"] is True
-    used = json.load(open(os.path.join(run, "blessing.json")))["config"]  # The values used, not the YAML's.
-    assert used["serving"]["serving_dir"] == base and used["preprocess"]["output_dir"] == result["preprocess_dir"]
-    prepared = json.load(open(os.path.join(result["preprocess_dir"], "manifest.json")))["config"]["preprocess"]
+    used = json.load(open(os.path.join(run, "blessing.json")))[
+        "config"
+    ]  # The values used, not the YAML's.
+    assert (
+        used["serving"]["serving_dir"] == base
+        and used["preprocess"]["output_dir"] == result["preprocess_dir"]
+    )
+    prepared = json.load(open(os.path.join(result["preprocess_dir"], "manifest.json")))["config"][
+        "preprocess"
+    ]
     assert used["preprocess"]["input"] == prepared["input"] != cfg.preprocess.input
 
 
 def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
-    """Takes the preprocessing output away, reloads the export, compares its signatures to the in-process model."""
+    """Takes the preprocessing output away, reloads the export, compares its signatures to the
+    in-process model."""
     _, result = trained
     manifest, _ = preprocess_run
     frame = synthetic.generate(1000, seed=21)
@@ -82,16 +98,24 @@ def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
     transformed = tft.TFTransformOutput(manifest.artifacts["transform"]).transform_raw_features(
         tf.io.parse_example(serialized, export.serving_feature_spec()), drop_unused_features=True
     )
-    expected = result["model"]({n: tf.expand_dims(transformed[n], -1) for n in result["features"]}).numpy().ravel()
+    expected = (
+        result["model"]({n: tf.expand_dims(transformed[n], -1) for n in result["features"]})
+        .numpy()
+        .ravel()
+    )
 
     moved = str(tmp_path / "export")
     shutil.copytree(result["export_dir"], moved)
     _, preprocess_dir = preprocess_run
-    hidden = preprocess_dir.rstrip("/") + ".hidden"  # Renamed away (other tests still need it after).
+    hidden = (
+        preprocess_dir.rstrip("/") + ".hidden"
+    )  # Renamed away (other tests still need it after).
     os.rename(preprocess_dir, hidden)
     try:
         loaded = tf.saved_model.load(moved)
-        by_example = loaded.signatures["serving_default"](inputs=tf.constant(serialized))["scores"][:, 1]
+        by_example = loaded.signatures["serving_default"](inputs=tf.constant(serialized))[
+            "scores"
+        ][:, 1]
         used = export.used_raw_columns(result["features"])
         columns = {k: tf.constant(v) for k, v in requests.to_columns(records, used).items()}
         by_column = loaded.signatures["predict_raw"](**columns)[signatures.PROBABILITY]
@@ -133,23 +157,35 @@ def test_shuffled_labels_are_refused_and_a_good_model_is_pushed_next(trained, sm
 
     # The same data and config as the latest pushed version: nothing to do, unless forced.
     same = training.train(cfg, first["preprocess_dir"], serving_dir, str(tmp_path / "same_run"))
-    assert same == {"nothing_changed": True, "version": before[-1],
-                    "version_dir": os.path.join(serving_dir, cfg.serving.model_name, str(before[-1]))}
+    assert same == {
+        "nothing_changed": True,
+        "version": before[-1],
+        "version_dir": os.path.join(serving_dir, cfg.serving.model_name, str(before[-1])),
+    }
     assert not os.path.exists(tmp_path / "same_run")
-    good = training.train(cfg, first["preprocess_dir"], serving_dir, str(tmp_path / "good_run"), force=True)
+    good = training.train(
+        cfg, first["preprocess_dir"], serving_dir, str(tmp_path / "good_run"), force=True
+    )
     assert good["blessed"] and good["version"] == before[-1] + 1
     assert good["baseline_version"] == before[-1]
     # Same seed, same data: the same model (training is reproducible).
     np.testing.assert_allclose(good["weights"], first["weights"], atol=1e-7)
     assert good["metrics"]["ks"] == pytest.approx(first["metrics"]["ks"], abs=1e-9)
     listed = versions.describe(os.path.join(serving_dir, cfg.serving.model_name))
-    assert [r["version"] for r in listed] == model_store.versions(os.path.join(serving_dir, cfg.serving.model_name))
-    assert listed[-1]["ks"] == pytest.approx(good["metrics"]["ks"]) and listed[-1]["baseline_version"] == before[-1]
+    assert [r["version"] for r in listed] == model_store.versions(
+        os.path.join(serving_dir, cfg.serving.model_name)
+    )
+    assert (
+        listed[-1]["ks"] == pytest.approx(good["metrics"]["ks"])
+        and listed[-1]["baseline_version"] == before[-1]
+    )
     assert listed[-1]["fingerprint"] == listed[0]["fingerprint"] and listed[-1]["pushed_at"]
 
 
 def test_a_candidate_worse_than_the_blessed_model_is_refused():
-    cfg = config_lib.BlessingConfig(min_ks=0.1, min_auc=0.5, min_precision=0.1, min_recall=0.1, ks_tolerance=0.01)
+    cfg = config_lib.BlessingConfig(
+        min_ks=0.1, min_auc=0.5, min_precision=0.1, min_recall=0.1, ks_tolerance=0.01
+    )
     good = {"ks": 0.60, "auc": 0.88, "precision": 0.8, "recall": 0.75}
     assert training.bless(good, None, cfg) == []
     assert training.bless({**good, "ks": 0.595}, good, cfg) == []
@@ -157,7 +193,9 @@ def test_a_candidate_worse_than_the_blessed_model_is_refused():
     assert "worse than the latest blessed" in reason
 
 
-def test_the_one_manifest_loader_refuses_what_is_not_a_usable_preprocessing_output(preprocess_run, tmp_path):
+def test_the_one_manifest_loader_refuses_what_is_not_a_usable_preprocessing_output(
+    preprocess_run, tmp_path
+):
     manifest, preprocess_dir = preprocess_run
     with pytest.raises(manifest_lib.PreprocessOutputError, match="no manifest.json"):
         manifest_lib.load(str(tmp_path))
@@ -165,22 +203,36 @@ def test_the_one_manifest_loader_refuses_what_is_not_a_usable_preprocessing_outp
     with pytest.raises(manifest_lib.PreprocessOutputError, match="is not JSON"):
         manifest_lib.load(str(tmp_path))
     (tmp_path / "manifest.json").write_text(json.dumps({"valid": True, "artifacts": {}}))
-    with pytest.raises(manifest_lib.PreprocessOutputError, match="lacks accepted, anomalies, .*, versions: not written by this version"):
+    with pytest.raises(
+        manifest_lib.PreprocessOutputError,
+        match="lacks accepted, anomalies, .*, versions: not written by this version",
+    ):
         manifest_lib.load(str(tmp_path))
-    failed = {**manifest.to_json(), "valid": False,
-              "artifacts": {k: v for k, v in manifest.artifacts.items() if k not in manifest_lib.TRANSFORMED}}
+    failed = {
+        **manifest.to_json(),
+        "valid": False,
+        "artifacts": {
+            k: v for k, v in manifest.artifacts.items() if k not in manifest_lib.TRANSFORMED
+        },
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(failed))
     assert not manifest_lib.load(str(tmp_path)).valid  # Readable: the report shows what failed.
     with pytest.raises(manifest_lib.PreprocessOutputError, match="failed validation"):
         manifest_lib.load(str(tmp_path), trainable=True)
     with pytest.raises(manifest_lib.PreprocessOutputError, match="has no transform"):
         manifest_lib.load(str(tmp_path)).artifact("transform")
-    assert manifest_lib.load(preprocess_dir, trainable=True).artifact("transform") == manifest.artifacts["transform"]
+    assert (
+        manifest_lib.load(preprocess_dir, trainable=True).artifact("transform")
+        == manifest.artifacts["transform"]
+    )
 
 
 def test_example_parser_equals_parse_example_and_takes_ints_or_floats_for_numbers():
     frame = synthetic.generate(300, seed=6)
-    serialized = [examples.to_example(r) for r in frame.astype(object).where(pd.notna(frame), None).to_dict("records")]
+    serialized = [
+        examples.to_example(r)
+        for r in frame.astype(object).where(pd.notna(frame), None).to_dict("records")
+    ]
     expected = tf.io.parse_example(serialized, export.serving_feature_spec())
     got = export.parse_raw_examples(tf.constant(serialized))
     for name, sparse in expected.items():
@@ -188,9 +240,15 @@ def test_example_parser_equals_parse_example_and_takes_ints_or_floats_for_number
         np.testing.assert_array_equal(got[name].indices, sparse.indices, err_msg=name)
         np.testing.assert_array_equal(got[name].values, sparse.values, err_msg=name)
     swapped = tf.train.Example()
-    swapped.features.feature["escalacoes"].int64_list.value.append(12)  # A float column sent as an int.
-    swapped.features.feature["anos_como_pro"].float_list.value.append(2.0)  # An int column sent as a float.
+    swapped.features.feature["escalacoes"].int64_list.value.append(
+        12
+    )  # A float column sent as an int.
+    swapped.features.feature["anos_como_pro"].float_list.value.append(
+        2.0
+    )  # An int column sent as a float.
     got = export.parse_raw_examples(tf.constant([b"", swapped.SerializeToString()]))
-    assert got["escalacoes"].values.numpy().tolist() == [12.0] and got["escalacoes"].indices.numpy().tolist() == [[1, 0]]
+    assert got["escalacoes"].values.numpy().tolist() == [12.0] and got[
+        "escalacoes"
+    ].indices.numpy().tolist() == [[1, 0]]
     assert got["anos_como_pro"].values.numpy().tolist() == [2]
     assert got["rel_pont"].values.shape == (0,)

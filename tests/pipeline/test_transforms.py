@@ -29,7 +29,9 @@ def _ids(batch):
 def test_read_and_split_routes_rows_by_id_hash_and_sets_bad_rows_aside(tmp_path):
     ids = list(range(100, 130))
     path = tmp_path / "a.csv"
-    lines = [",".join(HEADER)] + [_line(i) for i in ids] + [_line(7, escalacoes="abc"), "1,2,3", ""]
+    lines = (
+        [",".join(HEADER)] + [_line(i) for i in ids] + [_line(7, escalacoes="abc"), "1,2,3", ""]
+    )
     path.write_text("\n".join(lines) + "\n")
     expected = {s: sorted(i for i in ids if split.split_of(i) == s) for s in split.SPLITS}
     assert expected["train"] and expected["eval"]
@@ -38,11 +40,17 @@ def test_read_and_split_routes_rows_by_id_hash_and_sets_bad_rows_aside(tmp_path)
         for which in split.SPLITS:
             ids_out = out[which] | f"Ids[{which}]" >> beam.FlatMap(_ids)
             assert_that(ids_out, equal_to(expected[which]), label=f"Check[{which}]")
-        kinds = out[transforms.BAD] | beam.Map(lambda r: (r["kind"], r["column"], r["source"], r["line_number"]))
+        kinds = out[transforms.BAD] | beam.Map(
+            lambda r: (r["kind"], r["column"], r["source"], r["line_number"])
+        )
         assert_that(
             kinds,
-            equal_to([("FLOAT_TYPE_STRING_NOT_FLOAT", "escalacoes", str(path), 32),
-                      ("WRONG_FIELD_COUNT", None, str(path), 33)]),
+            equal_to(
+                [
+                    ("FLOAT_TYPE_STRING_NOT_FLOAT", "escalacoes", str(path), 32),
+                    ("WRONG_FIELD_COUNT", None, str(path), 33),
+                ]
+            ),
             label="CheckBad",
         )
     found = {c.key.metric.name: c.committed for c in p.result.metrics().query()["counters"]}
@@ -64,7 +72,14 @@ def test_read_and_split_reads_files_by_their_own_header(tmp_path):
 
 
 def test_quarantine_keeps_the_whole_line_and_reason(tmp_path):
-    bad = {"source": "a.csv", "line_number": 2, "line": "1,x", "kind": "K", "column": "c", "reason": "why"}
+    bad = {
+        "source": "a.csv",
+        "line_number": 2,
+        "line": "1,x",
+        "kind": "K",
+        "column": "c",
+        "reason": "why",
+    }
     with TestPipeline() as p:
         _ = p | beam.Create([bad]) | transforms.WriteQuarantine(str(tmp_path / "bad"))
     [written] = list(tmp_path.glob("bad*.jsonl"))

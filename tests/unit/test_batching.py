@@ -1,4 +1,5 @@
-"""serving.batching: TF Serving's batch scheduling on a plain function in place of a session run."""
+"""serving.batching: TF Serving's batch scheduling on a plain function in place of a session
+run."""
 
 import concurrent.futures
 import os
@@ -7,7 +8,6 @@ import threading
 import grpc
 import numpy as np
 import pytest
-
 from google.protobuf import text_format
 
 from serving import batching, monitoring
@@ -16,8 +16,8 @@ from tests.helpers import ROOT, eventually
 
 
 class Recorder:
-    """A signature run that doubles `x` and records the rows of every run; `gate` holds runs until set,
-    `running` is set once a run has started."""
+    """A signature run that doubles `x` and records the rows of every run; `gate` holds runs until
+    set, `running` is set once a run has started."""
 
     def __init__(self):
         self.sizes = []
@@ -39,8 +39,8 @@ def _params(**fields):
 
 
 def _behind_a_running_batch(batcher, run, first, requests):
-    """Futures of `requests`, sent while the only batch thread runs `first` (held by the run's gate), so they
-    queue together; the gate opens once they are queued."""
+    """Futures of `requests`, sent while the only batch thread runs `first` (held by the run's
+    gate), so they queue together; the gate opens once they are queued."""
     run.gate.clear()
     blocker = threading.Thread(target=batcher, args=(first,))
     blocker.start()
@@ -113,8 +113,15 @@ def test_batches_are_padded_to_an_allowed_size_with_the_first_row_of_the_last_ta
 
 def test_a_large_task_fills_the_open_batch_and_is_split_into_execution_batches():
     run = Recorder()
-    batcher = batching.Batcher(run, _params(max_batch_size=100, enable_large_batch_splitting=True,
-                                            max_execution_batch_size=4, batch_timeout_micros=300_000))
+    batcher = batching.Batcher(
+        run,
+        _params(
+            max_batch_size=100,
+            enable_large_batch_splitting=True,
+            max_execution_batch_size=4,
+            batch_timeout_micros=300_000,
+        ),
+    )
     outputs = _concurrently(batcher, [{"x": np.arange(3.0)}, {"x": np.arange(100.0, 110.0)}])
     np.testing.assert_array_equal(outputs[1]["y"], np.arange(100.0, 110.0) * 2)
     assert sum(run.sizes) == 13 and max(run.sizes) == 4
@@ -127,7 +134,9 @@ def test_variable_length_inputs_are_padded_only_when_asked():
         batcher = batching.Batcher(run, _params(max_batch_size=8, pad_variable_length_inputs=pad))
         futures = _behind_a_running_batch(batcher, run, {"x": np.zeros((1, 3))}, requests)
         if pad:
-            assert futures[0].result(timeout=10)["y"].tolist() == [[2, 4, 2]]  # Padded with its first value.
+            assert futures[0].result(timeout=10)["y"].tolist() == [
+                [2, 4, 2]
+            ]  # Padded with its first value.
         else:
             with pytest.raises(ServingError) as e:
                 futures[0].result(timeout=10)
@@ -135,11 +144,17 @@ def test_variable_length_inputs_are_padded_only_when_asked():
             assert "have different shapes and padding is turned off" in e.value.message
 
 
-@pytest.mark.parametrize("feeds, message", [
-    ({"x": np.ones(5)}, "Task size 5 is larger than maximum input batch size 4"),
-    ({"x": np.ones(2), "z": np.ones(3)}, "Batching Run() input tensors must have equal 0th-dimension size"),
-    ({"x": np.float32(1)}, "Batching Run() input tensors must have at least one dimension"),
-])
+@pytest.mark.parametrize(
+    "feeds, message",
+    [
+        ({"x": np.ones(5)}, "Task size 5 is larger than maximum input batch size 4"),
+        (
+            {"x": np.ones(2), "z": np.ones(3)},
+            "Batching Run() input tensors must have equal 0th-dimension size",
+        ),
+        ({"x": np.float32(1)}, "Batching Run() input tensors must have at least one dimension"),
+    ],
+)
 def test_unbatchable_requests_get_tf_servings_refusal(feeds, message):
     with pytest.raises(ServingError) as e:
         batching.Batcher(Recorder(), _params(max_batch_size=4))(feeds)
@@ -180,13 +195,23 @@ def test_a_run_whose_outputs_are_not_batched_fails_its_batch_and_the_thread_serv
     assert batcher({"x": np.ones(2)})["y"].tolist() == [1, 1]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("max_batch_size { value: 8 } allowed_batch_sizes: 4 allowed_batch_sizes: 2 allowed_batch_sizes: 8",
-     "monotonically increasing"),
-    ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "must equal max_batch_size (8)"),
-    ("enable_large_batch_splitting: true max_batch_size { value: 8 } max_execution_batch_size { value: 4 }\n"
-     "allowed_batch_sizes: 2 allowed_batch_sizes: 8", "must equal max_execution_batch_size (4)"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "max_batch_size { value: 8 } allowed_batch_sizes: 4 allowed_batch_sizes: 2 "
+            "allowed_batch_sizes: 8",
+            "monotonically increasing",
+        ),
+        ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "must equal max_batch_size (8)"),
+        (
+            "enable_large_batch_splitting: true max_batch_size { value: 8 } "
+            "max_execution_batch_size { value: 4 }\n"
+            "allowed_batch_sizes: 2 allowed_batch_sizes: 8",
+            "must equal max_execution_batch_size (4)",
+        ),
+    ],
+)
 def test_parameters_tf_serving_refuses_are_refused(text, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         batching.parse(text)
@@ -194,18 +219,23 @@ def test_parameters_tf_serving_refuses_are_refused(text, message):
 
 def test_parse_reads_every_field_and_keeps_tf_servings_defaults():
     assert batching.parse("# nothing set\n") == batching.BatchingParameters()
-    params = batching.parse("max_batch_size { value: 64 }  # rows\nbatch_timeout_micros { value: 500 }\n"
-                            "max_enqueued_batches { value: 3 } num_batch_threads { value: 2 }\n"
-                            "allowed_batch_sizes: 32 allowed_batch_sizes: 64 pad_variable_length_inputs: true")
+    params = batching.parse(
+        "max_batch_size { value: 64 }  # rows\nbatch_timeout_micros { value: 500 }\n"
+        "max_enqueued_batches { value: 3 } num_batch_threads { value: 2 }\n"
+        "allowed_batch_sizes: 32 allowed_batch_sizes: 64 pad_variable_length_inputs: true"
+    )
     assert params == batching.BatchingParameters(64, 500, 3, 2, (32, 64), True, False, 0)
     assert params.execution_batch_size == 64
 
 
-@pytest.mark.parametrize("text, message", [
-    ("max_batch_sise { value: 8 }", 'has no field named "max_batch_sise"'),
-    ("max_batch_size: 8", 'Expected "{"'),  # A wrapper (Int64Value), not a bare number.
-    ("pad_variable_length_inputs: maybe", "Expected \"true\" or \"false\""),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("max_batch_sise { value: 8 }", 'has no field named "max_batch_sise"'),
+        ("max_batch_size: 8", 'Expected "{"'),  # A wrapper (Int64Value), not a bare number.
+        ("pad_variable_length_inputs: maybe", 'Expected "true" or "false"'),
+    ],
+)
 def test_a_file_tf_serving_cannot_parse_is_refused_in_protobufs_words(text, message):
     with pytest.raises(text_format.ParseError, match=message):
         batching.parse(text)
@@ -213,13 +243,18 @@ def test_a_file_tf_serving_cannot_parse_is_refused_in_protobufs_words(text, mess
 
 def test_fields_tf_serving_has_and_this_server_does_not_implement_are_accepted_and_logged(caplog):
     params = batching.parse('max_batch_size { value: 8 } thread_pool_name { value: "pool" }')
-    assert params.max_batch_size == 8 and "ignored (not implemented here): thread_pool_name" in caplog.text
+    assert (
+        params.max_batch_size == 8
+        and "ignored (not implemented here): thread_pool_name" in caplog.text
+    )
 
 
 def test_the_monitoring_config_is_read_as_a_monitoring_config_proto():
     with open(os.path.join(ROOT, "serving", "monitoring.config")) as f:
         assert monitoring.prometheus_path(f.read()) == "/monitoring/prometheus/metrics"
-    assert monitoring.prometheus_path("prometheus_config { enable: true }") == monitoring.DEFAULT_PATH
+    assert (
+        monitoring.prometheus_path("prometheus_config { enable: true }") == monitoring.DEFAULT_PATH
+    )
     assert monitoring.prometheus_path('prometheus_config { path: "/m" }') is None  # Not enabled.
     with pytest.raises(text_format.ParseError, match='has no field named "enabled"'):
         monitoring.prometheus_path("prometheus_config { enabled: true }")

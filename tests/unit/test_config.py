@@ -3,9 +3,8 @@ import os
 
 import pytest
 
-from tf_cartola.contract import config
-
 from tests.helpers import ROOT
+from tf_cartola.contract import config
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml"))))
@@ -37,10 +36,19 @@ def test_override_replaces_only_given_fields():
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"preprocess": {"split_ratio": [0, 0]}}, "preprocess.split_ratio: must be two positive whole numbers"),
+        (
+            {"preprocess": {"split_ratio": [0, 0]}},
+            "preprocess.split_ratio: must be two positive whole numbers",
+        ),
         ({"preprocess": {"split_ratio": [2, 1, 1]}}, "preprocess.split_ratio"),
-        ({"preprocess": {"max_bad_row_fraction": 2}}, r"preprocess.max_bad_row_fraction: must be in \[0, 1\]"),
-        ({"preprocess": {"drift_false_alarm_rate": 0}}, r"preprocess.drift_false_alarm_rate: must be in \(0, 0.5\]"),
+        (
+            {"preprocess": {"max_bad_row_fraction": 2}},
+            r"preprocess.max_bad_row_fraction: must be in \[0, 1\]",
+        ),
+        (
+            {"preprocess": {"drift_false_alarm_rate": 0}},
+            r"preprocess.drift_false_alarm_rate: must be in \(0, 0.5\]",
+        ),
         ({"train": {"batch_size": 0}}, "train.batch_size: must be positive"),
         ({"train": {"learning_rate": -0.1}}, "train.learning_rate: must be positive"),
         ({"blessing": {"min_ks": 1.5}}, r"blessing.min_ks: must be in \[0, 1\]"),
@@ -56,7 +64,9 @@ def test_an_override_out_of_range_is_an_error():
         config.override(config.from_dict({}), "train", epochs=0)
 
 
-def test_the_default_config_of_a_package_outside_the_repository_is_the_defaults(monkeypatch, tmp_path):
+def test_the_default_config_of_a_package_outside_the_repository_is_the_defaults(
+    monkeypatch, tmp_path
+):
     monkeypatch.setattr(config, "DEFAULT", str(tmp_path / "configs" / "default.yaml"))
     assert config.load(config.DEFAULT) == config.from_dict({})
     with pytest.raises(FileNotFoundError):

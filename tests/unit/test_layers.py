@@ -1,5 +1,5 @@
-"""The layout's rule: each package imports only from packages of its own layer or lower ones, and no
-module imports itself back through others (no cycles), counting imports inside functions too. A
+"""The layout's rule: each package imports only from packages of its own layer or lower ones, and
+no module imports itself back through others (no cycles), counting imports inside functions too. A
 package's `__main__` (`python -m tf_cartola.train`) is an entry point and sits on the top layer."""
 
 import ast
@@ -32,25 +32,36 @@ def _module(path: pathlib.Path) -> str:
 
 
 def _modules() -> dict:
-    return {_module(p): p for package in PACKAGES for p in (pathlib.Path(ROOT) / package).rglob("*.py")}
+    return {
+        _module(p): p for package in PACKAGES for p in (pathlib.Path(ROOT) / package).rglob("*.py")
+    }
 
 
 def _imports(path: pathlib.Path, modules) -> set:
-    """The project modules a file imports, anywhere in it (`from a import b` counts a.b when it is one)."""
+    """The project modules a file imports, anywhere in it (`from a import b` counts a.b when it is
+    one)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for alias in node.names:
-                found.add(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module)
+                found.add(
+                    f"{node.module}.{alias.name}"
+                    if f"{node.module}.{alias.name}" in modules
+                    else node.module
+                )
     return {name for name in found if name in modules}
 
 
 def _layer(module: str) -> int:
-    if module.endswith(".__main__"):  # A package's command line is an entry point, above every library.
+    if module.endswith(
+        ".__main__"
+    ):  # A package's command line is an entry point, above every library.
         return len(LAYERS) - 1
-    return max(i for i, layer in enumerate(LAYERS) if module == layer or module.startswith(layer + "."))
+    return max(
+        i for i, layer in enumerate(LAYERS) if module == layer or module.startswith(layer + ".")
+    )
 
 
 def _graph() -> dict:
@@ -59,8 +70,12 @@ def _graph() -> dict:
 
 
 def test_every_package_is_in_a_layer_and_imports_only_its_own_or_lower_ones():
-    upward = [f"{a} (layer {LAYERS[_layer(a)]}) imports {b} (layer {LAYERS[_layer(b)]})"
-              for a, imported in sorted(_graph().items()) for b in sorted(imported) if _layer(b) > _layer(a)]
+    upward = [
+        f"{a} (layer {LAYERS[_layer(a)]}) imports {b} (layer {LAYERS[_layer(b)]})"
+        for a, imported in sorted(_graph().items())
+        for b in sorted(imported)
+        if _layer(b) > _layer(a)
+    ]
     assert not upward, "\n".join(upward)
 
 
@@ -71,7 +86,7 @@ def test_no_module_imports_itself_back():
         state[module] = "open"
         for imported in sorted(graph[module]):
             if state.get(imported) == "open":
-                cycles.append(" -> ".join(path[path.index(imported):] + [imported]))
+                cycles.append(" -> ".join(path[path.index(imported) :] + [imported]))
             elif imported not in state:
                 visit(imported, path + [imported])
         state[module] = "done"

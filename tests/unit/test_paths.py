@@ -1,7 +1,7 @@
-"""No shipped module opens, lists, tests or cuts a path with Python's local-only calls (open, os.path,
-shutil, glob, pathlib, tempfile): a path a user gives may be on an object store (gs://, s3://) or
-TensorFlow's ram://, which only `tf.io.gfile` (through tf_cartola.common.files) and Beam's FileSystems inside
-Beam jobs reach."""
+"""No shipped module opens, lists, tests or cuts a path with Python's local-only calls (open,
+os.path, shutil, glob, pathlib, tempfile): a path a user gives may be on an object store (gs://,
+s3://) or TensorFlow's ram://, which only `tf.io.gfile` (through tf_cartola.common.files) and
+Beam's FileSystems inside Beam jobs reach."""
 
 import ast
 import pathlib
@@ -11,13 +11,29 @@ from tests.helpers import ROOT
 SHIPPED = ("tf_cartola", "beam_jobs", "serving")
 # Modules that may call them, and why.
 ALLOWED = {
-    "tf_cartola/common/files.py": "the one place that opens a user's path: Python's calls for a local path",
-    "tf_cartola/read/local_postgres.py": "a throwaway PostgreSQL server for tests: its data folder is local",
+    "tf_cartola/common/files.py": "the one place that opens a user's path: Python's calls for a "
+    "local path",
+    "tf_cartola/read/local_postgres.py": "a throwaway PostgreSQL server for tests: its data "
+    "folder is local",
 }
-# os.path altogether (its string functions follow the local OS, and normpath breaks "gs://"), and the os
-# calls that touch a filesystem; posixpath and tf_cartola.common.files.join cut paths and URLs alike.
-OS_CALLS = {"makedirs", "mkdir", "rename", "replace", "remove", "unlink", "listdir", "scandir", "walk", "stat",
-            "rmdir", "removedirs"}
+# os.path altogether (its string functions follow the local OS, and normpath breaks "gs://"), and
+# the os
+# calls that touch a filesystem; posixpath and tf_cartola.common.files.join cut paths and URLs
+# alike.
+OS_CALLS = {
+    "makedirs",
+    "mkdir",
+    "rename",
+    "replace",
+    "remove",
+    "unlink",
+    "listdir",
+    "scandir",
+    "walk",
+    "stat",
+    "rmdir",
+    "removedirs",
+}
 LOCAL_ONLY_MODULES = ("shutil", "glob", "pathlib", "tempfile")
 
 
@@ -31,7 +47,11 @@ def _findings(path: pathlib.Path):
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
             for name in names:
                 if name.split(".")[0] in LOCAL_ONLY_MODULES:
                     yield node.lineno, f"import {name}"
@@ -50,12 +70,21 @@ def test_no_shipped_module_calls_local_only_file_functions():
             where = str(path.relative_to(ROOT))
             if where not in ALLOWED:
                 found += [f"{where}:{line}: {what}" for line, what in _findings(path)]
-    assert not found, "use tf_cartola.common.files (or tf.io.gfile / Beam's FileSystems):\n" + "\n".join(found)
+    assert not found, (
+        "use tf_cartola.common.files (or tf.io.gfile / Beam's FileSystems):\n" + "\n".join(found)
+    )
 
 
 def test_the_check_sees_each_kind_of_call(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("import os, shutil\nopen('x')\nos.path.exists('x')\nos.makedirs('x')\nos.path.join('a')\n"
-                      "os.getpid()\n")
-    assert [what for _, what in _findings(sample)] == ["import shutil", "open()", "os.path.exists()",
-                                                       "os.makedirs()", "os.path.join()"]
+    sample.write_text(
+        "import os, shutil\nopen('x')\nos.path.exists('x')\nos.makedirs('x')\nos.path.join('a')\n"
+        "os.getpid()\n"
+    )
+    assert [what for _, what in _findings(sample)] == [
+        "import shutil",
+        "open()",
+        "os.path.exists()",
+        "os.makedirs()",
+        "os.path.join()",
+    ]

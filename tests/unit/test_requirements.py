@@ -1,8 +1,10 @@
-"""Every third-party module the shipped packages import comes from a distribution the package requires.
+"""Every third-party module the shipped packages import comes from a distribution the package
+requires.
 
-A Dataflow, Flink or Spark worker installs the package's `install_requires` and nothing else: a module
-imported by `tf_cartola`, `beam_jobs` or `serving` whose distribution is only a dev requirement (or only
-arrives through another package's dependencies) crashes the worker, not the tests.
+A Dataflow, Flink or Spark worker installs the package's `install_requires` and nothing else: a
+module imported by `tf_cartola`, `beam_jobs` or `serving` whose distribution is only a dev
+requirement (or only arrives through another package's dependencies) crashes the worker, not the
+tests.
 """
 
 import ast
@@ -37,8 +39,9 @@ def _imports(package: str):
 
 
 def _distribution_of(module: str, providers: dict) -> str:
-    """The distribution that installs `module`: the one providing its top-level name, or, in a namespace
-    package such as `google` that several provide, the one whose files hold its first subpackage."""
+    """The distribution that installs `module`: the one providing its top-level name, or, in a
+    namespace package such as `google` that several provide, the one whose files hold its first
+    subpackage."""
     parts = module.split(".")
     candidates = providers.get(parts[0], [])
     assert candidates, f"{module} is not installed"
@@ -46,17 +49,27 @@ def _distribution_of(module: str, providers: dict) -> str:
         spec = importlib.util.find_spec(".".join(parts[:2]))
         assert spec is not None and spec.origin, f"{module} is not installed"
         origin = pathlib.Path(spec.origin).resolve()
-        candidates = [name for name in candidates
-                      if any(pathlib.Path(importlib.metadata.distribution(name).locate_file(f)).resolve() == origin
-                             for f in importlib.metadata.files(name) or ())]
+        candidates = [
+            name
+            for name in candidates
+            if any(
+                pathlib.Path(importlib.metadata.distribution(name).locate_file(f)).resolve()
+                == origin
+                for f in importlib.metadata.files(name) or ()
+            )
+        ]
         assert len(candidates) == 1, f"{module}: installed by {candidates}"
     return _normal(candidates[0])
 
 
 def _install_requires(tmp_path) -> set:
     """The distributions setup.py declares, as a built package's metadata carries them."""
-    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)], cwd=ROOT,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     [requires] = tmp_path.glob("*.egg-info/requires.txt")
     names = set()
     for line in requires.read_text().splitlines():
@@ -80,4 +93,5 @@ def test_every_third_party_import_of_the_shipped_packages_is_a_declared_requirem
             if dist not in required:
                 missing.setdefault(dist, []).append(f"{module} ({where})")
     assert not missing, "imported but not in install_requires: " + "; ".join(
-        f"{dist}: {', '.join(places)}" for dist, places in sorted(missing.items()))
+        f"{dist}: {', '.join(places)}" for dist, places in sorted(missing.items())
+    )

@@ -8,8 +8,14 @@ from tf_cartola.read import examples
 
 @pytest.mark.parametrize(
     "column, text, value",
-    [("escalacoes", "12", 12.0), ("escalacoes", "+.5", 0.5), ("anos_como_pro", "2.0", 2), ("interacoes", "1e3", 1000),
-     ("facebook_num", "1_000", 1000.0), (F.ID_KEY, "9007199254740993", 9007199254740993)],
+    [
+        ("escalacoes", "12", 12.0),
+        ("escalacoes", "+.5", 0.5),
+        ("anos_como_pro", "2.0", 2),
+        ("interacoes", "1e3", 1000),
+        ("facebook_num", "1_000", 1000.0),
+        (F.ID_KEY, "9007199254740993", 9007199254740993),
+    ],
 )
 def test_parse_number_reads_what_python_reads(column, text, value):
     got = rows.parse_number(column, text)
@@ -18,8 +24,12 @@ def test_parse_number_reads_what_python_reads(column, text, value):
 
 @pytest.mark.parametrize(
     "column, text, kind",
-    [("escalacoes", "abc", rows.NOT_A_NUMBER), ("avg_3", "nan", rows.NOT_A_NUMBER),
-     ("interacoes", "1.5", rows.NOT_AN_INT), ("interacoes", "1e19", rows.NOT_AN_INT)],
+    [
+        ("escalacoes", "abc", rows.NOT_A_NUMBER),
+        ("avg_3", "nan", rows.NOT_A_NUMBER),
+        ("interacoes", "1.5", rows.NOT_AN_INT),
+        ("interacoes", "1e19", rows.NOT_AN_INT),
+    ],
 )
 def test_parse_number_refuses_with_kind_and_column(column, text, kind):
     with pytest.raises(rows.BadRow) as e:

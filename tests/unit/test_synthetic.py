@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tf_cartola.contract import features as F
 from tests import reference
+from tf_cartola.contract import features as F
 from tf_cartola.read import synthetic
 
 

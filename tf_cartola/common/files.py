@@ -1,9 +1,10 @@
-"""Files at a path a user gives, on any filesystem TensorFlow reads (local, gs://, s3://, hdfs://, ram://).
+"""Files at a path a user gives, on any filesystem TensorFlow reads (local, gs://, s3://, hdfs://,
+ram://).
 
-This is the one module that opens, lists or tests such a path: local paths with Python's own calls, and
-any `scheme://` path through `tf.io.gfile`, so that modules used without TensorFlow (the scoring client,
-the config loader) do not import it for a local file. tests/unit/test_paths.py holds every other module to
-this.
+This is the one module that opens, lists or tests such a path: local paths with Python's own calls,
+and any `scheme://` path through `tf.io.gfile`, so that modules used without TensorFlow (the
+scoring client, the config loader) do not import it for a local file. tests/unit/test_paths.py
+holds every other module to this.
 """
 
 import json
@@ -28,8 +29,9 @@ def join(base: str, *names) -> str:
 
 
 def relative_to(path: str, base_file: str) -> str:
-    """`path` read from the folder of `base_file` when it is relative (a config's own files); an absolute path
-    or a URL as it is."""
+    """`path` read from the folder of `base_file` when it is relative (a config's own files); an
+    absolute path or a URL as it is.
+    """
     if is_url(path) or posixpath.isabs(path):
         return path
     return join(posixpath.dirname(base_file) or ".", path)
@@ -43,10 +45,13 @@ def absolute(path: str) -> str:
 
 
 def open_file(path: str, mode: str = "r") -> typing.IO:
-    """Opens a file for reading ("r", "rb"), writing ("w", "wb") or appending ("a", "ab"); text is UTF-8."""
+    """Opens a file for reading ("r", "rb"), writing ("w", "wb") or appending ("a", "ab"); text is
+    UTF-8.
+    """
     if is_url(path):
         return _gfile().GFile(path, mode)
-    return open(path, mode, encoding=None if "b" in mode else "utf-8")  # pylint: disable=consider-using-with
+    # pylint: disable=consider-using-with
+    return open(path, mode, encoding=None if "b" in mode else "utf-8")
 
 
 def exists(path: str) -> bool:
@@ -74,8 +79,9 @@ def makedirs(path: str) -> None:
 
 
 def replace(source: str, target: str) -> None:
-    """Moves a file over another: atomic on a local filesystem; on an object store a copy of one object,
-    which appears whole."""
+    """Moves a file over another: atomic on a local filesystem; on an object store a copy of one
+    object, which appears whole.
+    """
     import os
 
     if is_url(target):

@@ -1,4 +1,6 @@
-"""Loopback helpers for the throwaway servers the project starts (tests, benchmarks, local PostgreSQL)."""
+"""Loopback helpers for the throwaway servers the project starts (tests, benchmarks, local
+PostgreSQL).
+"""
 
 import socket
 

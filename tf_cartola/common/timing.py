@@ -22,7 +22,9 @@ def stage(seconds: typing.Dict[str, float], name: str) -> typing.Iterator[None]:
 
 
 class Progress:
-    """A count of rows done on long work, logged at most every `every` seconds: `add(n)` as rows are done."""
+    """A count of rows done on long work, logged at most every `every` seconds: `add(n)` as rows
+    are done.
+    """
 
     def __init__(self, log: logging.Logger, what: str, every: float = 10.0):
         self._log, self._what, self._every = log, what, every

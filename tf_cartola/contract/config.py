@@ -1,8 +1,9 @@
 """YAML configs as frozen dataclasses; an unknown or misspelt key is an error, never ignored.
 
 Paths in a config are the user's, relative to where a command runs (input, output_dir, run_dir,
-serving_dir), except `preprocess.schema`, a file that belongs with the config: relative to the config
-file's own folder. So the CLIs run from any directory with the repository's config by default.
+serving_dir), except `preprocess.schema`, a file that belongs with the config: relative to the
+config file's own folder. So the CLIs run from any directory with the repository's config by
+default.
 """
 
 import dataclasses
@@ -14,16 +15,20 @@ import yaml
 from tf_cartola.contract import features as F
 from tf_cartola.contract import rows, split
 
-
 # The repository's configs (the package sits beside them in a checkout or an editable install).
-CONFIGS = posixpath.join(posixpath.dirname(posixpath.dirname(posixpath.dirname(__file__))), "configs")
+CONFIGS = posixpath.join(
+    posixpath.dirname(posixpath.dirname(posixpath.dirname(__file__))), "configs"
+)
 DEFAULT = f"{CONFIGS}/default.yaml"
 
 
 def add_flag(parser) -> None:
     """Adds `--config` (the run's YAML file, default DEFAULT) to an argparse parser."""
-    parser.add_argument("--config", default=DEFAULT,
-                        help="YAML config file (default: the repository's configs/default.yaml)")
+    parser.add_argument(
+        "--config",
+        default=DEFAULT,
+        help="YAML config file (default: the repository's configs/default.yaml)",
+    )
 
 
 class ConfigError(ValueError):
@@ -43,7 +48,8 @@ def _fraction(field: str, value) -> None:
 class PreprocessConfig:
     """The Beam preprocessing job (beam_jobs.preprocess)."""
 
-    # CSV path or glob (any Beam filesystem), or postgresql://USER@HOST:PORT/DB with `table` or `query`.
+    # CSV path or glob (any Beam filesystem), or postgresql://USER@HOST:PORT/DB with `table` or
+    # `query`.
     input: str = "data/cartola.csv"
     table: str = ""
     query: str = ""
@@ -55,33 +61,56 @@ class PreprocessConfig:
     fail_on_anomalies: bool = True
     # Share of rows that may be quarantined before the bad rows count as an anomaly.
     max_bad_row_fraction: float = 0.0
-    # The chance that a run on data with no drift raises a drift alarm anyway (tf_cartola/validate/drift.py).
+    # The chance that a run on data with no drift raises a drift alarm anyway
+    # (tf_cartola/validate/drift.py).
     drift_false_alarm_rate: float = 0.01
     # The new train split is also compared with this: "served" (the latest pushed version of
     # serving.model_name that carries a baseline, if any), "none", or a directory (a model
     # version, or a preprocessing output).
     baseline: str = "served"
-    # A CSV input's text encoding: utf-8, or another whose ASCII bytes mean ASCII (windows-1252, latin-1).
+    # A CSV input's text encoding: utf-8, or another whose ASCII bytes mean ASCII (windows-1252,
+    # latin-1).
     encoding: str = "utf-8"
-    # Features whose anomalies (drift included) are accepted for this run, on purpose: they are recorded, not
-    # failed on; anything else still fails the run. `accepted_by` says who (default: the user running it).
+    # Features whose anomalies (drift included) are accepted for this run, on purpose: they are
+    # recorded, not
+    # failed on; anything else still fails the run. `accepted_by` says who (default: the user
+    # running it).
     accept: typing.Tuple[str, ...] = ()
     accepted_by: str = ""
 
     def __post_init__(self):
         ratio = tuple(self.split_ratio)
-        _require(len(ratio) == 2 and all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ratio),
-                 "split_ratio", "must be two positive whole numbers [train, eval]", list(ratio))
+        _require(
+            len(ratio) == 2
+            and all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ratio),
+            "split_ratio",
+            "must be two positive whole numbers [train, eval]",
+            list(ratio),
+        )
         _fraction("max_bad_row_fraction", self.max_bad_row_fraction)
         _require(self.partitions >= 1, "partitions", "must be >= 1", self.partitions)
         try:
             rows.check_encoding(self.encoding)
         except rows.InputError as e:
             _require(False, "encoding", str(e), self.encoding)
-        _require(not (self.table and self.query), "table", "give a table or a query, not both", self.table)
-        _require(0.0 < self.drift_false_alarm_rate <= 0.5, "drift_false_alarm_rate", "must be in (0, 0.5]",
-                 self.drift_false_alarm_rate)
-        _require(bool(self.baseline), "baseline", 'must be "served", "none" or a directory', self.baseline)
+        _require(
+            not (self.table and self.query),
+            "table",
+            "give a table or a query, not both",
+            self.table,
+        )
+        _require(
+            0.0 < self.drift_false_alarm_rate <= 0.5,
+            "drift_false_alarm_rate",
+            "must be in (0, 0.5]",
+            self.drift_false_alarm_rate,
+        )
+        _require(
+            bool(self.baseline),
+            "baseline",
+            'must be "served", "none" or a directory',
+            self.baseline,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,24 +133,35 @@ class TrainConfig:
         _require(self.learning_rate > 0, "learning_rate", "must be positive", self.learning_rate)
         _require(self.batch_size > 0, "batch_size", "must be positive", self.batch_size)
         _require(self.epochs > 0, "epochs", "must be positive", self.epochs)
-        _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0",
-                 self.early_stopping_patience)
+        _require(
+            self.early_stopping_patience >= 0,
+            "early_stopping_patience",
+            "must be >= 0",
+            self.early_stopping_patience,
+        )
         _require(self.l2 >= 0, "l2", "must be >= 0", self.l2)
 
     def feature_names(self) -> typing.Tuple[str, ...]:
         """The resolved feature list ("all" expanded), checked against the contract."""
-        names = F.TRANSFORMED_FEATURES if tuple(self.features) == ("all",) else tuple(self.features)
+        names = (
+            F.TRANSFORMED_FEATURES if tuple(self.features) == ("all",) else tuple(self.features)
+        )
         unknown = sorted(set(names) - set(F.TRANSFORMED_FEATURES))
         if unknown or not names:
-            raise ConfigError(f"train.features: unknown {unknown}; known: {list(F.TRANSFORMED_FEATURES)}")
+            raise ConfigError(
+                f"train.features: unknown {unknown}; known: {list(F.TRANSFORMED_FEATURES)}"
+            )
         return names
 
 
 @dataclasses.dataclass(frozen=True)
 class BlessingConfig:
-    """When a trained model may be pushed: absolute thresholds, then no worse than the last blessed."""
+    """When a trained model may be pushed: absolute thresholds, then no worse than the last
+    blessed.
+    """
 
-    # Same shape as TrainConfig's fields (the duplicates tool pairs them): data declarations, not logic.
+    # Same shape as TrainConfig's fields (the duplicates tool pairs them): data declarations, not
+    # logic.
     decision_threshold: float = 0.5
     min_ks: float = 0.45
     min_auc: float = 0.75
@@ -137,7 +177,9 @@ class BlessingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ServingConfig:
-    """Where blessed models are pushed, as TF Serving reads them: <serving_dir>/<model_name>/<version>/."""
+    """Where blessed models are pushed, as TF Serving reads them:
+    <serving_dir>/<model_name>/<version>/.
+    """
 
     serving_dir: str = "serving_models"
     model_name: str = "cartola_pro"
@@ -187,9 +229,9 @@ def from_dict(data: dict) -> Config:
 
 
 def load(path: str) -> Config:
-    """Loads a YAML config file (local or any TensorFlow filesystem); a relative `preprocess.schema` is read
-    from the config file's folder. The default config of a package installed without the repository is
-    the dataclasses' defaults.
+    """Loads a YAML config file (local or any TensorFlow filesystem); a relative
+    `preprocess.schema` is read from the config file's folder. The default config of a package
+    installed without the repository is the dataclasses' defaults.
 
     Raises:
       ConfigError: unknown keys or values of the wrong type.
@@ -197,7 +239,9 @@ def load(path: str) -> Config:
     """
     from tf_cartola.common import files
 
-    if path == DEFAULT and not files.exists(path):  # The package installed outside a checkout: the defaults.
+    if path == DEFAULT and not files.exists(
+        path
+    ):  # The package installed outside a checkout: the defaults.
         return from_dict({})
     with files.open_file(path) as f:
         data = yaml.safe_load(f) or {}

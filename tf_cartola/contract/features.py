@@ -46,6 +46,7 @@ def column_kind(column: str) -> str:
     """A CSV column's value type: "int", "float" or "string"."""
     return _KINDS[column]
 
+
 TOTAL_PIXELS = "total_pixels"
 # A parsable screen resolution, "WIDTHxHEIGHT"; anything else counts as missing.
 PIXELS_PATTERN = r"^\s*(\d{1,6})\s*[xX]\s*(\d{1,6})\s*$"

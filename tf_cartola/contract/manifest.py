@@ -12,8 +12,17 @@ from tf_cartola.common import files
 
 FILE = "manifest.json"
 # Artifacts every preprocessing output lists; a valid one also has TRANSFORMED.
-ARTIFACTS = ("schema", "raw_train", "raw_eval", "stats_train", "stats_eval", "anomalies_train",
-             "anomalies_eval", "anomalies_input", "bad_rows")
+ARTIFACTS = (
+    "schema",
+    "raw_train",
+    "raw_eval",
+    "stats_train",
+    "stats_eval",
+    "anomalies_train",
+    "anomalies_eval",
+    "anomalies_input",
+    "bad_rows",
+)
 TRANSFORMED = ("transform", "transformed_train", "transformed_eval")
 
 
@@ -51,7 +60,9 @@ class Manifest:
         """
         if name not in self.artifacts:
             why = " (it failed validation)" if name in TRANSFORMED and not self.valid else ""
-            raise PreprocessOutputError(f"{self.dir or 'the preprocessing output'} has no {name}{why}")
+            raise PreprocessOutputError(
+                f"{self.dir or 'the preprocessing output'} has no {name}{why}"
+            )
         return self.artifacts[name]
 
     def to_json(self) -> dict:
@@ -74,20 +85,28 @@ def load(preprocess_dir: str, trainable: bool = False) -> Manifest:
     """
     path = files.join(preprocess_dir, FILE)
     if not files.exists(path):
-        raise PreprocessOutputError(f"{preprocess_dir} is not a preprocessing output: it has no {FILE} "
-                                    "(run `python -m beam_jobs.preprocess` first)")
+        raise PreprocessOutputError(
+            f"{preprocess_dir} is not a preprocessing output: it has no {FILE} "
+            "(run `python -m beam_jobs.preprocess` first)"
+        )
     try:
         data = files.read_json(path)
     except ValueError as e:
         raise PreprocessOutputError(f"{path} is not JSON: {e}") from None
     names = {f.name for f in dataclasses.fields(Manifest)} - {"dir"}
-    missing = sorted(names - set(data)) or [a for a in ARTIFACTS if a not in data.get("artifacts", {})]
+    missing = sorted(names - set(data)) or [
+        a for a in ARTIFACTS if a not in data.get("artifacts", {})
+    ]
     if missing:
-        raise PreprocessOutputError(f"{path} lacks {', '.join(missing)}: not written by this version of "
-                                    "beam_jobs.preprocess")
+        raise PreprocessOutputError(
+            f"{path} lacks {', '.join(missing)}: not written by this version of "
+            "beam_jobs.preprocess"
+        )
     manifest = Manifest(**{k: v for k, v in data.items() if k in names}, dir=preprocess_dir)
     if trainable and not manifest.valid:
-        raise PreprocessOutputError(f"{preprocess_dir} failed validation (see its anomalies); refusing to use it")
+        raise PreprocessOutputError(
+            f"{preprocess_dir} failed validation (see its anomalies); refusing to use it"
+        )
     if trainable:
         for name in TRANSFORMED:
             manifest.artifact(name)

@@ -1,4 +1,6 @@
-"""The cell rule: typing CSV cells by the feature contract; a malformed row raises BadRow with its kind."""
+"""The cell rule: typing CSV cells by the feature contract; a malformed row raises BadRow with its
+kind.
+"""
 
 import codecs
 import math
@@ -8,7 +10,9 @@ from tf_cartola.contract import features as F
 
 
 class BadRow(ValueError):
-    """A row that cannot be typed; `kind` and `column` say why (used for counters and anomalies)."""
+    """A row that cannot be typed; `kind` and `column` say why (used for counters and
+    anomalies).
+    """
 
     def __init__(self, kind: str, column: typing.Optional[str], message: str):
         super().__init__(message)
@@ -32,8 +36,9 @@ class InputError(ValueError):
 
 
 def check_encoding(encoding: str) -> str:
-    """The codec's canonical name, for an encoding whose line breaks, commas and digits are ASCII bytes (as the
-    reader splits lines and ranges on them): UTF-8, Windows-1252, Latin-1 and the like.
+    """The codec's canonical name, for an encoding whose line breaks, commas and digits are ASCII
+    bytes (as the reader splits lines and ranges on them): UTF-8, Windows-1252, Latin-1 and the
+    like.
 
     Raises:
       InputError: an unknown encoding, or one such as UTF-16 that is not ASCII-compatible.
@@ -43,16 +48,23 @@ def check_encoding(encoding: str) -> str:
     except LookupError:
         raise InputError(f"unknown text encoding {encoding!r}") from None
     if "GLOBO_ID,1.5\n".encode(name, "strict") != b"GLOBO_ID,1.5\n":
-        raise InputError(f"encoding {encoding!r} is not ASCII-compatible: convert the file to UTF-8")
+        raise InputError(
+            f"encoding {encoding!r} is not ASCII-compatible: convert the file to UTF-8"
+        )
     return name
 
 
-def check_header(header: typing.Sequence[str], source: str,
-                 required: typing.Sequence[str] = F.CSV_COLUMNS) -> None:
-    """Raises InputError naming the missing columns when a CSV header lacks some `required` ones."""
+def check_header(
+    header: typing.Sequence[str], source: str, required: typing.Sequence[str] = F.CSV_COLUMNS
+) -> None:
+    """Raises InputError naming the missing columns when a CSV header lacks some `required`
+    ones.
+    """
     missing = [c for c in required if c not in header]
     if missing:
-        raise InputError(f"{source}: the CSV header lacks column(s) {missing}; it has {list(header)}")
+        raise InputError(
+            f"{source}: the CSV header lacks column(s) {missing}; it has {list(header)}"
+        )
 
 
 def parse_number(column: str, text: str):

@@ -1,6 +1,6 @@
-"""Names every side of serving agrees on: signatures, method names, outputs, the warmup file. TF-free, so
-clients that only speak HTTP do not load TensorFlow to read them."""
-
+"""Names every side of serving agrees on: signatures, method names, outputs, the warmup file.
+TF-free, so clients that only speak HTTP do not load TensorFlow to read them.
+"""
 
 DEFAULT_SIGNATURE = "serving_default"
 RAW_SIGNATURE = "predict_raw"

@@ -1,4 +1,6 @@
-"""The deterministic train/eval split: a stable hash of the user id, same on every run and runner."""
+"""The deterministic train/eval split: a stable hash of the user id, same on every run and
+runner.
+"""
 
 import hashlib
 import typing
@@ -6,7 +8,8 @@ import typing
 import numpy as np
 
 SPLITS = ("train", "eval")
-# (train, eval) hash buckets: a third of the users in eval. The config's split_ratio defaults to it.
+# (train, eval) hash buckets: a third of the users in eval. The config's split_ratio defaults to
+# it.
 DEFAULT_RATIO = (2, 1)
 
 
@@ -26,5 +29,5 @@ def is_eval(globo_ids: typing.Iterable[int], ratio=DEFAULT_RATIO) -> np.ndarray:
 
 
 def split_of(globo_id: int, ratio=DEFAULT_RATIO) -> str:
-    """"train" or "eval" for one user (see `is_eval`)."""
+    """The split of one user, "train" or "eval" (see `is_eval`)."""
     return "eval" if is_eval([globo_id], ratio)[0] else "train"

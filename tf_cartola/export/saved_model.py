@@ -16,9 +16,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
-from tf_cartola.contract import features as F
 from tf_cartola.common import files
-from tf_cartola.export import requests, store
+from tf_cartola.contract import features as F
 from tf_cartola.contract.signatures import (
     CLASS_LABELS,
     CLASSIFY_METHOD,
@@ -27,6 +26,7 @@ from tf_cartola.contract.signatures import (
     RAW_SIGNATURE,
     WARMUP_FILE,
 )
+from tf_cartola.export import requests, store
 
 
 def serving_feature_spec() -> dict:
@@ -37,19 +37,24 @@ def serving_feature_spec() -> dict:
 
 
 def _one(values: tf.Tensor) -> tf.Tensor:
-    """A decode_proto field holding at most one value per row ([n, 0|1]) as [n] ('' where absent)."""
+    """A decode_proto field holding at most one value per row ([n, 0|1]) as [n] ('' where
+    absent).
+    """
     return tf.strings.reduce_join(values, axis=1)
 
 
 def _first(values: tf.Tensor, sizes: tf.Tensor, default) -> tf.Tensor:
     """The first of each row's decoded repeated values, or `default` where the row has none."""
     pad = tf.fill([tf.shape(values)[0], 1], tf.cast(default, values.dtype))
-    return tf.where(sizes[:, 0] > 0, tf.concat([values, pad], axis=1)[:, 0], tf.cast(default, values.dtype))
+    return tf.where(
+        sizes[:, 0] > 0, tf.concat([values, pad], axis=1)[:, 0], tf.cast(default, values.dtype)
+    )
 
 
 def parse_raw_examples(serialized: tf.Tensor) -> dict:
-    """Parses serialized raw tf.Examples like `tf.io.parse_example(serialized, serving_feature_spec())`,
-    except that any numeric column may come as an int64_list or a float_list.
+    """Parses serialized raw tf.Examples like `tf.io.parse_example(serialized,
+    serving_feature_spec())`, except that any numeric column may come as an int64_list or a
+    float_list.
 
     TF Serving's REST `:classify` turns JSON `12` into an int64 feature and `12.0` into a
     float one, and clients cannot be trusted to know which column is which, so both are
@@ -57,21 +62,39 @@ def parse_raw_examples(serialized: tf.Tensor) -> dict:
     """
     batch = tf.shape(serialized, out_type=tf.int64)[0]
     _, [features] = tf.io.decode_proto(serialized, "tensorflow.Example", ["features"], [tf.string])
-    sizes, [entries] = tf.io.decode_proto(_one(features), "tensorflow.Features", ["feature"], [tf.string])
+    sizes, [entries] = tf.io.decode_proto(
+        _one(features), "tensorflow.Features", ["feature"], [tf.string]
+    )
     present = tf.sequence_mask(sizes[:, 0], tf.shape(entries)[1])
     row_of_entry = tf.where(present)[:, 0]
     _, [keys, values] = tf.io.decode_proto(
-        tf.boolean_mask(entries, present), "tensorflow.Features.FeatureEntry", ["key", "value"], [tf.string] * 2
+        tf.boolean_mask(entries, present),
+        "tensorflow.Features.FeatureEntry",
+        ["key", "value"],
+        [tf.string] * 2,
     )
     keys = _one(keys)
-    _, lists = tf.io.decode_proto(_one(values), "tensorflow.Feature", ["bytes_list", "float_list", "int64_list"],
-                                  [tf.string] * 3)
-    b_sizes, [b_values] = tf.io.decode_proto(_one(lists[0]), "tensorflow.BytesList", ["value"], [tf.string])
-    f_sizes, [f_values] = tf.io.decode_proto(_one(lists[1]), "tensorflow.FloatList", ["value"], [tf.float32])
-    i_sizes, [i_values] = tf.io.decode_proto(_one(lists[2]), "tensorflow.Int64List", ["value"], [tf.int64])
+    _, lists = tf.io.decode_proto(
+        _one(values),
+        "tensorflow.Feature",
+        ["bytes_list", "float_list", "int64_list"],
+        [tf.string] * 3,
+    )
+    b_sizes, [b_values] = tf.io.decode_proto(
+        _one(lists[0]), "tensorflow.BytesList", ["value"], [tf.string]
+    )
+    f_sizes, [f_values] = tf.io.decode_proto(
+        _one(lists[1]), "tensorflow.FloatList", ["value"], [tf.float32]
+    )
+    i_sizes, [i_values] = tf.io.decode_proto(
+        _one(lists[2]), "tensorflow.Int64List", ["value"], [tf.int64]
+    )
     is_float = f_sizes[:, 0] > 0
-    number = tf.where(is_float, tf.cast(_first(f_values, f_sizes, 0.0), tf.float64),
-                      tf.cast(_first(i_values, i_sizes, 0), tf.float64))
+    number = tf.where(
+        is_float,
+        tf.cast(_first(f_values, f_sizes, 0.0), tf.float64),
+        tf.cast(_first(i_values, i_sizes, 0), tf.float64),
+    )
     has_number = is_float | (i_sizes[:, 0] > 0)
     out = {}
     for name in F.RAW_FEATURES:
@@ -82,9 +105,13 @@ def parse_raw_examples(serialized: tf.Tensor) -> dict:
             selected = tf.equal(keys, name) & has_number
             picked = tf.boolean_mask(number, selected)
             dtype = F.column_dtype(name)
-            picked = tf.cast(tf.round(picked), dtype) if dtype == tf.int64 else tf.cast(picked, dtype)
+            picked = (
+                tf.cast(tf.round(picked), dtype) if dtype == tf.int64 else tf.cast(picked, dtype)
+            )
         rows_ = tf.boolean_mask(row_of_entry, selected)
-        out[name] = tf.SparseTensor(tf.stack([rows_, tf.zeros_like(rows_)], axis=1), picked, tf.stack([batch, 1]))
+        out[name] = tf.SparseTensor(
+            tf.stack([rows_, tf.zeros_like(rows_)], axis=1), picked, tf.stack([batch, 1])
+        )
     return out
 
 
@@ -92,12 +119,18 @@ def _raw_columns_to_features(columns: dict) -> dict:
     """Dense per-column tensors (NaN / "" = missing) -> the sparse raw features of the spec."""
     out = {}
     for name, value in columns.items():
-        valid = tf.not_equal(value, "") if value.dtype == tf.string else tf.logical_not(tf.math.is_nan(value))
+        valid = (
+            tf.not_equal(value, "")
+            if value.dtype == tf.string
+            else tf.logical_not(tf.math.is_nan(value))
+        )
         values = tf.boolean_mask(value, valid)
         if F.column_dtype(name) == tf.int64:
             values = tf.cast(tf.round(values), tf.int64)
         indices = tf.stack([tf.where(valid)[:, 0], tf.zeros_like(tf.where(valid)[:, 0])], axis=1)
-        out[name] = tf.SparseTensor(indices, values, tf.stack([tf.shape(value, out_type=tf.int64)[0], 1]))
+        out[name] = tf.SparseTensor(
+            indices, values, tf.stack([tf.shape(value, out_type=tf.int64)[0], 1])
+        )
     return out
 
 
@@ -106,8 +139,12 @@ def used_raw_columns(feature_names) -> typing.List[str]:
     return [c for c in F.RAW_FEATURES if F.transformed_name(c) in set(feature_names)]
 
 
-def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names) -> dict:
-    """Builds the serving signatures; `model.tft_layer` keeps the transform graph tracked for saving."""
+def attach_signatures(
+    model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names
+) -> dict:
+    """Builds the serving signatures; `model.tft_layer` keeps the transform graph tracked for
+    saving.
+    """
     model.tft_layer = tft_output.transform_features_layer()
     feature_names = tuple(feature_names)
 
@@ -118,14 +155,17 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
 
     # autograph=False: nothing here branches on tensors, and converting tf_keras's call path
     # (which AutoGraph does not skip) costs seconds per export.
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False
+    )
     def serving_default(inputs):
         _, p = transformed_and_probability(parse_raw_examples(inputs))
         batch = tf.shape(p)[0]
         classes = tf.tile(tf.constant([list(CLASS_LABELS)]), tf.stack([batch, 1]))
         return {"classes": classes, "scores": tf.stack([1.0 - p, p], axis=1)}
 
-    # A client of predict_raw sends only what the model uses; the signature's inputs say what that is.
+    # A client of predict_raw sends only what the model uses; the signature's inputs say what that
+    # is.
     raw_signature = {
         name: tf.TensorSpec([None], tf.string if name == F.PIXELS else tf.float32, name=name)
         for name in used_raw_columns(feature_names)
@@ -134,12 +174,17 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
     @tf.function(input_signature=[raw_signature], autograph=False)
     def predict_raw(columns):
         batch = tf.shape(next(iter(columns.values())))[0]
-        missing = {name: tf.fill([batch], "" if name == F.PIXELS else float("nan"))
-                   for name in F.RAW_FEATURES if name not in columns}
+        missing = {
+            name: tf.fill([batch], "" if name == F.PIXELS else float("nan"))
+            for name in F.RAW_FEATURES
+            if name not in columns
+        }
         _, p = transformed_and_probability(_raw_columns_to_features({**columns, **missing}))
         return {PROBABILITY: p}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False
+    )
     def transform_features(inputs):
         transformed, p = transformed_and_probability(parse_raw_examples(inputs))
         outputs = {n: transformed[n] for n in F.TRANSFORMED_FEATURES}
@@ -153,8 +198,14 @@ def attach_signatures(model: tf_keras.Model, tft_output: tft.TFTransformOutput, 
     }
 
 
-def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_names, export_dir: str,
-           warmup_records=(), model_name: str = "") -> None:
+def export(
+    model: tf_keras.Model,
+    tft_output: tft.TFTransformOutput,
+    feature_names,
+    export_dir: str,
+    warmup_records=(),
+    model_name: str = "",
+) -> None:
     """Saves the hermetic SavedModel (the transform graph's assets are copied in).
 
     Args:
@@ -169,13 +220,19 @@ def export(model: tf_keras.Model, tft_output: tft.TFTransformOutput, feature_nam
     model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     # TF2 saves every signature as `predict`; TF Serving's Classify API needs `classify`.
     updater = tf.compat.v1.saved_model.signature_def_utils.MethodNameUpdater(export_dir)
-    updater.replace_method_name(signature_key=DEFAULT_SIGNATURE, method_name=CLASSIFY_METHOD, tags="serve")
-    # The updater holds the SavedModel and writes it back. TensorFlow's ram:// filesystem (our stand-in for
-    # object stores in tests) appends to a file opened for writing instead of replacing it: remove it first.
+    updater.replace_method_name(
+        signature_key=DEFAULT_SIGNATURE, method_name=CLASSIFY_METHOD, tags="serve"
+    )
+    # The updater holds the SavedModel and writes it back. TensorFlow's ram:// filesystem (our
+    # stand-in for
+    # object stores in tests) appends to a file opened for writing instead of replacing it: remove
+    # it first.
     tf.io.gfile.remove(files.join(export_dir, store.SAVED_MODEL_FILE))
     updater.save()
     if warmup_records:
         tf.io.gfile.makedirs(posixpath.dirname(files.join(export_dir, WARMUP_FILE)))
         with tf.io.TFRecordWriter(files.join(export_dir, WARMUP_FILE)) as writer:
-            for log in requests.warmup_logs(warmup_records, model_name, used_raw_columns(feature_names)):
+            for log in requests.warmup_logs(
+                warmup_records, model_name, used_raw_columns(feature_names)
+            ):
                 writer.write(log.SerializeToString())

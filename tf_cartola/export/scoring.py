@@ -30,7 +30,9 @@ def load_scorer(export_dir: str):
     return loaded, score
 
 
-def score_split(export_dir: str, pattern: str, batch_size: int = 8192) -> typing.Tuple[np.ndarray, np.ndarray]:
+def score_split(
+    export_dir: str, pattern: str, batch_size: int = 8192
+) -> typing.Tuple[np.ndarray, np.ndarray]:
     """(labels, scores) of a SavedModel's serving signature on one raw split.
 
     The split is streamed from its files a batch at a time: only the two arrays are held, never

@@ -1,16 +1,17 @@
-"""A model's versions as TF Serving reads them: <base_path>/<version>/, numeric folder names, on any
-filesystem TensorFlow reads (local, gs://, s3://, ram://...).
+"""A model's versions as TF Serving reads them: <base_path>/<version>/, numeric folder names, on
+any filesystem TensorFlow reads (local, gs://, s3://, ram://...).
 
 Pushing a version never lets a server polling the base path load half of it:
 - On a local filesystem the version is copied to a hidden sibling (`.staging-*`, a name TF Serving
   ignores) and renamed, which is atomic: the version appears whole.
-- An object store has no rename (a "rename" is a copy of every object), so a version folder comes into
+- An object store has no rename (a "rename" is a copy of every object), so a version folder comes
+  into
   being with its first object. The version is first copied whole to the hidden sibling (the slow
   upload), then copied inside the store to its numeric name with `saved_model.pb` last: until that
-  file exists, TF Serving refuses the folder ("does not appear to contain a SavedModel") and retries it
-  (`--max_num_load_retries`, `--load_retry_interval_micros`), and once it exists every variable file is
-  already in place. Without that order a server can load a graph whose variables are still uploading
-  ("Attempting to use uninitialized value").
+  file exists, TF Serving refuses the folder ("does not appear to contain a SavedModel") and
+  retries it (`--max_num_load_retries`, `--load_retry_interval_micros`), and once it exists every
+  variable file is already in place. Without that order a server can load a graph whose variables
+  are still uploading ("Attempting to use uninitialized value").
 """
 
 import posixpath
@@ -29,12 +30,16 @@ def _gfile():
 
 
 def has_atomic_rename(path: str) -> bool:
-    """True for a local path: rename(2) moves a folder at once. Object stores (any scheme://) copy."""
+    """True for a local path: rename(2) moves a folder at once. Object stores (any scheme://)
+    copy.
+    """
     return not files.is_url(path)
 
 
 def versions(base_path: str) -> typing.List[int]:
-    """The numeric version folders under a model base path (local or any TensorFlow filesystem), ascending."""
+    """The numeric version folders under a model base path (local or any TensorFlow filesystem),
+    ascending.
+    """
     gfile = _gfile()
     if not gfile.isdir(base_path):
         return []
@@ -48,21 +53,27 @@ def version_dir(base_path: str, version: int) -> str:
 
 
 def copy_tree(source: str, target: str) -> None:
-    """Copies every file under `source` to `target` with `saved_model.pb` last, creating folders as needed."""
+    """Copies every file under `source` to `target` with `saved_model.pb` last, creating folders as
+    needed.
+    """
     gfile = _gfile()
     names = []
     for folder, _, found in gfile.walk(source):
         relative = posixpath.relpath(folder, source) if folder != source else ""
         gfile.makedirs(files.join(target, relative))
-        # TensorFlow's ram:// lists by name prefix: under assets/ it shows a phantom ".extra" of assets.extra/.
-        names += [posixpath.join(relative, n) for n in found if gfile.exists(files.join(folder, n))]
+        # TensorFlow's ram:// lists by name prefix: under assets/ it shows a phantom ".extra" of
+        # assets.extra/.
+        names += [
+            posixpath.join(relative, n) for n in found if gfile.exists(files.join(folder, n))
+        ]
     for name in sorted(names, key=lambda f: f == SAVED_MODEL_FILE):  # The SavedModel appears last.
         gfile.copy(files.join(source, name), files.join(target, name), overwrite=True)
 
 
 def push(export_dir: str, base_path: str) -> int:
-    """Copies an export to `<base_path>/<next version>/` so that a polling server sees either no new
-    version or a complete one (see the module docstring); returns the version."""
+    """Copies an export to `<base_path>/<next version>/` so that a polling server sees either no
+    new version or a complete one (see the module docstring); returns the version.
+    """
     gfile = _gfile()
     gfile.makedirs(base_path)
     version = (versions(base_path) or [0])[-1] + 1
@@ -81,8 +92,10 @@ def push(export_dir: str, base_path: str) -> int:
 
 
 def _remove_tree(path: str) -> None:
-    """`rmtree`, one folder at a time, deepest and longest name first: TensorFlow's ram:// lists a folder's
-    children by name prefix, so `assets/` shows a phantom of `assets.extra/` until that one is gone."""
+    """`rmtree`, one folder at a time, deepest and longest name first: TensorFlow's ram:// lists a
+    folder's children by name prefix, so `assets/` shows a phantom of `assets.extra/` until that
+    one is gone.
+    """
     gfile = _gfile()
     for folder in sorted((folder for folder, _, _ in gfile.walk(path)), reverse=True):
         gfile.rmtree(folder)

@@ -1,6 +1,8 @@
-"""The data scientists' feature selection, on the transformed train split of a preprocessing output.
+"""The data scientists' feature selection, on the transformed train split of a preprocessing
+output.
 
-    python -m tf_cartola.inspect.analysis --preprocess_dir runs/preprocess [--vif_threshold 3] [--ks_tolerance 0.01]
+    python -m tf_cartola.inspect.analysis --preprocess_dir runs/preprocess [--vif_threshold 3]
+    [--ks_tolerance 0.01]
 
 First, while any feature's variance inflation factor (the textbook one: 1 / (1 - R^2) of
 the feature regressed on all the others with an intercept) is above `vif_threshold`,
@@ -24,7 +26,9 @@ from tf_cartola.train import metrics as metrics_lib
 
 
 def vif(x: np.ndarray) -> np.ndarray:
-    """Variance inflation factor of each column: 1 / (1 - R^2) of its regression on the others with an intercept."""
+    """Variance inflation factor of each column: 1 / (1 - R^2) of its regression on the others with
+    an intercept.
+    """
     out = np.empty(x.shape[1])
     for j in range(x.shape[1]):
         others = np.column_stack([np.ones(len(x)), np.delete(x, j, axis=1)])
@@ -57,13 +61,19 @@ def _evaluate(w: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: float) -> 
     return {k: round(m[k], 6) for k in ("ks", "precision", "recall")}
 
 
-def select(train: typing.Tuple[np.ndarray, np.ndarray], eval_: typing.Tuple[np.ndarray, np.ndarray],
-           names: typing.Sequence[str], vif_threshold: float = 3.0, ks_tolerance: float = 0.01,
-           threshold: float = 0.5) -> dict:
+def select(
+    train: typing.Tuple[np.ndarray, np.ndarray],
+    eval_: typing.Tuple[np.ndarray, np.ndarray],
+    names: typing.Sequence[str],
+    vif_threshold: float = 3.0,
+    ks_tolerance: float = 0.01,
+    threshold: float = 0.5,
+) -> dict:
     """Runs the selection.
 
     Args:
-      train, eval_: (features [n, k], labels [n]) of each split, columns in `names` order.
+      train: (features [n, k], labels [n]) of the train split, columns in `names` order.
+      eval_: the same of the eval split.
       names: the feature names.
       vif_threshold: drop while a VIF is above this.
       ks_tolerance: how far below the post-VIF eval KS the coefficient step may go.
@@ -90,21 +100,33 @@ def select(train: typing.Tuple[np.ndarray, np.ndarray], eval_: typing.Tuple[np.n
             break
         dropped = kept.pop(worst)
         xt, xe = cols(kept)
-        steps.append({"stage": "vif", "feature": dropped, "value": round(float(values[worst]), 6),
-                      **_evaluate(logistic_regression(xt, y_train), xe, y_eval, threshold)})
+        steps.append(
+            {
+                "stage": "vif",
+                "feature": dropped,
+                "value": round(float(values[worst]), 6),
+                **_evaluate(logistic_regression(xt, y_train), xe, y_eval, threshold),
+            }
+        )
     xt, xe = cols(kept)
     w = logistic_regression(xt, y_train)
     reference = _evaluate(w, xe, y_eval, threshold)["ks"]
     while len(kept) > 1:
         weakest = int(np.argmin(np.abs(w[1:])))
-        candidate = kept[:weakest] + kept[weakest + 1:]
+        candidate = kept[:weakest] + kept[weakest + 1 :]
         xt, xe = cols(candidate)
         w_candidate = logistic_regression(xt, y_train)
         after = _evaluate(w_candidate, xe, y_eval, threshold)
         if after["ks"] < reference - ks_tolerance:
             break
-        steps.append({"stage": "coefficient", "feature": kept[weakest], "value": round(float(w[1 + weakest]), 6),
-                      **after})
+        steps.append(
+            {
+                "stage": "coefficient",
+                "feature": kept[weakest],
+                "value": round(float(w[1 + weakest]), 6),
+                **after,
+            }
+        )
         kept, w = candidate, w_candidate
     return {"steps": steps, "kept": kept, "vif": initial}
 
@@ -123,18 +145,26 @@ def load_transformed(preprocess_dir: str) -> typing.Tuple[tuple, tuple]:
     spec = tft.TFTransformOutput(manifest.artifact("transform")).transformed_feature_spec()
     out = []
     for which in ("train", "eval"):
-        x, y = training.load_transformed(manifest.artifact(f"transformed_{which}"), spec, F.TRANSFORMED_FEATURES)
-        out.append((np.column_stack([x[n][:, 0] for n in F.TRANSFORMED_FEATURES]).astype(np.float64), y))
+        x, y = training.load_transformed(
+            manifest.artifact(f"transformed_{which}"), spec, F.TRANSFORMED_FEATURES
+        )
+        out.append(
+            (np.column_stack([x[n][:, 0] for n in F.TRANSFORMED_FEATURES]).astype(np.float64), y)
+        )
     return out[0], out[1]
 
 
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
-    parser = cli.parser("tf_cartola.inspect.analysis", __doc__, "0 done, 2 not a preprocessing output")
+    parser = cli.parser(
+        "tf_cartola.inspect.analysis", __doc__, "0 done, 2 not a preprocessing output"
+    )
     parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
     parser.add_argument("--vif_threshold", type=float, default=3.0, help="default: %(default)s")
     parser.add_argument("--ks_tolerance", type=float, default=0.01, help="default: %(default)s")
-    parser.add_argument("--out", help="the JSON table (default: analysis.json in the preprocessing output)")
+    parser.add_argument(
+        "--out", help="the JSON table (default: analysis.json in the preprocessing output)"
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     try:
@@ -145,11 +175,16 @@ def main(argv=None) -> int:
     result = select(train, eval_, F.TRANSFORMED_FEATURES, args.vif_threshold, args.ks_tolerance)
     print(f"{'stage':<12}{'dropped':<24}{'VIF / coef':>12}{'KS':>9}{'precision':>11}{'recall':>9}")
     for s in result["steps"]:
-        print(f"{s['stage']:<12}{s['feature']:<24}{s['value']:>12.4f}{s['ks']:>9.4f}{s['precision']:>11.4f}"
-              f"{s['recall']:>9.4f}")
+        print(
+            f"{s['stage']:<12}{s['feature']:<24}{s['value']:>12.4f}{s['ks']:>9.4f}{s['precision']:>11.4f}"
+            f"{s['recall']:>9.4f}"
+        )
     out = args.out or files.join(args.preprocess_dir, "analysis.json")
     files.write_json(out, result)
-    print(f"kept {len(result['kept'])} features; for the config:\n  features: [{', '.join(result['kept'])}]")
+    print(
+        f"kept {len(result['kept'])} features; for the config:\n  features: "
+        f"[{', '.join(result['kept'])}]"
+    )
     print(f"wrote {out}")
     return 0
 

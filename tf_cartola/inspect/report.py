@@ -1,6 +1,8 @@
-"""One self-contained HTML page of a run: inputs, features train vs eval, anomalies and drift, the model.
+"""One self-contained HTML page of a run: inputs, features train vs eval, anomalies and drift, the
+model.
 
-    python -m tf_cartola.inspect.report --preprocess_dir runs/preprocess --run_dir runs/train/RUN [--out report.html]
+    python -m tf_cartola.inspect.report --preprocess_dir runs/preprocess --run_dir runs/train/RUN
+    [--out report.html]
 
 Every figure is inline SVG and every style inline, and the page's Content-Security-Policy
 forbids any fetch: it opens offline in any browser. Without --run_dir (or for a
@@ -19,18 +21,21 @@ import numpy as np
 
 from tf_cartola.common import cli, files
 from tf_cartola.contract import manifest as manifest_lib
-from tf_cartola.validate import drift as drift_lib
 from tf_cartola.train import metrics as metrics_lib
+from tf_cartola.validate import drift as drift_lib
 
 SECTIONS = ("verdict", "inputs", "features", "anomalies", "model", "blessing")
 HISTOGRAM_BUCKETS = 20
 THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:72em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
-th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.bad{background:#fdd}.ok{background:#dfd}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+.bad{background:#fdd}.ok{background:#dfd}
 #verdict p{margin:.2em 0;padding:.3em .6em;font-size:1.1em}.bad b{color:#b00}
-.figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0}figcaption{font-size:.8em;text-align:center}
+.figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0}
+figcaption{font-size:.8em;text-align:center}
 code{background:#f4f4f4;padding:0 .2em}"""
 
 
@@ -51,12 +56,20 @@ def load_preprocess(preprocess_dir: str) -> dict:
 
     manifest = manifest_lib.load(preprocess_dir)
     stats = {w: tfdv.load_stats_text(manifest.artifact(f"stats_{w}")) for w in ("train", "eval")}
-    anomalies = {w: tfdv.load_anomalies_text(manifest.artifact(f"anomalies_{w}"))
-                 for w in ("train", "eval", "input") if files.exists(manifest.artifact(f"anomalies_{w}"))}
+    anomalies = {
+        w: tfdv.load_anomalies_text(manifest.artifact(f"anomalies_{w}"))
+        for w in ("train", "eval", "input")
+        if files.exists(manifest.artifact(f"anomalies_{w}"))
+    }
     analysis_path = files.join(preprocess_dir, "analysis.json")
     analysis = files.read_json(analysis_path) if files.exists(analysis_path) else None
-    return {"dir": preprocess_dir, "manifest": manifest, "stats": stats, "anomalies": anomalies,
-            "analysis": analysis}
+    return {
+        "dir": preprocess_dir,
+        "manifest": manifest,
+        "stats": stats,
+        "anomalies": anomalies,
+        "analysis": analysis,
+    }
 
 
 def load_run(run_dir: str) -> dict:
@@ -75,12 +88,17 @@ def eval_scores(preprocess: dict, run: dict) -> typing.Tuple[np.ndarray, np.ndar
     """(labels, scores) of the run's exported model on the raw eval split."""
     from tf_cartola.export import scoring  # TensorFlow: only when a page is built.
 
-    return scoring.score_split(files.join(run["dir"], "export"), preprocess["manifest"].artifact("raw_eval"))
+    return scoring.score_split(
+        files.join(run["dir"], "export"), preprocess["manifest"].artifact("raw_eval")
+    )
 
 
 # Tables.
 
-def _table(header: typing.Sequence[str], rows: typing.Iterable[typing.Sequence], classes=None) -> str:
+
+def _table(
+    header: typing.Sequence[str], rows: typing.Iterable[typing.Sequence], classes=None
+) -> str:
     def cell(v):
         if isinstance(v, float):
             return f"{v:.4g}"
@@ -128,50 +146,87 @@ def _test_text(check: dict) -> str:
 
 
 def drift_rows(drift: typing.Dict[str, typing.List[dict]]) -> typing.List[tuple]:
-    """One row per feature and comparison of the run's drift tests (tf_cartola.validate.drift): its verdict (DRIFT when
-    any of its tests alarms, ok when one was judged, else not judged) and every test; drifted features first."""
+    """One row per feature and comparison of the run's drift tests (tf_cartola.validate.drift): its
+    verdict (DRIFT when any of its tests alarms, ok when one was judged, else not judged) and every
+    test; drifted features first.
+    """
     out = []
     for comparison, checks in drift.items():
         by_feature = {}
         for c in checks:
             by_feature.setdefault(c["feature"], []).append(c)
         for feature, tests in by_feature.items():
-            verdict = ("DRIFT" if any(c["drifted"] for c in tests)
-                       else "ok" if any(c["threshold"] is not None for c in tests) else "not judged")
+            verdict = (
+                "DRIFT"
+                if any(c["drifted"] for c in tests)
+                else "ok"
+                if any(c["threshold"] is not None for c in tests)
+                else "not judged"
+            )
             out.append((feature, comparison, verdict, "; ".join(_test_text(c) for c in tests)))
-    return sorted(out, key=lambda row: _VERDICT_ORDER[row[2]])  # Stable: the manifest's order within each.
+    return sorted(
+        out, key=lambda row: _VERDICT_ORDER[row[2]]
+    )  # Stable: the manifest's order within each.
 
 
-def verdict_lines(preprocess: dict, run: typing.Optional[dict] = None) -> typing.List[typing.Tuple[bool, str]]:
-    """(good, line) for validation, drift, the blessing decision and the served version: the page's first
-    lines."""
+def verdict_lines(
+    preprocess: dict, run: typing.Optional[dict] = None
+) -> typing.List[typing.Tuple[bool, str]]:
+    """(good, line) for validation, drift, the blessing decision and the served version: the page's
+    first lines.
+    """
     manifest = preprocess["manifest"]
     anomalies, accepted = manifest.anomalies, manifest.accepted
     if not manifest.valid:
         features = sorted({a["feature"] or "(dataset)" for a in anomalies})
-        validation = (False, f"Validation: FAILED, {len(anomalies)} anomalies in {', '.join(features)}")
+        validation = (
+            False,
+            f"Validation: FAILED, {len(anomalies)} anomalies in {', '.join(features)}",
+        )
     elif accepted:
-        validation = (True, f"Validation: passed, with the anomalies of {', '.join(accepted['features'])} "
-                            f"accepted by {accepted['by']}")
+        validation = (
+            True,
+            f"Validation: passed, with the anomalies of {', '.join(accepted['features'])} "
+            f"accepted by {accepted['by']}",
+        )
     else:
-        validation = (True, f"Validation: passed, {manifest.rows['read']} rows read, "
-                            f"{manifest.rows.get('bad', 0)} set aside")
+        validation = (
+            True,
+            f"Validation: passed, {manifest.rows['read']} rows read, "
+            f"{manifest.rows.get('bad', 0)} set aside",
+        )
     drifted = sorted({row[0] for row in drift_rows(manifest.drift) if row[2] == "DRIFT"})
     baseline = manifest.baseline
-    against = f"against {baseline['description']}" if baseline else "between train and eval (no baseline)"
-    drift = (False, f"Drift: in {', '.join(drifted)}") if drifted else (True, f"Drift: none {against}")
+    against = (
+        f"against {baseline['description']}"
+        if baseline
+        else "between train and eval (no baseline)"
+    )
+    drift = (
+        (False, f"Drift: in {', '.join(drifted)}") if drifted else (True, f"Drift: none {against}")
+    )
     if run is None:
-        return [validation, drift, (not anomalies, "Blessing: no training run in this report"),
-                (True, "Served: unchanged by this run")]
+        return [
+            validation,
+            drift,
+            (not anomalies, "Blessing: no training run in this report"),
+            (True, "Served: unchanged by this run"),
+        ]
     b = run["blessing"]
     name = b["config"]["serving"]["model_name"]
     if b["blessed"]:
-        blessing = (True, f"Blessing: blessed (KS {b['metrics']['ks']:.3f}), pushed as version {b['version']}")
+        blessing = (
+            True,
+            f"Blessing: blessed (KS {b['metrics']['ks']:.3f}), pushed as version {b['version']}",
+        )
         served = (True, f"Served: {name} version {b['version']}, this run's model")
     else:
         blessing = (False, "Blessing: NOT blessed, " + "; ".join(b["reasons"]))
-        served = ((True, f"Served: {name} version {b['baseline_version']}, unchanged") if b["baseline_version"]
-                  else (False, f"Served: no version of {name}"))
+        served = (
+            (True, f"Served: {name} version {b['baseline_version']}, unchanged")
+            if b["baseline_version"]
+            else (False, f"Served: no version of {name}")
+        )
     return [validation, drift, blessing, served]
 
 
@@ -189,6 +244,7 @@ def threshold_rows(labels, scores, thresholds=THRESHOLDS) -> typing.List[tuple]:
 
 # Figures.
 
+
 def _svg(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -196,7 +252,7 @@ def _svg(fig) -> str:
     fig.savefig(out, format="svg", metadata={"Date": None})
     plt.close(fig)
     text = out.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def _figure(width=4.2, height=2.8):
@@ -206,23 +262,34 @@ def _figure(width=4.2, height=2.8):
     matplotlib.use("svg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams["svg.fonttype"] = "none"  # Text as text, in the browser's own sans-serif: nothing is fetched.
+    plt.rcParams["svg.fonttype"] = (
+        "none"  # Text as text, in the browser's own sans-serif: nothing is fetched.
+    )
     fig, ax = plt.subplots(figsize=(width, height))
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.55 / height, top=1 - 0.3 / height)
+    fig.subplots_adjust(
+        left=0.75 / width, right=1 - 0.15 / width, bottom=0.55 / height, top=1 - 0.3 / height
+    )
     return fig, ax
 
 
-def shared_histograms(name: str, stats: dict) -> typing.Optional[typing.Tuple[np.ndarray, dict, bool]]:
-    """(bucket edges, {split: share of its values per bucket}, log scale) of one numeric feature, on edges
-    shared by every split (read from TFDV's quantile histograms), so the splits compare bucket for bucket.
-    A long-tailed feature's edges are even in log(1 + x) and it is drawn on a log axis. None for a
-    feature that is not numeric or has no values."""
+def shared_histograms(
+    name: str, stats: dict
+) -> typing.Optional[typing.Tuple[np.ndarray, dict, bool]]:
+    """(bucket edges, {split: share of its values per bucket}, log scale) of one numeric feature,
+    on edges shared by every split (read from TFDV's quantile histograms), so the splits compare
+    bucket for bucket. A long-tailed feature's edges are even in log(1 + x) and it is drawn on a
+    log axis. None for a feature that is not numeric or has no values.
+    """
     from tf_cartola.contract import features as F
 
     quantiles = {}
     for which, s in stats.items():
         f = drift_lib.feature_stats(s).get(name)
-        if f is not None and f.WhichOneof("stats") == "num_stats" and (hist := drift_lib.quantiles(f)) is not None:
+        if (
+            f is not None
+            and f.WhichOneof("stats") == "num_stats"
+            and (hist := drift_lib.quantiles(f)) is not None
+        ):
             quantiles[which] = hist
     if not quantiles:
         return None
@@ -233,21 +300,30 @@ def shared_histograms(name: str, stats: dict) -> typing.Optional[typing.Tuple[np
         edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), HISTOGRAM_BUCKETS + 1))
     else:
         edges = np.linspace(low, high if high > low else low + 1, HISTOGRAM_BUCKETS + 1)
-    shares = {which: np.diff(np.concatenate([[0.0], drift_lib.cdf(h, edges[1:], right=True)])) for which, h in
-              quantiles.items()}
+    shares = {
+        which: np.diff(np.concatenate([[0.0], drift_lib.cdf(h, edges[1:], right=True)]))
+        for which, h in quantiles.items()
+    }
     return edges, shares, log
 
 
 def histogram_figure(name: str, stats: dict) -> typing.Optional[str]:
-    """Train and eval histograms of one numeric feature on shared bucket edges, overlaid, as shares of
-    values (shared_histograms)."""
+    """Train and eval histograms of one numeric feature on shared bucket edges, overlaid, as shares
+    of values (shared_histograms).
+    """
     found = shared_histograms(name, stats)
     if found is None:
         return None
     edges, shares, log = found
     fig, ax = _figure(3.2, 2.0)
     for which, share in shares.items():
-        ax.stairs(share, edges, label=which, fill=which == "train", alpha=0.45 if which == "train" else 1.0)
+        ax.stairs(
+            share,
+            edges,
+            label=which,
+            fill=which == "train",
+            alpha=0.45 if which == "train" else 1.0,
+        )
     if log:
         ax.set_xscale("symlog", linthresh=1.0)
     ax.set_title(f"{name} (log axis)" if log else name, fontsize=9)
@@ -257,7 +333,9 @@ def histogram_figure(name: str, stats: dict) -> typing.Optional[str]:
 
 
 def model_figures(labels, scores) -> typing.Dict[str, str]:
-    """Score distributions, KS curve, ROC, precision-recall and calibration of eval scores, as SVG."""
+    """Score distributions, KS curve, ROC, precision-recall and calibration of eval scores, as
+    SVG.
+    """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     pos, neg = np.sort(scores[labels]), np.sort(scores[~labels])
@@ -278,8 +356,14 @@ def model_figures(labels, scores) -> typing.Dict[str, str]:
     fig, ax = _figure()
     ax.plot(grid, cdf_neg, label="non-PRO")
     ax.plot(grid, cdf_pos, label="PRO")
-    ax.vlines(grid[at], cdf_pos[at], cdf_neg[at], colors="k", linestyles="dashed",
-              label=f"KS {metrics_lib.ks_statistic(labels, scores):.3f} at {grid[at]:.2f}")
+    ax.vlines(
+        grid[at],
+        cdf_pos[at],
+        cdf_neg[at],
+        colors="k",
+        linestyles="dashed",
+        label=f"KS {metrics_lib.ks_statistic(labels, scores):.3f} at {grid[at]:.2f}",
+    )
     ax.set_xlabel("score")
     ax.set_ylabel("cumulative share")
     ax.legend(fontsize=8)
@@ -307,7 +391,11 @@ def model_figures(labels, scores) -> typing.Dict[str, str]:
     filled = [b for b in range(10) if np.any(which == b)]
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    ax.plot([scores[which == b].mean() for b in filled], [labels[which == b].mean() for b in filled], "o-")
+    ax.plot(
+        [scores[which == b].mean() for b in filled],
+        [labels[which == b].mean() for b in filled],
+        "o-",
+    )
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("share PRO")
     out["Calibration (10 score bins)"] = _svg(fig)
@@ -316,24 +404,38 @@ def model_figures(labels, scores) -> typing.Dict[str, str]:
 
 # The page.
 
+
 def _figs(figures: typing.Dict[str, str]) -> str:
-    return '<div class="figs">' + "".join(
-        f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, svg in figures.items()
-    ) + "</div>"
+    return (
+        '<div class="figs">'
+        + "".join(
+            f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            for caption, svg in figures.items()
+        )
+        + "</div>"
+    )
 
 
 def _inputs_section(manifest) -> str:
-    inputs = _table(("file", "bytes", "fingerprint"), [(i["path"], i["bytes"], i["fingerprint"])
-                                                       for i in manifest.inputs])
+    inputs = _table(
+        ("file", "bytes", "fingerprint"),
+        [(i["path"], i["bytes"], i["fingerprint"]) for i in manifest.inputs],
+    )
     rows = _table(("rows", "count"), list(manifest.rows.items()))
-    bad = _table(("bad rows: kind and column", "count"), sorted(manifest.bad_rows.items())) \
-        if manifest.bad_rows else "<p>No row was set aside.</p>"
+    bad = (
+        _table(("bad rows: kind and column", "count"), sorted(manifest.bad_rows.items()))
+        if manifest.bad_rows
+        else "<p>No row was set aside.</p>"
+    )
     seconds = _table(("stage", "seconds"), sorted(manifest.seconds.items()))
     return f"<h3>Files</h3>{inputs}<h3>Rows</h3>{rows}{bad}<h3>Seconds</h3>{seconds}"
 
 
 def _features_section(stats: dict) -> str:
-    table = _table(("feature", "split", "count", "missing %", "min", "mean", "median", "max"), feature_rows(stats))
+    table = _table(
+        ("feature", "split", "count", "missing %", "min", "mean", "median", "max"),
+        feature_rows(stats),
+    )
     names = sorted(set().union(*(drift_lib.feature_stats(s) for s in stats.values())))
     figures = {name: svg for name in names if (svg := histogram_figure(name, stats))}
     return table + "<h3>Histograms (share of rows per bucket)</h3>" + _figs(figures)
@@ -346,86 +448,152 @@ def _anomalies_section(anomalies: dict, manifest) -> str:
     for which, a in anomalies.items():
         rows = validation.anomaly_rows({which: a})
         parts.append(f"<h3>{html.escape(which)}</h3>")
-        parts.append(_table(("split", "feature", "kind", "description"), rows, ["bad"] * len(rows)) if rows
-                     else "<p>No anomaly.</p>")
+        parts.append(
+            _table(("split", "feature", "kind", "description"), rows, ["bad"] * len(rows))
+            if rows
+            else "<p>No anomaly.</p>"
+        )
     accepted = manifest.accepted
     if accepted:
-        parts.append(f"<p class=\"bad\">Accepted on purpose for this run by {html.escape(accepted['by'])} "
-                     f"({html.escape(accepted['at'])}): the anomalies and drift of "
-                     f"{html.escape(', '.join(accepted['features']))}, {len(accepted['anomalies'])} in all; they "
-                     "did not fail the run.</p>")
+        parts.append(
+            f'<p class="bad">Accepted on purpose for this run by {html.escape(accepted["by"])} '
+            f"({html.escape(accepted['at'])}): the anomalies and drift of "
+            f"{html.escape(', '.join(accepted['features']))}, {len(accepted['anomalies'])} in "
+            "all; they "
+            "did not fail the run.</p>"
+        )
     drift = drift_rows(manifest.drift)
     baseline = manifest.baseline
-    parts.append("<h3>Drift</h3><p>One row per feature, drifted ones first. KS is the Kolmogorov-Smirnov distance "
-                 "between distributions (flagged above the threshold), p the p-value of a test of shares (Fisher's "
-                 "for the missing share, chi-square for a categorical feature's values; flagged below it); the "
-                 "thresholds keep a run's false-alarm rate at "
-                 f"{manifest.config['preprocess'].get('drift_false_alarm_rate', '')}. "
-                 + (f"Baseline: {html.escape(baseline['description'])}.</p>" if baseline else "No baseline.</p>"))
-    parts.append(_table(DRIFT_HEADER, drift, ["bad" if r[2] == "DRIFT" else "" for r in drift]) if drift
-                 else "<p>No drift comparison.</p>")
+    parts.append(
+        "<h3>Drift</h3><p>One row per feature, drifted ones first. KS is the Kolmogorov-Smirnov "
+        "distance "
+        "between distributions (flagged above the threshold), p the p-value of a test of shares "
+        "(Fisher's "
+        "for the missing share, chi-square for a categorical feature's values; flagged below it); "
+        "the "
+        "thresholds keep a run's false-alarm rate at "
+        f"{manifest.config['preprocess'].get('drift_false_alarm_rate', '')}. "
+        + (
+            f"Baseline: {html.escape(baseline['description'])}.</p>"
+            if baseline
+            else "No baseline.</p>"
+        )
+    )
+    parts.append(
+        _table(DRIFT_HEADER, drift, ["bad" if r[2] == "DRIFT" else "" for r in drift])
+        if drift
+        else "<p>No drift comparison.</p>"
+    )
     return "".join(parts)
 
 
 def _analysis_section(analysis: dict) -> str:
-    steps = _table(("stage", "dropped", "VIF or coefficient", "KS after", "precision", "recall"),
-                   [(s["stage"], s["feature"], s["value"], s["ks"], s["precision"], s["recall"])
-                    for s in analysis["steps"]])
+    steps = _table(
+        ("stage", "dropped", "VIF or coefficient", "KS after", "precision", "recall"),
+        [
+            (s["stage"], s["feature"], s["value"], s["ks"], s["precision"], s["recall"])
+            for s in analysis["steps"]
+        ],
+    )
     kept = ", ".join(analysis["kept"])
     return f"{steps}<p>Kept: <code>[{html.escape(kept)}]</code></p>"
 
 
 def _model_section(run: dict, labels, scores) -> str:
     b = run["blessing"]
-    metric_names = ("ks", "auc", "precision", "recall", "mean_score_pro", "mean_score_non_pro", "rows", "rows_pro")
+    metric_names = (
+        "ks",
+        "auc",
+        "precision",
+        "recall",
+        "mean_score_pro",
+        "mean_score_non_pro",
+        "rows",
+        "rows_pro",
+    )
     metrics = _table(("metric", "candidate"), [(m, b["metrics"][m]) for m in metric_names])
-    coefficients = _table(("feature", "coefficient (z-scored input)"),
-                          sorted(zip(b["features"], b["weights"]), key=lambda fw: -abs(fw[1])))
-    thresholds = _table(("threshold", "precision", "recall", "share flagged"), threshold_rows(labels, scores))
-    return (f"<h3>Metrics on the eval split</h3>{metrics}<h3>Coefficients</h3>{coefficients}"
-            f"<h3>Figures</h3>{_figs(model_figures(labels, scores))}<h3>At each threshold</h3>{thresholds}")
+    coefficients = _table(
+        ("feature", "coefficient (z-scored input)"),
+        sorted(zip(b["features"], b["weights"]), key=lambda fw: -abs(fw[1])),
+    )
+    thresholds = _table(
+        ("threshold", "precision", "recall", "share flagged"), threshold_rows(labels, scores)
+    )
+    return (
+        f"<h3>Metrics on the eval split</h3>{metrics}<h3>Coefficients</h3>{coefficients}"
+        f"<h3>Figures</h3>{_figs(model_figures(labels, scores))}<h3>At each "
+        f"threshold</h3>{thresholds}"
+    )
 
 
 def _blessing_section(run: dict) -> str:
     b = run["blessing"]
-    verdict = f"blessed, pushed as version {b['version']}" if b["blessed"] else "NOT blessed: " + "; ".join(b["reasons"])
+    verdict = (
+        f"blessed, pushed as version {b['version']}"
+        if b["blessed"]
+        else "NOT blessed: " + "; ".join(b["reasons"])
+    )
     names = ("ks", "auc", "precision", "recall")
     if b["baseline"]:
-        table = _table(("metric", "candidate", f"version {b['baseline_version']}"),
-                       [(m, b["metrics"][m], b["baseline"][m]) for m in names])
+        table = _table(
+            ("metric", "candidate", f"version {b['baseline_version']}"),
+            [(m, b["metrics"][m], b["baseline"][m]) for m in names],
+        )
     else:
         table = "<p>No version was blessed before this one.</p>"
     cls = "ok" if b["blessed"] else "bad"
     return f'<p class="{cls}"><b>{html.escape(verdict)}</b></p>{table}'
 
 
-def build_html(preprocess: dict, run: typing.Optional[dict] = None, labels=None, scores=None) -> str:
+def build_html(
+    preprocess: dict, run: typing.Optional[dict] = None, labels=None, scores=None
+) -> str:
     """The report page; the model and blessing sections only with a run and its eval scores."""
     manifest = preprocess["manifest"]
-    title = f"Cartola PRO run: {run['dir'].rstrip('/').rsplit('/', 1)[-1] if run else preprocess['dir']}"
-    verdict = "".join(f'<p class="{"ok" if good else "bad"}"><b>{html.escape(line.split(": ", 1)[0])}:</b> '
-                      f'{html.escape(line.split(": ", 1)[1])}</p>' for good, line in verdict_lines(preprocess, run))
-    body = [f"<h1>{html.escape(title)}</h1>",
-            f'<section id="verdict">{verdict}<p>Preprocessing output <code>{html.escape(preprocess["dir"])}</code>'
-            + (f', training run <code>{html.escape(run["dir"])}</code>' if run else "") + ".</p></section>",
-            f'<section id="inputs"><h2>Inputs</h2>{_inputs_section(manifest)}</section>',
-            f'<section id="features"><h2>Features, train vs eval</h2>{_features_section(preprocess["stats"])}'
-            "</section>",
-            f'<section id="anomalies"><h2>Anomalies and drift</h2>{_anomalies_section(preprocess["anomalies"], manifest)}'
-            "</section>"]
+    name = run["dir"].rstrip("/").rsplit("/", 1)[-1] if run else preprocess["dir"]
+    title = f"Cartola PRO run: {name}"
+    verdict = "".join(
+        f'<p class="{"ok" if good else "bad"}"><b>{html.escape(line.split(": ", 1)[0])}:</b> '
+        f"{html.escape(line.split(': ', 1)[1])}</p>"
+        for good, line in verdict_lines(preprocess, run)
+    )
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<section id="verdict">{verdict}<p>Preprocessing output '
+        f"<code>{html.escape(preprocess['dir'])}</code>"
+        + (f", training run <code>{html.escape(run['dir'])}</code>" if run else "")
+        + ".</p></section>",
+        f'<section id="inputs"><h2>Inputs</h2>{_inputs_section(manifest)}</section>',
+        '<section id="features"><h2>Features, train vs '
+        f"eval</h2>{_features_section(preprocess['stats'])}"
+        "</section>",
+        '<section id="anomalies"><h2>Anomalies and '
+        f"drift</h2>{_anomalies_section(preprocess['anomalies'], manifest)}"
+        "</section>",
+    ]
     if preprocess.get("analysis"):
-        body.append('<section id="analysis"><h2>Feature analysis (python -m tf_cartola.inspect.analysis)</h2>'
-                    f'{_analysis_section(preprocess["analysis"])}</section>')
+        body.append(
+            '<section id="analysis"><h2>Feature analysis (python -m '
+            "tf_cartola.inspect.analysis)</h2>"
+            f"{_analysis_section(preprocess['analysis'])}</section>"
+        )
     if run is not None:
-        body.append(f'<section id="model"><h2>The model</h2>{_model_section(run, labels, scores)}</section>')
+        body.append(
+            '<section id="model"><h2>The '
+            f"model</h2>{_model_section(run, labels, scores)}</section>"
+        )
         body.append(f'<section id="blessing"><h2>Blessing</h2>{_blessing_section(run)}</section>')
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}"><title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" '
+        f'content="{_CSP}"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
-def write_report(out: str, preprocess_dir: str, run_dir: typing.Optional[str] = None, labels=None,
-                 scores=None) -> str:
+def write_report(
+    out: str, preprocess_dir: str, run_dir: typing.Optional[str] = None, labels=None, scores=None
+) -> str:
     """Writes the report; scores the eval split with the run's export when `scores` is not given.
 
     Raises:
@@ -445,10 +613,18 @@ def write_report(out: str, preprocess_dir: str, run_dir: typing.Optional[str] = 
 
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
-    parser = cli.parser("tf_cartola.inspect.report", __doc__, "0 written, 2 not a preprocessing output or training run")
+    parser = cli.parser(
+        "tf_cartola.inspect.report",
+        __doc__,
+        "0 written, 2 not a preprocessing output or training run",
+    )
     parser.add_argument("--preprocess_dir", required=True, help="a beam_jobs.preprocess output")
-    parser.add_argument("--run_dir", help="a tf_cartola.train run folder (adds the model sections)")
-    parser.add_argument("--out", help="the HTML file (default: report.html in the run folder, else the output)")
+    parser.add_argument(
+        "--run_dir", help="a tf_cartola.train run folder (adds the model sections)"
+    )
+    parser.add_argument(
+        "--out", help="the HTML file (default: report.html in the run folder, else the output)"
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     out = args.out or files.join(args.run_dir or args.preprocess_dir, "report.html")

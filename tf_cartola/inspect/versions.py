@@ -1,6 +1,8 @@
-"""Lists the pushed versions of a model: metrics, what each was made of, its blessing decision and date.
+"""Lists the pushed versions of a model: metrics, what each was made of, its blessing decision and
+date.
 
-    python -m tf_cartola.inspect.versions --config configs/default.yaml [--serving_dir DIR] [--json]
+    python -m tf_cartola.inspect.versions --config configs/default.yaml [--serving_dir DIR]
+    [--json]
 
 Exit status: 0 listed (an empty list says so), 2 bad config.
 """
@@ -33,28 +35,42 @@ def describe(base_path: str) -> typing.List[dict]:
         metrics = files.read_json(metrics_path) if files.exists(metrics_path) else {}
         made_of = training.read_provenance(version_dir) or {}
         decision = decisions.get(version, {})
-        out.append({
-            "version": version, "path": version_dir,
-            **{k: metrics.get(k) for k in ("ks", "auc", "precision", "recall")},
-            "fingerprint": made_of.get("fingerprint"), "trained_at": made_of.get("trained_at"),
-            "pushed_at": decision.get("time"), "blessed": decision.get("blessed", True),
-            "baseline_version": decision.get("baseline_version"),
-        })
+        out.append(
+            {
+                "version": version,
+                "path": version_dir,
+                **{k: metrics.get(k) for k in ("ks", "auc", "precision", "recall")},
+                "fingerprint": made_of.get("fingerprint"),
+                "trained_at": made_of.get("trained_at"),
+                "pushed_at": decision.get("time"),
+                "blessed": decision.get("blessed", True),
+                "baseline_version": decision.get("baseline_version"),
+            }
+        )
     return out
 
 
 def table(records: typing.Sequence[dict]) -> str:
     """The records as aligned text."""
-    header = f"{'version':>7}  {'ks':>6}  {'auc':>6}  {'prec.':>6}  {'recall':>6}  {'data+config':<12}  " \
-             f"{'decision':<22}  pushed at"
+    header = (
+        f"{'version':>7}  {'ks':>6}  {'auc':>6}  {'prec.':>6}  {'recall':>6}  {'data+config':<12} "
+        " "
+        f"{'decision':<22}  pushed at"
+    )
     lines = [header, "-" * len(header)]
     for r in records:
+
         def number(key):
             return f"{r[key]:>6.4f}" if r[key] is not None else f"{'?':>6}"
 
-        decision = "blessed" + (f", vs v{r['baseline_version']}" if r["baseline_version"] else ", first")
-        lines.append(f"{r['version']:>7}  {number('ks')}  {number('auc')}  {number('precision')}  "
-                     f"{number('recall')}  {(r['fingerprint'] or '?')[:12]:<12}  {decision:<22}  {r['pushed_at'] or '?'}")
+        decision = "blessed" + (
+            f", vs v{r['baseline_version']}" if r["baseline_version"] else ", first"
+        )
+        lines.append(
+            f"{r['version']:>7}  {number('ks')}  {number('auc')}  {number('precision')}  "
+            f"{number('recall')}  {(r['fingerprint'] or '?')[:12]:<12}  {decision:<22}  "
+            f"{r['pushed_at'] or '?'}"
+        )
     return "\n".join(lines)
 
 
@@ -63,7 +79,9 @@ def main(argv=None) -> int:
     parser = cli.parser("tf_cartola.inspect.versions", __doc__, "0 listed, 2 bad config")
     config_lib.add_flag(parser)
     parser.add_argument("--serving_dir", help="where versions are pushed; default from the config")
-    parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON records instead of a table"
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     try:
@@ -71,7 +89,9 @@ def main(argv=None) -> int:
     except (config_lib.ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    base_path = files.join(args.serving_dir or config.serving.serving_dir, config.serving.model_name)
+    base_path = files.join(
+        args.serving_dir or config.serving.serving_dir, config.serving.model_name
+    )
     records = describe(base_path)
     if args.json:
         print(json.dumps(records, indent=2))

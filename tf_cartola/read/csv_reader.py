@@ -50,22 +50,35 @@ class Chunk:
 
 def quarantine_record(source: str, line_number: int, line: str, error: rows.BadRow) -> dict:
     """The record a bad row is set aside as: where it was, its text and why it was refused."""
-    return {"source": source, "line_number": int(line_number), "line": line, "kind": error.kind,
-            "column": error.column, "reason": str(error)}
+    return {
+        "source": source,
+        "line_number": int(line_number),
+        "line": line,
+        "kind": error.kind,
+        "column": error.column,
+        "reason": str(error),
+    }
 
 
 def to_records(batch: pa.RecordBatch) -> typing.List[dict]:
-    """Typed rows of a batch as dicts: one value per column, None where missing, `pixels` as str."""
+    """Typed rows of a batch as dicts: one value per column, None where missing, `pixels` as
+    str.
+    """
     columns = {}
     for name, column in zip(batch.schema.names, batch.columns):
         values = [v[0] if v else None for v in column.to_pylist()]
-        columns[name] = [None if v is None else v.decode("utf-8") for v in values] if name == F.PIXELS else values
+        columns[name] = (
+            [None if v is None else v.decode("utf-8") for v in values]
+            if name == F.PIXELS
+            else values
+        )
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
 def dense_column(batch: pa.RecordBatch, name: str) -> np.ndarray:
-    """One column of a typed batch as a flat array, one value per row: numbers as float64 with NaN where
-    missing (ids and labels are never missing), `pixels` as bytes with b"" where missing."""
+    """One column of a typed batch as a flat array, one value per row: numbers as float64 with NaN
+    where missing (ids and labels are never missing), `pixels` as bytes with b"" where missing.
+    """
     column = batch.column(batch.schema.get_field_index(name))
     present = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False) > 0
     values = column.flatten().to_numpy(zero_copy_only=False)  # At most one value per row.
@@ -126,7 +139,9 @@ def _outside_0_1(labels: pa.Array, bad: dict) -> typing.Dict[int, rows.BadRow]:
     for i in np.flatnonzero(present & (values != 0) & (values != 1)):
         if int(i) not in bad:
             kind = rows.LABEL_ABOVE_1 if values[i] > 1 else rows.LABEL_BELOW_0
-            out[int(i)] = rows.BadRow(kind, F.LABEL_KEY, f"{F.LABEL_KEY}: {int(values[i])} is neither 0 nor 1")
+            out[int(i)] = rows.BadRow(
+                kind, F.LABEL_KEY, f"{F.LABEL_KEY}: {int(values[i])} is neither 0 nor 1"
+            )
     return out
 
 
@@ -134,12 +149,19 @@ def _as_lists(values: pa.Array) -> pa.LargeListArray:
     """[v, None, ...] -> [[v], null, ...]: the tf.Example-decoded layout of an optional scalar."""
     valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False))
     ends = np.cumsum(valid)
-    offsets = pa.array(np.concatenate([[0], ends]), pa.int64(), mask=np.concatenate([~valid, [False]]))
+    offsets = pa.array(
+        np.concatenate([[0], ends]), pa.int64(), mask=np.concatenate([~valid, [False]])
+    )
     return pa.LargeListArray.from_arrays(offsets, values.drop_null())
 
 
-def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.Callable[[int], str], source: str,
-               required: typing.Sequence[str] = F.CSV_COLUMNS) -> typing.Tuple[pa.RecordBatch, typing.List[dict]]:
+def type_block(
+    block: pa.RecordBatch,
+    line_numbers: np.ndarray,
+    text_of: typing.Callable[[int], str],
+    source: str,
+    required: typing.Sequence[str] = F.CSV_COLUMNS,
+) -> typing.Tuple[pa.RecordBatch, typing.List[dict]]:
     """Types one block of string cells by the contract.
 
     Args:
@@ -158,21 +180,34 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.
     columns = _columns(block.schema.names)
     first_bad: typing.Dict[int, rows.BadRow] = {}
     if F.ID_KEY in columns:  # Files joined with their headers: the header again, as a row.
-        maybe = np.flatnonzero(pc.equal(pc.utf8_trim_whitespace(block.column(F.ID_KEY)), F.ID_KEY).to_numpy(
-            zero_copy_only=False))
+        maybe = np.flatnonzero(
+            pc.equal(pc.utf8_trim_whitespace(block.column(F.ID_KEY)), F.ID_KEY).to_numpy(
+                zero_copy_only=False
+            )
+        )
         for i in maybe:
-            if all(block.column(name)[int(i)].as_py().strip() == name for name in block.schema.names):
-                first_bad[int(i)] = rows.BadRow(rows.REPEATED_HEADER, None,
-                                                "the header line repeats here (files joined with their headers?)")
+            if all(
+                block.column(name)[int(i)].as_py().strip() == name for name in block.schema.names
+            ):
+                first_bad[int(i)] = rows.BadRow(
+                    rows.REPEATED_HEADER,
+                    None,
+                    "the header line repeats here (files joined with their headers?)",
+                )
     typed = {}
     for column in columns:
         text = pc.utf8_trim_whitespace(block.column(column))
         present = np.asarray(pc.not_equal(text, "").to_numpy(zero_copy_only=False), dtype=bool)
         if column in (F.ID_KEY, F.LABEL_KEY) and column in required and not present.all():
             for i in np.flatnonzero(~present):
-                first_bad.setdefault(int(i), rows.BadRow(rows.MISSING_REQUIRED, column, f"{column} is empty"))
+                first_bad.setdefault(
+                    int(i), rows.BadRow(rows.MISSING_REQUIRED, column, f"{column} is empty")
+                )
         if column == F.PIXELS:
-            typed[column] = pc.cast(pc.if_else(pa.array(present), text, pa.scalar(None, pa.string())), pa.large_binary())
+            typed[column] = pc.cast(
+                pc.if_else(pa.array(present), text, pa.scalar(None, pa.string())),
+                pa.large_binary(),
+            )
             continue
         typed[column], bad = _numbers(column, text, present)
         if column == F.LABEL_KEY and column in required:
@@ -187,14 +222,18 @@ def type_block(block: pa.RecordBatch, line_numbers: np.ndarray, text_of: typing.
             records.append(quarantine_record(source, line_numbers[i], text_of(i), error))
     mask = pa.array(good)
     batch = pa.RecordBatch.from_arrays(
-        [_as_lists(typed[c].filter(mask) if first_bad else typed[c]) for c in columns], schema=arrow_schema(columns)
+        [_as_lists(typed[c].filter(mask) if first_bad else typed[c]) for c in columns],
+        schema=arrow_schema(columns),
     )
     return batch, records
 
 
-def _to_utf8(piece: bytes, encoding: str, source: str, first_line: int) -> typing.Tuple[bytes, typing.List[dict]]:
-    """A piece of whole lines as UTF-8; a line that is not text in `encoding` becomes an empty line (so every
-    other line keeps its number) and a quarantine record at its true line number."""
+def _to_utf8(
+    piece: bytes, encoding: str, source: str, first_line: int
+) -> typing.Tuple[bytes, typing.List[dict]]:
+    """A piece of whole lines as UTF-8; a line that is not text in `encoding` becomes an empty line
+    (so every other line keeps its number) and a quarantine record at its true line number.
+    """
     try:
         text = piece.decode(encoding)
     except UnicodeDecodeError:
@@ -206,29 +245,43 @@ def _to_utf8(piece: bytes, encoding: str, source: str, first_line: int) -> typin
         try:
             lines[i] = line.decode(encoding).encode("utf-8")
         except UnicodeDecodeError as e:
-            error = rows.BadRow(rows.UNDECODABLE, None, f"byte {line[e.start:e.start + 1]!r} at column {e.start + 1} "
-                                f"is not {encoding} text (give the file's encoding with --encoding)")
-            bad.append(quarantine_record(source, first_line + i, line.decode(encoding, "replace").rstrip("\r"),
-                                         error))
+            error = rows.BadRow(
+                rows.UNDECODABLE,
+                None,
+                f"byte {line[e.start : e.start + 1]!r} at column {e.start + 1} "
+                f"is not {encoding} text (give the file's encoding with --encoding)",
+            )
+            bad.append(
+                quarantine_record(
+                    source, first_line + i, line.decode(encoding, "replace").rstrip("\r"), error
+                )
+            )
             lines[i] = b""
     return b"\n".join(lines), bad
 
 
-def read_header(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F.CSV_COLUMNS,
-                encoding: str = "utf-8") -> typing.List[str]:
+def read_header(
+    f: typing.BinaryIO,
+    source: str,
+    required: typing.Sequence[str] = F.CSV_COLUMNS,
+    encoding: str = "utf-8",
+) -> typing.List[str]:
     """The column names on a CSV's first line, checked to hold the `required` ones.
 
     Leaves `f` at the start of the second line.
 
     Raises:
-      rows.InputError: the file is empty, its header lacks contract columns or is not text in `encoding`.
+      rows.InputError: the file is empty, its header lacks contract columns or is not text in
+      `encoding`.
     """
     line = f.readline()
     try:
         first = line.decode("utf-8-sig" if encoding == "utf-8" else encoding).rstrip("\r\n")
     except UnicodeDecodeError:
-        raise rows.InputError(f"{source}: the header line is not {encoding} text (give the file's encoding "
-                              "with --encoding)") from None
+        raise rows.InputError(
+            f"{source}: the header line is not {encoding} text (give the file's encoding "
+            "with --encoding)"
+        ) from None
     if not first.strip():
         raise rows.InputError(f"{source}: the file is empty (no header line)")
     header = next(csv.reader([first]))
@@ -239,7 +292,8 @@ def read_header(f: typing.BinaryIO, source: str, required: typing.Sequence[str] 
 @dataclasses.dataclass(frozen=True)
 class Range:
     """Whole lines of a file: from byte `start` (None: right after the header) to byte `end`
-    (None: the end of the file); the first of them is line `first_line`."""
+    (None: the end of the file); the first of them is line `first_line`.
+    """
 
     path: str
     start: typing.Optional[int] = None
@@ -247,7 +301,9 @@ class Range:
     first_line: int = 2
 
 
-def plan_ranges(f: typing.BinaryIO, path: str, range_bytes: int, digest=None) -> typing.List[Range]:
+def plan_ranges(
+    f: typing.BinaryIO, path: str, range_bytes: int, digest=None
+) -> typing.List[Range]:
     """Splits a file into ranges of whole data lines of about `range_bytes` each.
 
     Reads the file once from its start, counting line breaks, so that every range knows
@@ -275,9 +331,12 @@ def plan_ranges(f: typing.BinaryIO, path: str, range_bytes: int, digest=None) ->
     return ranges
 
 
-def _pieces(f: typing.BinaryIO, end: typing.Optional[int], piece_bytes: int) -> typing.Iterator[bytes]:
-    """Reads from the current position to `end` (or EOF) in pieces of whole lines; without an end `f`
-    may be a stream (no tell)."""
+def _pieces(
+    f: typing.BinaryIO, end: typing.Optional[int], piece_bytes: int
+) -> typing.Iterator[bytes]:
+    """Reads from the current position to `end` (or EOF) in pieces of whole lines; without an end
+    `f` may be a stream (no tell).
+    """
     position = f.tell() if end is not None else 0
     while end is None or position < end:
         size = piece_bytes if end is None else min(piece_bytes, end - position)
@@ -305,11 +364,17 @@ def _parse_piece(piece: bytes, header: typing.Sequence[str], source: str, first_
 
     table = pacsv.read_csv(
         io.BytesIO(piece),
-        read_options=pacsv.ReadOptions(use_threads=False, column_names=list(header), block_size=len(piece) + 1),
+        read_options=pacsv.ReadOptions(
+            use_threads=False, column_names=list(header), block_size=len(piece) + 1
+        ),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header}, strings_can_be_null=False
+        ),
     )
-    block = pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], names=table.column_names)
+    block = pa.RecordBatch.from_arrays(
+        [c.combine_chunks() for c in table.columns], names=table.column_names
+    )
     # Arrow numbers the non-empty lines 1, 2, ...; map them to the file's line numbers.
     data = np.frombuffer(piece, np.uint8)
     breaks = np.flatnonzero(data == ord("\n"))
@@ -318,24 +383,34 @@ def _parse_piece(piece: bytes, header: typing.Sequence[str], source: str, first_
     lengths = ends - starts - (data[np.maximum(ends - 1, 0)] == ord("\r")) * (ends > starts)
     nonempty = np.flatnonzero(lengths > 0)
     if block.num_rows + len(invalid) != len(nonempty):
-        raise rows.InputError(f"{source}: a quoted value spans lines between lines {first_line} and "
-                              f"{first_line + len(breaks)}; values may not hold line breaks (docs/data.md)")
+        raise rows.InputError(
+            f"{source}: a quoted value spans lines between lines {first_line} and "
+            f"{first_line + len(breaks)}; values may not hold line breaks (docs/data.md)"
+        )
     skipped = np.zeros(len(nonempty), dtype=bool)
     skipped[[number - 1 for number, _, _ in invalid]] = True
     row_lines = nonempty[~skipped]
-    wrong = [(first_line + int(nonempty[number - 1]), text.rstrip("\r"), fields)
-             for number, text, fields in invalid if text.strip()]  # A line of blanks is no row.
+    wrong = [
+        (first_line + int(nonempty[number - 1]), text.rstrip("\r"), fields)
+        for number, text, fields in invalid
+        if text.strip()
+    ]  # A line of blanks is no row.
 
     def text_of(row: int) -> str:
         k = row_lines[row]
-        return piece[starts[k]:ends[k]].decode("utf-8", "replace").rstrip("\r")
+        return piece[starts[k] : ends[k]].decode("utf-8", "replace").rstrip("\r")
 
     return block, first_line + row_lines, wrong, text_of, len(breaks)
 
 
-def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F.CSV_COLUMNS,
-             block_bytes: int = BLOCK_BYTES, byte_range: typing.Optional[Range] = None,
-             encoding: str = "utf-8") -> typing.Iterator[Chunk]:
+def read_csv(
+    f: typing.BinaryIO,
+    source: str,
+    required: typing.Sequence[str] = F.CSV_COLUMNS,
+    block_bytes: int = BLOCK_BYTES,
+    byte_range: typing.Optional[Range] = None,
+    encoding: str = "utf-8",
+) -> typing.Iterator[Chunk]:
     """Reads a CSV file of the contract, or one range of its lines, as typed chunks.
 
     Args:
@@ -345,7 +420,8 @@ def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F
         features their model uses); of these, the id and the label may not be empty.
       block_bytes: how much text one chunk covers.
       byte_range: only these lines (from `plan_ranges`); default the whole file.
-      encoding: the file's text encoding (rows.check_encoding); a line that is not text in it is set aside.
+      encoding: the file's text encoding (rows.check_encoding); a line that is not text in it is
+        set aside.
 
     Yields:
       Chunks in file order. Blank lines are not rows; line numbers are the file's.
@@ -359,12 +435,16 @@ def read_csv(f: typing.BinaryIO, source: str, required: typing.Sequence[str] = F
     if byte_range.start is not None:
         f.seek(byte_range.start)
     first_line = byte_range.first_line
-    for piece in _pieces(f, byte_range.end, block_bytes):
-        piece, undecodable = _to_utf8(piece, encoding, source, first_line)
-        block, line_numbers, wrong, text_of, line_breaks = _parse_piece(piece, header, source, first_line)
+    for raw_piece in _pieces(f, byte_range.end, block_bytes):
+        piece, undecodable = _to_utf8(raw_piece, encoding, source, first_line)
+        block, line_numbers, wrong, text_of, line_breaks = _parse_piece(
+            piece, header, source, first_line
+        )
         first_line += line_breaks
         batch, bad = type_block(block, line_numbers, text_of, source, required)
         for number, text, fields in wrong:
-            error = rows.BadRow(rows.WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {fields}")
+            error = rows.BadRow(
+                rows.WRONG_FIELD_COUNT, None, f"expected {len(header)} fields, got {fields}"
+            )
             bad.append(quarantine_record(source, number, text, error))
         yield Chunk(batch, undecodable + bad, block.num_rows + len(wrong) + len(undecodable))

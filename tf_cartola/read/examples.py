@@ -1,4 +1,6 @@
-"""Typed rows <-> serialized tf.Examples of the raw contract columns (the raw splits, warmup, evaluation)."""
+"""Typed rows <-> serialized tf.Examples of the raw contract columns (the raw splits, warmup,
+evaluation).
+"""
 
 import typing
 
@@ -14,7 +16,9 @@ def to_example(row: typing.Mapping[str, typing.Any]) -> bytes:
         if value is None:
             continue
         if column == F.PIXELS:
-            feature[column] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+            feature[column] = tf.train.Feature(
+                bytes_list=tf.train.BytesList(value=[value.encode("utf-8")])
+            )
         elif column in F.INT_COLUMNS:
             feature[column] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
         else:
@@ -39,7 +43,8 @@ def from_example(serialized: bytes) -> dict:
 
 
 def records(pattern: str):
-    """The serialized tf.Examples of a split's GZIP TFRecord files, in file-name order, as a tf.data.Dataset.
+    """The serialized tf.Examples of a split's GZIP TFRecord files, in file-name order, as a
+    tf.data.Dataset.
 
     Raises:
       PreprocessOutputError: no file matches `pattern`.

@@ -31,16 +31,21 @@ class PostgresNotFound(RuntimeError):
 
 
 def _binary(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name)
-                                                                         else [])
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or (
+        [shutil.which(name)] if shutil.which(name) else []
+    )
     if not found:
-        raise PostgresNotFound(f"{name} not found: install Debian's postgresql package (make test does)")
+        raise PostgresNotFound(
+            f"{name} not found: install Debian's postgresql package (make test does)"
+        )
     return found[-1]
 
 
 @dataclasses.dataclass
 class Server:
-    """A running server: `url` for the password role, `env` holding PGPASSWORD, `admin` the socket DSN."""
+    """A running server: `url` for the password role, `env` holding PGPASSWORD, `admin` the socket
+    DSN.
+    """
 
     directory: str
     port: int
@@ -64,15 +69,18 @@ class Server:
 
 def _run(args: typing.Sequence[str], as_postgres: bool) -> None:
     command = ["runuser", "-u", "postgres", "--", *args] if as_postgres else list(args)
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
-        raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stderr.strip() or done.stdout.strip()}")
+        raise RuntimeError(
+            f"{' '.join(args[:2])} failed: {done.stderr.strip() or done.stdout.strip()}"
+        )
 
 
 @contextlib.contextmanager
 def running(parent: typing.Optional[str] = None) -> typing.Iterator[Server]:
-    """Creates a cluster in a new folder under `parent` (default: the temp dir), starts it, creates the
-    `cartola` role and database, yields the Server, then stops it and removes the folder."""
+    """Creates a cluster in a new folder under `parent` (default: the temp dir), starts it, creates
+    the `cartola` role and database, yields the Server, then stops it and removes the folder.
+    """
     import psycopg
 
     as_postgres = os.geteuid() == 0
@@ -83,12 +91,40 @@ def running(parent: typing.Optional[str] = None) -> typing.Iterator[Server]:
     data = os.path.join(directory, "data")
     server = Server(directory, loopback.free_port(), secrets.token_urlsafe(16))
     try:
-        _run([_binary("initdb"), "-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
-              "-E", "UTF8", "--locale=C"], as_postgres)
-        options = f"-c listen_addresses=127.0.0.1 -c port={server.port} -c unix_socket_directories={directory} " \
-                  "-c fsync=off -c synchronous_commit=off"
-        _run([_binary("pg_ctl"), "-D", data, "-o", options, "-l", os.path.join(directory, "log"), "-w", "start"],
-             as_postgres)
+        _run(
+            [
+                _binary("initdb"),
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            as_postgres,
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={server.port} -c "
+            f"unix_socket_directories={directory} "
+            "-c fsync=off -c synchronous_commit=off"
+        )
+        _run(
+            [
+                _binary("pg_ctl"),
+                "-D",
+                data,
+                "-o",
+                options,
+                "-l",
+                os.path.join(directory, "log"),
+                "-w",
+                "start",
+            ],
+            as_postgres,
+        )
         try:
             with psycopg.connect(server.admin, autocommit=True) as conn:
                 conn.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{server.password}'")
@@ -103,22 +139,37 @@ def running(parent: typing.Optional[str] = None) -> typing.Iterator[Server]:
 _SQL_TYPES = {"int": "bigint", "float": "double precision", "string": "text"}
 
 
-def load_csv(url: str, password: str, table: str, csv_path: str, text_columns: typing.Sequence[str] = ()) -> int:
-    """Creates `table` with the contract's columns (typed from the contract; `text_columns` as text) and
-    loads a CSV of the contract into it with COPY. Returns the rows loaded."""
+def load_csv(
+    url: str, password: str, table: str, csv_path: str, text_columns: typing.Sequence[str] = ()
+) -> int:
+    """Creates `table` with the contract's columns (typed from the contract; `text_columns` as
+    text) and loads a CSV of the contract into it with COPY. Returns the rows loaded.
+    """
     import psycopg
     from psycopg import sql
 
     from tf_cartola.contract import features as F
 
     columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL("text" if c in text_columns else _SQL_TYPES[F.column_kind(c)]))
-        for c in F.CSV_COLUMNS)
+        sql.SQL("{} {}").format(
+            sql.Identifier(c),
+            sql.SQL("text" if c in text_columns else _SQL_TYPES[F.column_kind(c)]),
+        )
+        for c in F.CSV_COLUMNS
+    )
     with psycopg.connect(url, password=password) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(table), columns))
-        with open(csv_path, "rb") as f, cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(
-                sql.Identifier(table))) as copy:
+        with (
+            open(csv_path, "rb") as f,
+            cur.copy(
+                sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(
+                    sql.Identifier(table)
+                )
+            ) as copy,
+        ):
             for block in iter(lambda: f.read(1 << 20), b""):
                 copy.write(block)
-        return cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+        return cur.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        ).fetchone()[0]

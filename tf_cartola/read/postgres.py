@@ -55,7 +55,9 @@ def masked(url: str) -> str:
 
 
 class DatabaseError(rows.InputError):
-    """The database cannot be read as asked (connection, SQL, types); the message never holds a password."""
+    """The database cannot be read as asked (connection, SQL, types); the message never holds a
+    password.
+    """
 
 
 @contextlib.contextmanager
@@ -120,13 +122,21 @@ def _select_list(conn, relation, required: typing.Sequence[str]):
     if F.ID_KEY not in [c for _, c in columns]:
         raise rows.InputError(f"the relation has no {F.ID_KEY} column to partition by")
     return sql.SQL("SELECT {} FROM ({}) AS r").format(
-        sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(n), sql.Identifier(c)) for n, c in columns),
-        relation)
+        sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(sql.Identifier(n), sql.Identifier(c)) for n, c in columns
+        ),
+        relation,
+    )
 
 
 @contextlib.contextmanager
-def snapshot(url: str, table: typing.Optional[str] = None, query: typing.Optional[str] = None,
-             partitions: int = 1, required: typing.Sequence[str] = F.CSV_COLUMNS):
+def snapshot(
+    url: str,
+    table: typing.Optional[str] = None,
+    query: typing.Optional[str] = None,
+    partitions: int = 1,
+    required: typing.Sequence[str] = F.CSV_COLUMNS,
+):
     """Exports a snapshot and plans the partitions; the snapshot lives until the block ends.
 
     Yields:
@@ -146,32 +156,67 @@ def snapshot(url: str, table: typing.Optional[str] = None, query: typing.Optiona
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             select = _select_list(conn, _relation(table, query), required)
-            count, low, high, digest = conn.execute(sql.SQL(
-                "SELECT count(*), min({id}), max({id}), md5(coalesce(string_agg(md5(s::text), '' "
-                "ORDER BY {id}, md5(s::text)), '')) FROM ({select}) AS s").format(
-                    id=sql.Identifier(F.ID_KEY), select=select)).fetchone()
+            count, low, high, digest = conn.execute(
+                sql.SQL(
+                    "SELECT count(*), min({id}), max({id}), md5(coalesce(string_agg(md5(s::text), "
+                    "'' "
+                    "ORDER BY {id}, md5(s::text)), '')) FROM ({select}) AS s"
+                ).format(id=sql.Identifier(F.ID_KEY), select=select)
+            ).fetchone()
             select_text = select.as_string(conn)
         if low is not None and not isinstance(low, int):
-            raise DatabaseError(f"{masked(url)}: {F.ID_KEY} must be a whole-number column, got {type(low).__name__}")
+            raise DatabaseError(
+                f"{masked(url)}: {F.ID_KEY} must be a whole-number column, got "
+                f"{type(low).__name__}"
+            )
         bounds = [(None, None)]
         if low is not None:
             step = -(-(high + 1 - low) // partitions)
-            bounds = [(low + i * step, min(low + (i + 1) * step, high + 1)) for i in range(partitions)
-                      if low + i * step <= high]
+            bounds = [
+                (low + i * step, min(low + (i + 1) * step, high + 1))
+                for i in range(partitions)
+                if low + i * step <= high
+            ]
         where = table or "query"
-        planned = [Partition(url, snapshot_id, select_text, lo, hi, i == 0,
-                             f"{masked(url)} {where} {F.ID_KEY} in [{lo}, {hi})" if lo is not None
-                             else f"{masked(url)} {where}") for i, (lo, hi) in enumerate(bounds)]
-        log.info("%s: %d rows in %d partition(s), snapshot %s", masked(url), count, len(planned), snapshot_id)
-        yield planned, {"path": masked(url), "query": select_text, "rows": count, "bytes": None,
-                        "fingerprint": f"md5:{digest}"}
+        planned = [
+            Partition(
+                url,
+                snapshot_id,
+                select_text,
+                lo,
+                hi,
+                i == 0,
+                f"{masked(url)} {where} {F.ID_KEY} in [{lo}, {hi})"
+                if lo is not None
+                else f"{masked(url)} {where}",
+            )
+            for i, (lo, hi) in enumerate(bounds)
+        ]
+        log.info(
+            "%s: %d rows in %d partition(s), snapshot %s",
+            masked(url),
+            count,
+            len(planned),
+            snapshot_id,
+        )
+        yield (
+            planned,
+            {
+                "path": masked(url),
+                "query": select_text,
+                "rows": count,
+                "bytes": None,
+                "fingerprint": f"md5:{digest}",
+            },
+        )
     finally:
         conn.close()  # Ends the transaction: the snapshot is released.
 
 
 class _CopyStream(io.RawIOBase):
     """A COPY TO STDOUT as a readable binary stream. The server sends a message per row; they are
-    gathered into blocks of about BLOCK_BYTES, so reads see few, large pieces."""
+    gathered into blocks of about BLOCK_BYTES, so reads see few, large pieces.
+    """
 
     BLOCK_BYTES = 1 << 20
 
@@ -202,15 +247,17 @@ class _CopyStream(io.RawIOBase):
                     break
                 self._rest = memoryview(block)
             n = min(len(view) - filled, len(self._rest))
-            view[filled:filled + n] = self._rest[:n]
+            view[filled : filled + n] = self._rest[:n]
             self._rest, filled = self._rest[n:], filled + n
         return filled
 
 
-def read_partition(partition: Partition, required: typing.Sequence[str] = F.CSV_COLUMNS,
-                   byte_range=None) -> typing.Iterator[csv_reader.Chunk]:
-    """The partition's rows as typed chunks, like `csv_reader.read_csv` on a file (line numbers count
-    from the COPY's header, line 1)."""
+def read_partition(
+    partition: Partition, required: typing.Sequence[str] = F.CSV_COLUMNS, byte_range=None
+) -> typing.Iterator[csv_reader.Chunk]:
+    """The partition's rows as typed chunks, like `csv_reader.read_csv` on a file (line numbers
+    count from the COPY's header, line 1).
+    """
     from psycopg import sql
 
     del byte_range  # A partition is read whole.
@@ -218,37 +265,43 @@ def read_partition(partition: Partition, required: typing.Sequence[str] = F.CSV_
     if partition.low is None:
         where = sql.SQL("TRUE")
     else:
-        where = sql.SQL("({id} >= {lo} AND {id} < {hi})").format(id=id_, lo=sql.Literal(partition.low),
-                                                                  hi=sql.Literal(partition.high))
+        where = sql.SQL("({id} >= {lo} AND {id} < {hi})").format(
+            id=id_, lo=sql.Literal(partition.low), hi=sql.Literal(partition.high)
+        )
         if partition.with_null_ids:
             where = sql.SQL("{} OR {} IS NULL").format(where, id_)
-    copy_sql = sql.SQL("COPY (SELECT * FROM ({select}) AS p WHERE {where} ORDER BY {id}) "
-                       "TO STDOUT (FORMAT csv, HEADER true)").format(select=sql.SQL(partition.select), where=where,
-                                                                    id=id_)
+    copy_sql = sql.SQL(
+        "COPY (SELECT * FROM ({select}) AS p WHERE {where} ORDER BY {id}) "
+        "TO STDOUT (FORMAT csv, HEADER true)"
+    ).format(select=sql.SQL(partition.select), where=where, id=id_)
     with connect(partition.url, autocommit=True) as conn, _errors(partition.url):
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(partition.snapshot)))
+        conn.execute(
+            sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(partition.snapshot))
+        )
         with conn.cursor().copy(copy_sql) as copy:
             stream = io.BufferedReader(_CopyStream(copy), 1 << 20)
             yield from csv_reader.read_csv(stream, partition.path, required)
         conn.execute("COMMIT")
 
 
-def read_all(url: str, table: typing.Optional[str] = None, query: typing.Optional[str] = None,
-             required: typing.Sequence[str] = F.CSV_COLUMNS) -> typing.Iterator[csv_reader.Chunk]:
+def read_all(
+    url: str,
+    table: typing.Optional[str] = None,
+    query: typing.Optional[str] = None,
+    required: typing.Sequence[str] = F.CSV_COLUMNS,
+) -> typing.Iterator[csv_reader.Chunk]:
     """Every row of a table or query, in id order, as typed chunks (one partition)."""
     with snapshot(url, table, query, 1, required) as (partitions, _):
         for partition in partitions:
             yield from read_partition(partition, required)
 
 
-
-
 class ScoresTable:
-    """Upserts (GLOBO_ID, pro_probability, model_name, model_version, run_id, scored_at), one row per user,
-    model and run, creating the table if missing: each month's run keeps its own rows, and a rerun of a run
-    replaces them. Each batch is one transaction: a crash leaves whole batches, and writing a batch again
-    replaces its rows instead of adding to them.
+    """Upserts (GLOBO_ID, pro_probability, model_name, model_version, run_id, scored_at), one row
+    per user, model and run, creating the table if missing: each month's run keeps its own rows,
+    and a rerun of a run replaces them. Each batch is one transaction: a crash leaves whole
+    batches, and writing a batch again replaces its rows instead of adding to them.
 
     Raises:
       rows.InputError: the table exists without a run_id column (made by an older version).
@@ -261,32 +314,54 @@ class ScoresTable:
         self._name = sql.Identifier(*table.split("."))
         self._conn = connect(url)
         with _errors(url), self._conn.transaction():
-            self._conn.execute(sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ({id} bigint NOT NULL, pro_probability double precision NOT NULL, "
-                "model_name text NOT NULL, model_version bigint, run_id text NOT NULL, "
-                "scored_at timestamptz NOT NULL, PRIMARY KEY ({id}, model_name, run_id))").format(
-                    self._name, id=sql.Identifier(F.ID_KEY)))
-            columns = self._conn.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(self._name)).description
+            self._conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ({id} bigint NOT NULL, pro_probability double "
+                    "precision NOT NULL, "
+                    "model_name text NOT NULL, model_version bigint, run_id text NOT NULL, "
+                    "scored_at timestamptz NOT NULL, PRIMARY KEY ({id}, model_name, run_id))"
+                ).format(self._name, id=sql.Identifier(F.ID_KEY))
+            )
+            columns = self._conn.execute(
+                sql.SQL("SELECT * FROM {} LIMIT 0").format(self._name)
+            ).description
         if "run_id" not in [c.name for c in columns]:
             self._conn.close()
-            raise rows.InputError(f"table {table} has no run_id column (an older scores table): give "
-                                  "--scores_table a new table, or add the column and the key (GLOBO_ID, "
-                                  "model_name, run_id)")
+            raise rows.InputError(
+                f"table {table} has no run_id column (an older scores table): give "
+                "--scores_table a new table, or add the column and the key (GLOBO_ID, "
+                "model_name, run_id)"
+            )
 
-    def upsert(self, ids: typing.Sequence[int], probabilities: typing.Sequence[float], model_name: str,
-               model_version: typing.Optional[int], run_id: str) -> None:
+    def upsert(
+        self,
+        ids: typing.Sequence[int],
+        probabilities: typing.Sequence[float],
+        model_name: str,
+        model_version: typing.Optional[int],
+        run_id: str,
+    ) -> None:
         """Writes one batch in one transaction."""
         from psycopg import sql
 
         statement = sql.SQL(
             "INSERT INTO {} ({columns}, scored_at) VALUES (%s, %s, %s, %s, %s, now()) "
-            "ON CONFLICT ({id}, model_name, run_id) DO UPDATE SET pro_probability = EXCLUDED.pro_probability, "
-            "model_version = EXCLUDED.model_version, scored_at = EXCLUDED.scored_at").format(
-                self._name, columns=sql.SQL(", ").join(map(sql.Identifier, F.SCORE_COLUMNS)),
-                id=sql.Identifier(F.ID_KEY))
+            "ON CONFLICT ({id}, model_name, run_id) DO UPDATE SET pro_probability = "
+            "EXCLUDED.pro_probability, "
+            "model_version = EXCLUDED.model_version, scored_at = EXCLUDED.scored_at"
+        ).format(
+            self._name,
+            columns=sql.SQL(", ").join(map(sql.Identifier, F.SCORE_COLUMNS)),
+            id=sql.Identifier(F.ID_KEY),
+        )
         with _errors(self._url), self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany(statement, [(int(i), float(p), model_name, model_version, run_id)
-                                        for i, p in zip(ids, probabilities)])
+            cur.executemany(
+                statement,
+                [
+                    (int(i), float(p), model_name, model_version, run_id)
+                    for i, p in zip(ids, probabilities)
+                ],
+            )
 
     def close(self) -> None:
         """Commits what was written and closes the connection."""

@@ -35,7 +35,9 @@ def _text(value) -> str:
 
 
 def _example_cells(example, context=None) -> dict:
-    """{column: cell text} of a tf.Example's contract features; a BadRow for a feature with several values."""
+    """{column: cell text} of a tf.Example's contract features; a BadRow for a feature with several
+    values.
+    """
     cells = {}
     for source in (context, example):
         if source is None:
@@ -46,7 +48,9 @@ def _example_cells(example, context=None) -> dict:
             kind = feature.WhichOneof("kind")
             values = list(getattr(feature, kind).value) if kind else []
             if len(values) > 1:
-                raise rows.BadRow(MANY_VALUES, column, f"{column}: {len(values)} values where one is expected")
+                raise rows.BadRow(
+                    MANY_VALUES, column, f"{column}: {len(values)} values where one is expected"
+                )
             cells[column] = _text(values[0]) if values else ""
     return cells
 
@@ -67,15 +71,25 @@ def _predict_rows(request) -> typing.List[dict]:
 
     arrays = {name: tf.make_ndarray(t) for name, t in request.inputs.items()}
     columns = {n: a for n, a in arrays.items() if n in F.CSV_COLUMNS}
-    if not columns:  # Serialized tf.Examples, as the classify signature takes them through Predict.
+    if (
+        not columns
+    ):  # Serialized tf.Examples, as the classify signature takes them through Predict.
         for array in arrays.values():
             if array.dtype == object and array.ndim == 1:
                 return [_example_cells(example_pb2.Example.FromString(v)) for v in array]
-        raise rows.BadRow(UNREADABLE, None, f"no contract column among the inputs {sorted(arrays)}")
+        raise rows.BadRow(
+            UNREADABLE, None, f"no contract column among the inputs {sorted(arrays)}"
+        )
     sizes = {n: a.shape[0] if a.ndim else 1 for n, a in columns.items()}
-    if len(set(sizes.values())) > 1 or any(a.ndim > 2 or (a.ndim == 2 and a.shape[1] != 1) for a in columns.values()):
-        raise rows.BadRow(UNREADABLE, None, f"inputs are not one value per row: shapes "
-                          f"{ {n: list(a.shape) for n, a in columns.items()} }")
+    if len(set(sizes.values())) > 1 or any(
+        a.ndim > 2 or (a.ndim == 2 and a.shape[1] != 1) for a in columns.values()
+    ):
+        raise rows.BadRow(
+            UNREADABLE,
+            None,
+            f"inputs are not one value per row: shapes "
+            f"{ {n: list(a.shape) for n, a in columns.items()} }",
+        )
     flat = {n: a.reshape(-1).tolist() for n, a in columns.items()}
     return [{n: _text(v[i]) for n, v in flat.items()} for i in range(next(iter(sizes.values())))]
 
@@ -101,12 +115,20 @@ def request_rows(serialized: bytes) -> typing.List[dict]:
     raise rows.BadRow(UNREADABLE, None, f"a {kind or 'empty'} record carries no rows to validate")
 
 
-def _typed(cells: typing.List[dict], numbers: typing.List[int], source: str) -> typing.Tuple[pa.RecordBatch, list]:
+def _typed(
+    cells: typing.List[dict], numbers: typing.List[int], source: str
+) -> typing.Tuple[pa.RecordBatch, list]:
     header = [c for c in F.CSV_COLUMNS if any(c in row for row in cells)]
-    block = pa.RecordBatch.from_arrays([pa.array([row.get(c, "") for row in cells], pa.string()) for c in header],
-                                       names=header)
-    return csv_reader.type_block(block, np.array(numbers), lambda i: json.dumps(cells[i], sort_keys=True), source,
-                                 required=())
+    block = pa.RecordBatch.from_arrays(
+        [pa.array([row.get(c, "") for row in cells], pa.string()) for c in header], names=header
+    )
+    return csv_reader.type_block(
+        block,
+        np.array(numbers),
+        lambda i: json.dumps(cells[i], sort_keys=True),
+        source,
+        required=(),
+    )
 
 
 def read(f: typing.BinaryIO, source: str, byte_range=None) -> typing.Iterator[csv_reader.Chunk]:
@@ -126,7 +148,11 @@ def read(f: typing.BinaryIO, source: str, byte_range=None) -> typing.Iterator[cs
         except StopIteration:
             break
         except tfrecords.CorruptRecord as e:
-            bad.append(csv_reader.quarantine_record(source, number + 1, "", rows.BadRow(UNREADABLE, None, str(e))))
+            bad.append(
+                csv_reader.quarantine_record(
+                    source, number + 1, "", rows.BadRow(UNREADABLE, None, str(e))
+                )
+            )
             read_rows += 1
             break
         number += 1

@@ -31,7 +31,17 @@ _LABEL_WEIGHTS = {
 _LABEL_SCALE = 1.25
 _LABEL_BIAS = -0.05
 _RESOLUTIONS = np.array(
-    ["1920x1080", "1366x768", "1280x720", "1536x864", "2560x1440", "360x640", "414x896", "390x844", "768x1024"]
+    [
+        "1920x1080",
+        "1366x768",
+        "1280x720",
+        "1536x864",
+        "2560x1440",
+        "360x640",
+        "414x896",
+        "390x844",
+        "768x1024",
+    ]
 )
 _RESOLUTION_P = np.array([0.26, 0.16, 0.08, 0.08, 0.05, 0.15, 0.09, 0.09, 0.04])
 
@@ -39,7 +49,9 @@ log = logging.getLogger(__name__)
 
 
 def _coupled(rng, values: np.ndarray, latent: np.ndarray, rho: float) -> np.ndarray:
-    """Reorders `values` so their ranks follow `rho * latent + noise`: keeps the marginal exactly."""
+    """Reorders `values` so their ranks follow `rho * latent + noise`: keeps the marginal
+    exactly.
+    """
     key = rho * latent + np.sqrt(1.0 - rho**2) * rng.standard_normal(len(latent))
     out = np.empty_like(values)
     out[np.argsort(key)] = np.sort(values)
@@ -73,7 +85,9 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
     n = rows
     engagement = rng.standard_normal(n)
 
-    anos_como_pro = _coupled(rng, rng.choice(4, n, p=[0.68, 0.1035, 0.123, 0.0935]).astype(np.int64), engagement, 0.3)
+    anos_como_pro = _coupled(
+        rng, rng.choice(4, n, p=[0.68, 0.1035, 0.123, 0.0935]).astype(np.int64), engagement, 0.3
+    )
     criacao = np.where(rng.random(n) < 0.2, 0, 1 + rng.negative_binomial(3, 3 / (3 + 2.92), n))
     criacao = np.where(rng.random(n) < 0.03, -1, np.minimum(criacao, 15)).astype(np.int64)
     avg_3 = _coupled(rng, _zero_inflated_gamma(rng, n, 0.21, 1.41, 1.48, 9.95), engagement, 0.6)
@@ -87,7 +101,9 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
     max_camp = min_camp + rng.poisson(0.5, n)
     tempo = _coupled(rng, rng.lognormal(np.log(40), 1.3, n), engagement, 0.5)
     interacoes = _long_tail(rng, n, 0.25, 1.5, 8).astype(np.int64)
-    atletismo = np.where(rng.random(n) < 0.05, -1, _long_tail(rng, n, 0.6, 1.2, 3)).astype(np.int64)
+    atletismo = np.where(rng.random(n) < 0.05, -1, _long_tail(rng, n, 0.6, 1.2, 3)).astype(
+        np.int64
+    )
     volei = np.where(rng.random(n) < 0.05, -1, _long_tail(rng, n, 0.7, 1.2, 2)).astype(np.int64)
     pixels = rng.choice(_RESOLUTIONS, n, p=_RESOLUTION_P).astype(object)
 
@@ -99,7 +115,9 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
         "norm_escalacao": norm_escalacao,
         "log_tempo_desperd": np.log1p(tempo),
     }
-    logit = _LABEL_BIAS + _LABEL_SCALE * sum(w * _z(engineered[k]) for k, w in _LABEL_WEIGHTS.items())
+    logit = _LABEL_BIAS + _LABEL_SCALE * sum(
+        w * _z(engineered[k]) for k, w in _LABEL_WEIGHTS.items()
+    )
     label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
 
     # Missing cells and malformed values, at random (after the label is drawn).
@@ -111,7 +129,9 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         {
-            F.ID_KEY: rng.permutation(np.arange(10_000_000, 10_000_000 + 3 * n, 3, dtype=np.int64))[:n],
+            F.ID_KEY: rng.permutation(
+                np.arange(10_000_000, 10_000_000 + 3 * n, 3, dtype=np.int64)
+            )[:n],
             F.LABEL_KEY: label,
             "anos_como_pro": anos_como_pro,
             "anos_desde_criacao": criacao,
@@ -130,7 +150,9 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
             "iteracao_atletismo": atletismo,
             "iteracao_volei": volei,
             "tempo_desperd": tempo.round(2),
-            "gplay_free": (rng.random(n) < 1.0 / (1.0 + np.exp(-(0.5 * engagement - 0.6)))).astype(np.int64),
+            "gplay_free": (rng.random(n) < 1.0 / (1.0 + np.exp(-(0.5 * engagement - 0.6)))).astype(
+                np.int64
+            ),
             F.PIXELS: pixels,
         }
     )
@@ -138,7 +160,8 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
 
 
 def shift_mean(frame: pd.DataFrame, column: str, sds: float, rng) -> pd.DataFrame:
-    """`frame` with `column`'s mean moved by `sds` of its standard deviations: drift, for testing monitors.
+    """`frame` with `column`'s mean moved by `sds` of its standard deviations: drift, for testing
+    monitors.
 
     A float column moves as a whole; an integer column stays whole: +1 on a random share of
     rows, on top of any whole part of the step.
@@ -155,7 +178,9 @@ def shift_mean(frame: pd.DataFrame, column: str, sds: float, rng) -> pd.DataFram
 
 def set_missing(frame: pd.DataFrame, column: str, share: float, rng) -> pd.DataFrame:
     """`frame` with `column` emptied in a random `share` of rows (the others as they were)."""
-    frame[column] = frame[column].where(rng.random(len(frame)) >= share, None if column == F.PIXELS else np.nan)
+    frame[column] = frame[column].where(
+        rng.random(len(frame)) >= share, None if column == F.PIXELS else np.nan
+    )
     return frame
 
 
@@ -167,8 +192,15 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
     parser = cli.parser("tf_cartola.read.synthetic", __doc__, "0 written, 2 bad arguments")
-    parser.add_argument("--rows", type=int, default=128_000, help="users to generate (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same file (default: %(default)s)")
+    parser.add_argument(
+        "--rows", type=int, default=128_000, help="users to generate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the same seed gives the same file (default: %(default)s)",
+    )
     parser.add_argument("--out", required=True, help="CSV file to write")
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)

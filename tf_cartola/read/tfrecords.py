@@ -1,11 +1,15 @@
-"""TFRecord framing without TensorFlow: length, masked CRC-32C of the length, data, masked CRC-32C of the data."""
+"""TFRecord framing without TensorFlow: length, masked CRC-32C of the length, data, masked CRC-32C
+of the data.
+"""
 
 import struct
 import typing
 
 
 class CorruptRecord(ValueError):
-    """A record whose framing or checksum is wrong: what follows it in the file cannot be trusted."""
+    """A record whose framing or checksum is wrong: what follows it in the file cannot be
+    trusted.
+    """
 
 
 def _masked_crc32c(data: bytes) -> int:
@@ -20,7 +24,12 @@ def frames(records: typing.Iterable[bytes]) -> bytes:
     parts = []
     for record in records:
         length = struct.pack("<Q", len(record))
-        parts += (length, struct.pack("<I", _masked_crc32c(length)), record, struct.pack("<I", _masked_crc32c(record)))
+        parts += (
+            length,
+            struct.pack("<I", _masked_crc32c(length)),
+            record,
+            struct.pack("<I", _masked_crc32c(record)),
+        )
     return b"".join(parts)
 
 
@@ -39,7 +48,9 @@ def read(f: typing.BinaryIO) -> typing.Iterator[bytes]:
             raise CorruptRecord(f"record {index}: the file ends inside a record header")
         length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
         if _masked_crc32c(length_bytes) != length_crc:
-            raise CorruptRecord(f"record {index}: the length's checksum does not match (not a TFRecord file?)")
+            raise CorruptRecord(
+                f"record {index}: the length's checksum does not match (not a TFRecord file?)"
+            )
         (length,) = struct.unpack("<Q", length_bytes)
         data, footer = f.read(length), f.read(4)
         if len(data) < length or len(footer) < 4:

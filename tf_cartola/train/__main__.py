@@ -1,6 +1,7 @@
 """Trains, evaluates and blesses the Cartola PRO model; pushes it when blessed.
 
-    python -m tf_cartola.train --config configs/default.yaml [--preprocess_dir DIR] [--serving_dir DIR]
+    python -m tf_cartola.train --config configs/default.yaml [--preprocess_dir DIR] [--serving_dir
+    DIR]
 
 Exit status: 0 pushed, 1 refused (the reasons are printed), 2 bad config or input.
 """
@@ -8,16 +9,27 @@ Exit status: 0 pushed, 1 refused (the reasons are printed), 2 bad config or inpu
 import sys
 
 from tf_cartola.common import cli, files, timing
-from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.contract import config as config_lib
+from tf_cartola.contract import manifest as manifest_lib
 
-_ROWS = ("ks", "auc", "precision", "recall", "mean_score_pro", "mean_score_non_pro", "rows", "rows_pro")
+_ROWS = (
+    "ks",
+    "auc",
+    "precision",
+    "recall",
+    "mean_score_pro",
+    "mean_score_non_pro",
+    "rows",
+    "rows_pro",
+)
 
 
 def metrics_table(result: dict) -> str:
     """Candidate (and baseline) metrics as a small text table."""
     base = result["baseline"]
-    header = f"{'metric':<20}{'candidate':>12}" + (f"{'v' + str(result['baseline_version']):>12}" if base else "")
+    header = f"{'metric':<20}{'candidate':>12}" + (
+        f"{'v' + str(result['baseline_version']):>12}" if base else ""
+    )
     lines = [header, "-" * len(header)]
     for key in _ROWS:
         value = result["metrics"][key]
@@ -28,13 +40,26 @@ def metrics_table(result: dict) -> str:
 
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
-    parser = cli.parser("tf_cartola.train", __doc__, "0 pushed (or nothing changed), 1 not blessed, 2 bad config or input")
+    parser = cli.parser(
+        "tf_cartola.train",
+        __doc__,
+        "0 pushed (or nothing changed), 1 not blessed, 2 bad config or input",
+    )
     config_lib.add_flag(parser)
-    parser.add_argument("--preprocess_dir", help="beam_jobs.preprocess output; default from the config")
-    parser.add_argument("--serving_dir", help="where blessed versions are pushed; default from the config")
-    parser.add_argument("--run_dir", help="this run's folder; default a new one under train.run_dir")
-    parser.add_argument("--force", action="store_true",
-                        help="train and push even when the latest version was made of the same data and config")
+    parser.add_argument(
+        "--preprocess_dir", help="beam_jobs.preprocess output; default from the config"
+    )
+    parser.add_argument(
+        "--serving_dir", help="where blessed versions are pushed; default from the config"
+    )
+    parser.add_argument(
+        "--run_dir", help="this run's folder; default a new one under train.run_dir"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="train and push even when the latest version was made of the same data and config",
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     from tf_cartola.inspect import report
@@ -42,18 +67,27 @@ def main(argv=None) -> int:
 
     try:
         config = config_lib.load(args.config)
-        result = training.train(config, args.preprocess_dir, args.serving_dir, args.run_dir, args.force)
+        result = training.train(
+            config, args.preprocess_dir, args.serving_dir, args.run_dir, args.force
+        )
     except (config_lib.ConfigError, manifest_lib.PreprocessOutputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not result.get("nothing_changed"):
         with timing.stage(result["seconds"], "report"):
-            result["report"] = report.write_report(files.join(result["run_dir"], "report.html"),
-                                                   result["preprocess_dir"], result["run_dir"], result["labels"],
-                                                   result["scores"])
+            result["report"] = report.write_report(
+                files.join(result["run_dir"], "report.html"),
+                result["preprocess_dir"],
+                result["run_dir"],
+                result["labels"],
+                result["scores"],
+            )
     if result.get("nothing_changed"):
-        print(f"nothing changed: version {result['version']} ({result['version_dir']}) was made of the same data "
-              "and config; not trained, nothing pushed (--force trains anyway)")
+        print(
+            f"nothing changed: version {result['version']} ({result['version_dir']}) was made of "
+            "the same data "
+            "and config; not trained, nothing pushed (--force trains anyway)"
+        )
         return 0
     print(metrics_table(result))
     print(f"seconds: {result['seconds']}")

@@ -18,16 +18,22 @@ def build(feature_names: typing.Sequence[str], hparams: config_lib.TrainConfig) 
       A compiled tf_keras.Model whose output is named `pro_probability`.
     """
     inputs = {name: tf_keras.Input(shape=(1,), name=name) for name in feature_names}
-    stacked = tf_keras.layers.Concatenate(name="features")(list(inputs.values())) if len(inputs) > 1 else next(
-        iter(inputs.values())
+    stacked = (
+        tf_keras.layers.Concatenate(name="features")(list(inputs.values()))
+        if len(inputs) > 1
+        else next(iter(inputs.values()))
     )
     regularizer = tf_keras.regularizers.l2(hparams.l2) if hparams.l2 else None
-    output = tf_keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=regularizer, name="pro_probability")(
-        stacked
-    )
+    output = tf_keras.layers.Dense(
+        1, activation="sigmoid", kernel_regularizer=regularizer, name="pro_probability"
+    )(stacked)
     model = tf_keras.Model(inputs=inputs, outputs=output, name="cartola_pro_logistic")
-    optimizer = tf_keras.optimizers.get({"class_name": hparams.optimizer, "config": {"learning_rate": hparams.learning_rate}})
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=[tf_keras.metrics.AUC(name="auc")])
+    optimizer = tf_keras.optimizers.get(
+        {"class_name": hparams.optimizer, "config": {"learning_rate": hparams.learning_rate}}
+    )
+    model.compile(
+        optimizer=optimizer, loss="binary_crossentropy", metrics=[tf_keras.metrics.AUC(name="auc")]
+    )
     return model
 
 
@@ -41,7 +47,11 @@ def _leave_tf_keras_to_itself() -> None:
     """
     from tensorflow.python.autograph.core import config as autograph_config
 
-    autograph_config.CONVERSION_RULES = (autograph_config.DoNotConvert("tf_keras"), *autograph_config.CONVERSION_RULES)
+    autograph_config.CONVERSION_RULES = (
+        autograph_config.DoNotConvert("tf_keras"),
+        *autograph_config.CONVERSION_RULES,
+    )
 
 
-_leave_tf_keras_to_itself()  # Once, when the model module is first imported: before any model is traced.
+# Once, when the model module is first imported: before any model is traced.
+_leave_tf_keras_to_itself()

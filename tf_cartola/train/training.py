@@ -1,11 +1,13 @@
-"""Training, evaluation and blessing: `train(config) -> result`, the library behind tf_cartola.train."""
+"""Training, evaluation and blessing: `train(config) -> result`, the library behind
+tf_cartola.train.
+"""
 
-import posixpath
 import dataclasses
 import datetime
 import hashlib
 import json
 import logging
+import posixpath
 import typing
 
 import numpy as np
@@ -13,18 +15,17 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
-from tf_cartola.validate import baseline as baseline_lib
+from tf_cartola.common import files, timing
 from tf_cartola.contract import config as config_lib
-from tf_cartola.export import saved_model as export_lib
 from tf_cartola.contract import features as F
-from tf_cartola.common import files
 from tf_cartola.contract import manifest as manifest_lib
-from tf_cartola.train import metrics as metrics_lib
-from tf_cartola.export import store as model_store
-from tf_cartola.train import builder as model_lib
-from tf_cartola.read import examples
+from tf_cartola.export import saved_model as export_lib
 from tf_cartola.export import scoring
-from tf_cartola.common import timing
+from tf_cartola.export import store as model_store
+from tf_cartola.read import examples
+from tf_cartola.train import builder as model_lib
+from tf_cartola.train import metrics as metrics_lib
+from tf_cartola.validate import baseline as baseline_lib
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ WARMUP_ROWS = 5  # Real eval rows replayed by TF Serving before it serves a new 
 
 
 def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[dict, np.ndarray]:
-    """All transformed rows of one split in memory, in GLOBO_ID order: ({feature: [n, 1]}, labels [n]).
+    """All transformed rows of one split in memory, in GLOBO_ID order: ({feature: [n, 1]}, labels
+    [n]).
 
     The order the files hold the rows in depends on how they were read (file ranges, table
     partitions, workers); sorting by id makes the training, and so the model, independent of it.
@@ -41,8 +43,8 @@ def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[di
     progress = timing.Progress(log, f"loading {pattern}")
     for batch in examples.records(pattern).batch(65536):
         parsed = tf.io.parse_example(batch, spec)
-        for n in columns:
-            columns[n].append(parsed[n].numpy())
+        for n, values in columns.items():
+            values.append(parsed[n].numpy())
         progress.add(len(columns[F.ID_KEY][-1]))
     order = np.argsort(np.concatenate(columns[F.ID_KEY]), kind="stable")
     x = {n: np.concatenate(columns[n])[order].reshape(-1, 1) for n in feature_names}
@@ -54,13 +56,17 @@ def first_raw(pattern: str, rows: int) -> typing.List[bytes]:
     return [r.numpy() for r in examples.records(pattern).take(rows)]
 
 
-def evaluate_export(export_dir: str, pattern: str, threshold: float) -> typing.Tuple[dict, np.ndarray, np.ndarray]:
+def evaluate_export(
+    export_dir: str, pattern: str, threshold: float
+) -> typing.Tuple[dict, np.ndarray, np.ndarray]:
     """(metrics, labels, scores) of a SavedModel's serving signature on one raw split."""
     labels, scores = scoring.score_split(export_dir, pattern)
     return metrics_lib.classification_metrics(labels, scores, threshold), labels, scores
 
 
-def bless(candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.BlessingConfig) -> typing.List[str]:
+def bless(
+    candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.BlessingConfig
+) -> typing.List[str]:
     """Reasons to refuse the candidate; empty means blessed. KS is checked first."""
     reasons = []
     for metric in ("ks", "auc", "precision", "recall"):
@@ -69,7 +75,8 @@ def bless(candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.Bles
             reasons.append(f"{metric} {candidate[metric]:.4f} < threshold {minimum}")
     if baseline is not None and candidate["ks"] < baseline["ks"] - cfg.ks_tolerance:
         reasons.append(
-            f"ks {candidate['ks']:.4f} is worse than the latest blessed model's {baseline['ks']:.4f}"
+            f"ks {candidate['ks']:.4f} is worse than the latest blessed model's "
+            f"{baseline['ks']:.4f}"
             f" by more than {cfg.ks_tolerance}"
         )
     return reasons
@@ -79,22 +86,31 @@ PROVENANCE_FILE = "provenance.json"
 
 
 def provenance(manifest: manifest_lib.Manifest, config: config_lib.Config) -> dict:
-    """What a model is made of: the input files' fingerprints, the split and the training config, and their digest."""
+    """What a model is made of: the input files' fingerprints, the split and the training config,
+    and their digest.
+    """
     train = {k: v for k, v in dataclasses.asdict(config.train).items() if k != "run_dir"}
-    made_of = {"inputs": sorted(i["fingerprint"] for i in manifest.inputs),
-               "split_ratio": list(config.preprocess.split_ratio), "train": train}
+    made_of = {
+        "inputs": sorted(i["fingerprint"] for i in manifest.inputs),
+        "split_ratio": list(config.preprocess.split_ratio),
+        "train": train,
+    }
     digest = hashlib.sha256(json.dumps(made_of, sort_keys=True).encode("utf-8")).hexdigest()
     return {"fingerprint": digest, **made_of}
 
 
-def used_config(config: config_lib.Config, manifest: manifest_lib.Manifest,
-                serving_dir: typing.Optional[str]) -> config_lib.Config:
-    """The config as a training run uses it, for its records: the preprocessing section the data was prepared
-    with (its manifest's) in the folder it was read from, and the serving folder pushed to (default the
-    config's)."""
+def used_config(
+    config: config_lib.Config, manifest: manifest_lib.Manifest, serving_dir: typing.Optional[str]
+) -> config_lib.Config:
+    """The config as a training run uses it, for its records: the preprocessing section the data
+    was prepared with (its manifest's) in the folder it was read from, and the serving folder
+    pushed to (default the config's).
+    """
     prepared = manifest.config.get("preprocess")
     if prepared is not None:
-        config = dataclasses.replace(config, preprocess=config_lib.from_dict({"preprocess": prepared}).preprocess)
+        config = dataclasses.replace(
+            config, preprocess=config_lib.from_dict({"preprocess": prepared}).preprocess
+        )
     config = config_lib.override(config, "preprocess", output_dir=manifest.dir)
     return config_lib.override(config, "serving", serving_dir=serving_dir)
 
@@ -108,22 +124,29 @@ def read_provenance(version_dir: str) -> typing.Optional[dict]:
         return json.load(f)
 
 
-def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None,
-          serving_dir: typing.Optional[str] = None, run_dir: typing.Optional[str] = None, force: bool = False) -> dict:
+def train(
+    config: config_lib.Config,
+    preprocess_dir: typing.Optional[str] = None,
+    serving_dir: typing.Optional[str] = None,
+    run_dir: typing.Optional[str] = None,
+    force: bool = False,
+) -> dict:
     """Trains, evaluates, blesses and (if blessed) pushes a model.
 
     Args:
       config: the whole config (train, blessing and serving sections are used).
       preprocess_dir: output of beam_jobs.preprocess; default `config.preprocess.output_dir`.
       serving_dir: where versions are pushed; default `config.serving.serving_dir`.
-      run_dir: where this run's files go; default a new timestamped folder under `config.train.run_dir`.
+      run_dir: where this run's files go; default a new timestamped folder under
+        `config.train.run_dir`.
       force: train even when the latest pushed version was made of the same data and config.
 
     Returns:
       {"run_dir", "export_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
-       "version" (None unless pushed), "seconds", ...}, as `blessing.json` records it, plus what only
-      this process can use: "model" (the trained tf_keras model), "labels" and "scores" (the eval split's);
-      or, when nothing changed since the latest pushed version (and not `force`),
+       "version" (None unless pushed), "seconds", ...}, as `blessing.json` records it, plus what
+       only
+      this process can use: "model" (the trained tf_keras model), "labels" and "scores" (the eval
+      split's); or, when nothing changed since the latest pushed version (and not `force`),
       {"nothing_changed": True, "version": that version, "version_dir": its folder}.
 
     Raises:
@@ -131,7 +154,9 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     """
     seconds = {}
     with timing.stage(seconds, "prepare"):
-        manifest = manifest_lib.load(preprocess_dir or config.preprocess.output_dir, trainable=True)
+        manifest = manifest_lib.load(
+            preprocess_dir or config.preprocess.output_dir, trainable=True
+        )
         config = used_config(config, manifest, serving_dir)
         base_path = files.join(config.serving.serving_dir, config.serving.model_name)
         made_of = provenance(manifest, config)
@@ -140,32 +165,61 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
     if unchanged:
         return unchanged
     feature_names = config.train.feature_names()
-    run_dir = run_dir or files.join(config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
+    run_dir = run_dir or files.join(
+        config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
+    )
     export_dir = files.join(run_dir, "export")
     with timing.stage(seconds, "load"):
         tft_output = tft.TFTransformOutput(manifest.artifact("transform"))
         spec = tft_output.transformed_feature_spec()
-        splits = [load_transformed(manifest.artifact(f"transformed_{w}"), spec, feature_names)
-                  for w in ("train", "eval")]
+        splits = [
+            load_transformed(manifest.artifact(f"transformed_{w}"), spec, feature_names)
+            for w in ("train", "eval")
+        ]
     with timing.stage(seconds, "train"):
         model, history = fit(feature_names, config.train, *splits)
     with timing.stage(seconds, "export"):
-        export_model(model, tft_output, feature_names, export_dir,
-                     first_raw(manifest.artifact("raw_eval"), WARMUP_ROWS), manifest, config.serving.model_name)
+        export_model(
+            model,
+            tft_output,
+            feature_names,
+            export_dir,
+            first_raw(manifest.artifact("raw_eval"), WARMUP_ROWS),
+            manifest,
+            config.serving.model_name,
+        )
     with timing.stage(seconds, "evaluate"):
-        candidate, labels, scores = evaluate_export(export_dir, manifest.artifact("raw_eval"),
-                                                    config.blessing.decision_threshold)
-        baseline = evaluate_export(model_store.version_dir(base_path, previous[-1]), manifest.artifact("raw_eval"),
-                                   config.blessing.decision_threshold)[0] if previous else None
+        candidate, labels, scores = evaluate_export(
+            export_dir, manifest.artifact("raw_eval"), config.blessing.decision_threshold
+        )
+        baseline = (
+            evaluate_export(
+                model_store.version_dir(base_path, previous[-1]),
+                manifest.artifact("raw_eval"),
+                config.blessing.decision_threshold,
+            )[0]
+            if previous
+            else None
+        )
         reasons = bless(candidate, baseline, config.blessing)
     result = {
-        "run_dir": run_dir, "export_dir": export_dir, "preprocess_dir": manifest.dir,
-        "metrics": candidate, "baseline": baseline, "baseline_version": previous[-1] if previous else None,
-        "blessed": not reasons, "reasons": reasons, "version": None, "version_dir": None,
+        "run_dir": run_dir,
+        "export_dir": export_dir,
+        "preprocess_dir": manifest.dir,
+        "metrics": candidate,
+        "baseline": baseline,
+        "baseline_version": previous[-1] if previous else None,
+        "blessed": not reasons,
+        "reasons": reasons,
+        "version": None,
+        "version_dir": None,
         "features": list(feature_names),
         "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
-        "epochs_run": len(history.history["loss"]), "seconds": seconds, "config": dataclasses.asdict(config),
-        "accepted": manifest.accepted,  # Anomalies of the data accepted on purpose when it was prepared.
+        "epochs_run": len(history.history["loss"]),
+        "seconds": seconds,
+        "config": dataclasses.asdict(config),
+        # Anomalies of the data accepted on purpose when it was prepared.
+        "accepted": manifest.accepted,
     }
     _write_export_records(export_dir, result, made_of)
     if not reasons:
@@ -178,7 +232,9 @@ def train(config: config_lib.Config, preprocess_dir: typing.Optional[str] = None
 
 
 def _unchanged(base_path: str, previous: typing.List[int], made_of: dict) -> typing.Optional[dict]:
-    """The "nothing changed" result when the latest pushed version was made of the same data and config."""
+    """The "nothing changed" result when the latest pushed version was made of the same data and
+    config.
+    """
     if not previous:
         return None
     latest_dir = model_store.version_dir(base_path, previous[-1])
@@ -190,9 +246,16 @@ def _unchanged(base_path: str, previous: typing.List[int], made_of: dict) -> typ
 def _write_export_records(export_dir: str, result: dict, made_of: dict) -> None:
     """What a pushed version carries about itself: its metrics and provenance."""
     files.write_json(files.join(export_dir, "metrics.json"), result["metrics"])
-    files.write_json(files.join(export_dir, PROVENANCE_FILE),
-                     {**made_of, "preprocess_dir": result["preprocess_dir"], "run_dir": result["run_dir"],
-                      "accepted": result["accepted"], "trained_at": datetime.datetime.utcnow().isoformat() + "Z"})
+    files.write_json(
+        files.join(export_dir, PROVENANCE_FILE),
+        {
+            **made_of,
+            "preprocess_dir": result["preprocess_dir"],
+            "run_dir": result["run_dir"],
+            "accepted": result["accepted"],
+            "trained_at": datetime.datetime.utcnow().isoformat() + "Z",
+        },
+    )
 
 
 def _write_run_records(run_dir: str, result: dict, history: dict) -> None:
@@ -203,27 +266,52 @@ def _write_run_records(run_dir: str, result: dict, history: dict) -> None:
 
 
 def fit(feature_names, hp: config_lib.TrainConfig, train_split, eval_split):
-    """A seeded, deterministic fit with early stopping on the eval loss: (tf_keras model, its History)."""
+    """A seeded, deterministic fit with early stopping on the eval loss: (tf_keras model, its
+    History).
+    """
     (x_train, y_train), (x_eval, y_eval) = train_split, eval_split
-    log.info("training on %d rows, early stopping on %d eval rows, features %s", len(y_train), len(y_eval),
-             list(feature_names))
+    log.info(
+        "training on %d rows, early stopping on %d eval rows, features %s",
+        len(y_train),
+        len(y_eval),
+        list(feature_names),
+    )
     tf_keras.utils.set_random_seed(hp.seed)
     tf.config.experimental.enable_op_determinism()
     model = model_lib.build(feature_names, hp)
     history = model.fit(
-        x_train, y_train, batch_size=hp.batch_size, epochs=hp.epochs, validation_data=(x_eval, y_eval),
-        shuffle=True, verbose=2,
-        callbacks=[tf_keras.callbacks.EarlyStopping(patience=hp.early_stopping_patience, restore_best_weights=True)],
+        x_train,
+        y_train,
+        batch_size=hp.batch_size,
+        epochs=hp.epochs,
+        validation_data=(x_eval, y_eval),
+        shuffle=True,
+        verbose=2,
+        callbacks=[
+            tf_keras.callbacks.EarlyStopping(
+                patience=hp.early_stopping_patience, restore_best_weights=True
+            )
+        ],
     )
     return model, history
 
 
-def export_model(model, tft_output, feature_names, export_dir: str, warmup_examples,
-                 manifest: manifest_lib.Manifest, model_name: str) -> None:
-    """The SavedModel with a few serialized eval rows as warmup requests and the baseline of its training
-    data."""
+def export_model(
+    model,
+    tft_output,
+    feature_names,
+    export_dir: str,
+    warmup_examples,
+    manifest: manifest_lib.Manifest,
+    model_name: str,
+) -> None:
+    """The SavedModel with a few serialized eval rows as warmup requests and the baseline of its
+    training data.
+    """
     warmup = [examples.from_example(s) for s in warmup_examples]
-    warmup = [{c: row[c] for c in F.RAW_FEATURES} for row in warmup]  # What a client sends: no id, no label.
+    warmup = [
+        {c: row[c] for c in F.RAW_FEATURES} for row in warmup
+    ]  # What a client sends: no id, no label.
     export_lib.export(model, tft_output, feature_names, export_dir, warmup, model_name)
     # New data is judged against what this version learned from.
     baseline_lib.save(manifest, export_dir, export_lib.used_raw_columns(feature_names))
@@ -233,7 +321,23 @@ def append_decision(base_path: str, result: dict) -> None:
     """Appends the blessing decision to `<base_path>.decisions.jsonl` (also on gs://)."""
     decisions = f"{base_path.rstrip('/')}.decisions.jsonl"
     tf.io.gfile.makedirs(posixpath.dirname(decisions))
-    record = {k: result[k] for k in ("run_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
-                                     "version", "accepted")}
+    record = {
+        k: result[k]
+        for k in (
+            "run_dir",
+            "metrics",
+            "baseline",
+            "baseline_version",
+            "blessed",
+            "reasons",
+            "version",
+            "accepted",
+        )
+    }
     with tf.io.gfile.GFile(decisions, "a") as f:
-        f.write(json.dumps({"time": datetime.datetime.utcnow().isoformat() + "Z", **record}, sort_keys=True) + "\n")
+        f.write(
+            json.dumps(
+                {"time": datetime.datetime.utcnow().isoformat() + "Z", **record}, sort_keys=True
+            )
+            + "\n"
+        )

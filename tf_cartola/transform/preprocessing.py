@@ -21,8 +21,12 @@ def engineer(column: str, raw) -> tuple:
     if column == F.PIXELS:
         text = _densify(raw, "")
         valid = tf.strings.regex_full_match(text, F.PIXELS_PATTERN)
-        parts = tf.strings.split(tf.strings.regex_replace(tf.where(valid, text, "0x0"), F.PIXELS_PATTERN, r"\1 \2"))
-        sizes = tf.strings.to_number(parts.to_tensor(shape=[None, 2], default_value="0"), tf.float64)
+        parts = tf.strings.split(
+            tf.strings.regex_replace(tf.where(valid, text, "0x0"), F.PIXELS_PATTERN, r"\1 \2")
+        )
+        sizes = tf.strings.to_number(
+            parts.to_tensor(shape=[None, 2], default_value="0"), tf.float64
+        )
         return sizes[:, 0] * sizes[:, 1], valid
     x = _densify(tf.cast(raw, tf.float64) if raw.dtype != tf.float64 else raw, float("nan"))
     valid = tf.math.logical_not(tf.math.is_nan(x))
@@ -55,15 +59,21 @@ def preprocessing_fn(inputs: dict) -> dict:
     """
     engineered = [engineer(column, inputs[column]) for column in F.RAW_FEATURES]
     valid = tf.stack([v for _, v in engineered], axis=1)
-    x = tf.where(valid, tf.stack([value for value, _ in engineered], axis=1), 0.0)  # Only valid values count.
+    x = tf.where(
+        valid, tf.stack([value for value, _ in engineered], axis=1), 0.0
+    )  # Only valid values count.
     share = tft.mean(tf.cast(valid, tf.float64), reduce_instance_dims=False, name="valid_share")
     first = tft.mean(x, reduce_instance_dims=False, name="valid_sum_share")
     second = tft.mean(tf.square(x), reduce_instance_dims=False, name="valid_square_share")
     mean = tf.math.divide_no_nan(first, share)
     std = tf.sqrt(tf.maximum(second - first * mean, 0.0))
     centered = tf.where(valid, x, mean) - mean
-    z = tf.where(std > 0, tf.math.divide_no_nan(centered, std), centered)  # A constant feature stays centered.
-    outputs = {F.transformed_name(c): tf.cast(z[:, i], tf.float32) for i, c in enumerate(F.RAW_FEATURES)}
+    z = tf.where(
+        std > 0, tf.math.divide_no_nan(centered, std), centered
+    )  # A constant feature stays centered.
+    outputs = {
+        F.transformed_name(c): tf.cast(z[:, i], tf.float32) for i, c in enumerate(F.RAW_FEATURES)
+    }
     for passthrough in (F.LABEL_KEY, F.ID_KEY):
         if passthrough in inputs:
             outputs[passthrough] = inputs[passthrough]

@@ -1,4 +1,5 @@
-"""What a model was trained on, as TFDV statistics and schema: the reference new data is compared with.
+"""What a model was trained on, as TFDV statistics and schema: the reference new data is compared
+with.
 
 A baseline is read from either
 - a preprocessing output directory (`stats/train.binpb`, `schema.pbtxt`, `manifest.json`), or
@@ -7,13 +8,13 @@ A baseline is read from either
   so the version can be judged against its own training data wherever it is copied.
 """
 
-import posixpath
 import dataclasses
 import json
+import posixpath
 import typing
 
-from tf_cartola.contract import features as F
 from tf_cartola.common import files
+from tf_cartola.contract import features as F
 from tf_cartola.contract import manifest as manifest_lib
 
 # Inside a SavedModel version: TF Serving ignores assets.extra/ except for its warmup file.
@@ -30,7 +31,9 @@ class Baseline:
     """Train statistics and schema of one preprocessing run, and where they come from."""
 
     path: str
-    description: str  # e.g. "served model cartola_pro version 3" or "preprocessing run runs/preprocess".
+    description: (
+        str  # e.g. "served model cartola_pro version 3" or "preprocessing run runs/preprocess".
+    )
     stats: typing.Any  # statistics_pb2.DatasetFeatureStatisticsList
     schema: typing.Any  # schema_pb2.Schema
     inputs: typing.List[dict]  # The preprocessing run's inputs (path, bytes, fingerprint).
@@ -39,21 +42,34 @@ class Baseline:
 
     def summary(self) -> dict:
         """The manifest's record of the baseline."""
-        return {"path": self.path, "description": self.description, "inputs": self.inputs,
-                "features": list(self.features)}
+        return {
+            "path": self.path,
+            "description": self.description,
+            "inputs": self.inputs,
+            "features": list(self.features),
+        }
 
 
-def save(manifest: manifest_lib.Manifest, version_dir: str, raw_columns: typing.Sequence[str]) -> None:
-    """Copies a preprocessing run's train statistics, schema and inputs into a model export, with the raw
-    columns the model takes (requests carry only those)."""
+def save(
+    manifest: manifest_lib.Manifest, version_dir: str, raw_columns: typing.Sequence[str]
+) -> None:
+    """Copies a preprocessing run's train statistics, schema and inputs into a model export, with
+    the raw columns the model takes (requests carry only those).
+    """
     import tensorflow as tf
 
     out = files.join(version_dir, VERSION_DIR)
     tf.io.gfile.makedirs(out)
     tf.io.gfile.copy(_stats_path(manifest), files.join(out, _STATS), overwrite=True)
     tf.io.gfile.copy(manifest.artifact("schema"), files.join(out, _SCHEMA), overwrite=True)
-    files.write_json(files.join(out, _ABOUT),
-                     {"preprocess_dir": manifest.dir, "inputs": manifest.inputs, "raw_columns": list(raw_columns)})
+    files.write_json(
+        files.join(out, _ABOUT),
+        {
+            "preprocess_dir": manifest.dir,
+            "inputs": manifest.inputs,
+            "raw_columns": list(raw_columns),
+        },
+    )
 
 
 def _stats_path(manifest: manifest_lib.Manifest) -> str:
@@ -73,16 +89,25 @@ def load(path: str, description: typing.Optional[str] = None) -> Baseline:
     if tf.io.gfile.exists(files.join(inside, _STATS)):
         with tf.io.gfile.GFile(files.join(inside, _ABOUT)) as f:
             about = json.load(f)
-        return Baseline(path, description or f"model version {path}", tfdv.load_stats_binary(
-            files.join(inside, _STATS)), tfdv.load_schema_text(files.join(inside, _SCHEMA)), about["inputs"],
-            about["raw_columns"])
+        return Baseline(
+            path,
+            description or f"model version {path}",
+            tfdv.load_stats_binary(files.join(inside, _STATS)),
+            tfdv.load_schema_text(files.join(inside, _SCHEMA)),
+            about["inputs"],
+            about["raw_columns"],
+        )
     try:
         manifest = manifest_lib.load(path)
     except manifest_lib.PreprocessOutputError as e:
         raise BaselineError(f"{e}; nor is it a model version (no {VERSION_DIR}/)") from None
-    return Baseline(path, description or f"preprocessing run {path}",
-                    tfdv.load_stats_binary(_stats_path(manifest)),
-                    tfdv.load_schema_text(manifest.artifact("schema")), manifest.inputs)
+    return Baseline(
+        path,
+        description or f"preprocessing run {path}",
+        tfdv.load_stats_binary(_stats_path(manifest)),
+        tfdv.load_schema_text(manifest.artifact("schema")),
+        manifest.inputs,
+    )
 
 
 def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
@@ -98,8 +123,8 @@ def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline
 
 
 def resolve(setting: str, serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
-    """The baseline a `preprocess.baseline` setting names: "none" (None), "served" (the latest served version
-    that carries one; None when nothing is served yet) or a directory.
+    """The baseline a `preprocess.baseline` setting names: "none" (None), "served" (the latest
+    served version that carries one; None when nothing is served yet) or a directory.
 
     Raises:
       BaselineError: a directory that holds no baseline.

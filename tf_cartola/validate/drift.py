@@ -16,8 +16,8 @@ pass over the rows):
 All tests of one comparison share its false-alarm budget `alpha` (Bonferroni): when both
 samples come from one distribution, the chance that any test of the comparison alarms
 is at most `alpha`. A test with fewer than `MIN_ROWS` values on either side (the
-baseline's, or the new data's) is reported as too small to judge instead. Tests that cannot reject (no missing value on
-either side) are shown but not counted.
+baseline's, or the new data's) is reported as too small to judge instead. Tests that cannot reject
+(no missing value on either side) are shown but not counted.
 """
 
 import dataclasses
@@ -39,14 +39,22 @@ DISTRIBUTION, MISSING, CATEGORY = "distribution", "missing share", "value shares
 # A chi-square cell's expected count below this is pooled with the other rare values.
 MIN_EXPECTED = 5
 # Anomaly kinds (validation.add_anomaly) of each test.
-KINDS = {DISTRIBUTION: "DRIFT_DISTRIBUTION", MISSING: "DRIFT_MISSING_SHARE", CATEGORY: "DRIFT_CATEGORY_SHARE"}
+KINDS = {
+    DISTRIBUTION: "DRIFT_DISTRIBUTION",
+    MISSING: "DRIFT_MISSING_SHARE",
+    CATEGORY: "DRIFT_CATEGORY_SHARE",
+}
 
 
 def stats_options():
-    """TFDV options for every statistics the job writes: fine quantile histograms for the KS test."""
+    """TFDV options for every statistics the job writes: fine quantile histograms for the KS
+    test.
+    """
     import tensorflow_data_validation as tfdv
 
-    return tfdv.StatsOptions(num_quantiles_histogram_buckets=QUANTILE_BUCKETS, epsilon=QUANTILE_EPSILON)
+    return tfdv.StatsOptions(
+        num_quantiles_histogram_buckets=QUANTILE_BUCKETS, epsilon=QUANTILE_EPSILON
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,18 +79,24 @@ class Check:
         """The check as one sentence for an anomaly's description."""
         measure = "KS distance" if self.test == DISTRIBUTION else "p-value"
         side = "above" if self.test == DISTRIBUTION else "below"
-        return (f"{self.feature} {self.test}: {self.current} here, {self.baseline} in {baseline_name}; "
-                f"{measure} {self.statistic:.3g} is {side} the threshold {self.threshold:.3g}.")
+        return (
+            f"{self.feature} {self.test}: {self.current} here, {self.baseline} in "
+            f"{baseline_name}; "
+            f"{measure} {self.statistic:.3g} is {side} the threshold {self.threshold:.3g}."
+        )
 
 
 def feature_name(feature: statistics_pb2.FeatureNameStatistics) -> str:
-    """A feature's name in TFDV statistics: its path's first step (its `name` in older statistics)."""
+    """A feature's name in TFDV statistics: its path's first step (its `name` in older
+    statistics).
+    """
     return feature.path.step[0] if feature.path.step else feature.name
 
 
 def feature_stats(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict:
-    """The features of the first dataset of TFDV statistics by name ({} when there is none): the one
-    lookup of a feature's statistics (validation, drift, the report)."""
+    """The features of the first dataset of TFDV statistics by name ({} when there is none): the
+    one lookup of a feature's statistics (validation, drift, the report).
+    """
     return {feature_name(f): f for f in stats.datasets[0].features} if stats.datasets else {}
 
 
@@ -99,7 +113,9 @@ def quantiles(feature) -> typing.Optional[statistics_pb2.Histogram]:
 
 
 def cdf(hist: statistics_pb2.Histogram, xs: np.ndarray, right: bool) -> np.ndarray:
-    """The CDF at `xs` (right limits, or left limits), spreading each bucket evenly over its width."""
+    """The CDF at `xs` (right limits, or left limits), spreading each bucket evenly over its
+    width.
+    """
     low = np.array([b.low_value for b in hist.buckets])
     high = np.array([b.high_value for b in hist.buckets])
     count = np.array([b.sample_count for b in hist.buckets])
@@ -113,8 +129,12 @@ def cdf(hist: statistics_pb2.Histogram, xs: np.ndarray, right: bool) -> np.ndarr
 
 
 def ks_distance(a: statistics_pb2.Histogram, b: statistics_pb2.Histogram) -> float:
-    """The largest gap between the CDFs of two quantile histograms (both limits at every bucket edge)."""
-    edges = np.unique([v for h in (a, b) for bucket in h.buckets for v in (bucket.low_value, bucket.high_value)])
+    """The largest gap between the CDFs of two quantile histograms (both limits at every bucket
+    edge).
+    """
+    edges = np.unique(
+        [v for h in (a, b) for bucket in h.buckets for v in (bucket.low_value, bucket.high_value)]
+    )
     return float(max(np.max(np.abs(cdf(a, edges, r) - cdf(b, edges, r))) for r in (True, False)))
 
 
@@ -134,48 +154,81 @@ def _category_counts(feature) -> typing.Tuple[dict, bool]:
 
 
 def _pooled(table: np.ndarray) -> np.ndarray:
-    """A 2 x k table of value counts with the values whose expected count is below MIN_EXPECTED on either side
-    pooled into one column (kept when it reaches MIN_EXPECTED itself), and empty columns dropped."""
+    """A 2 x k table of value counts with the values whose expected count is below MIN_EXPECTED on
+    either side pooled into one column (kept when it reaches MIN_EXPECTED itself), and empty
+    columns dropped.
+    """
     table = table[:, table.sum(axis=0) > 0]
     expected = table.sum(axis=0)[None, :] * table.sum(axis=1)[:, None] / max(table.sum(), 1)
     rare = (expected < MIN_EXPECTED).any(axis=0)
     pooled = table[:, rare].sum(axis=1, keepdims=True)
     pooled_expected = pooled.sum() * table.sum(axis=1) / max(table.sum(), 1)
-    return np.column_stack([table[:, ~rare], pooled]) if (pooled_expected >= MIN_EXPECTED).all() else table[:, ~rare]
+    return (
+        np.column_stack([table[:, ~rare], pooled])
+        if (pooled_expected >= MIN_EXPECTED).all()
+        else table[:, ~rare]
+    )
 
 
 def _tests(name: str, base, cur) -> typing.Iterator[tuple]:
-    """(test, baseline text, current text, (baseline size, current size), kind, args) of every test of
-    one feature."""
+    """(test, baseline text, current text, (baseline size, current size), kind, args) of every test
+    of one feature.
+    """
     cb, cc = _common(base), _common(cur)
     rows_b, rows_c = cb.num_missing + cb.num_non_missing, cc.num_missing + cc.num_non_missing
-    yield (MISSING, _share(cb.num_missing, rows_b), _share(cc.num_missing, rows_c), (rows_b, rows_c), "fisher",
-           (cb.num_missing, rows_b, cc.num_missing, rows_c))
+    yield (
+        MISSING,
+        _share(cb.num_missing, rows_b),
+        _share(cc.num_missing, rows_c),
+        (rows_b, rows_c),
+        "fisher",
+        (cb.num_missing, rows_b, cc.num_missing, rows_c),
+    )
     values = (cb.num_non_missing, cc.num_non_missing)
     if base.HasField("num_stats") and cur.HasField("num_stats"):
         hb, hc = quantiles(base), quantiles(cur)
-        yield (DISTRIBUTION, f"median {base.num_stats.median:.4g}", f"median {cur.num_stats.median:.4g}",
-               values if hb and hc else (0, 0), "ks", (hb, hc, *values))
+        yield (
+            DISTRIBUTION,
+            f"median {base.num_stats.median:.4g}",
+            f"median {cur.num_stats.median:.4g}",
+            values if hb and hc else (0, 0),
+            "ks",
+            (hb, hc, *values),
+        )
     elif base.HasField("string_stats") and cur.HasField("string_stats"):
         (counts_b, all_b), (counts_c, all_c) = _category_counts(base), _category_counts(cur)
-        known = [v for v in sorted(set(counts_b) | set(counts_c))  # Otherwise a value's count is unknown.
-                 if (v in counts_b or all_b) and (v in counts_c or all_c)]
-        table = np.array([[counts.get(v, 0.0) for v in known] for counts in (counts_b, counts_c)]).reshape(2, -1)
+        known = [
+            v
+            for v in sorted(set(counts_b) | set(counts_c))  # Otherwise a value's count is unknown.
+            if (v in counts_b or all_b) and (v in counts_c or all_c)
+        ]
+        table = np.array(
+            [[counts.get(v, 0.0) for v in known] for counts in (counts_b, counts_c)]
+        ).reshape(2, -1)
         shares = table / np.maximum(np.array(values, dtype=float)[:, None], 1)
         moved = known[int(np.argmax(np.abs(shares[0] - shares[1])))] if known else None
-        texts = [f"{len(c)} values" + (f", {moved!r} {_share(c.get(moved, 0.0), n)}" if moved is not None else "")
-                 for c, n in ((counts_b, values[0]), (counts_c, values[1]))]
-        others = np.array(values, dtype=float) - table.sum(axis=1)  # Values past the rank histogram.
+        texts = [
+            f"{len(c)} values"
+            + (f", {moved!r} {_share(c.get(moved, 0.0), n)}" if moved is not None else "")
+            for c, n in ((counts_b, values[0]), (counts_c, values[1]))
+        ]
+        others = np.array(values, dtype=float) - table.sum(
+            axis=1
+        )  # Values past the rank histogram.
         yield (CATEGORY, *texts, values, "chi2", np.column_stack([table, others]))
 
 
-def compare(baseline: statistics_pb2.DatasetFeatureStatisticsList,
-            current: statistics_pb2.DatasetFeatureStatisticsList, alpha: float,
-            features: typing.Sequence[str] = F.RAW_FEATURES) -> typing.List[Check]:
+def compare(
+    baseline: statistics_pb2.DatasetFeatureStatisticsList,
+    current: statistics_pb2.DatasetFeatureStatisticsList,
+    alpha: float,
+    features: typing.Sequence[str] = F.RAW_FEATURES,
+) -> typing.List[Check]:
     """Tests every feature of `current` for drift from `baseline`.
 
     Args:
-      baseline, current: TFDV statistics (one dataset each), made with `stats_options()`.
+      baseline: TFDV statistics (one dataset), made with `stats_options()`.
+      current: the statistics of the data judged, made the same way.
       alpha: the comparison's false-alarm budget, shared by all its tests.
       features: the features to compare; those missing from either side are noted.
 
@@ -187,17 +240,44 @@ def compare(baseline: statistics_pb2.DatasetFeatureStatisticsList,
     for name in features:
         if name not in fb or name not in fc:
             where = "the baseline" if name not in fb else "this data"
-            notes.append(Check(name, "(all)", "", "", float("nan"), float("nan"), False, f"not in {where}"))
+            notes.append(
+                Check(name, "(all)", "", "", float("nan"), float("nan"), False, f"not in {where}")
+            )
             continue
         for test, b_text, c_text, (size_b, size_c), kind, args in _tests(name, fb[name], fc[name]):
             if min(size_b, size_c) < MIN_ROWS:
-                notes.append(Check(name, test, b_text, c_text, float("nan"), float("nan"), False,
-                                   f"too few rows to judge: {size_b:g} in the baseline, {size_c:g} here, "
-                                   f"{MIN_ROWS} needed"))
+                notes.append(
+                    Check(
+                        name,
+                        test,
+                        b_text,
+                        c_text,
+                        float("nan"),
+                        float("nan"),
+                        False,
+                        f"too few rows to judge: {size_b:g} in the baseline, {size_c:g} here, "
+                        f"{MIN_ROWS} needed",
+                    )
+                )
             elif kind == "fisher" and args[0] + args[2] == 0:
-                notes.append(Check(name, test, b_text, c_text, 1.0, float("nan"), False, "none on either side"))
+                notes.append(
+                    Check(
+                        name, test, b_text, c_text, 1.0, float("nan"), False, "none on either side"
+                    )
+                )
             elif kind == "chi2" and _pooled(args).shape[1] < 2:
-                notes.append(Check(name, test, b_text, c_text, 1.0, float("nan"), False, "one value on both sides"))
+                notes.append(
+                    Check(
+                        name,
+                        test,
+                        b_text,
+                        c_text,
+                        1.0,
+                        float("nan"),
+                        False,
+                        "one value on both sides",
+                    )
+                )
             else:
                 planned.append((name, test, b_text, c_text, kind, args))
     per_test = alpha / max(len(planned), 1)
@@ -207,10 +287,18 @@ def compare(baseline: statistics_pb2.DatasetFeatureStatisticsList,
             hb, hc, nb, nc = args
             distance = ks_distance(hb, hc)
             resolution = 1.0 / len(hb.buckets) + 1.0 / len(hc.buckets) + 2 * QUANTILE_EPSILON
-            threshold = float(sps.kstwobign.isf(per_test)) * np.sqrt((nb + nc) / (nb * nc)) + resolution
-            checks.append(Check(name, test, b_text, c_text, distance, threshold, bool(distance > threshold)))
+            threshold = (
+                float(sps.kstwobign.isf(per_test)) * np.sqrt((nb + nc) / (nb * nc)) + resolution
+            )
+            checks.append(
+                Check(name, test, b_text, c_text, distance, threshold, bool(distance > threshold))
+            )
         else:
-            p = _fisher(*args) if kind == "fisher" else float(sps.chi2_contingency(_pooled(args), correction=False)[1])
+            p = (
+                _fisher(*args)
+                if kind == "fisher"
+                else float(sps.chi2_contingency(_pooled(args), correction=False)[1])
+            )
             checks.append(Check(name, test, b_text, c_text, p, per_test, bool(p < per_test)))
     order = {name: i for i, name in enumerate(features)}
     return sorted(checks + notes, key=lambda c: (order[c.feature], c.test))

@@ -2,10 +2,10 @@
 
 A model scores whatever it is given: an `anos_como_pro` of 42 where training saw 0-3 gets a
 confident score that means nothing. Before scoring, every typed batch is checked against the
-schema the model version carries (tf_cartola.validate.baseline): values outside a feature's domain and
-empty required features are counted per feature, under TFDV's anomaly type names, and can be set
-aside instead of scored. Duplicate ids and empty input are counted by the scoring jobs themselves,
-as they span batches.
+schema the model version carries (tf_cartola.validate.baseline): values outside a feature's domain
+and empty required features are counted per feature, under TFDV's anomaly type names, and can be
+set aside instead of scored. Duplicate ids and empty input are counted by the scoring jobs
+themselves, as they span batches.
 """
 
 import dataclasses
@@ -20,10 +20,12 @@ from tf_cartola.read import csv_reader
 _BELOW = {"int": "INT_TYPE_SMALL_INT", "float": "FLOAT_TYPE_SMALL_FLOAT"}
 _ABOVE = {"int": "INT_TYPE_BIG_INT", "float": "FLOAT_TYPE_BIG_FLOAT"}
 UNEXPECTED_STRING = "ENUM_TYPE_UNEXPECTED_STRING_VALUES"
-_PHRASES = {rows.MISSING_REQUIRED: "empty, a feature the model was trained with always set",
-            UNEXPECTED_STRING: "outside the schema's values",
-            **{kind: "below the schema's minimum" for kind in _BELOW.values()},
-            **{kind: "above the schema's maximum" for kind in _ABOVE.values()}}
+_PHRASES = {
+    rows.MISSING_REQUIRED: "empty, a feature the model was trained with always set",
+    UNEXPECTED_STRING: "outside the schema's values",
+    **{kind: "below the schema's minimum" for kind in _BELOW.values()},
+    **{kind: "above the schema's maximum" for kind in _ABOVE.values()},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,20 +43,37 @@ class Rule:
         """(kind, rows failing, why) of one column's dense values (csv_reader.dense_column)."""
         missing = values == b"" if self.kind == "string" else np.isnan(values)
         if self.required:
-            yield rows.MISSING_REQUIRED, missing, f"{self.column} is empty; the model was trained with it always set"
+            yield (
+                rows.MISSING_REQUIRED,
+                missing,
+                f"{self.column} is empty; the model was trained with it always set",
+            )
         if self.values is not None:
             unexpected = ~missing & ~np.isin(values, list(self.values))
-            yield UNEXPECTED_STRING, unexpected, f"{self.column} is not one of the schema's {len(self.values)} values"
+            yield (
+                UNEXPECTED_STRING,
+                unexpected,
+                f"{self.column} is not one of the schema's {len(self.values)} values",
+            )
         with np.errstate(invalid="ignore"):
             if self.low is not None:
-                yield _BELOW[self.kind], values < self.low, f"{self.column} is below the schema's minimum {self.low:g}"
+                yield (
+                    _BELOW[self.kind],
+                    values < self.low,
+                    f"{self.column} is below the schema's minimum {self.low:g}",
+                )
             if self.high is not None:
-                yield _ABOVE[self.kind], values > self.high, f"{self.column} is above the schema's maximum {self.high:g}"
+                yield (
+                    _ABOVE[self.kind],
+                    values > self.high,
+                    f"{self.column} is above the schema's maximum {self.high:g}",
+                )
 
 
 def rules(schema, columns: typing.Sequence[str]) -> typing.List[Rule]:
-    """The rules of a TFDV schema (schema_pb2.Schema) for the columns a model takes; columns the schema does
-    not name are not checked."""
+    """The rules of a TFDV schema (schema_pb2.Schema) for the columns a model takes; columns the
+    schema does not name are not checked.
+    """
     string_domains = {d.name: d for d in schema.string_domain}
     out = []
     for feature in schema.feature:
@@ -64,20 +83,43 @@ def rules(schema, columns: typing.Sequence[str]) -> typing.List[Rule]:
         if feature.HasField("int_domain") or feature.HasField("float_domain"):
             kind = "int" if feature.HasField("int_domain") else "float"
             domain = getattr(feature, f"{kind}_domain")
-            out.append(Rule(feature.name, kind, required, domain.min if domain.HasField("min") else None,
-                            domain.max if domain.HasField("max") else None))
+            out.append(
+                Rule(
+                    feature.name,
+                    kind,
+                    required,
+                    domain.min if domain.HasField("min") else None,
+                    domain.max if domain.HasField("max") else None,
+                )
+            )
         elif feature.HasField("string_domain") or feature.HasField("domain"):
-            domain = feature.string_domain if feature.HasField("string_domain") else string_domains[feature.domain]
-            out.append(Rule(feature.name, "string", required, values=frozenset(v.encode() for v in domain.value)))
+            domain = (
+                feature.string_domain
+                if feature.HasField("string_domain")
+                else string_domains[feature.domain]
+            )
+            out.append(
+                Rule(
+                    feature.name,
+                    "string",
+                    required,
+                    values=frozenset(v.encode() for v in domain.value),
+                )
+            )
         else:
-            out.append(Rule(feature.name, "string" if feature.type == feature.BYTES else "float", required))
+            out.append(
+                Rule(
+                    feature.name, "string" if feature.type == feature.BYTES else "float", required
+                )
+            )
     return out
 
 
 @dataclasses.dataclass
 class Findings:
-    """One batch's findings: which rows break a rule, the count per (kind, column), and each breaking row's
-    first reason."""
+    """One batch's findings: which rows break a rule, the count per (kind, column), and each
+    breaking row's first reason.
+    """
 
     invalid: np.ndarray  # bool per row
     counts: typing.Dict[typing.Tuple[str, str], int]
@@ -85,8 +127,9 @@ class Findings:
 
 
 def check(batch, rules_: typing.Sequence[Rule]) -> Findings:
-    """Checks a typed record batch (csv_reader layout) against the rules; a row may break several, and
-    each is counted."""
+    """Checks a typed record batch (csv_reader layout) against the rules; a row may break several,
+    and each is counted.
+    """
     invalid = np.zeros(batch.num_rows, dtype=bool)
     counts, reasons = {}, {}
     for rule in rules_:
@@ -102,13 +145,25 @@ def check(batch, rules_: typing.Sequence[Rule]) -> Findings:
 
 
 def set_aside_records(batch, findings: Findings, source: str, id_key: str) -> typing.List[dict]:
-    """Quarantine records of a batch's invalid rows: the source, the user's id, the typed row and why."""
+    """Quarantine records of a batch's invalid rows: the source, the user's id, the typed row and
+    why.
+    """
     import pyarrow as pa
 
     records = csv_reader.to_records(batch.filter(pa.array(findings.invalid)))
-    return [{"source": source, id_key: record[id_key], "row": record, "kind": kind, "column": column, "reason": why}
-            for record, (kind, column, why) in zip(records, (findings.reasons[i] for i in
-                                                              np.flatnonzero(findings.invalid).tolist()))]
+    return [
+        {
+            "source": source,
+            id_key: record[id_key],
+            "row": record,
+            "kind": kind,
+            "column": column,
+            "reason": why,
+        }
+        for record, (kind, column, why) in zip(
+            records, (findings.reasons[i] for i in np.flatnonzero(findings.invalid).tolist())
+        )
+    ]
 
 
 def duplicate_counts(ids: np.ndarray) -> typing.Tuple[int, int]:
@@ -127,24 +182,35 @@ def describe(counts: typing.Mapping[str, int], rows_checked: int) -> typing.List
     return out
 
 
-def warnings(rows_read: int, invalid: typing.Mapping[str, int], duplicate_ids: typing.Mapping[str, int],
-             set_aside: bool) -> typing.List[str]:
-    """What a scoring run found that its user must hear: no rows, rows outside the model's schema ("KIND:column"
-    counts) and duplicate ids ({"ids": n, "rows": n})."""
+def warnings(
+    rows_read: int,
+    invalid: typing.Mapping[str, int],
+    duplicate_ids: typing.Mapping[str, int],
+    set_aside: bool,
+) -> typing.List[str]:
+    """What a scoring run found that its user must hear: no rows, rows outside the model's schema
+    ("KIND:column" counts) and duplicate ids ({"ids": n, "rows": n}).
+    """
     out = []
     if not rows_read:
         out.append("the input has no rows: nothing was scored")
     what = "set aside" if set_aside else "scored anyway (--set_aside_invalid sets them aside)"
     out += [f"{line}: {what}" for line in describe(invalid, rows_read)]
     if duplicate_ids["ids"]:
-        out.append(f"{duplicate_ids['ids']} {F.ID_KEY} values appear more than once, in {duplicate_ids['rows']} "
-                   "rows: each row was scored (a scores table keeps one per user and run)")
+        out.append(
+            f"{duplicate_ids['ids']} {F.ID_KEY} values appear more than once, in "
+            f"{duplicate_ids['rows']} "
+            "rows: each row was scored (a scores table keeps one per user and run)"
+        )
     return out
 
 
-def of_model(version_dir: str, columns: typing.Sequence[str]) -> typing.Optional[typing.List[Rule]]:
-    """The rules of the schema a model version carries (tf_cartola.validate.baseline), or None when it carries none
-    (an export made outside `tf_cartola.train`)."""
+def of_model(
+    version_dir: str, columns: typing.Sequence[str]
+) -> typing.Optional[typing.List[Rule]]:
+    """The rules of the schema a model version carries (tf_cartola.validate.baseline), or None when
+    it carries none (an export made outside `tf_cartola.train`).
+    """
     from tf_cartola.validate import baseline
 
     try:

@@ -21,15 +21,19 @@ def infer_schema(stats: statistics_pb2.DatasetFeatureStatisticsList) -> schema_p
     return schema
 
 
-def validate(stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema,
-             environment: str = TRAINING) -> anomalies_pb2.Anomalies:
+def validate(
+    stats: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+    environment: str = TRAINING,
+) -> anomalies_pb2.Anomalies:
     """TFDV's schema checks of one dataset (drift is tf_cartola.validate.drift's)."""
     return tfdv.validate_statistics(stats, schema, environment=environment)
 
 
 def merge(into: anomalies_pb2.Anomalies, other: anomalies_pb2.Anomalies) -> None:
     """Adds `other`'s anomalies to `into`, keeping both when they name the same feature (a proto
-    merge would replace the first)."""
+    merge would replace the first).
+    """
     for feature, info in other.anomaly_info.items():
         if feature in into.anomaly_info:
             into.anomaly_info[feature].reason.extend(info.reason)
@@ -40,9 +44,12 @@ def merge(into: anomalies_pb2.Anomalies, other: anomalies_pb2.Anomalies) -> None
         into.dataset_anomaly_info.severity = anomalies_pb2.AnomalyInfo.ERROR
 
 
-def only_features(schema: schema_pb2.Schema, names: typing.Sequence[str], environment: str) -> schema_pb2.Schema:
-    """A copy of `schema` in which features outside `names` are left out of `environment` (a model's
-    requests carry only the raw columns it uses)."""
+def only_features(
+    schema: schema_pb2.Schema, names: typing.Sequence[str], environment: str
+) -> schema_pb2.Schema:
+    """A copy of `schema` in which features outside `names` are left out of `environment` (a
+    model's requests carry only the raw columns it uses).
+    """
     out = schema_pb2.Schema()
     out.CopyFrom(schema)
     for feature in out.feature:
@@ -51,10 +58,12 @@ def only_features(schema: schema_pb2.Schema, names: typing.Sequence[str], enviro
     return out
 
 
-def in_environment(stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema,
-                   environment: str) -> statistics_pb2.DatasetFeatureStatisticsList:
-    """A copy of `stats` without the features the schema leaves out of `environment` (e.g. the label
-    and the id when serving data happens to carry them: TFDV would call them new columns)."""
+def in_environment(
+    stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema, environment: str
+) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """A copy of `stats` without the features the schema leaves out of `environment` (e.g. the
+    label and the id when serving data happens to carry them: TFDV would call them new columns).
+    """
     out = statistics_pb2.DatasetFeatureStatisticsList()
     out.CopyFrom(stats)
     excluded = {f.name for f in schema.feature if environment in f.not_in_environment}
@@ -74,8 +83,9 @@ def drift_anomalies(checks, baseline_name: str) -> anomalies_pb2.Anomalies:
     return out
 
 
-def bad_row_anomalies(bad_counts: typing.Mapping[typing.Tuple[str, str], int], rows_read: int,
-                      quarantine: str) -> anomalies_pb2.Anomalies:
+def bad_row_anomalies(
+    bad_counts: typing.Mapping[typing.Tuple[str, str], int], rows_read: int, quarantine: str
+) -> anomalies_pb2.Anomalies:
     """Anomalies describing the rows the reader set aside.
 
     Args:
@@ -88,13 +98,19 @@ def bad_row_anomalies(bad_counts: typing.Mapping[typing.Tuple[str, str], int], r
     """
     out = anomalies_pb2.Anomalies()
     for (kind, column), count in sorted(bad_counts.items()):
-        add_anomaly(out, column or None, kind,
-                    f"{count} of {rows_read} rows ({kind}) could not be typed and were set aside in {quarantine}.")
+        add_anomaly(
+            out,
+            column or None,
+            kind,
+            f"{count} of {rows_read} rows ({kind}) could not be typed and were set aside in "
+            f"{quarantine}.",
+        )
     return out
 
 
-def add_anomaly(anomalies: anomalies_pb2.Anomalies, feature: typing.Optional[str], kind: str,
-                description: str) -> None:
+def add_anomaly(
+    anomalies: anomalies_pb2.Anomalies, feature: typing.Optional[str], kind: str, description: str
+) -> None:
     """Adds one ERROR anomaly to a feature (or, with None, to the dataset).
 
     `kind` is a TFDV AnomalyInfo type name where one fits; any other kind is kept as the
@@ -110,53 +126,93 @@ def add_anomaly(anomalies: anomalies_pb2.Anomalies, feature: typing.Optional[str
     info.short_description = kind
 
 
-def data_anomalies(stats: statistics_pb2.DatasetFeatureStatisticsList, rows_read: int, duplicate_ids: int,
-                   duplicate_rows: int) -> anomalies_pb2.Anomalies:
+def data_anomalies(
+    stats: statistics_pb2.DatasetFeatureStatisticsList,
+    rows_read: int,
+    duplicate_ids: int,
+    duplicate_rows: int,
+) -> anomalies_pb2.Anomalies:
     """What TFDV's schema checks do not see: no data at all, repeated user ids, constant features.
 
     Args:
       stats: the train split's statistics (constant features are looked for there).
       rows_read: every data row read, good or bad.
-      duplicate_ids, duplicate_rows: how many ids appear more than once, and in how many rows.
+      duplicate_ids: how many ids appear more than once.
+      duplicate_rows: in how many rows they appear.
     """
     out = anomalies_pb2.Anomalies()
     if rows_read == 0:
-        add_anomaly(out, None, "DATASET_LOW_NUM_EXAMPLES", "The input holds no data row (empty, or a header alone).")
+        add_anomaly(
+            out,
+            None,
+            "DATASET_LOW_NUM_EXAMPLES",
+            "The input holds no data row (empty, or a header alone).",
+        )
     if duplicate_ids:
-        add_anomaly(out, F.ID_KEY, "DUPLICATE_ID", f"{duplicate_ids} {F.ID_KEY} values appear more than once, in "
-                    f"{duplicate_rows} rows: one user should be one row (both copies went to the same split).")
+        add_anomaly(
+            out,
+            F.ID_KEY,
+            "DUPLICATE_ID",
+            f"{duplicate_ids} {F.ID_KEY} values appear more than once, in "
+            f"{duplicate_rows} rows: one user should be one row (both copies went to the same "
+            "split).",
+        )
     for name, feature in drift.feature_stats(stats).items():
         if name not in F.RAW_FEATURES:
             continue
         kind = feature.WhichOneof("stats")
-        if kind == "num_stats" and feature.num_stats.common_stats.num_non_missing > 1 \
-                and feature.num_stats.min == feature.num_stats.max:
+        if (
+            kind == "num_stats"
+            and feature.num_stats.common_stats.num_non_missing > 1
+            and feature.num_stats.min == feature.num_stats.max
+        ):
             value = f"{feature.num_stats.min:g}"
-        elif kind == "string_stats" and feature.string_stats.common_stats.num_non_missing > 1 \
-                and feature.string_stats.unique == 1:
-            value = repr(feature.string_stats.top_values[0].value) if feature.string_stats.top_values else "one"
+        elif (
+            kind == "string_stats"
+            and feature.string_stats.common_stats.num_non_missing > 1
+            and feature.string_stats.unique == 1
+        ):
+            value = (
+                repr(feature.string_stats.top_values[0].value)
+                if feature.string_stats.top_values
+                else "one"
+            )
         else:
             continue
-        add_anomaly(out, name, "FEATURE_TYPE_LOW_UNIQUE",
-                    f"Every present value of {name} in the train split is {value}: a constant column tells nothing.")
+        add_anomaly(
+            out,
+            name,
+            "FEATURE_TYPE_LOW_UNIQUE",
+            f"Every present value of {name} in the train split is {value}: a constant column "
+            "tells nothing.",
+        )
     return out
 
 
 def _kind(reason) -> str:
-    if reason.type == anomalies_pb2.AnomalyInfo.UNKNOWN_TYPE and reason.short_description.isupper():
+    if (
+        reason.type == anomalies_pb2.AnomalyInfo.UNKNOWN_TYPE
+        and reason.short_description.isupper()
+    ):
         return reason.short_description  # One of ours (see add_anomaly).
     return anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
 
 
-def anomaly_rows(anomalies_by_name: typing.Mapping[str, anomalies_pb2.Anomalies]) -> typing.List[tuple]:
+def anomaly_rows(
+    anomalies_by_name: typing.Mapping[str, anomalies_pb2.Anomalies],
+) -> typing.List[tuple]:
     """(where, feature, anomaly kind, description) for every anomaly, sorted."""
     rows = []
     for where, anomalies in anomalies_by_name.items():
         for feature, info in anomalies.anomaly_info.items():
             for reason in info.reason:
-                rows.append((where, feature, _kind(reason), reason.description or reason.short_description))
+                rows.append(
+                    (where, feature, _kind(reason), reason.description or reason.short_description)
+                )
         for reason in anomalies.dataset_anomaly_info.reason:
-            rows.append((where, "(dataset)", _kind(reason), reason.description or reason.short_description))
+            rows.append(
+                (where, "(dataset)", _kind(reason), reason.description or reason.short_description)
+            )
     return sorted(rows)
 
 
