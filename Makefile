@@ -79,7 +79,8 @@ test-production: worker-env system-packages
 
 # End-to-end duplicates of what `make test` checks piece by piece: the README blocks run as written, the
 # notebooks, the report in headless Chromium, the sdist in a fresh venv, the portable and multi-process
-# runners against the direct one, 64 clients across a version swap (CI runs it after `make test`).
+# runners against the direct one, a table against the CSV run, 64 clients across a version swap (CI
+# runs it after `make test`).
 test-e2e: $(STAMP) system-packages
 	$(PY) -m pytest -q -m e2e
 

@@ -41,6 +41,7 @@ def _preprocess(url, table, out, *extra):
     )
 
 
+@pytest.mark.e2e  # The table path against the CSV path, end to end (2 runs and a model).
 def test_a_table_gives_the_csv_run_split_statistics_transform_and_model(
     preprocess_run, trained, pg_env, users_table, tmp_path
 ):
