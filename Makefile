@@ -68,9 +68,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The default suite on two workers (pytest-xdist): every test is independent (own folders, free ports).
+# The default suite on two workers (pytest-xdist): every test is independent (own folders, free ports);
+# the 15 slowest are listed, to keep it under 5 minutes.
 test: $(STAMP) system-packages
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --durations=15
 
 # The production path end to end: the Beam jobs on a worker pool whose environment is the package alone,
 # models on an object store, a month of data after the first (CI runs it after `make test`).
