@@ -38,6 +38,13 @@ def build(
 ) -> model_server_config_pb2.ModelServerConfig:
     """A one-model config: serve the latest `latest` versions, or exactly `versions` when given,
     with optional version labels.
+
+    Args:
+      model_name: the model's name.
+      base_path: its serving folder (a local one is written absolute).
+      latest: how many of the newest versions to serve.
+      labels: version labels, e.g. {"stable": 3, "canary": 4}.
+      versions: serve exactly these versions instead.
     """
     config = model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add(

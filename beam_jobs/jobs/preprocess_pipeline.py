@@ -135,6 +135,13 @@ def run_pipeline(
 ) -> typing.Tuple[dict, typing.Optional[dict]]:
     """Runs `build_pipeline` (after clearing a previous run's transform outputs).
 
+    Args:
+      cfg: the preprocess section of the config.
+      layout: where the outputs go.
+      parts: the input's parts (file ranges or table partitions).
+      options: Beam pipeline options.
+      temp_dir: tf.Transform's scratch folder.
+
     Returns:
       (counters, busy seconds per stage or None where the runner does not report them).
     """

@@ -58,6 +58,12 @@ def find_model(
     """The model to score with: `model_dir` as it is, else version `version` (default: the latest)
     of `model_name` under `serving_dir`.
 
+    Args:
+      serving_dir: where versions are pushed.
+      model_name: the served model's name.
+      version: the version to score with (default: the latest).
+      model_dir: a SavedModel folder to use instead.
+
     Raises:
       NoModel: no such version (or no version at all).
     """

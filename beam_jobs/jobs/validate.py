@@ -71,7 +71,16 @@ def run_pipeline(
     database: bool,
     encoding: str = "utf-8",
 ) -> dict:
-    """Runs `build_pipeline`. Returns the counters."""
+    """Runs `build_pipeline`. Returns the counters.
+
+    Args:
+      parts: the input's parts (file ranges or table partitions).
+      fmt: "csv" or "prediction_log".
+      layout: where the outputs go.
+      options: Beam pipeline options.
+      database: whether the parts are table partitions.
+      encoding: a CSV input's text encoding.
+    """
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, parts, fmt, layout, database, encoding)
     return counters_lib.of(p.result)

@@ -46,6 +46,12 @@ def open_inputs(
 
     Files: `describe_inputs`. A database: one snapshot exported for the whole block, its
     partitions, and the query, row count and fingerprint the database computed.
+
+    Args:
+      location: files (a path or glob, any Beam filesystem) or a postgresql:// URL.
+      fmt: "csv" or "prediction_log".
+      required: the columns a CSV's header (or the table) must have.
+      database: the table or query and partitions, for a postgresql:// location.
     """
     if not postgres.is_database(location):
         yield describe_inputs(location, fmt, required)

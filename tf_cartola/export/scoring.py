@@ -38,6 +38,11 @@ def score_split(
     The split is streamed from its files a batch at a time: only the two arrays are held, never
     the split's examples.
 
+    Args:
+      export_dir: the SavedModel.
+      pattern: the raw split's TFRecord files (a glob, any filesystem).
+      batch_size: examples per call of the signature.
+
     Raises:
       PreprocessOutputError: no file matches `pattern`, or they hold no rows.
     """

@@ -548,7 +548,14 @@ def _blessing_section(run: dict) -> str:
 def build_html(
     preprocess: dict, run: typing.Optional[dict] = None, labels=None, scores=None
 ) -> str:
-    """The report page; the model and blessing sections only with a run and its eval scores."""
+    """The report page; the model and blessing sections only with a run and its eval scores.
+
+    Args:
+      preprocess: `load_preprocess`'s dict.
+      run: `load_run`'s dict, or None for a page without the model sections.
+      labels: the eval split's labels (with `run`).
+      scores: the run's model's scores of the same rows (with `run`).
+    """
     manifest = preprocess["manifest"]
     name = run["dir"].rstrip("/").rsplit("/", 1)[-1] if run else preprocess["dir"]
     title = f"Cartola PRO run: {name}"
@@ -595,6 +602,13 @@ def write_report(
     out: str, preprocess_dir: str, run_dir: typing.Optional[str] = None, labels=None, scores=None
 ) -> str:
     """Writes the report; scores the eval split with the run's export when `scores` is not given.
+
+    Args:
+      out: the HTML file (any filesystem).
+      preprocess_dir: a preprocessing output.
+      run_dir: a training run, or None.
+      labels: the eval split's labels, when the caller has them.
+      scores: the run's model's eval scores, when the caller has them.
 
     Raises:
       PreprocessOutputError: `preprocess_dir` is not a preprocessing output.

@@ -139,6 +139,13 @@ def snapshot(
 ):
     """Exports a snapshot and plans the partitions; the snapshot lives until the block ends.
 
+    Args:
+      url: a postgresql:// URL (no password: PGPASSWORD or ~/.pgpass).
+      table: the table (or schema.table) to read, or None with `query`.
+      query: a SELECT to read instead of a table.
+      partitions: ranges of GLOBO_ID read in parallel.
+      required: the columns the rows must have.
+
     Yields:
       (partitions, description): the Partition elements, and what the manifest records
       of the input: {"path": masked URL, "query": the SQL run, "rows", "fingerprint"}; the
@@ -257,6 +264,11 @@ def read_partition(
 ) -> typing.Iterator[csv_reader.Chunk]:
     """The partition's rows as typed chunks, like `csv_reader.read_csv` on a file (line numbers
     count from the COPY's header, line 1).
+
+    Args:
+      partition: one Partition of a `snapshot`.
+      required: the columns the rows must have.
+      byte_range: ignored, a partition is read whole (the jobs' readers share this signature).
     """
     from psycopg import sql
 
@@ -291,7 +303,14 @@ def read_all(
     query: typing.Optional[str] = None,
     required: typing.Sequence[str] = F.CSV_COLUMNS,
 ) -> typing.Iterator[csv_reader.Chunk]:
-    """Every row of a table or query, in id order, as typed chunks (one partition)."""
+    """Every row of a table or query, in id order, as typed chunks (one partition).
+
+    Args:
+      url: a postgresql:// URL.
+      table: the table to read, or None with `query`.
+      query: a SELECT to read instead of a table.
+      required: the columns the rows must have.
+    """
     with snapshot(url, table, query, 1, required) as (partitions, _):
         for partition in partitions:
             yield from read_partition(partition, required)
@@ -341,7 +360,15 @@ class ScoresTable:
         model_version: typing.Optional[int],
         run_id: str,
     ) -> None:
-        """Writes one batch in one transaction."""
+        """Writes one batch in one transaction.
+
+        Args:
+          ids: the users' GLOBO_IDs.
+          probabilities: their PRO probabilities, in the same order.
+          model_name: the model that scored them.
+          model_version: its version (None for a SavedModel outside a serving folder).
+          run_id: the scoring run's id (a row per user, model and run).
+        """
         from psycopg import sql
 
         statement = sql.SQL(

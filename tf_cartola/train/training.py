@@ -38,6 +38,11 @@ def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[di
 
     The order the files hold the rows in depends on how they were read (file ranges, table
     partitions, workers); sorting by id makes the training, and so the model, independent of it.
+
+    Args:
+      pattern: the split's transformed TFRecord files (a glob, any filesystem).
+      spec: the transformed feature spec (`TFTransformOutput.transformed_feature_spec()`).
+      feature_names: the transformed features the model takes.
     """
     columns = {n: [] for n in (*feature_names, F.LABEL_KEY, F.ID_KEY)}
     progress = timing.Progress(log, f"loading {pattern}")
@@ -59,7 +64,13 @@ def first_raw(pattern: str, rows: int) -> typing.List[bytes]:
 def evaluate_export(
     export_dir: str, pattern: str, threshold: float
 ) -> typing.Tuple[dict, np.ndarray, np.ndarray]:
-    """(metrics, labels, scores) of a SavedModel's serving signature on one raw split."""
+    """(metrics, labels, scores) of a SavedModel's serving signature on one raw split.
+
+    Args:
+      export_dir: the SavedModel.
+      pattern: the raw split's TFRecord files.
+      threshold: the decision threshold of precision and recall.
+    """
     labels, scores = scoring.score_split(export_dir, pattern)
     return metrics_lib.classification_metrics(labels, scores, threshold), labels, scores
 
@@ -67,7 +78,13 @@ def evaluate_export(
 def bless(
     candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.BlessingConfig
 ) -> typing.List[str]:
-    """Reasons to refuse the candidate; empty means blessed. KS is checked first."""
+    """Reasons to refuse the candidate; empty means blessed. KS is checked first.
+
+    Args:
+      candidate: the new model's eval metrics.
+      baseline: the latest pushed version's metrics on the same split, or None for the first.
+      cfg: the thresholds and the KS tolerance.
+    """
     reasons = []
     for metric in ("ks", "auc", "precision", "recall"):
         minimum = getattr(cfg, f"min_{metric}")
@@ -105,6 +122,11 @@ def used_config(
     """The config as a training run uses it, for its records: the preprocessing section the data
     was prepared with (its manifest's) in the folder it was read from, and the serving folder
     pushed to (default the config's).
+
+    Args:
+      config: the config the command line gave.
+      manifest: the preprocessing output trained on.
+      serving_dir: the serving folder given on the command line, or None.
     """
     prepared = manifest.config.get("preprocess")
     if prepared is not None:
@@ -268,6 +290,12 @@ def _write_run_records(run_dir: str, result: dict, history: dict) -> None:
 def fit(feature_names, hp: config_lib.TrainConfig, train_split, eval_split):
     """A seeded, deterministic fit with early stopping on the eval loss: (tf_keras model, its
     History).
+
+    Args:
+      feature_names: the transformed features the model takes.
+      hp: the training section of the config (optimizer, batch size, epochs, patience, seed).
+      train_split: (features, labels) as `load_transformed` returns them.
+      eval_split: the same of the eval split, for early stopping.
     """
     (x_train, y_train), (x_eval, y_eval) = train_split, eval_split
     log.info(
@@ -307,6 +335,15 @@ def export_model(
 ) -> None:
     """The SavedModel with a few serialized eval rows as warmup requests and the baseline of its
     training data.
+
+    Args:
+      model: the trained tf_keras model.
+      tft_output: the fitted transform (its layer goes into the SavedModel).
+      feature_names: the transformed features the model takes.
+      export_dir: where the SavedModel is written.
+      warmup_examples: serialized raw eval tf.Examples, replayed as warmup requests.
+      manifest: the preprocessing output, whose train statistics and schema become the baseline.
+      model_name: the served model's name, in the warmup requests.
     """
     warmup = [examples.from_example(s) for s in warmup_examples]
     warmup = [

@@ -55,6 +55,11 @@ def save(
 ) -> None:
     """Copies a preprocessing run's train statistics, schema and inputs into a model export, with
     the raw columns the model takes (requests carry only those).
+
+    Args:
+      manifest: the preprocessing output the version was trained on.
+      version_dir: the exported version's folder.
+      raw_columns: the raw columns the model takes.
     """
     import tensorflow as tf
 
@@ -125,6 +130,11 @@ def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline
 def resolve(setting: str, serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
     """The baseline a `preprocess.baseline` setting names: "none" (None), "served" (the latest
     served version that carries one; None when nothing is served yet) or a directory.
+
+    Args:
+      setting: "none", "served" or a model version or preprocessing output folder.
+      serving_dir: where versions are pushed (for "served").
+      model_name: the served model's name (for "served").
 
     Raises:
       BaselineError: a directory that holds no baseline.

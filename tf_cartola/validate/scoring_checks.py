@@ -147,6 +147,12 @@ def check(batch, rules_: typing.Sequence[Rule]) -> Findings:
 def set_aside_records(batch, findings: Findings, source: str, id_key: str) -> typing.List[dict]:
     """Quarantine records of a batch's invalid rows: the source, the user's id, the typed row and
     why.
+
+    Args:
+      batch: a typed record batch.
+      findings: what `check` found in it.
+      source: the input the batch was read from, for the records.
+      id_key: the id column.
     """
     import pyarrow as pa
 
@@ -190,6 +196,12 @@ def warnings(
 ) -> typing.List[str]:
     """What a scoring run found that its user must hear: no rows, rows outside the model's schema
     ("KIND:column" counts) and duplicate ids ({"ids": n, "rows": n}).
+
+    Args:
+      rows_read: rows read from the input.
+      invalid: rows outside the schema, by "KIND:column".
+      duplicate_ids: {"ids": n, "rows": n}.
+      set_aside: whether the invalid rows were set aside (else scored anyway).
     """
     out = []
     if not rows_read:

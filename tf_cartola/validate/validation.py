@@ -26,7 +26,13 @@ def validate(
     schema: schema_pb2.Schema,
     environment: str = TRAINING,
 ) -> anomalies_pb2.Anomalies:
-    """TFDV's schema checks of one dataset (drift is tf_cartola.validate.drift's)."""
+    """TFDV's schema checks of one dataset (drift is tf_cartola.validate.drift's).
+
+    Args:
+      stats: TFDV statistics of one dataset.
+      schema: the schema to check them against.
+      environment: TRAINING or SERVING (the label is not expected when serving).
+    """
     return tfdv.validate_statistics(stats, schema, environment=environment)
 
 
@@ -49,6 +55,11 @@ def only_features(
 ) -> schema_pb2.Schema:
     """A copy of `schema` in which features outside `names` are left out of `environment` (a
     model's requests carry only the raw columns it uses).
+
+    Args:
+      schema: the full schema.
+      names: the raw features to keep checking.
+      environment: the environment the others are left out of.
     """
     out = schema_pb2.Schema()
     out.CopyFrom(schema)
@@ -63,6 +74,11 @@ def in_environment(
 ) -> statistics_pb2.DatasetFeatureStatisticsList:
     """A copy of `stats` without the features the schema leaves out of `environment` (e.g. the
     label and the id when serving data happens to carry them: TFDV would call them new columns).
+
+    Args:
+      stats: TFDV statistics of one dataset.
+      schema: the schema whose `not_in_environment` lists are applied.
+      environment: TRAINING or SERVING.
     """
     out = statistics_pb2.DatasetFeatureStatisticsList()
     out.CopyFrom(stats)
@@ -115,6 +131,12 @@ def add_anomaly(
 
     `kind` is a TFDV AnomalyInfo type name where one fits; any other kind is kept as the
     reason's short description (its type is UNKNOWN_TYPE) and shown as the kind.
+
+    Args:
+      anomalies: the Anomalies proto added to.
+      feature: the feature's name, or None for the dataset.
+      kind: a TFDV AnomalyInfo type name, or a short kind of our own.
+      description: what was found, for the anomaly table.
     """
     info = anomalies.anomaly_info[feature] if feature else anomalies.dataset_anomaly_info
     reason = info.reason.add()
