@@ -102,7 +102,15 @@ class GrpcClient:
         label=None,
         output_filter=(),
     ) -> typing.Dict[str, np.ndarray]:
-        """Predict on named inputs (numpy arrays or TensorProtos); returns numpy outputs."""
+        """Predict on named inputs (numpy arrays or TensorProtos); returns numpy outputs.
+
+        Args:
+          inputs: input name -> numpy array or TensorProto.
+          signature_name: the signature (default: the model's default one).
+          version: the version to ask for (default: the latest).
+          label: a version label to ask for instead.
+          output_filter: the outputs wanted (default: all).
+        """
         request = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._spec(request.model_spec, signature_name, version, label)
         for name, value in inputs.items():
@@ -119,7 +127,14 @@ class GrpcClient:
         version=None,
         label=None,
     ) -> typing.Tuple[np.ndarray, np.ndarray]:
-        """Classify tf.Examples; returns (labels [n, k], scores [n, k])."""
+        """Classify tf.Examples; returns (labels [n, k], scores [n, k]).
+
+        Args:
+          examples: the tf.Examples to classify.
+          signature_name: the signature (default: the model's default one).
+          version: the version to ask for (default: the latest).
+          label: a version label to ask for instead.
+        """
         request = classification_pb2.ClassificationRequest()
         self._spec(request.model_spec, signature_name, version, label)
         request.input.example_list.examples.extend(examples)
@@ -162,6 +177,12 @@ class GrpcClient:
         return self.metadata(version, label).model_spec.version.value
 
     def score(self, records, version=None, label=None) -> np.ndarray:
-        """PRO probabilities of typed rows, through the raw-feature signature."""
+        """PRO probabilities of typed rows, through the raw-feature signature.
+
+        Args:
+          records: typed rows (column -> value), at least the model's raw columns.
+          version: the version to ask for (default: the latest).
+          label: a version label to ask for instead.
+        """
         protos = raw_columns_tensor_protos(records, self.raw_inputs(version, label))
         return self.predict(protos, RAW_SIGNATURE, version, label)[PROBABILITY].astype(np.float64)

@@ -95,7 +95,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 def add_services(
     server: grpc.Server, manager: ServableManager, logger: RequestLogger, metrics: Metrics
 ) -> None:
-    """Registers PredictionService and ModelService on a gRPC server."""
+    """Registers PredictionService and ModelService on a gRPC server.
+
+    Args:
+      server: the gRPC server.
+      manager: the loaded models.
+      logger: the request logger (logging_config per model).
+      metrics: the request metrics.
+    """
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(manager, logger, metrics), server
     )

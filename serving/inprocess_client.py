@@ -36,7 +36,14 @@ class InProcessClient:
         return self._version
 
     def score(self, records, version=None, label=None) -> np.ndarray:
-        """PRO probabilities of typed rows."""
+        """PRO probabilities of typed rows.
+
+        Args:
+          records: typed rows (column -> value), at least the model's raw columns.
+          version: ignored: the loaded SavedModel is the only version here (the clients share this
+            signature).
+          label: ignored, as `version`.
+        """
         columns = requests.to_columns(records, self.raw_inputs())
         tensors = {
             c: tf.constant(v, tf.string if c == F.PIXELS else tf.float32)

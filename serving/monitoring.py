@@ -46,7 +46,15 @@ class Metrics:
     def record(
         self, model_name: str, api: str, entrypoint: str, status: str, seconds: float
     ) -> None:
-        """Counts one request and its latency under TF Serving's metric names."""
+        """Counts one request and its latency under TF Serving's metric names.
+
+        Args:
+          model_name: the model asked for.
+          api: the API's name as TF Serving labels it (e.g. "predict").
+          entrypoint: "GRPC" or "REST".
+          status: the answer's gRPC status name ("OK" for a success).
+          seconds: the request's wall time.
+        """
         micros = seconds * 1e6
         with self._lock:
             self._counts[(model_name, status)] = self._counts.get((model_name, status), 0) + 1

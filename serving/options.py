@@ -16,6 +16,11 @@ class PortInUse(OSError):
 def check_port(host: str, port: int, flag: str) -> None:
     """Raises PortInUse, naming the flag that chose it, when `port` cannot be bound on `host` now
     (0, any free port, always can).
+
+    Args:
+      host: the address the server will bind.
+      port: the port (0: any free one).
+      flag: the flag that chose it, for the message.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:

@@ -174,6 +174,11 @@ def make_handler(
 ) -> typing.Type[http.server.BaseHTTPRequestHandler]:
     """A request handler class bound to one RestApi; Prometheus metrics at `metrics_path` when
     given.
+
+    Args:
+      api: the REST API the handler answers with.
+      max_request_bytes: larger bodies are refused (413) before they are read.
+      metrics_path: where Prometheus metrics are served, or None.
     """
 
     class Handler(http.server.BaseHTTPRequestHandler):

@@ -62,7 +62,13 @@ class RestClient:
         return path
 
     def call(self, method: str, path: str, body: typing.Optional[dict] = None) -> dict:
-        """One HTTP call with retries; returns the JSON answer or raises RestError."""
+        """One HTTP call with retries; returns the JSON answer or raises RestError.
+
+        Args:
+          method: "GET" or "POST".
+          path: the path under the server's URL, e.g. /v1/models/NAME:predict.
+          body: the JSON body of a POST.
+        """
         data = json.dumps(body).encode("utf-8") if body is not None else None
 
         def attempt() -> dict:
@@ -110,6 +116,13 @@ class RestClient:
     ) -> dict:
         """`:predict` in the row (`instances`) or columnar (`inputs`) format; returns the JSON
         answer.
+
+        Args:
+          instances: rows, for the row format.
+          inputs: columns, for the columnar format.
+          signature_name: the signature (default: the model's default one).
+          version: the version to ask for (default: the latest).
+          label: a version label to ask for instead.
         """
         body = {"instances": instances} if instances is not None else {"inputs": inputs}
         if signature_name:
@@ -119,7 +132,15 @@ class RestClient:
     def classify(
         self, examples, context=None, signature_name=None, version=None, label=None
     ) -> list:
-        """`:classify` on JSON examples; returns `results`: per example, [label, score] pairs."""
+        """`:classify` on JSON examples; returns `results`: per example, [label, score] pairs.
+
+        Args:
+          examples: the examples as JSON objects.
+          context: features shared by every example.
+          signature_name: the signature (default: the model's default one).
+          version: the version to ask for (default: the latest).
+          label: a version label to ask for instead.
+        """
         body = {"examples": examples}
         if context:
             body["context"] = context
@@ -146,7 +167,13 @@ class RestClient:
         return int(self.metadata(version, label)["model_spec"]["version"])
 
     def score(self, records, version=None, label=None) -> np.ndarray:
-        """PRO probabilities of typed rows, through the raw-feature signature (row format)."""
+        """PRO probabilities of typed rows, through the raw-feature signature (row format).
+
+        Args:
+          records: typed rows (column -> value), at least the model's raw columns.
+          version: the version to ask for (default: the latest).
+          label: a version label to ask for instead.
+        """
         columns = requests.to_columns(records, self.raw_inputs(version, label))
         instances = [{c: columns[c][i] for c in columns} for i in range(len(records))]
         answer = self.predict(

@@ -242,6 +242,11 @@ def _example(obj, where: str) -> tf.train.Example:
 def examples_request(body: dict, request, verb: str):
     """A ClassificationRequest or RegressionRequest from a `:classify` / `:regress` body (JSON
     numbers: int -> int64, else float).
+
+    Args:
+      body: the parsed JSON body.
+      request: an empty ClassificationRequest or RegressionRequest, filled and returned.
+      verb: "classify" or "regress", for error messages.
     """
     signature_name = body.get("signature_name", "")
     if not isinstance(signature_name, str):

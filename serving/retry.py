@@ -21,6 +21,11 @@ class Transient(Exception):
 def with_backoff(call: typing.Callable[[], T], retries: int, backoff: float) -> T:
     """Runs `call`; on Transient, sleeps backoff * 2**attempt and tries again, up to `retries` more
     times, then raises the last Transient's `final` error.
+
+    Args:
+      call: the call to make.
+      retries: how many more times to try after the first.
+      backoff: the first wait, in seconds; it doubles each time.
     """
     for attempt in range(retries + 1):
         try:

@@ -84,6 +84,12 @@ def load_servable(
     """Loads the `serve` MetaGraph of a SavedModel version into a session of its own; with
     `batching`, each signature's runs go through a batch queue of its own (TF Serving's
     --enable_batching).
+
+    Args:
+      name: the model's name.
+      version: the version's number.
+      path: the version's folder.
+      batching: TF Serving's batching parameters, or None for no batching.
     """
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph)
@@ -270,7 +276,13 @@ class ServableManager:
     def get(
         self, name: str, version: typing.Optional[int] = None, label: typing.Optional[str] = None
     ) -> Servable:
-        """The servable for a request: latest, a specific version, or a version label."""
+        """The servable for a request: latest, a specific version, or a version label.
+
+        Args:
+          name: the model's name.
+          version: a specific version, or None.
+          label: a version label, or None (neither: the latest).
+        """
         with self._lock:
             versions = self._table.get(name)
         if versions is None:
@@ -327,7 +339,13 @@ class ServableManager:
 def single_model_config(
     name: str, base_path: str, latest: int = 1
 ) -> model_server_config_pb2.ModelServerConfig:
-    """The config TF Serving builds from --model_name / --model_base_path (latest version only)."""
+    """The config TF Serving builds from --model_name / --model_base_path (latest version only).
+
+    Args:
+      name: the model's name (--model_name).
+      base_path: its serving folder (--model_base_path).
+      latest: how many of the newest versions to serve.
+    """
     config = model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add(
         name=name, base_path=files.absolute(base_path), model_platform="tensorflow"

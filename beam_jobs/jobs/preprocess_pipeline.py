@@ -70,6 +70,12 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
     the rows, writes the raw splits and the quarantine, computes TFDV statistics per split and
     analyzes train; the second transforms both splits. Nothing is read or written until the
     pipeline runs.
+
+    Args:
+      p: the pipeline.
+      cfg: the preprocess section of the config.
+      layout: where the outputs go.
+      parts: the input's parts (file ranges or table partitions).
     """
     import tensorflow_data_validation as tfdv
     import tensorflow_transform as tft

@@ -237,6 +237,22 @@ def build_pipeline(
 ) -> None:
     """Adds the steps that read, check (`rules`, `set_aside`; `source` names the input in set-aside
     records), score and write to `p`.
+
+    Args:
+      p: the pipeline.
+      parts: the input's parts (file ranges or table partitions).
+      model: the version that scores.
+      columns: the raw columns it takes.
+      database: whether the parts are table partitions.
+      run_id: the run's id, kept with every score.
+      output: CSV shards' prefix, or None.
+      quarantine: the prefix of the rows set aside.
+      db: a postgresql:// URL to upsert the scores into, or None.
+      table: the scores table.
+      encoding: a CSV input's text encoding.
+      rules: the checks of the model's schema.
+      set_aside: set aside the rows that break a rule instead of scoring them.
+      source: the input, named in set-aside records.
     """
     required = (F.ID_KEY, *columns)
     read = (

@@ -47,6 +47,14 @@ def build_pipeline(
 ) -> None:
     """Adds the steps that read the batch (file ranges, or table partitions) and write its
     statistics and quarantine to `p`.
+
+    Args:
+      p: the pipeline.
+      parts: the batch's parts (file ranges or table partitions).
+      fmt: "csv" or "prediction_log".
+      layout: where the outputs go.
+      database: whether the parts are table partitions.
+      encoding: a CSV input's text encoding.
     """
     import tensorflow_data_validation as tfdv
 

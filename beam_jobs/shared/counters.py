@@ -49,6 +49,11 @@ def of(result) -> dict:
 def input_anomalies(counters: dict, quarantine: str, max_bad_row_fraction: float):
     """The quarantine's anomalies (none while the bad rows' share is tolerated), and an empty
     input's.
+
+    Args:
+      counters: the pipeline's counters.
+      quarantine: the quarantine's folder, named in the anomaly.
+      max_bad_row_fraction: the share of bad rows tolerated.
     """
     from tf_cartola.validate import validation
 

@@ -75,6 +75,11 @@ def describe_inputs(
     GCS, the ETag on S3) and it is one range. A compressed file cannot be entered mid-way,
     nor a file of records: each is one range too.
 
+    Args:
+      pattern: a path or glob (any Beam filesystem).
+      fmt: "csv" or "prediction_log".
+      required: the columns a CSV's header must hold.
+
     Raises:
       FileNotFoundError: nothing matches.
       rows.InputError: a CSV is empty or its header lacks required columns.

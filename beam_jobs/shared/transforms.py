@@ -37,6 +37,11 @@ def read_csv_range(
 ):
     """Typed chunks of one range of a CSV file (any Beam filesystem; compression from the file
     name).
+
+    Args:
+      byte_range: the range of the file to read.
+      required: the columns the header must hold.
+      encoding: the file's text encoding.
     """
     with FileSystems.open(byte_range.path) as f:
         yield from csv_reader.read_csv(
@@ -128,6 +133,13 @@ def ReadAndSplitCsv(
     {train, eval} record batches, {bad} records and {ids} (see IDS). Parts are spread over the
     workers, and what follows (statistics, transform, encoding, writing) runs where its batches
     were read. A second read (`first_read=False`) gives the same batches and counts nothing.
+
+    Args:
+      pipeline: the pipeline (or PBegin) applied to.
+      parts: the input's parts.
+      split_ratio: the train/eval split.
+      read: the reader of one part (element -> typed chunks).
+      first_read: count rows and emit bad rows and ids (False for the second read).
     """
     return (
         pipeline
@@ -143,6 +155,11 @@ def ReadAndSplitCsv(
 def ReadRows(pipeline, parts: typing.Sequence, read):  # pylint: disable=invalid-name
     """Reads parts of the input with `read` (a picklable callable: element -> chunks) into
     {main: record batches, bad: quarantine records}.
+
+    Args:
+      pipeline: the pipeline (or PBegin) applied to.
+      parts: the input's parts.
+      read: the reader of one part (a picklable callable: element -> typed chunks).
     """
     return (
         pipeline
@@ -248,7 +265,13 @@ def WriteTFRecordBatches(record_lists, prefix: str):  # pylint: disable=invalid-
 
 @beam.ptransform_fn
 def WriteExamples(record_batches, prefix: str, schema):  # pylint: disable=invalid-name
-    """Writes record batches as gzipped TFRecord shards `prefix-*.tfrecord.gz` of tf.Examples."""
+    """Writes record batches as gzipped TFRecord shards `prefix-*.tfrecord.gz` of tf.Examples.
+
+    Args:
+      record_batches: the PCollection of record batches.
+      prefix: the shards' path prefix.
+      schema: the schema the tf.Example encoder uses.
+    """
     return (
         record_batches
         | "EncodeExamples" >> beam.ParDo(EncodeExamplesFn(schema))

@@ -59,6 +59,11 @@ def check_header(
 ) -> None:
     """Raises InputError naming the missing columns when a CSV header lacks some `required`
     ones.
+
+    Args:
+      header: the column names on the file's first line.
+      source: the file, for the message.
+      required: the columns it must hold.
     """
     missing = [c for c in required if c not in header]
     if missing:

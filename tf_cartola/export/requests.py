@@ -44,7 +44,13 @@ def raw_columns_tensor_protos(records, columns) -> dict:
 
 
 def warmup_logs(records, model_name: str, raw_columns) -> list:
-    """PredictionLogs that exercise every served path: Classify, and Predict on both signatures."""
+    """PredictionLogs that exercise every served path: Classify, and Predict on both signatures.
+
+    Args:
+      records: typed rows, as clients send them.
+      model_name: the served model's name.
+      raw_columns: the raw columns the model takes.
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import (
         classification_pb2,

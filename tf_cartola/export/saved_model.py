@@ -144,6 +144,11 @@ def attach_signatures(
 ) -> dict:
     """Builds the serving signatures; `model.tft_layer` keeps the transform graph tracked for
     saving.
+
+    Args:
+      model: the trained tf_keras model (the transform layer is attached to it).
+      tft_output: the fitted transform.
+      feature_names: the transformed features the model takes.
     """
     model.tft_layer = tft_output.transform_features_layer()
     feature_names = tuple(feature_names)

@@ -41,7 +41,13 @@ def vif(x: np.ndarray) -> np.ndarray:
 
 
 def logistic_regression(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> np.ndarray:
-    """Unpenalised logistic regression by Newton's method: [intercept, coefficients...]."""
+    """Unpenalised logistic regression by Newton's method: [intercept, coefficients...].
+
+    Args:
+      x: features [n, k].
+      y: labels [n], 0 or 1.
+      iterations: Newton steps.
+    """
     design = np.column_stack([np.ones(len(x)), x])
     w = np.zeros(design.shape[1])
     for _ in range(iterations):

@@ -231,7 +231,13 @@ def verdict_lines(
 
 
 def threshold_rows(labels, scores, thresholds=THRESHOLDS) -> typing.List[tuple]:
-    """(threshold, precision, recall, share of users flagged) at each threshold."""
+    """(threshold, precision, recall, share of users flagged) at each threshold.
+
+    Args:
+      labels: the eval split's labels.
+      scores: the model's scores of the same rows.
+      thresholds: the decision thresholds tabled.
+    """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores)
     out = []

@@ -49,7 +49,14 @@ class Chunk:
 
 
 def quarantine_record(source: str, line_number: int, line: str, error: rows.BadRow) -> dict:
-    """The record a bad row is set aside as: where it was, its text and why it was refused."""
+    """The record a bad row is set aside as: where it was, its text and why it was refused.
+
+    Args:
+      source: the file the row came from.
+      line_number: its line in the file (the header is line 1).
+      line: its text.
+      error: why it was refused.
+    """
     return {
         "source": source,
         "line_number": int(line_number),
@@ -270,6 +277,12 @@ def read_header(
 
     Leaves `f` at the start of the second line.
 
+    Args:
+      f: the file, opened in binary mode at its start.
+      source: its path, for messages.
+      required: the columns the header must hold.
+      encoding: the file's text encoding.
+
     Raises:
       rows.InputError: the file is empty, its header lacks contract columns or is not text in
       `encoding`.
@@ -308,6 +321,12 @@ def plan_ranges(
 
     Reads the file once from its start, counting line breaks, so that every range knows
     its first line number; `digest` (a hashlib object), when given, is fed every byte.
+
+    Args:
+      f: the file, opened in binary mode at its start.
+      path: its path, recorded in every range.
+      range_bytes: the size a range aims for.
+      digest: a hashlib object fed every byte, or None.
     """
     header = f.readline()
     if digest is not None:

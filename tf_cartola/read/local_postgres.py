@@ -144,6 +144,13 @@ def load_csv(
 ) -> int:
     """Creates `table` with the contract's columns (typed from the contract; `text_columns` as
     text) and loads a CSV of the contract into it with COPY. Returns the rows loaded.
+
+    Args:
+      url: the server's postgresql:// URL.
+      password: the role's password.
+      table: the table to create.
+      csv_path: a CSV of the contract.
+      text_columns: columns created as text instead of their contract type.
     """
     import psycopg
     from psycopg import sql

@@ -136,6 +136,11 @@ def read(f: typing.BinaryIO, source: str, byte_range=None) -> typing.Iterator[cs
 
     A quarantine record's line number is the record's number in the file (from 1).
     `byte_range` must be None or cover the whole file: records are not split.
+
+    Args:
+      f: the file, opened in binary mode.
+      source: its path, for quarantine records.
+      byte_range: None, or a range covering the whole file.
     """
     if byte_range is not None and (byte_range.start is not None or byte_range.end is not None):
         raise ValueError(f"{source}: prediction logs are read whole")

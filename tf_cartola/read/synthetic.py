@@ -165,6 +165,12 @@ def shift_mean(frame: pd.DataFrame, column: str, sds: float, rng) -> pd.DataFram
 
     A float column moves as a whole; an integer column stays whole: +1 on a random share of
     rows, on top of any whole part of the step.
+
+    Args:
+      frame: generated users (changed in place and returned).
+      column: the numeric column to move.
+      sds: the step, in standard deviations of the column.
+      rng: a numpy Generator.
     """
     values = frame[column]
     step = sds * values.std()
@@ -177,7 +183,14 @@ def shift_mean(frame: pd.DataFrame, column: str, sds: float, rng) -> pd.DataFram
 
 
 def set_missing(frame: pd.DataFrame, column: str, share: float, rng) -> pd.DataFrame:
-    """`frame` with `column` emptied in a random `share` of rows (the others as they were)."""
+    """`frame` with `column` emptied in a random `share` of rows (the others as they were).
+
+    Args:
+      frame: generated users (changed in place and returned).
+      column: the column to empty.
+      share: the share of rows emptied.
+      rng: a numpy Generator.
+    """
     frame[column] = frame[column].where(
         rng.random(len(frame)) >= share, None if column == F.PIXELS else np.nan
     )

@@ -115,6 +115,11 @@ def quantiles(feature) -> typing.Optional[statistics_pb2.Histogram]:
 def cdf(hist: statistics_pb2.Histogram, xs: np.ndarray, right: bool) -> np.ndarray:
     """The CDF at `xs` (right limits, or left limits), spreading each bucket evenly over its
     width.
+
+    Args:
+      hist: a TFDV histogram (quantiles or standard).
+      xs: the points.
+      right: right limits (P(X <= x)) if true, else left limits (P(X < x)).
     """
     low = np.array([b.low_value for b in hist.buckets])
     high = np.array([b.high_value for b in hist.buckets])
