@@ -507,17 +507,7 @@ def _analysis_section(analysis: dict) -> str:
 
 def _model_section(run: dict, labels, scores) -> str:
     b = run["blessing"]
-    metric_names = (
-        "ks",
-        "auc",
-        "precision",
-        "recall",
-        "mean_score_pro",
-        "mean_score_non_pro",
-        "rows",
-        "rows_pro",
-    )
-    metrics = _table(("metric", "candidate"), [(m, b["metrics"][m]) for m in metric_names])
+    metrics = _table(("metric", "candidate"), [(m, b["metrics"][m]) for m in metrics_lib.REPORTED])
     coefficients = _table(
         ("feature", "coefficient (z-scored input)"),
         sorted(zip(b["features"], b["weights"]), key=lambda fw: -abs(fw[1])),

@@ -11,17 +11,7 @@ import sys
 from tf_cartola.common import cli, files, timing
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import manifest as manifest_lib
-
-_ROWS = (
-    "ks",
-    "auc",
-    "precision",
-    "recall",
-    "mean_score_pro",
-    "mean_score_non_pro",
-    "rows",
-    "rows_pro",
-)
+from tf_cartola.train import metrics as metrics_lib
 
 
 def metrics_table(result: dict) -> str:
@@ -31,7 +21,7 @@ def metrics_table(result: dict) -> str:
         f"{'v' + str(result['baseline_version']):>12}" if base else ""
     )
     lines = [header, "-" * len(header)]
-    for key in _ROWS:
+    for key in metrics_lib.REPORTED:
         value = result["metrics"][key]
         fmt = (lambda v: f"{v:>12}") if isinstance(value, int) else (lambda v: f"{v:>12.4f}")
         lines.append(f"{key:<20}{fmt(value)}" + (fmt(base[key]) if base else ""))

@@ -2,6 +2,18 @@
 
 import numpy as np
 
+# What `classification_metrics` returns, in the order runs show it: KS first.
+REPORTED = (
+    "ks",
+    "auc",
+    "precision",
+    "recall",
+    "mean_score_pro",
+    "mean_score_non_pro",
+    "rows",
+    "rows_pro",
+)
+
 
 def ks_statistic(labels, scores) -> float:
     """Two-sample Kolmogorov-Smirnov statistic between PRO and non-PRO score distributions."""
