@@ -8,7 +8,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Before anything imports Ten
 
 import pytest  # noqa: E402
 
-from tests.helpers import CONFIG, ROOT, SCHEMA, SMALL_ROWS  # noqa: E402
+from tests.helpers import CONFIG, ROOT, SMALL_ROWS, preprocess_args  # noqa: E402
 from tf_cartola.read import synthetic  # noqa: E402
 
 
@@ -38,21 +38,7 @@ def preprocess_cli(small_csv, tmp_path_factory):
         k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")
     }
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "beam_jobs.preprocess",
-            "--config",
-            CONFIG,
-            "--schema",
-            SCHEMA,
-            "--input",
-            small_csv,
-            "--output_dir",
-            out,
-            "--baseline",
-            "none",
-        ],  # Not whatever a demo left in ./serving_models.
+        [sys.executable, "-m", "beam_jobs.preprocess", *preprocess_args(small_csv, out)],
         env=env,
         capture_output=True,
         text=True,

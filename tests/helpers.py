@@ -17,6 +17,13 @@ DATA = os.path.join(ROOT, "tests", "data")
 SMALL_ROWS = 6000  # The session's small generated CSV (conftest `small_csv`).
 
 
+def preprocess_args(input_path, output_dir, *extra) -> list:
+    """`beam_jobs.preprocess` flags for a test run: the repository's config and schema, and no
+    baseline (not whatever a demo left in ./serving_models)."""
+    inputs = ["--input", str(input_path), "--output_dir", str(output_dir)]
+    return ["--config", CONFIG, "--schema", SCHEMA, *inputs, "--baseline", "none", *extra]
+
+
 def split_ids(pattern, spec=None):
     """The sorted GLOBO_IDs in gzipped tf.Example TFRecords matching `pattern`."""
     import tensorflow as tf

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from beam_jobs import preprocess, score, validate
-from tests.helpers import CONFIG, ROOT, SCHEMA
+from tests.helpers import ROOT, preprocess_args
 from tf_cartola.common.loopback import free_port
 from tf_cartola.contract import features as F
 
@@ -32,21 +32,7 @@ MANIFEST_FIELDS = ("rows", "bad_rows", "duplicate_ids", "anomalies", "valid", "d
 
 
 def _preprocess(small_csv, out, *runner):
-    return preprocess.run(
-        [
-            "--config",
-            CONFIG,
-            "--schema",
-            SCHEMA,
-            "--input",
-            small_csv,
-            "--output_dir",
-            str(out),
-            "--baseline",
-            "none",
-            *runner,
-        ]
-    )
+    return preprocess.run(preprocess_args(small_csv, str(out), *runner))
 
 
 def _validate(csv, baseline_dir, out, *runner):
@@ -256,22 +242,14 @@ def test_a_worker_that_cannot_start_fails_the_job_in_bounded_time(small_csv, tmp
     started = time.monotonic()
     with worker_pool(sys.executable, str(broken), str(tmp_path)) as address:
         status = preprocess.main(
-            [
-                "--config",
-                CONFIG,
-                "--schema",
-                SCHEMA,
-                "--input",
+            preprocess_args(
                 small_csv,
-                "--output_dir",
                 str(tmp_path / "out"),
-                "--baseline",
-                "none",
                 *PORTABLE,
                 "--environment_type=EXTERNAL",
                 f"--environment_config={address}",
                 "--worker_start_timeout=10",
-            ]
+            )
         )
     assert status == 2 and time.monotonic() - started < 90
     err = capsys.readouterr().err

@@ -5,6 +5,7 @@ evaluation).
 import typing
 
 from tf_cartola.contract import features as F
+from tf_cartola.contract.manifest import PreprocessOutputError
 
 
 def to_example(row: typing.Mapping[str, typing.Any]) -> bytes:
@@ -50,8 +51,6 @@ def records(pattern: str):
       PreprocessOutputError: no file matches `pattern`.
     """
     import tensorflow as tf
-
-    from tf_cartola.contract.manifest import PreprocessOutputError
 
     found = tf.io.gfile.glob(pattern)
     if not found:
