@@ -24,9 +24,11 @@ def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
 
     options = PipelineOptions(beam_args)
     known = options.get_all_options(retain_unknown_options=False)
-    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+    try:
+        unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+    except argparse.ArgumentError as e:  # An unknown flag given twice: "conflicting option".
+        unknown = [e.argument_name.lstrip("-")]
     if unknown:
-        # pylint: disable=protected-access
         ours = [a.dest for a in parser._actions if a.option_strings]
         close = difflib.get_close_matches(unknown[0], ours + sorted(known), n=1)
         hint = f" (did you mean --{close[0]}?)" if close else ""
@@ -58,8 +60,8 @@ def add_database_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_serving_flags(parser: argparse.ArgumentParser) -> None:
-    """--serving_dir and --model_name: where the served model is (they override the config's
-    serving section, as tf_cartola.train's --serving_dir does).
+    """--serving_dir, --model_name and --model_config_file: where the served model is and which
+    version is served (they override the config's serving section, as tf_cartola.train's do).
     """
     parser.add_argument(
         "--serving_dir",
@@ -67,6 +69,7 @@ def add_serving_flags(parser: argparse.ArgumentParser) -> None:
         "that scores); default from the config",
     )
     parser.add_argument("--model_name", help="the served model's name; default from the config")
+    cli.add_model_config_flag(parser)
 
 
 def with_serving_flags(config, args):
@@ -74,7 +77,11 @@ def with_serving_flags(config, args):
     from tf_cartola.contract import config as config_lib
 
     return config_lib.override(
-        config, "serving", serving_dir=args.serving_dir, model_name=args.model_name
+        config,
+        "serving",
+        serving_dir=args.serving_dir,
+        model_name=args.model_name,
+        model_config_file=args.model_config_file,
     )
 
 
@@ -97,6 +104,7 @@ def main(
     from beam_jobs.shared.outputs import AnomaliesFound
     from tf_cartola.contract import config as config_lib
     from tf_cartola.contract import rows
+    from tf_cartola.export import served
     from tf_cartola.validate import baseline
 
     try:
@@ -111,6 +119,7 @@ def main(
         rows.InputError,
         UnknownFlag,
         baseline.BaselineError,
+        served.ServedError,
         workers.WorkersUnavailable,
     ) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,11 +11,13 @@ Locally (DirectRunner):
 
 On Dataflow add `--runner DataflowRunner --project P --region R --temp_location gs://B/tmp` and
 the worker image or `--setup_file ./setup.py` (README, "Beyond one machine"); inputs, the model
-and the output on gs://. The model is the latest version of --model_name under --serving_dir
-unless --version or --model_dir says otherwise. Writes `<output>-NNNNN-of-NNNNN.csv` (GLOBO_ID,
-pro_probability, model_name, model_version, run_id), the rows set aside (bad, or with
---set_aside_invalid outside the model's schema) in `<prefix>.bad-*.jsonl` and
-`<prefix>.manifest.json`, where the prefix is --output, else --scores_table. Any flag this module
+and the output on gs://. The model is the served version of --model_name under --serving_dir
+(the `stable` label of --model_config_file, the models.config the server runs with; else the
+newest version) unless --version or --model_dir says otherwise. Writes
+`<output>-NNNNN-of-NNNNN.csv` (GLOBO_ID, pro_probability, model_name, model_version, run_id),
+the rows set aside (bad, or with --set_aside_invalid outside the model's schema) in
+`<prefix>.bad-*.jsonl` and `<prefix>.manifest.json`, where the prefix is --output, else
+--scores_table. Any flag this module
 does not know goes to Beam's PipelineOptions.
 """
 
@@ -30,8 +32,12 @@ from tf_cartola.validate import scoring_checks
 
 EXIT_STATUS = (
     "0 scored, 2 bad arguments, config, input, no model version or workers that cannot start "
-    "(--worker_start_timeout)"
+    "(--worker_start_timeout), 3 more than --max_set_aside_fraction of the rows set aside (the "
+    "scores, quarantine and manifest are written)"
 )
+
+
+EXIT_SET_ASIDE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     job_cli.add_database_flags(parser)
     job_cli.add_serving_flags(parser)
     parser.add_argument(
-        "--version", type=int, help="score with this version (default: the latest)"
+        "--version", type=int, help="score with this version (default: the served one)"
     )
     parser.add_argument("--model_dir", help="score with this SavedModel folder instead")
     parser.add_argument("--output", help="prefix of the CSV shards of scores")
@@ -56,12 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scores_table", default="scores", help="with --db (default: %(default)s)"
     )
-    parser.add_argument(
-        "--set_aside_invalid",
-        action="store_true",
-        help="set aside rows outside the model's "
-        "schema (a value out of its domain, an empty required feature) instead of scoring them",
-    )
+    scoring_checks.add_flags(parser)
     parser.add_argument(
         "--run_id",
         help="the run's id, kept with every score; a rerun with the same id replaces "
@@ -88,9 +89,7 @@ def run(argv=None) -> dict:
     if not args.output and not args.db:
         parser.error("nowhere to write the scores: give --output and/or --db")
     config = job_cli.with_serving_flags(config_lib.load(args.config), args)
-    model = score_job.find_model(
-        config.serving.serving_dir, config.serving.model_name, args.version, args.model_dir
-    )
+    model = score_job.find_model(config.serving, args.version, args.model_dir)
     cfg = config_lib.override(
         config,
         "preprocess",
@@ -110,14 +109,19 @@ def run(argv=None) -> dict:
         inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions),
         cfg.encoding,
         args.set_aside_invalid,
+        args.max_set_aside_fraction,
     )
 
 
 def _show(manifest: dict, passed: bool) -> None:
+    from beam_jobs.jobs import score as score_job
+
     if passed:
         print(
             json.dumps({k: manifest[k] for k in ("model", "rows", "outputs", "seconds")}, indent=2)
         )
+        for reason, n in sorted(score_job.set_aside_reasons(manifest).items()):
+            print(f"set aside: {n} {reason}")
         for line in scoring_checks.warnings(
             manifest["rows"]["read"],
             manifest["invalid"],
@@ -129,7 +133,11 @@ def _show(manifest: dict, passed: bool) -> None:
 
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
-    return job_cli.main(_parser(), run, argv, _show)
+    try:
+        return job_cli.main(_parser(), run, argv, _show)
+    except scoring_checks.TooManySetAside as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_SET_ASIDE
 
 
 if __name__ == "__main__":

@@ -82,14 +82,18 @@ def run(argv=None) -> dict:
         partitions=args.partitions,
         encoding=args.encoding,
     ).preprocess
-    baseline = baseline_lib.resolve(
-        cfg.baseline, config.serving.serving_dir, config.serving.model_name
-    )
+    baseline = baseline_lib.resolve(cfg.baseline, config.serving)
     if baseline is None:
+        from tf_cartola.export import served as served_lib
+
+        served = served_lib.served(
+            config.serving.serving_dir,
+            config.serving.model_name,
+            config.serving.model_config_file,
+        )
         raise baseline_lib.BaselineError(
-            f"no baseline: no version of {config.serving.model_name} under "
-            f"{config.serving.serving_dir} carries "
-            "one, and --baseline names no model version or preprocessing output"
+            f"no baseline: {served.describe()} with one, and --baseline names no model version "
+            "or preprocessing output"
         )
     return validation_job.validate(
         args.input,

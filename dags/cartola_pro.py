@@ -45,9 +45,30 @@ def _path(value: str) -> str:
     return value if "://" in value or os.path.isabs(value) else os.path.join(REPO, value)
 
 
-def _served_versions(serving_dir: str, model_name: str) -> list:
-    base = os.path.join(_path(serving_dir), model_name)
-    return sorted(int(v) for v in os.listdir(base) if v.isdigit()) if os.path.isdir(base) else []
+def _serving_flags(params: dict) -> list:
+    """Where the served model is and which version is served: `model_config_file`, the
+    models.config the server runs with, else the newest version (tf_cartola.export.served).
+    """
+    flags = ["--serving_dir", _path(params["serving_dir"]), "--model_name", params["model_name"]]
+    if params.get("model_config_file"):
+        flags += ["--model_config_file", _path(params["model_config_file"])]
+    return flags
+
+
+def _served_version(params: dict):
+    """The served version, or None, as the project answers it (`tf_cartola.inspect.versions`)."""
+    cmd = [
+        params["python"],
+        "-m",
+        "tf_cartola.inspect.versions",
+        *_serving_flags(params),
+        "--json",
+    ]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    print(done.stderr, end="", flush=True)
+    _check(done.returncode, "versions")
+    served = [r["version"] for r in json.loads(done.stdout) if r["served"]]
+    return served[0] if served else None
 
 
 def _run_dir(params: dict, ds: str) -> str:
@@ -63,18 +84,20 @@ def _input_flags(params: dict) -> list:
     return flags + shlex.split(params["beam_args"])
 
 
-def _cli(params: dict, module: str, *args: str) -> int:
+def _cli(params: dict, module: str, *args: str) -> tuple:
     """Runs `python -m module args` in the repository with the project's interpreter; its output
-    goes to the task's log line by line. Returns its exit status.
+    goes to the task's log line by line. Returns (its exit status, its output lines).
     """
     cmd = [params["python"], "-m", module, *args]
     print("running:", " ".join(cmd), flush=True)
+    out = []
     with subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:
         for line in proc.stdout:
+            out.append(line)
             print(line, end="", flush=True)
-    return proc.returncode
+    return proc.returncode, out
 
 
 def _check(status: int, step: str, decisions: tuple = (), where: str = "") -> None:
@@ -95,20 +118,17 @@ def validate(params: dict, ds: str) -> str:
     """The new month against the served model's baseline; month one (nothing served) has nothing to
     compare.
     """
-    if not _served_versions(params["serving_dir"], params["model_name"]):
+    if _served_version(params) is None:
         print(
             f"no version of {params['model_name']} is served under {params['serving_dir']} yet: "
             "nothing to validate against (the preprocessing run validates the data itself)"
         )
         return "nothing served"
-    status = _cli(
+    status, _ = _cli(
         params,
         "beam_jobs.validate",
         *_input_flags(params),
-        "--serving_dir",
-        _path(params["serving_dir"]),
-        "--model_name",
-        params["model_name"],
+        *_serving_flags(params),
         "--output_dir",
         os.path.join(_run_dir(params, ds), "validate"),
     )
@@ -123,43 +143,43 @@ def preprocess(params: dict, ds: str) -> str:
     folder.
     """
     out = os.path.join(_run_dir(params, ds), "preprocess")
-    status = _cli(
+    status, _ = _cli(
         params,
         "beam_jobs.preprocess",
         *_input_flags(params),
         "--output_dir",
         out,
-        "--serving_dir",
-        _path(params["serving_dir"]),
-        "--model_name",
-        params["model_name"],
+        *_serving_flags(params),
     )
     _check(status, "preprocess", where=os.path.join(out, "report.html"))
     return out
 
 
 def train(params: dict, ds: str) -> str:
-    """Trains, blesses and pushes; returns the decision: "pushed version N", "not blessed" or
-    "nothing changed" (the served version was made of the same data and config: this month's rerun,
-    say).
+    """Trains, blesses and pushes; returns the decision: "pushed version N", "not blessed",
+    "nothing changed" (a pushed version was made of the same data and config: this month's rerun,
+    say) or "backfill: not pushed" (the served version's data is of a later month).
     """
     run_dir = os.path.join(_run_dir(params, ds), "train")
     blessing = os.path.join(run_dir, "blessing.json")
     if os.path.exists(blessing):
         os.remove(blessing)  # A rerun's decision is its own.
-    status = _cli(
+    status, out = _cli(
         params,
         "tf_cartola.train",
         "--preprocess_dir",
         os.path.join(_run_dir(params, ds), "preprocess"),
-        "--serving_dir",
-        _path(params["serving_dir"]),
+        *_serving_flags(params),
         "--run_dir",
         run_dir,
+        "--run_id",
+        ds[:7],
     )
     _check(status, "train", decisions=(EXIT_NOT_BLESSED,))
     if status == EXIT_NOT_BLESSED:
         return "not blessed"
+    if any(line.startswith("backfill: not pushed") for line in out):
+        return "backfill: not pushed"
     if not os.path.exists(blessing):
         return "nothing changed"
     with open(blessing) as f:
@@ -176,14 +196,11 @@ def score(params: dict, ds: str) -> str:
         if scores.startswith("postgresql://")
         else ["--output", os.path.join(_path(scores), ds, "scores")]
     )
-    status = _cli(
+    status, _ = _cli(
         params,
         "beam_jobs.score",
         *_input_flags(params),
-        "--serving_dir",
-        _path(params["serving_dir"]),
-        "--model_name",
-        params["model_name"],
+        *_serving_flags(params),
         "--run_id",
         ds[:7],
         *out,
@@ -204,7 +221,6 @@ def summary(params: dict, ds: str, ti) -> dict:
     if os.path.exists(blessing_path):  # None when nothing changed: no model was trained.
         with open(blessing_path) as f:
             blessing = json.load(f)
-    served = _served_versions(params["serving_dir"], params["model_name"])
     record = {
         "month": ds[:7],
         "rows": manifest["rows"],
@@ -213,7 +229,7 @@ def summary(params: dict, ds: str, ti) -> dict:
         "decision": ti.xcom_pull(task_ids="train"),
         "ks": blessing["metrics"]["ks"] if blessing else None,
         "pushed": blessing["version"] if blessing else None,
-        "served_version": served[-1] if served else None,
+        "served_version": _served_version(params),
         "report": os.path.join(run, "train", "report.html") if blessing else None,
         "scores": ti.xcom_pull(task_ids="score"),
     }
@@ -247,6 +263,12 @@ with DAG(
         ),
         "serving_dir": Param(_CONFIG["serving"]["serving_dir"], type="string"),
         "model_name": Param(_CONFIG["serving"]["model_name"], type="string"),
+        "model_config_file": Param(
+            _CONFIG["serving"].get("model_config_file", ""),
+            type="string",
+            description="the models.config the server runs with: its versions and `stable` "
+            "label say which version is served (empty: the newest)",
+        ),
         "scores": Param(
             "runs/airflow/scores",
             type="string",

@@ -39,13 +39,15 @@ from tf_cartola.common import cli, files, timing
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import rows
+from tf_cartola.export import served as served_lib
 from tf_cartola.read import csv_reader
 from tf_cartola.validate import scoring_checks
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
 EXIT_STATUS = (
     "0 scored; 2 bad arguments or config; 3 input problem (no file, a column the model uses is "
-    "missing, a malformed file); 4 server unreachable; 5 the server refused or failed a request"
+    "missing, a malformed file, more than --max_set_aside_fraction of the rows set aside); 4 "
+    "server unreachable; 5 the server refused or failed a request"
 )
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 
@@ -115,6 +117,7 @@ class DatabaseScores:
 
         self.out = f"{postgres.masked(url)} table {table}"
         self._table = postgres.ScoresTable(url, table)
+        self._table.clear_run(model_name, run_id)  # A rerun replaces the run's rows, never adds.
         self._model = (model_name, model_version, run_id)
 
     def write(self, ids, probabilities) -> None:
@@ -134,7 +137,6 @@ def score(
     total: typing.Optional[int] = None,
     batch_size: int = 500,
     version=None,
-    label=None,
     progress: bool = True,
     checks: typing.Optional["Checks"] = None,
 ) -> dict:
@@ -147,17 +149,15 @@ def score(
       quarantine: where bad rows go (removed when there are none).
       total: rows expected, for the progress bar.
       batch_size: rows per request.
-      version: the model version to ask for (None: the latest).
-      label: the version label to ask for, instead of a version.
+      version: the model version every request names (None: the server's choice).
       progress: show a progress bar on stderr.
       checks: check rows against the model's schema (None: not checked).
 
     Returns:
-      {"read": n, "scored": n, "bad": n, "invalid": {"KIND:column": rows}, "duplicate_ids": {"ids":
-      n, "rows": n},
-       "out": what was written, "quarantine": path or None, "seconds": s}; `bad` counts rows set
-       aside for
-      either reason, and read = scored + bad.
+      {"read": n, "scored": n, "bad": n, "reasons": {"KIND:column": rows set aside},
+      "invalid": {"KIND:column": rows}, "duplicate_ids": {"ids": n, "rows": n}, "out": what was
+      written, "quarantine": path or None, "seconds": s}; `bad` counts rows set aside for either
+      reason, and read = scored + bad.
 
     Raises:
       rows.InputError, FileNotFoundError: the users cannot be read as the model needs them.
@@ -191,7 +191,7 @@ def score(
                     batch_records = records[i : i + batch_size]
                     sink.write(
                         batch_ids[i : i + batch_size],
-                        client.score(batch_records, version=version, label=label),
+                        client.score(batch_records, version=version),
                     )
                     scored += len(batch_records)
                     bar.update(len(batch_records))
@@ -210,6 +210,7 @@ def score(
         "read": read,
         "scored": scored,
         "bad": len(bad),
+        "reasons": dict(collections.Counter(f"{r['kind']}:{r['column'] or ''}" for r in bad)),
         "invalid": {f"{kind}:{column}": n for (kind, column), n in sorted(invalid.items())},
         "duplicate_ids": {"ids": duplicate_ids, "rows": duplicate_rows},
         "out": sink.out,
@@ -255,6 +256,17 @@ def _model_schema(
     )
 
 
+def _stable_label(args, model_config_file: str) -> typing.Optional[str]:
+    """The label to ask the server for when no --version or --label is given: `stable` when the
+    models.config the server runs with has it (a request without one gets the newest version, TF
+    Serving's rule, which is a canary's during a canary), else None (the server's newest).
+    """
+    if args.model_dir or not model_config_file:
+        return None
+    labels = served_lib.policy(model_config_file, args.model).labels
+    return served_lib.STABLE if served_lib.STABLE in labels else None
+
+
 def _client(args):
     """(client, unreachable errors, failure errors) for the chosen server or model folder."""
     if args.rest:
@@ -297,16 +309,15 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
         "so rows are checked against the served version's schema (--model_dir carries its own; "
         "default: the config's serving.serving_dir)",
     )
+    scoring_checks.add_flags(parser)
     parser.add_argument(
-        "--set_aside_invalid",
-        action="store_true",
-        help="set aside rows outside the model's "
-        "schema (a value out of its domain, an empty required feature) instead of scoring them",
+        "--version",
+        type=int,
+        help="a version number (default: the served one: the `stable` label of "
+        "--model_config_file, else the server's newest)",
     )
-    parser.add_argument(
-        "--version", type=int, help="a version number (default: the server's choice)"
-    )
-    parser.add_argument("--label", help="a version label, e.g. stable")
+    parser.add_argument("--label", help="a version label, e.g. canary")
+    cli.add_model_config_flag(parser)
     users = parser.add_mutually_exclusive_group(required=True)
     users.add_argument("--csv", help="users to score: a CSV file")
     parser.add_argument(
@@ -364,6 +375,11 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
         args.model or serving.model_name,
         args.serving_dir or serving.serving_dir,
     )
+    try:
+        stable = _stable_label(args, args.model_config_file or serving.model_config_file)
+    except served_lib.ServedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ARGUMENTS
 
     if args.batch_size < 1:
         print("error: --batch_size must be >= 1", file=sys.stderr)
@@ -384,11 +400,10 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
     client, unreachable, failed = _client(args)
     try:
         deadline = time.monotonic() + args.wait
-        while (
-            True
-        ):  # The model's inputs, asked once the server answers (or at once without --wait).
+        while True:  # The version and its inputs, asked once the server answers.
             try:
-                needed = [F.ID_KEY, *client.raw_inputs(args.version, args.label)]
+                version = client.served_version(args.version, args.label or stable)
+                needed = [F.ID_KEY, *client.raw_inputs(version)]
                 break
             except unreachable + failed:
                 if time.monotonic() >= deadline:
@@ -406,11 +421,9 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
             else:
                 source, total = postgres.masked(args.db), None
                 chunks = postgres.read_all(args.db, args.table, args.query, required=needed)
-            made_by = (
-                args.model,
-                client.served_version(args.version, args.label),
-                args.run_id or timing.this_month(),
-            )
+            # Every request names the version, so each row is labelled with the one that answered
+            # it; a version unloaded mid-run fails the run instead of being answered by another.
+            made_by = (args.model, version, args.run_id or timing.this_month())
             rules, about = _model_schema(args, needed[1:], made_by[1])
             checks = None if rules is None else Checks(rules, args.set_aside_invalid, source)
             if checks is None:
@@ -427,8 +440,7 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
                 quarantine,
                 total,
                 args.batch_size,
-                args.version,
-                args.label,
+                version,
                 progress=not args.no_progress,
                 checks=checks,
             )
@@ -453,6 +465,15 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
         f"scored {summary['scored']} rows of {source} into {summary['out']} in "
         f"{summary['seconds']} s{bad}"
     )
+    for reason, n in sorted(summary["reasons"].items()):
+        print(f"set aside: {n} {reason}")
+    try:
+        scoring_checks.check_set_aside(
+            summary["read"], summary["bad"], summary["reasons"], args.max_set_aside_fraction
+        )
+    except scoring_checks.TooManySetAside as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
     return EXIT_OK
 
 

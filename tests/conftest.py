@@ -8,16 +8,16 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Before anything imports Ten
 
 import pytest  # noqa: E402
 
-from tests.helpers import CONFIG, ROOT, SMALL_ROWS, preprocess_args  # noqa: E402
+from tests.helpers import CONFIG, SMALL_ROWS, preprocess_args  # noqa: E402
 from tf_cartola.read import synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _from_the_repository_root():
-    """The CLIs' defaults (configs/default.yaml and the paths it names) are relative to the
-    repository root, where users run them; tests that rely on a default run there whatever
-    directory pytest started in."""
-    os.chdir(ROOT)
+def _from_a_folder_of_its_own(tmp_path_factory):
+    """Every test runs in a fresh folder outside the repository, as a user's: the default config's
+    relative paths (serving_models/, runs/, data/) are then the suite's own, never what `make
+    demo` left in the repository, and nothing a test writes by default lands there."""
+    os.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,12 @@ def _timed(seconds: dict, number: int, stage: str, description: str, fn, *args):
     return out
 
 
+def _served(serving):
+    from tf_cartola.export import served as served_lib
+
+    return served_lib.served(serving.serving_dir, serving.model_name, serving.model_config_file)
+
+
 def preprocess(
     cfg: config_lib.PreprocessConfig,
     options: PipelineOptions,
@@ -95,16 +101,14 @@ def preprocess(
         )
     started = time.perf_counter()
     serving = (config or config_lib.Config()).serving
-    baseline = baseline_lib.resolve(cfg.baseline, serving.serving_dir, serving.model_name)
+    baseline = baseline_lib.resolve(cfg.baseline, serving)
     missing = None
     if (
         baseline is None and cfg.baseline == "served"
     ):  # Said, not skipped silently: the monthly drift check.
         missing = (
-            f"no served version of {serving.model_name} under {serving.serving_dir} carries a "
-            "baseline: "
-            "the train split is not compared with one (give --serving_dir, or --baseline none on "
-            "a first run)"
+            f"{_served(serving).describe()} with a baseline: the train split is not compared with "
+            "one (give --serving_dir or --model_config_file, or --baseline none on a first run)"
         )
         log.warning(missing)
     layout = Layout(cfg.output_dir)

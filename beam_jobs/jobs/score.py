@@ -22,10 +22,11 @@ from apache_beam.ml.inference import base as inference
 
 from beam_jobs.shared import counters as counters_lib
 from beam_jobs.shared import inputs as inputs_lib
-from beam_jobs.shared import transforms, workers
+from beam_jobs.shared import outputs, transforms, workers
 from tf_cartola.common import files
 from tf_cartola.contract import features as F
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.export import served as served_lib
 from tf_cartola.export import store as model_store
 from tf_cartola.read import csv_reader, postgres
 from tf_cartola.validate import baseline, scoring_checks
@@ -50,38 +51,42 @@ class Model:
 
 
 def find_model(
-    serving_dir: typing.Optional[str],
-    model_name: str,
+    serving,
     version: typing.Optional[int] = None,
     model_dir: typing.Optional[str] = None,
 ) -> Model:
-    """The model to score with: `model_dir` as it is, else version `version` (default: the latest)
-    of `model_name` under `serving_dir`.
+    """The model to score with: `model_dir` as it is, else version `version`, else the served
+    version (tf_cartola.export.served: the models.config's `stable` label or newest served
+    version, or the newest pushed).
 
     Args:
-      serving_dir: where versions are pushed.
-      model_name: the served model's name.
-      version: the version to score with (default: the latest).
+      serving: the config's serving section (serving_dir, model_name, model_config_file).
+      version: the version to score with (default: the served one).
       model_dir: a SavedModel folder to use instead.
 
     Raises:
-      NoModel: no such version (or no version at all).
+      NoModel: no such version (or nothing served).
+      ServedError: a models.config that cannot say what is served.
     """
     if model_dir:
         if not files.exists(files.join(model_dir, model_store.SAVED_MODEL_FILE)):
             raise NoModel(f"no SavedModel in {model_dir}")
         name = model_dir.rstrip("/").rsplit("/", 1)[-1]
-        return Model(model_name, int(name) if name.isdigit() else None, model_dir)
-    base_path = files.join(serving_dir, model_name)
-    found = model_store.versions(base_path)
-    if not found:
-        raise NoModel(f"no version of {model_name} under {serving_dir}")
-    if version is not None and version not in found:
-        raise NoModel(
-            f"no version {version} of {model_name} under {serving_dir} (there are {found})"
-        )
-    chosen = found[-1] if version is None else version
-    return Model(model_name, chosen, model_store.version_dir(base_path, chosen))
+        return Model(serving.model_name, int(name) if name.isdigit() else None, model_dir)
+    base_path = files.join(serving.serving_dir, serving.model_name)
+    if version is not None:
+        found = model_store.versions(base_path)
+        if version not in found:
+            raise NoModel(
+                f"no version {version} of {serving.model_name} under {serving.serving_dir} "
+                f"(there are {found})"
+            )
+        return Model(serving.model_name, version, model_store.version_dir(base_path, version))
+    served = served_lib.served(serving.serving_dir, serving.model_name, serving.model_config_file)
+    if served.version is None:
+        raise NoModel(served.describe())
+    log.info("the served version: %s", served.describe())
+    return Model(serving.model_name, served.version, served.version_dir())
 
 
 def raw_inputs(model_path: str) -> typing.List[str]:
@@ -289,6 +294,45 @@ def build_pipeline(
         _ = scored | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model, run_id))
 
 
+def _clear_earlier(
+    output: typing.Optional[str],
+    quarantine: str,
+    prefix: str,
+    db: typing.Optional[str],
+    table: str,
+    model: Model,
+    run_id: str,
+) -> None:
+    """Deletes what an earlier run with the same outputs left (its shards, quarantine and
+    manifest, by match: a rerun with another shard count leaves nothing stale) and the run's rows
+    of this model in the table: a rerun replaces, never adds.
+    """
+    patterns = [f"{quarantine}-*-of-*.jsonl", f"{prefix}.manifest.json"]
+    if output:
+        patterns.append(f"{output}-*-of-*.csv")
+    deleted = outputs.delete_matching(patterns)
+    if deleted:
+        log.info("deleted %d file(s) of an earlier run: %s", len(deleted), deleted[:3])
+    if db:
+        scores = postgres.ScoresTable(db, table)
+        try:
+            gone = scores.clear_run(model.name, run_id)
+        finally:
+            scores.close()
+        if gone:
+            log.info(
+                "deleted run %s's %d earlier rows of %s from %s", run_id, gone, model.name, table
+            )
+
+
+def set_aside_reasons(manifest: dict) -> typing.Dict[str, int]:
+    """Rows set aside per reason: the reader's ("KIND:column") and, with --set_aside_invalid, the
+    schema's ("invalid KIND:column").
+    """
+    invalid = manifest["invalid"] if manifest["set_aside_invalid"] else {}
+    return {**manifest["bad_rows"], **{f"invalid {k}": n for k, n in invalid.items()}}
+
+
 def _written(pattern: str) -> typing.List[str]:
     """The files a sink wrote, by name (an empty quarantine shard is no finding, and is not
     listed).
@@ -312,6 +356,7 @@ def score(
     database: typing.Optional[inputs_lib.DatabaseInput] = None,
     encoding: str = "utf-8",
     set_aside_invalid: bool = False,
+    max_set_aside_fraction: float = scoring_checks.MAX_SET_ASIDE_FRACTION,
 ) -> dict:
     """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else
     the table).
@@ -327,8 +372,9 @@ def score(
       database: the table or query and partitions, for a postgresql:// input.
       encoding: a CSV input's text encoding.
       set_aside_invalid: set aside rows outside the schema the model carries instead of scoring
-        them (they
-        are counted either way).
+        them (they are counted either way).
+      max_set_aside_fraction: the share of rows that may be set aside; above it the run fails
+        (its outputs and manifest are written, to be looked at).
 
     Returns:
       The manifest.
@@ -336,6 +382,7 @@ def score(
     Raises:
       rows.InputError, FileNotFoundError: the input cannot be read as the model needs it.
       ValueError: neither `output` nor `db`.
+      TooManySetAside: more than `max_set_aside_fraction` of the rows were set aside.
     """
     if not output and not db:
         raise ValueError("nowhere to write scores: give --output and/or --db")
@@ -357,6 +404,7 @@ def score(
             "%s carries no schema (not exported by tf_cartola.train): rows are not checked",
             model.path,
         )
+    _clear_earlier(output, quarantine, prefix, db, scores_table, model, run_id)
     with inputs_lib.open_inputs(
         input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database
     ) as (inputs, parts):
@@ -416,6 +464,12 @@ def score(
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }
     files.write_json(f"{prefix}.manifest.json", manifest)
+    scoring_checks.check_set_aside(
+        rows["read"],
+        rows["bad"] + rows["set_aside"],
+        set_aside_reasons(manifest),
+        max_set_aside_fraction,
+    )
     if (
         rows["scored"] + rows["bad"] + rows["set_aside"] != rows["read"]
     ):  # Nothing lost between reading and writing.

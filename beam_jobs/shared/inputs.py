@@ -11,6 +11,7 @@ import typing
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from tf_cartola.common import files
 from tf_cartola.contract import features as F
 from tf_cartola.read import csv_reader, postgres
 
@@ -84,6 +85,9 @@ def describe_inputs(
       FileNotFoundError: nothing matches.
       rows.InputError: a CSV is empty or its header lacks required columns.
     """
+    # Absolute before matching: Beam matches a bare `m?.csv` (no folder part) against nothing, and
+    # a portable runner's workers run in folders of their own.
+    pattern = files.absolute(pattern)
     matched = FileSystems.match([pattern])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no input file matches {pattern!r}")

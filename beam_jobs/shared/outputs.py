@@ -35,6 +35,23 @@ ENTRIES = (
 )
 
 
+def delete_matching(patterns: typing.Sequence[str]) -> typing.List[str]:
+    """Deletes every file that matches one of the glob patterns, then whatever the other patterns
+    name (a file, or a local disk's folder); returns what it deleted.
+
+    By match, not by `exists`: on an object store a "folder" is only a name prefix, which
+    `exists` does not see, so a folder's objects are found with `folder/**`.
+    """
+    deleted = []
+    globs = [p for p in patterns if "*" in p]
+    for group in (globs, [p for p in patterns if p not in globs]):  # Files first, then folders.
+        found = sorted({m.path for r in FileSystems.match(group) for m in r.metadata_list})
+        if found:
+            FileSystems.delete(found)
+            deleted += found
+    return sorted(deleted)
+
+
 @dataclasses.dataclass
 class Layout:
     """Where every artifact of one run lives under the output directory."""
@@ -46,10 +63,9 @@ class Layout:
         touched), so a rerun's folder never holds a stale report or split beside its own manifest;
         returns what it deleted.
         """
-        found = [self.path(name) for name in ENTRIES if FileSystems.exists(self.path(name))]
-        if found:
-            FileSystems.delete(found)
-        return found
+        return delete_matching(
+            [pattern for name in ENTRIES for pattern in (self.path(name), self.path(name, "**"))]
+        )
 
     def path(self, *parts: str) -> str:
         """A path under the run's output directory."""

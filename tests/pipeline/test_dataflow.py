@@ -15,6 +15,7 @@ from beam_jobs.jobs import preprocess_pipeline
 from beam_jobs.jobs import validate as validation_job
 from beam_jobs.shared import inputs
 from beam_jobs.shared.outputs import Layout
+from tests.helpers import ROOT
 from tf_cartola.contract import config as config_lib
 from tf_cartola.read import csv_reader
 
@@ -29,7 +30,7 @@ def _translate(build):
             "--project=tf-cartola-test",
             "--region=us-central1",
             f"--temp_location={BUCKET}/tmp",
-            f"--setup_file={os.path.abspath('setup.py')}",
+            f"--setup_file={os.path.join(ROOT, 'setup.py')}",
             "--dry_run=True",
         ]
     )

@@ -208,7 +208,8 @@ def test_the_latest_served_version_is_the_default_baseline(trained, small_csv, t
     )
     assert (
         manifest.baseline["description"]
-        == f"served model {cfg.serving.model_name} version {result['version']}"
+        == f"served model {cfg.serving.model_name} version {result['version']} (the newest under "
+        f"{serving_dir}/{cfg.serving.model_name})"
     )
     assert (
         manifest.baseline["inputs"] == manifest.inputs

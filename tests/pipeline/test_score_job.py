@@ -151,7 +151,10 @@ def test_a_version_is_scored_when_asked_and_no_version_is_one_line_and_status_2(
         == 2
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: no version of cartola_pro under {tmp_path / 'empty'}"]
+    assert err == [
+        f"error: no version of cartola_pro is served (the newest under "
+        f"{tmp_path / 'empty' / 'cartola_pro'})"
+    ]
     assert (
         score.main(
             [
@@ -328,38 +331,24 @@ def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_
 
 
 @pytest.mark.production
-def test_a_windows_1252_file_is_read_with_its_encoding_and_without_it_its_bad_line_is_set_aside(
+def test_a_windows_1252_byte_in_a_column_no_job_reads_sets_no_row_aside(
     served, small_csv, tmp_path
 ):
     from serving import client
 
     serving_dir, export_dir = served
     lines = open(small_csv).read().splitlines()
-    pixels = lines[0].split(",").index("pixels")
+    pixels = lines[0].split(",").index("pixels")  # Not among the model's columns.
     row = lines[11].split(",")
     row[pixels] = "1920\u00d71080"  # Line 12: a DBMS export's "×", one byte in Windows-1252.
     lines[11] = ",".join(row)
     path = tmp_path / "cp1252.csv"
     path.write_bytes(("\n".join(lines) + "\n").encode("windows-1252"))
     common = ["--input", str(path), "--serving_dir", serving_dir]
-    plain = score.run([*common, "--output", str(tmp_path / "plain")])
-    [bad] = [
-        json.loads(line)
-        for p in glob.glob(str(tmp_path / "plain.bad-*.jsonl"))
-        for line in open(p)
-    ]
-    assert (bad["line_number"], bad["kind"]) == (12, rows.UNDECODABLE) and plain["rows"][
-        "bad"
-    ] == 1
-    decoded = score.run(
-        [*common, "--encoding", "windows-1252", "--output", str(tmp_path / "decoded")]
-    )
-    assert decoded["rows"] == {
-        "read": len(lines) - 1,
-        "scored": len(lines) - 1,
-        "bad": 0,
-        "set_aside": 0,
-    }
+    everything = {"read": len(lines) - 1, "scored": len(lines) - 1, "bad": 0, "set_aside": 0}
+    for name, flags in (("plain", []), ("decoded", ["--encoding", "windows-1252"])):
+        manifest = score.run([*common, *flags, "--output", str(tmp_path / name)])
+        assert manifest["rows"] == everything, name
     out = tmp_path / "client.csv"
     assert (
         client.main(
@@ -367,5 +356,37 @@ def test_a_windows_1252_file_is_read_with_its_encoding_and_without_it_its_bad_li
         )
         == 0
     )
-    [bad] = [json.loads(line) for line in open(f"{out}.bad.jsonl")]
-    assert (bad["line_number"], bad["kind"]) == (12, rows.UNDECODABLE)
+    assert len(pd.read_csv(out)) == len(lines) - 1 and not glob.glob(f"{out}.bad.jsonl")
+
+
+def test_a_run_that_sets_aside_most_rows_fails_naming_every_reason_and_the_encoding(
+    served, small_csv, tmp_path, capsys
+):
+    from serving import client
+
+    serving_dir, export_dir = served
+    lines = open(small_csv).read().splitlines()[:301]
+    column = lines[0].split(",").index("escalacoes")  # A column the model reads.
+    body = []
+    for i, line in enumerate(lines[1:]):
+        cells = line.split(",")
+        cells[column] = "\u00d7" if i % 3 else cells[column]  # Two rows in three.
+        body.append(",".join(cells))
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes(("\n".join([lines[0], *body]) + "\n").encode("windows-1252"))
+    assert (
+        score.main(
+            ["--input", str(path), "--serving_dir", serving_dir, "--output", str(tmp_path / "s")]
+        )
+        == score.EXIT_SET_ASIDE
+    )
+    [error] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert error.startswith("error: 200 of 300 rows (66.7%) were set aside, more than")
+    assert f"200 {rows.UNDECODABLE}:escalacoes" in error and "--encoding" in error
+    out = tmp_path / "client.csv"
+    code = client.main(
+        ["--model_dir", export_dir, "--csv", str(path), "--out", str(out), "--no_progress"]
+    )
+    captured = capsys.readouterr()
+    assert code == client.EXIT_INPUT and "--encoding" in captured.err
+    assert f"set aside: 200 {rows.UNDECODABLE}:escalacoes" in captured.out

@@ -182,15 +182,15 @@ def test_shuffled_labels_are_refused_and_a_good_model_is_pushed_next(trained, sm
     assert listed[-1]["fingerprint"] == listed[0]["fingerprint"] and listed[-1]["pushed_at"]
 
 
-def test_a_candidate_worse_than_the_blessed_model_is_refused():
+def test_a_candidate_worse_than_the_served_model_is_refused():
     cfg = config_lib.BlessingConfig(
         min_ks=0.1, min_auc=0.5, min_precision=0.1, min_recall=0.1, ks_tolerance=0.01
     )
     good = {"ks": 0.60, "auc": 0.88, "precision": 0.8, "recall": 0.75}
     assert training.bless(good, None, cfg) == []
     assert training.bless({**good, "ks": 0.595}, good, cfg) == []
-    [reason] = training.bless({**good, "ks": 0.58}, good, cfg)
-    assert "worse than the latest blessed" in reason
+    [reason] = training.bless({**good, "ks": 0.58}, good, cfg, served_version=3)
+    assert "worse than served version 3's 0.6000" in reason
 
 
 def test_the_one_manifest_loader_refuses_what_is_not_a_usable_preprocessing_output(

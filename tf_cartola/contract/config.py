@@ -183,6 +183,10 @@ class ServingConfig:
 
     serving_dir: str = "serving_models"
     model_name: str = "cartola_pro"
+    # The models.config the server runs with (TF Serving's --model_config_file): its version
+    # policy and `stable` label say which version is served (tf_cartola/export/served.py). Empty:
+    # the newest version under serving_dir, TF Serving's default policy.
+    model_config_file: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

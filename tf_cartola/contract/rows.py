@@ -27,6 +27,11 @@ MISSING_REQUIRED = "MISSING_REQUIRED_VALUE"
 WRONG_FIELD_COUNT = "WRONG_FIELD_COUNT"
 REPEATED_HEADER = "REPEATED_HEADER"
 UNDECODABLE = "UNDECODABLE_TEXT"  # Bytes that are not text in the file's encoding.
+# Said wherever UNDECODABLE rows are counted: the anomaly table, the report, a failed scoring run.
+ENCODING_HINT = (
+    "their bytes are not text in the encoding read: give the file's encoding with --encoding "
+    "(preprocess.encoding in the config), e.g. --encoding windows-1252"
+)
 LABEL_ABOVE_1 = "BOOL_TYPE_BIG_INT"
 LABEL_BELOW_0 = "BOOL_TYPE_SMALL_INT"
 

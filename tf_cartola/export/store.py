@@ -15,12 +15,15 @@ Pushing a version never lets a server polling the base path load half of it:
 """
 
 import posixpath
+import random
+import time
 import typing
 import uuid
 
 from tf_cartola.common import files
 
 SAVED_MODEL_FILE = "saved_model.pb"
+CLAIMS = ".push-claims"  # Version numbers being pushed (TF Serving ignores names not numbers).
 
 
 def _gfile():
@@ -72,11 +75,12 @@ def copy_tree(source: str, target: str) -> None:
 
 def push(export_dir: str, base_path: str) -> int:
     """Copies an export to `<base_path>/<next version>/` so that a polling server sees either no
-    new version or a complete one (see the module docstring); returns the version.
+    new version or a complete one (see the module docstring); returns the version. Concurrent
+    pushes each get a version of their own (`claim`).
     """
     gfile = _gfile()
     gfile.makedirs(base_path)
-    version = (versions(base_path) or [0])[-1] + 1
+    version, claimed = claim(base_path)
     staging = files.join(base_path, f".staging-{version}-{uuid.uuid4().hex[:12]}")
     target = version_dir(base_path, version)
     try:
@@ -88,7 +92,40 @@ def push(export_dir: str, base_path: str) -> int:
     finally:
         if gfile.exists(staging):
             _remove_tree(staging)
+        gfile.remove(claimed)
     return version
+
+
+def claim(base_path: str) -> typing.Tuple[int, str]:
+    """Claims the next version number for one push: (the version, the claim's file, to delete once
+    the version is in place).
+
+    A claim is a file `.push-claims/<version>.<random>`, written and then listed: a push goes on
+    only when no other claim for the same number is there. Of two pushes that claim a number at
+    once, the later to list sees the other's claim and tries the next number (a push that sees a
+    rival withdraws, so both may withdraw, and both retry after a random pause; never both keep
+    it). That needs only read-after-write listing, which local disks, GCS and S3 give; no rename or
+    conditional write. A claim left by a killed push makes later pushes skip its number.
+    """
+    gfile = _gfile()
+    folder = files.join(base_path, CLAIMS)
+    gfile.makedirs(folder)
+    token = uuid.uuid4().hex
+    while True:
+        taken = [int(name.split(".")[0]) for name in gfile.listdir(folder) if name[0].isdigit()]
+        version = max([0, *versions(base_path), *taken]) + 1
+        mine = files.join(folder, f"{version}.{token}")
+        with gfile.GFile(mine, "w") as f:
+            f.write(token)
+        rivals = [
+            name
+            for name in gfile.listdir(folder)
+            if name.startswith(f"{version}.") and name != f"{version}.{token}"
+        ]
+        if not rivals and not gfile.exists(version_dir(base_path, version)):
+            return version, mine
+        gfile.remove(mine)
+        time.sleep(random.uniform(0.01, 0.1))
 
 
 def _remove_tree(path: str) -> None:

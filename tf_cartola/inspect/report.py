@@ -213,20 +213,23 @@ def verdict_lines(
             (True, "Served: unchanged by this run"),
         ]
     b = run["blessing"]
-    name = b["config"]["serving"]["model_name"]
     if b["blessed"]:
         blessing = (
             True,
             f"Blessing: blessed (KS {b['metrics']['ks']:.3f}), pushed as version {b['version']}",
         )
-        served = (True, f"Served: {name} version {b['version']}, this run's model")
     else:
         blessing = (False, "Blessing: NOT blessed, " + "; ".join(b["reasons"]))
-        served = (
-            (True, f"Served: {name} version {b['baseline_version']}, unchanged")
-            if b["baseline_version"]
-            else (False, f"Served: no version of {name}")
+    now = run["served"]
+    served = (
+        (False, f"Served: {now.describe()}")
+        if now.version is None
+        else (
+            True,
+            f"Served: {now.describe()}"
+            + (", this run's model" if now.version == b["version"] else ""),
         )
+    )
     return [validation, drift, blessing, served]
 
 
@@ -595,7 +598,12 @@ def build_html(
 
 
 def write_report(
-    out: str, preprocess_dir: str, run_dir: typing.Optional[str] = None, labels=None, scores=None
+    out: str,
+    preprocess_dir: str,
+    run_dir: typing.Optional[str] = None,
+    labels=None,
+    scores=None,
+    model_config_file: typing.Optional[str] = None,
 ) -> str:
     """Writes the report; scores the eval split with the run's export when `scores` is not given.
 
@@ -605,17 +613,29 @@ def write_report(
       run_dir: a training run, or None.
       labels: the eval split's labels, when the caller has them.
       scores: the run's model's eval scores, when the caller has them.
+      model_config_file: the models.config the server runs with (default: the run's config's),
+        which says the version served now.
 
     Raises:
       PreprocessOutputError: `preprocess_dir` is not a preprocessing output.
       NotARunError: `run_dir` is not a training run.
+      ServedError: a models.config that cannot say what is served.
     """
     import tensorflow as tf
 
+    from tf_cartola.export import served as served_lib
+
     preprocess = load_preprocess(preprocess_dir)
     run = load_run(run_dir) if run_dir else None
-    if run is not None and scores is None:
-        labels, scores = eval_scores(preprocess, run)
+    if run is not None:
+        serving = run["blessing"]["config"]["serving"]
+        run["served"] = served_lib.served(
+            serving["serving_dir"],
+            serving["model_name"],
+            model_config_file or serving.get("model_config_file", ""),
+        )
+        if scores is None:
+            labels, scores = eval_scores(preprocess, run)
     with tf.io.gfile.GFile(out, "w") as f:
         f.write(build_html(preprocess, run, labels, scores))
     return out
@@ -635,12 +655,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--out", help="the HTML file (default: report.html in the run folder, else the output)"
     )
+    cli.add_model_config_flag(parser)
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     out = args.out or files.join(args.run_dir or args.preprocess_dir, "report.html")
     try:
-        write_report(out, args.preprocess_dir, args.run_dir)
-    except (NotARunError, manifest_lib.PreprocessOutputError) as e:
+        write_report(
+            out, args.preprocess_dir, args.run_dir, model_config_file=args.model_config_file
+        )
+    except (NotARunError, manifest_lib.PreprocessOutputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out}")

@@ -2,9 +2,12 @@
 date.
 
     python -m tf_cartola.inspect.versions --config configs/default.yaml [--serving_dir DIR]
-    [--json]
+        [--model_config_file FILE] [--json]
 
-Exit status: 0 listed (an empty list says so), 2 bad config.
+Marks the served version (tf_cartola.export.served: the `stable` label of --model_config_file,
+else the newest) and the labels of each version.
+
+Exit status: 0 listed (an empty list says so), 2 bad config or models.config.
 """
 
 import json
@@ -15,8 +18,13 @@ from tf_cartola.common import cli, files
 from tf_cartola.contract import config as config_lib
 
 
-def describe(base_path: str) -> typing.List[dict]:
-    """One record per version folder under a model base path, oldest first."""
+def describe(base_path: str, served=None) -> typing.List[dict]:
+    """One record per version folder under a model base path, oldest first.
+
+    Args:
+      base_path: the model's folder of versions.
+      served: what is served (`tf_cartola.export.served.Served`), or None: nothing is marked.
+    """
     from tf_cartola.export import store as model_store
     from tf_cartola.train import training
 
@@ -45,9 +53,21 @@ def describe(base_path: str) -> typing.List[dict]:
                 "pushed_at": decision.get("time"),
                 "blessed": decision.get("blessed", True),
                 "baseline_version": decision.get("baseline_version"),
+                "run_id": made_of.get("run_id"),
+                "served": bool(served) and version == served.version,
+                "serving": bool(served) and version in served.versions,
+                "labels": sorted(
+                    k for k, v in (served.labels if served else {}).items() if v == version
+                ),
             }
         )
     return out
+
+
+def _serving(record: dict) -> str:
+    """`SERVED` for the served version, `yes` for another the policy serves, with its labels."""
+    state = "SERVED" if record["served"] else "yes" if record["serving"] else "-"
+    return state + (f" ({','.join(record['labels'])})" if record["labels"] else "")
 
 
 def table(records: typing.Sequence[dict]) -> str:
@@ -55,7 +75,7 @@ def table(records: typing.Sequence[dict]) -> str:
     header = (
         f"{'version':>7}  {'ks':>6}  {'auc':>6}  {'prec.':>6}  {'recall':>6}  {'data+config':<12} "
         " "
-        f"{'decision':<22}  pushed at"
+        f"{'decision':<22}  {'month':<7}  {'served':<16}  pushed at"
     )
     lines = [header, "-" * len(header)]
     for r in records:
@@ -69,16 +89,19 @@ def table(records: typing.Sequence[dict]) -> str:
         lines.append(
             f"{r['version']:>7}  {number('ks')}  {number('auc')}  {number('precision')}  "
             f"{number('recall')}  {(r['fingerprint'] or '?')[:12]:<12}  {decision:<22}  "
-            f"{r['pushed_at'] or '?'}"
+            f"{r['run_id'] or '?':<7}  {_serving(r):<16}  {r['pushed_at'] or '?'}"
         )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
-    parser = cli.parser("tf_cartola.inspect.versions", __doc__, "0 listed, 2 bad config")
+    parser = cli.parser(
+        "tf_cartola.inspect.versions", __doc__, "0 listed, 2 bad config or models.config"
+    )
     config_lib.add_flag(parser)
     parser.add_argument("--serving_dir", help="where versions are pushed; default from the config")
+    cli.add_model_config_flag(parser)
     parser.add_argument(
         "--json", action="store_true", help="print JSON records instead of a table"
     )
@@ -89,16 +112,29 @@ def main(argv=None) -> int:
     except (config_lib.ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    base_path = files.join(
-        args.serving_dir or config.serving.serving_dir, config.serving.model_name
-    )
-    records = describe(base_path)
+    from tf_cartola.export import served as served_lib
+
+    serving = config_lib.override(
+        config,
+        "serving",
+        serving_dir=args.serving_dir,
+        model_config_file=args.model_config_file,
+    ).serving
+    try:
+        served = served_lib.served(
+            serving.serving_dir, serving.model_name, serving.model_config_file
+        )
+    except served_lib.ServedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    records = describe(served.base_path, served)
     if args.json:
         print(json.dumps(records, indent=2))
     elif records:
-        print(f"{config.serving.model_name} at {base_path}:\n{table(records)}")
+        print(f"{serving.model_name} at {served.base_path}:\n{table(records)}")
+        print(f"served: {served.describe()}")
     else:
-        print(f"no version of {config.serving.model_name} is pushed under {base_path}")
+        print(f"no version of {serving.model_name} is pushed under {served.base_path}")
     return 0
 
 

@@ -236,10 +236,17 @@ def type_block(
 
 
 def _to_utf8(
-    piece: bytes, encoding: str, source: str, first_line: int
+    piece: bytes,
+    encoding: str,
+    source: str,
+    first_line: int,
+    header: typing.Sequence[str],
+    required: typing.Sequence[str],
 ) -> typing.Tuple[bytes, typing.List[dict]]:
-    """A piece of whole lines as UTF-8; a line that is not text in `encoding` becomes an empty line
-    (so every other line keeps its number) and a quarantine record at its true line number.
+    """A piece of whole lines as UTF-8. A line that is not text in `encoding` is set aside (an
+    empty line, so every other line keeps its number, and a quarantine record at its true line
+    number) when the bytes that are not text fall in a column of `required`; in a column the
+    reader does not use they are replaced (U+FFFD) and the row is kept.
     """
     try:
         text = piece.decode(encoding)
@@ -248,21 +255,26 @@ def _to_utf8(
     else:
         return (piece if encoding == "utf-8" else text.encode("utf-8")), []
     lines, bad = piece.split(b"\n"), []
+    used = {i for i, name in enumerate(header) if name in set(required)}
     for i, line in enumerate(lines):
         try:
             lines[i] = line.decode(encoding).encode("utf-8")
         except UnicodeDecodeError as e:
+            replaced = line.decode(encoding, "replace")
+            fields = next(csv.reader([replaced.rstrip("\r")]), [])
+            hit = [k for k, field in enumerate(fields) if "\ufffd" in field]
+            if len(fields) == len(header) and not used.intersection(hit):
+                lines[i] = replaced.encode("utf-8")  # Only columns nobody reads are not text.
+                continue
+            in_use = sorted(used.intersection(hit))
+            column = header[in_use[0]] if in_use else None
             error = rows.BadRow(
                 rows.UNDECODABLE,
-                None,
+                column,
                 f"byte {line[e.start : e.start + 1]!r} at column {e.start + 1} "
                 f"is not {encoding} text (give the file's encoding with --encoding)",
             )
-            bad.append(
-                quarantine_record(
-                    source, first_line + i, line.decode(encoding, "replace").rstrip("\r"), error
-                )
-            )
+            bad.append(quarantine_record(source, first_line + i, replaced.rstrip("\r"), error))
             lines[i] = b""
     return b"\n".join(lines), bad
 
@@ -455,7 +467,7 @@ def read_csv(
         f.seek(byte_range.start)
     first_line = byte_range.first_line
     for raw_piece in _pieces(f, byte_range.end, block_bytes):
-        piece, undecodable = _to_utf8(raw_piece, encoding, source, first_line)
+        piece, undecodable = _to_utf8(raw_piece, encoding, source, first_line, header, required)
         block, line_numbers, wrong, text_of, line_breaks = _parse_piece(
             piece, header, source, first_line
         )

@@ -390,6 +390,19 @@ class ScoresTable:
                 ],
             )
 
+    def clear_run(self, model_name: str, run_id: str) -> int:
+        """Deletes a run's rows of one model, before the run writes them again: a rerun replaces
+        the run's rows whatever it covers (a partial rerun never leaves rows of an earlier version
+        beside its own). Returns how many were deleted.
+        """
+        from psycopg import sql
+
+        with _errors(self._url), self._conn.transaction():
+            return self._conn.execute(
+                sql.SQL("DELETE FROM {} WHERE model_name = %s AND run_id = %s").format(self._name),
+                (model_name, run_id),
+            ).rowcount
+
     def close(self) -> None:
-        """Commits what was written and closes the connection."""
+        """Closes the connection (every batch was committed in its own transaction)."""
         self._conn.close()

@@ -1,9 +1,14 @@
 """Trains, evaluates and blesses the Cartola PRO model; pushes it when blessed.
 
-    python -m tf_cartola.train --config configs/default.yaml [--preprocess_dir DIR] [--serving_dir
-    DIR]
+    python -m tf_cartola.train --config configs/default.yaml [--preprocess_dir DIR]
+        [--serving_dir DIR] [--model_config_file FILE] [--run_id YYYY-MM] [--force]
 
-Exit status: 0 pushed, 1 refused (the reasons are printed), 2 bad config or input.
+The candidate is compared with the served version (the `stable` label of --model_config_file,
+else the newest version). A run on data of an earlier month than the served version's is a
+backfill: it is not trained nor pushed unless --force (recorded with the version).
+
+Exit status: 0 pushed, nothing changed or a backfill not pushed; 1 refused (the reasons are
+printed); 2 bad config or input.
 """
 
 import sys
@@ -33,7 +38,8 @@ def main(argv=None) -> int:
     parser = cli.parser(
         "tf_cartola.train",
         __doc__,
-        "0 pushed (or nothing changed), 1 not blessed, 2 bad config or input",
+        "0 pushed (or nothing changed, or a backfill not pushed), 1 not blessed, 2 bad config or "
+        "input",
     )
     config_lib.add_flag(parser)
     parser.add_argument(
@@ -45,10 +51,17 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--run_dir", help="this run's folder; default a new one under train.run_dir"
     )
+    cli.add_model_config_flag(parser)
+    parser.add_argument(
+        "--run_id",
+        help="the data's month, YYYY-MM, recorded with the version (default: the month the "
+        "input's file names carry, if any); data older than the served version's is not pushed",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
-        help="train and push even when the latest version was made of the same data and config",
+        help="train and push even when a pushed version was made of the same data and config, "
+        "or the data is older than the served version's (recorded)",
     )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
@@ -56,13 +69,26 @@ def main(argv=None) -> int:
     from tf_cartola.train import training
 
     try:
-        config = config_lib.load(args.config)
-        result = training.train(
-            config, args.preprocess_dir, args.serving_dir, args.run_dir, args.force
+        config = config_lib.override(
+            config_lib.load(args.config), "serving", model_config_file=args.model_config_file
         )
-    except (config_lib.ConfigError, manifest_lib.PreprocessOutputError, FileNotFoundError) as e:
+        result = training.train(
+            config, args.preprocess_dir, args.serving_dir, args.run_dir, args.force, args.run_id
+        )
+    except (
+        config_lib.ConfigError,
+        manifest_lib.PreprocessOutputError,
+        FileNotFoundError,
+        ValueError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if result.get("backfill"):
+        print(
+            f"backfill: not pushed: the data is of {result['run_id']}, older than the served "
+            f"{result['served']}, of {result['served_run_id']} (--force pushes anyway)"
+        )
+        return 0
     if not result.get("nothing_changed"):
         with timing.stage(result["seconds"], "report"):
             result["report"] = report.write_report(
@@ -75,8 +101,7 @@ def main(argv=None) -> int:
     if result.get("nothing_changed"):
         print(
             f"nothing changed: version {result['version']} ({result['version_dir']}) was made of "
-            "the same data "
-            "and config; not trained, nothing pushed (--force trains anyway)"
+            "the same data and config; not trained, nothing pushed (--force trains anyway)"
         )
         return 0
     print(metrics_table(result))
@@ -86,6 +111,7 @@ def main(argv=None) -> int:
         print("NOT BLESSED, not pushed:\n  " + "\n  ".join(result["reasons"]), file=sys.stderr)
         return 1
     print(f"blessed and pushed as version {result['version']}: {result['version_dir']}")
+    print(f"served: {result['served']}")
     return 0
 
 

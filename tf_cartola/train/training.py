@@ -19,8 +19,10 @@ from tf_cartola.common import files, timing
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import manifest as manifest_lib
+from tf_cartola.contract import months
 from tf_cartola.export import saved_model as export_lib
 from tf_cartola.export import scoring
+from tf_cartola.export import served as served_lib
 from tf_cartola.export import store as model_store
 from tf_cartola.read import examples
 from tf_cartola.train import builder as model_lib
@@ -76,14 +78,18 @@ def evaluate_export(
 
 
 def bless(
-    candidate: dict, baseline: typing.Optional[dict], cfg: config_lib.BlessingConfig
+    candidate: dict,
+    baseline: typing.Optional[dict],
+    cfg: config_lib.BlessingConfig,
+    served_version: typing.Optional[int] = None,
 ) -> typing.List[str]:
     """Reasons to refuse the candidate; empty means blessed. KS is checked first.
 
     Args:
       candidate: the new model's eval metrics.
-      baseline: the latest pushed version's metrics on the same split, or None for the first.
+      baseline: the served version's metrics on the same split, or None when nothing is served.
       cfg: the thresholds and the KS tolerance.
+      served_version: the served version's number, named in the reason.
     """
     reasons = []
     for metric in ("ks", "auc", "precision", "recall"):
@@ -92,9 +98,8 @@ def bless(
             reasons.append(f"{metric} {candidate[metric]:.4f} < threshold {minimum}")
     if baseline is not None and candidate["ks"] < baseline["ks"] - cfg.ks_tolerance:
         reasons.append(
-            f"ks {candidate['ks']:.4f} is worse than the latest blessed model's "
-            f"{baseline['ks']:.4f}"
-            f" by more than {cfg.ks_tolerance}"
+            f"ks {candidate['ks']:.4f} is worse than served version {served_version}'s "
+            f"{baseline['ks']:.4f} by more than {cfg.ks_tolerance}"
         )
     return reasons
 
@@ -152,6 +157,7 @@ def train(
     serving_dir: typing.Optional[str] = None,
     run_dir: typing.Optional[str] = None,
     force: bool = False,
+    run_id: typing.Optional[str] = None,
 ) -> dict:
     """Trains, evaluates, blesses and (if blessed) pushes a model.
 
@@ -161,18 +167,23 @@ def train(
       serving_dir: where versions are pushed; default `config.serving.serving_dir`.
       run_dir: where this run's files go; default a new timestamped folder under
         `config.train.run_dir`.
-      force: train even when the latest pushed version was made of the same data and config.
+      force: train even when a pushed version was made of the same data and config, and push even
+        when the data is older than the served version's (recorded).
+      run_id: the data's month, YYYY-MM; default the month the input's names carry, if any.
 
     Returns:
       {"run_dir", "export_dir", "metrics", "baseline", "baseline_version", "blessed", "reasons",
-       "version" (None unless pushed), "seconds", ...}, as `blessing.json` records it, plus what
-       only
-      this process can use: "model" (the trained tf_keras model), "labels" and "scores" (the eval
-      split's); or, when nothing changed since the latest pushed version (and not `force`),
-      {"nothing_changed": True, "version": that version, "version_dir": its folder}.
+      "version" (None unless pushed), "seconds", ...}, as `blessing.json` records it, plus what
+      only this process can use: "model" (the trained tf_keras model), "labels" and "scores"
+      (the eval split's). Without `force`, a run that would change nothing trains nothing and
+      returns {"nothing_changed": True, "version", "version_dir"} (a pushed version was made of
+      the same data and config) or {"backfill": True, "run_id", "served": ...} (the served
+      version's data is newer).
 
     Raises:
       PreprocessOutputError: `preprocess_dir` is not a preprocessing output that passed validation.
+      ValueError: `run_id` is not a month.
+      ServedError: a models.config that cannot say what is served.
     """
     seconds = {}
     with timing.stage(seconds, "prepare"):
@@ -180,17 +191,76 @@ def train(
             preprocess_dir or config.preprocess.output_dir, trainable=True
         )
         config = used_config(config, manifest, serving_dir)
-        base_path = files.join(config.serving.serving_dir, config.serving.model_name)
-        made_of = provenance(manifest, config)
-        previous = model_store.versions(base_path)
-        unchanged = None if force else _unchanged(base_path, previous, made_of)
-    if unchanged:
-        return unchanged
-    feature_names = config.train.feature_names()
+        served = served_lib.served(
+            config.serving.serving_dir, config.serving.model_name, config.serving.model_config_file
+        )
+        run_id = (
+            months.check(run_id) if run_id else months.of_paths(i["path"] for i in manifest.inputs)
+        )
+        made_of = {**provenance(manifest, config), "run_id": run_id}
+        skipped = (
+            None if force else _backfill(served, run_id) or _unchanged(served.base_path, made_of)
+        )
+    if skipped:
+        return skipped
+    _warn_other_baseline(manifest, served)
     run_dir = run_dir or files.join(
         config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
     )
     export_dir = files.join(run_dir, "export")
+    model, history = _fit_and_export(config, manifest, export_dir, seconds)
+    with timing.stage(seconds, "evaluate"):
+        candidate, labels, scores = evaluate_export(
+            export_dir, manifest.artifact("raw_eval"), config.blessing.decision_threshold
+        )
+        baseline = (
+            None
+            if served.version is None
+            else evaluate_export(
+                served.version_dir(),
+                manifest.artifact("raw_eval"),
+                config.blessing.decision_threshold,
+            )[0]
+        )
+        reasons = bless(candidate, baseline, config.blessing, served.version)
+    result = {
+        "run_dir": run_dir,
+        "export_dir": export_dir,
+        "preprocess_dir": manifest.dir,
+        "run_id": run_id,
+        "force": force,
+        "metrics": candidate,
+        "baseline": baseline,
+        "baseline_version": served.version,
+        "served_before": served.describe(),
+        "blessed": not reasons,
+        "reasons": reasons,
+        "version": None,
+        "version_dir": None,
+        "features": list(config.train.feature_names()),
+        "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
+        "epochs_run": len(history.history["loss"]),
+        "seconds": seconds,
+        "config": dataclasses.asdict(config),
+        # Anomalies of the data accepted on purpose when it was prepared.
+        "accepted": manifest.accepted,
+    }
+    _write_export_records(export_dir, result, made_of)
+    if not reasons:
+        with timing.stage(seconds, "push"):
+            result["version"] = model_store.push(export_dir, served.base_path)
+            result["version_dir"] = model_store.version_dir(served.base_path, result["version"])
+    result["served"] = served_lib.served(
+        config.serving.serving_dir, config.serving.model_name, config.serving.model_config_file
+    ).describe()
+    _write_run_records(run_dir, result, history.history)
+    append_decision(served.base_path, result)
+    return {**result, "model": model, "labels": labels, "scores": scores}  # In-process use only.
+
+
+def _fit_and_export(config: config_lib.Config, manifest, export_dir: str, seconds: dict):
+    """Loads the transformed splits, fits the model and exports it: (model, history)."""
+    feature_names = config.train.feature_names()
     with timing.stage(seconds, "load"):
         tft_output = tft.TFTransformOutput(manifest.artifact("transform"))
         spec = tft_output.transformed_feature_spec()
@@ -210,59 +280,51 @@ def train(
             manifest,
             config.serving.model_name,
         )
-    with timing.stage(seconds, "evaluate"):
-        candidate, labels, scores = evaluate_export(
-            export_dir, manifest.artifact("raw_eval"), config.blessing.decision_threshold
-        )
-        baseline = (
-            evaluate_export(
-                model_store.version_dir(base_path, previous[-1]),
-                manifest.artifact("raw_eval"),
-                config.blessing.decision_threshold,
-            )[0]
-            if previous
-            else None
-        )
-        reasons = bless(candidate, baseline, config.blessing)
-    result = {
-        "run_dir": run_dir,
-        "export_dir": export_dir,
-        "preprocess_dir": manifest.dir,
-        "metrics": candidate,
-        "baseline": baseline,
-        "baseline_version": previous[-1] if previous else None,
-        "blessed": not reasons,
-        "reasons": reasons,
-        "version": None,
-        "version_dir": None,
-        "features": list(feature_names),
-        "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
-        "epochs_run": len(history.history["loss"]),
-        "seconds": seconds,
-        "config": dataclasses.asdict(config),
-        # Anomalies of the data accepted on purpose when it was prepared.
-        "accepted": manifest.accepted,
-    }
-    _write_export_records(export_dir, result, made_of)
-    if not reasons:
-        with timing.stage(seconds, "push"):
-            result["version"] = model_store.push(export_dir, base_path)
-            result["version_dir"] = model_store.version_dir(base_path, result["version"])
-    _write_run_records(run_dir, result, history.history)
-    append_decision(base_path, result)
-    return {**result, "model": model, "labels": labels, "scores": scores}  # In-process use only.
+    return model, history
 
 
-def _unchanged(base_path: str, previous: typing.List[int], made_of: dict) -> typing.Optional[dict]:
-    """The "nothing changed" result when the latest pushed version was made of the same data and
-    config.
+def _unchanged(base_path: str, made_of: dict) -> typing.Optional[dict]:
+    """The "nothing changed" result when a pushed version (the newest such) was made of the same
+    data and config.
     """
-    if not previous:
+    for version in reversed(model_store.versions(base_path)):
+        version_dir = model_store.version_dir(base_path, version)
+        if (read_provenance(version_dir) or {}).get("fingerprint") == made_of["fingerprint"]:
+            return {"nothing_changed": True, "version": version, "version_dir": version_dir}
+    return None
+
+
+def _backfill(served, run_id: typing.Optional[str]) -> typing.Optional[dict]:
+    """The "backfill: not pushed" result when the data is of an earlier month than the served
+    version's (both known).
+    """
+    if served.version is None or run_id is None:
         return None
-    latest_dir = model_store.version_dir(base_path, previous[-1])
-    if (read_provenance(latest_dir) or {}).get("fingerprint") != made_of["fingerprint"]:
+    served_month = (read_provenance(served.version_dir()) or {}).get("run_id")
+    if served_month is None or run_id >= served_month:
         return None
-    return {"nothing_changed": True, "version": previous[-1], "version_dir": latest_dir}
+    return {
+        "backfill": True,
+        "run_id": run_id,
+        "served": served.describe(),
+        "served_run_id": served_month,
+    }
+
+
+def _warn_other_baseline(manifest: manifest_lib.Manifest, served) -> None:
+    """Warns when preprocessing compared the data with a served version of another serving folder
+    than the one this run pushes to (a mistyped --serving_dir on one of the two commands).
+    """
+    baseline = manifest.baseline or {}
+    if not baseline.get("description", "").startswith("served model"):
+        return
+    folder = posixpath.dirname(files.absolute(baseline["path"]).rstrip("/"))
+    if folder != files.absolute(served.base_path).rstrip("/"):
+        log.warning(
+            "the data was compared with %s, but this run pushes to %s: another serving folder",
+            baseline["path"],
+            served.base_path,
+        )
 
 
 def _write_export_records(export_dir: str, result: dict, made_of: dict) -> None:
@@ -275,6 +337,7 @@ def _write_export_records(export_dir: str, result: dict, made_of: dict) -> None:
             "preprocess_dir": result["preprocess_dir"],
             "run_dir": result["run_dir"],
             "accepted": result["accepted"],
+            "force": result["force"],
             "trained_at": datetime.datetime.utcnow().isoformat() + "Z",
         },
     )
@@ -369,6 +432,9 @@ def append_decision(base_path: str, result: dict) -> None:
             "reasons",
             "version",
             "accepted",
+            "run_id",
+            "force",
+            "served",
         )
     }
     with tf.io.gfile.GFile(decisions, "a") as f:

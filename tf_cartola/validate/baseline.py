@@ -20,6 +20,7 @@ from tf_cartola.contract import manifest as manifest_lib
 # Inside a SavedModel version: TF Serving ignores assets.extra/ except for its warmup file.
 VERSION_DIR = files.join("assets.extra", "tf_cartola_baseline")
 _STATS, _SCHEMA, _ABOUT = "train_stats.binpb", "schema.pbtxt", "about.json"
+SCHEMA_IN_VERSION = files.join(VERSION_DIR, _SCHEMA)  # The schema a version carries.
 
 
 class BaselineError(ValueError):
@@ -115,32 +116,35 @@ def load(path: str, description: typing.Optional[str] = None) -> Baseline:
     )
 
 
-def latest_served(serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
-    """The baseline of the newest pushed version of a model that carries one, or None."""
-    from tf_cartola.export import store as model_store
-
-    base_path = files.join(serving_dir, model_name)
-    for version in reversed(model_store.versions(base_path)):
-        version_dir = model_store.version_dir(base_path, version)
-        if files.exists(files.join(version_dir, VERSION_DIR, _STATS)):
-            return load(version_dir, f"served model {model_name} version {version}")
-    return None
+def of_served(served) -> typing.Optional[Baseline]:
+    """The baseline the served version carries (`tf_cartola.export.served.Served`), or None when
+    nothing is served or the served version carries none.
+    """
+    version_dir = served.version_dir()
+    if version_dir is None or not files.exists(files.join(version_dir, VERSION_DIR, _STATS)):
+        return None
+    return load(version_dir, f"served model {served.describe()}")
 
 
-def resolve(setting: str, serving_dir: str, model_name: str) -> typing.Optional[Baseline]:
-    """The baseline a `preprocess.baseline` setting names: "none" (None), "served" (the latest
-    served version that carries one; None when nothing is served yet) or a directory.
+def resolve(setting: str, serving) -> typing.Optional[Baseline]:
+    """The baseline a `preprocess.baseline` setting names: "none" (None), "served" (the served
+    version's, see tf_cartola.export.served; None when nothing is served or it carries none) or a
+    directory.
 
     Args:
       setting: "none", "served" or a model version or preprocessing output folder.
-      serving_dir: where versions are pushed (for "served").
-      model_name: the served model's name (for "served").
+      serving: the config's serving section (for "served").
 
     Raises:
       BaselineError: a directory that holds no baseline.
+      ServedError: a models.config that cannot say what is served.
     """
+    from tf_cartola.export import served as served_lib
+
     if setting == "none":
         return None
     if setting == "served":
-        return latest_served(serving_dir, model_name)
+        return of_served(
+            served_lib.served(serving.serving_dir, serving.model_name, serving.model_config_file)
+        )
     return load(setting)

@@ -13,9 +13,55 @@ import typing
 
 import numpy as np
 
+from tf_cartola.common import files
 from tf_cartola.contract import features as F
 from tf_cartola.contract import rows
 from tf_cartola.read import csv_reader
+
+MAX_SET_ASIDE_FRACTION = 0.01  # A scoring run that sets aside more rows than this fails.
+
+
+class TooManySetAside(ValueError):
+    """A scoring run set aside more than its share of the rows: its scores are not to be used."""
+
+
+def add_flags(parser) -> None:
+    """The scoring CLIs' --set_aside_invalid and --max_set_aside_fraction."""
+    parser.add_argument(
+        "--set_aside_invalid",
+        action="store_true",
+        help="set aside rows outside the model's schema (a value out of its domain, an empty "
+        "required feature) instead of scoring them",
+    )
+    parser.add_argument(
+        "--max_set_aside_fraction",
+        type=float,
+        default=MAX_SET_ASIDE_FRACTION,
+        help="fail (exit 3) when more than this share of the rows is set aside (default: "
+        "%(default)s)",
+    )
+
+
+def check_set_aside(
+    read: int, set_aside: int, reasons: typing.Mapping[str, int], max_fraction: float
+) -> None:
+    """Raises TooManySetAside when more than `max_fraction` of the rows read were set aside.
+
+    Args:
+      read: the rows read.
+      set_aside: the rows set aside (bad, or outside the schema with --set_aside_invalid).
+      reasons: rows set aside per reason ("KIND:column").
+      max_fraction: the share of rows that may be set aside.
+    """
+    if not read or set_aside <= max_fraction * read:
+        return
+    listed = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    hint = f"; {rows.ENCODING_HINT}" if any(rows.UNDECODABLE in why for why in reasons) else ""
+    raise TooManySetAside(
+        f"{set_aside} of {read} rows ({set_aside / read:.1%}) were set aside, more than "
+        f"--max_set_aside_fraction {max_fraction}: {listed}{hint}"
+    )
+
 
 _BELOW = {"int": "INT_TYPE_SMALL_INT", "float": "FLOAT_TYPE_SMALL_FLOAT"}
 _ABOVE = {"int": "INT_TYPE_BIG_INT", "float": "FLOAT_TYPE_BIG_FLOAT"}
@@ -221,11 +267,16 @@ def of_model(
     version_dir: str, columns: typing.Sequence[str]
 ) -> typing.Optional[typing.List[Rule]]:
     """The rules of the schema a model version carries (tf_cartola.validate.baseline), or None when
-    it carries none (an export made outside `tf_cartola.train`).
+    it carries none (an export made outside `tf_cartola.train`). Reads the text proto with
+    tensorflow_metadata's protos: a local version is checked without loading TensorFlow.
     """
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
     from tf_cartola.validate import baseline
 
-    try:
-        return rules(baseline.load(version_dir).schema, columns)
-    except baseline.BaselineError:
+    path = files.join(version_dir, baseline.SCHEMA_IN_VERSION)
+    if not files.exists(path):
         return None
+    with files.open_file(path) as f:
+        return rules(text_format.Parse(f.read(), schema_pb2.Schema()), columns)

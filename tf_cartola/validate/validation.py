@@ -6,6 +6,7 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from tf_cartola.contract import features as F
+from tf_cartola.contract import rows as rows_lib
 from tf_cartola.validate import drift
 
 TRAINING, SERVING = "TRAINING", "SERVING"
@@ -119,7 +120,12 @@ def bad_row_anomalies(
             column or None,
             kind,
             f"{count} of {rows_read} rows ({kind}) could not be typed and were set aside in "
-            f"{quarantine}.",
+            f"{quarantine}."
+            + (
+                f" {rows_lib.ENCODING_HINT[0].upper()}{rows_lib.ENCODING_HINT[1:]}."
+                if kind == rows_lib.UNDECODABLE
+                else ""
+            ),
         )
     return out
 
