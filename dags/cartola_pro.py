@@ -228,6 +228,8 @@ def summary(params: dict, ds: str, ti) -> dict:
         "validate": ti.xcom_pull(task_ids="validate"),
         "decision": ti.xcom_pull(task_ids="train"),
         "ks": blessing["metrics"]["ks"] if blessing else None,
+        # The candidate against the served model: the difference, its interval and the rule.
+        "verdict": blessing.get("verdict") if blessing else None,
         "pushed": blessing["version"] if blessing else None,
         "served_version": _served_version(params),
         "report": os.path.join(run, "train", "report.html") if blessing else None,

@@ -1,5 +1,6 @@
 """Training, export and blessing on real (small) preprocessing output."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -182,15 +183,34 @@ def test_shuffled_labels_are_refused_and_a_good_model_is_pushed_next(trained, sm
     assert listed[-1]["fingerprint"] == listed[0]["fingerprint"] and listed[-1]["pushed_at"]
 
 
-def test_a_candidate_worse_than_the_served_model_is_refused():
-    cfg = config_lib.BlessingConfig(
-        min_ks=0.1, min_auc=0.5, min_precision=0.1, min_recall=0.1, ks_tolerance=0.01
+def test_a_candidate_is_refused_below_a_threshold_or_when_significantly_worse_than_served():
+    from tf_cartola.evaluate import evaluation
+
+    blessing = config_lib.BlessingConfig(
+        min_ks=0.1, min_auc=0.5, min_precision=0.1, min_recall=0.1
     )
-    good = {"ks": 0.60, "auc": 0.88, "precision": 0.8, "recall": 0.75}
-    assert training.bless(good, None, cfg) == []
-    assert training.bless({**good, "ks": 0.595}, good, cfg) == []
-    [reason] = training.bless({**good, "ks": 0.58}, good, cfg, served_version=3)
-    assert "worse than served version 3's 0.6000" in reason
+    cfg = config_lib.EvaluateConfig(slices=(), replicates=200)
+    rng = np.random.default_rng(0)
+    labels = rng.random(20000) < 0.3
+
+    def model(noise):
+        return 1 / (1 + np.exp(-(1.6 * labels - 0.8 + rng.normal(0, noise, len(labels)))))
+
+    served = model(1.0)
+
+    def record(scores):
+        return {
+            "candidate": evaluation.model_evaluation(labels, scores, {}, 0.5, cfg, {}),
+            "served": {"version": 3},
+            "comparison": evaluation.compare(labels, scores, served, cfg, blessing),
+        }
+
+    assert training.bless(record(model(1.0)), blessing) == []  # As good: blessed.
+    [reason] = training.bless(record(model(1.6)), blessing)  # Clearly worse: refused.
+    assert reason.startswith("ks is significantly worse than served version 3's: difference -")
+    strict = dataclasses.replace(blessing, min_ks=0.99)
+    [reason] = training.bless(record(model(1.0)), strict)
+    assert reason.startswith("ks 0.") and "< threshold 0.99" in reason
 
 
 def test_the_one_manifest_loader_refuses_what_is_not_a_usable_preprocessing_output(

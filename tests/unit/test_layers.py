@@ -16,6 +16,7 @@ LAYERS = (
     "tf_cartola.transform",
     "tf_cartola.export",
     "tf_cartola.validate",
+    "tf_cartola.evaluate",
     "tf_cartola.train",
     "tf_cartola.inspect",
     "beam_jobs.shared",

@@ -156,8 +156,8 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BlessingConfig:
-    """When a trained model may be pushed: absolute thresholds, then no worse than the last
-    blessed.
+    """When a trained model may be pushed: absolute thresholds, then not significantly worse than
+    the served model on the same rows (tf_cartola/evaluate/evaluation.py, `compare`).
     """
 
     # Same shape as TrainConfig's fields (the duplicates tool pairs them): data declarations, not
@@ -167,12 +167,52 @@ class BlessingConfig:
     min_auc: float = 0.75
     min_precision: float = 0.6
     min_recall: float = 0.5
-    # A candidate may be at most this much below the latest blessed model's KS.
-    ks_tolerance: float = 0.01
+    # Refused against the served model only when the one-sided upper bound of (candidate KS -
+    # served KS), at this false-refusal rate, is below -ks_margin.
+    ks_margin: float = 0.0
+    false_refusal_rate: float = 0.01
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             _fraction(field.name, getattr(self, field.name))
+        _require(
+            0.0 < self.false_refusal_rate < 0.5,
+            "false_refusal_rate",
+            "must be in (0, 0.5)",
+            self.false_refusal_rate,
+        )
+
+
+# The default slices: a feature by value, a string feature by a class of its own (`pixels:screen`:
+# mobile, tablet, desktop, unknown) or a number in quartiles of the training split
+# (`escalacoes:quartiles`).
+DEFAULT_SLICES = ("anos_como_pro", "gplay_free", "pixels:screen", "escalacoes:quartiles")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """The evaluation training writes to evaluation.json: slices, bootstrap intervals, deciles."""
+
+    slices: typing.Tuple[str, ...] = DEFAULT_SLICES
+    # A slice with fewer rows is listed with its size and no metrics.
+    min_slice_rows: int = 200
+    confidence: float = 0.95
+    # Poisson bootstrap replicates, drawn with this seed.
+    replicates: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        _require(self.min_slice_rows >= 1, "min_slice_rows", "must be >= 1", self.min_slice_rows)
+        _require(0.5 <= self.confidence < 1, "confidence", "must be in [0.5, 1)", self.confidence)
+        _require(self.replicates >= 100, "replicates", "must be >= 100", self.replicates)
+        for spec in self.slices:
+            column, _, kind = spec.partition(":")
+            _require(
+                column in F.RAW_FEATURES and kind in ("", "screen", "quartiles"),
+                "slices",
+                "each is a raw feature, optionally :screen (pixels) or :quartiles",
+                spec,
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +237,7 @@ class Config:
     preprocess: PreprocessConfig = PreprocessConfig()
     train: TrainConfig = TrainConfig()
     blessing: BlessingConfig = BlessingConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     serving: ServingConfig = ServingConfig()
 
 

@@ -30,30 +30,55 @@ def load_scorer(export_dir: str):
     return loaded, score
 
 
-def score_split(
-    export_dir: str, pattern: str, batch_size: int = 8192
-) -> typing.Tuple[np.ndarray, np.ndarray]:
-    """(labels, scores) of a SavedModel's serving signature on one raw split.
+def _dense(value) -> np.ndarray:
+    """A raw column (VarLen, at most one value a row) as a [rows] array: float64 with NaN where
+    missing, or str with "" where missing.
+    """
+    rows = int(value.dense_shape[0])
+    at = value.indices.numpy()[:, 0]
+    if value.dtype == tf.string:
+        out = np.full(rows, "", dtype=object)
+        out[at] = [v.decode("utf-8") for v in value.values.numpy()]
+    else:
+        out = np.full(rows, np.nan)
+        out[at] = value.values.numpy()
+    return out
 
-    The split is streamed from its files a batch at a time: only the two arrays are held, never
-    the split's examples.
+
+def score_split(
+    export_dir: str, pattern: str, batch_size: int = 8192, columns: typing.Sequence[str] = ()
+) -> typing.Tuple[np.ndarray, np.ndarray, dict]:
+    """(labels, scores, {column: values}) of a SavedModel's serving signature on one raw split:
+    the ids under F.ID_KEY and the raw `columns` asked for (numbers as float64 with NaN where
+    missing, `pixels` as str with "" where missing).
+
+    The split is streamed from its files a batch at a time: only the arrays are held, never the
+    split's examples.
 
     Args:
       export_dir: the SavedModel.
       pattern: the raw split's TFRecord files (a glob, any filesystem).
       batch_size: examples per call of the signature.
+      columns: raw columns to read beside the label and the id (e.g. the evaluation's slices).
 
     Raises:
       PreprocessOutputError: no file matches `pattern`, or they hold no rows.
     """
     _, score = load_scorer(export_dir)
-    labels, scores = [], []
+    full = F.raw_feature_spec()
+    spec = {k: full[k] for k in (F.LABEL_KEY, F.ID_KEY, *columns)}
+    parts = {k: [] for k in spec}
+    scores = []
     progress = timing.Progress(log, f"scoring {pattern} with {export_dir}")
-    label_spec = {F.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
     for batch in examples.records(pattern).batch(batch_size):
-        labels.append(tf.io.parse_example(batch, label_spec)[F.LABEL_KEY].numpy())
+        parsed = tf.io.parse_example(batch, spec)
+        for name, value in parsed.items():
+            parts[name].append(
+                _dense(value) if isinstance(value, tf.SparseTensor) else value.numpy()
+            )
         scores.append(score(batch.numpy()))
-        progress.add(len(labels[-1]))
-    if not labels:
+        progress.add(len(scores[-1]))
+    if not scores:
         raise PreprocessOutputError(f"no rows in {pattern}")
-    return np.concatenate(labels), np.concatenate(scores)
+    joined = {name: np.concatenate(values) for name, values in parts.items()}
+    return joined.pop(F.LABEL_KEY), np.concatenate(scores), joined

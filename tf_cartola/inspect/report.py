@@ -88,9 +88,10 @@ def eval_scores(preprocess: dict, run: dict) -> typing.Tuple[np.ndarray, np.ndar
     """(labels, scores) of the run's exported model on the raw eval split."""
     from tf_cartola.export import scoring  # TensorFlow: only when a page is built.
 
-    return scoring.score_split(
+    labels, scores, _ = scoring.score_split(
         files.join(run["dir"], "export"), preprocess["manifest"].artifact("raw_eval")
     )
+    return labels, scores
 
 
 # Tables.

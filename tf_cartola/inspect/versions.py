@@ -2,7 +2,7 @@
 date.
 
     python -m tf_cartola.inspect.versions --config configs/default.yaml [--serving_dir DIR]
-        [--model_config_file FILE] [--json]
+        [--model_name NAME] [--model_config_file FILE] [--json]
 
 Marks the served version (tf_cartola.export.served: the `stable` label of --model_config_file,
 else the newest) and the labels of each version.
@@ -101,6 +101,7 @@ def main(argv=None) -> int:
     )
     config_lib.add_flag(parser)
     parser.add_argument("--serving_dir", help="where versions are pushed; default from the config")
+    parser.add_argument("--model_name", help="the model's name; default from the config")
     cli.add_model_config_flag(parser)
     parser.add_argument(
         "--json", action="store_true", help="print JSON records instead of a table"
@@ -118,6 +119,7 @@ def main(argv=None) -> int:
         config,
         "serving",
         serving_dir=args.serving_dir,
+        model_name=args.model_name,
         model_config_file=args.model_config_file,
     ).serving
     try:

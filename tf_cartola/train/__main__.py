@@ -29,7 +29,8 @@ def metrics_table(result: dict) -> str:
     for key in metrics_lib.REPORTED:
         value = result["metrics"][key]
         fmt = (lambda v: f"{v:>12}") if isinstance(value, int) else (lambda v: f"{v:>12.4f}")
-        lines.append(f"{key:<20}{fmt(value)}" + (fmt(base[key]) if base else ""))
+        theirs = (fmt(base[key]) if key in base else f"{'':>12}") if base else ""
+        lines.append(f"{key:<20}{fmt(value)}{theirs}")
     return "\n".join(lines)
 
 
@@ -105,6 +106,7 @@ def main(argv=None) -> int:
         )
         return 0
     print(metrics_table(result))
+    print(result["verdict"])
     print(f"seconds: {result['seconds']}")
     print(f"run folder: {result['run_dir']} (report: {result['report']})")
     if not result["blessed"]:

@@ -20,6 +20,7 @@ from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.contract import months
+from tf_cartola.evaluate import evaluation, slices
 from tf_cartola.export import saved_model as export_lib
 from tf_cartola.export import scoring
 from tf_cartola.export import served as served_lib
@@ -28,6 +29,7 @@ from tf_cartola.read import examples
 from tf_cartola.train import builder as model_lib
 from tf_cartola.train import metrics as metrics_lib
 from tf_cartola.validate import baseline as baseline_lib
+from tf_cartola.validate import drift
 
 log = logging.getLogger(__name__)
 
@@ -63,45 +65,119 @@ def first_raw(pattern: str, rows: int) -> typing.List[bytes]:
     return [r.numpy() for r in examples.records(pattern).take(rows)]
 
 
-def evaluate_export(
-    export_dir: str, pattern: str, threshold: float
-) -> typing.Tuple[dict, np.ndarray, np.ndarray]:
-    """(metrics, labels, scores) of a SavedModel's serving signature on one raw split.
+def evaluate(
+    export_dir: str, served, manifest: manifest_lib.Manifest, config: config_lib.Config
+) -> typing.Tuple[dict, dict, typing.List[str], np.ndarray, np.ndarray]:
+    """Scores the raw eval split with the candidate and the served version and evaluates both on
+    the same rows: (evaluation.json's record, the candidate's metrics, the reasons to refuse it,
+    labels, candidate scores).
 
     Args:
-      export_dir: the SavedModel.
-      pattern: the raw split's TFRecord files.
-      threshold: the decision threshold of precision and recall.
+      export_dir: the candidate's SavedModel.
+      served: what is served (tf_cartola.export.served.Served).
+      manifest: the preprocessing output (its raw eval split, its train statistics).
+      config: the whole config (blessing and evaluate sections).
     """
-    labels, scores = scoring.score_split(export_dir, pattern)
-    return metrics_lib.classification_metrics(labels, scores, threshold), labels, scores
+    cfg, threshold = config.evaluate, config.blessing.decision_threshold
+    pattern = manifest.artifact("raw_eval")
+    labels, scores, columns = scoring.score_split(
+        export_dir, pattern, columns=slices.columns_needed(cfg.slices)
+    )
+    ids, edges = columns[F.ID_KEY], _quartiles(manifest, cfg)
+    record = {
+        "rows": int(len(labels)),
+        "rows_pro": int(labels.sum()),
+        "confidence": cfg.confidence,
+        "bootstrap": {
+            "method": "poisson (per score bin, see tf_cartola/evaluate/evaluation.py)",
+            "replicates": cfg.replicates,
+            "seed": cfg.seed,
+        },
+        "candidate": evaluation.model_evaluation(
+            labels, scores, columns, threshold, cfg, edges, ids
+        ),
+        "served": None,
+        "comparison": None,
+    }
+    if served.version is not None:
+        _, served_scores, _ = scoring.score_split(served.version_dir(), pattern)
+        record["served"] = {
+            "version": served.version,
+            **evaluation.model_evaluation(
+                labels, served_scores, columns, threshold, cfg, edges, ids
+            ),
+        }
+        record["comparison"] = evaluation.compare(
+            labels, scores, served_scores, cfg, config.blessing
+        )
+    reasons = bless(record, config.blessing)
+    record["decision"] = "refused: " + "; ".join(reasons) if reasons else "blessed"
+    record["verdict"] = verdict_line(record, config.blessing)
+    candidate = metrics_lib.classification_metrics(labels, scores, threshold)
+    return record, candidate, reasons, labels, scores
 
 
-def bless(
-    candidate: dict,
-    baseline: typing.Optional[dict],
-    cfg: config_lib.BlessingConfig,
-    served_version: typing.Optional[int] = None,
-) -> typing.List[str]:
-    """Reasons to refuse the candidate; empty means blessed. KS is checked first.
+def _quartiles(manifest: manifest_lib.Manifest, cfg: config_lib.EvaluateConfig) -> dict:
+    """Numeric feature -> its training quartiles, for the `:quartiles` slices."""
+    wanted = [s.partition(":")[0] for s in cfg.slices if s.endswith(":quartiles")]
+    if not wanted:
+        return {}
+    stats = baseline_lib.load(manifest.dir).stats
+    found = drift.feature_stats(stats)
+    return {name: slices.quartiles(drift.quantiles(found[name])) for name in wanted}
+
+
+def bless(record: dict, cfg: config_lib.BlessingConfig) -> typing.List[str]:
+    """Reasons to refuse the candidate of an evaluation record; empty means blessed. KS first:
+    the thresholds on the candidate's values, then, against the served model, a refusal only when
+    the candidate is significantly worse (tf_cartola/evaluate/evaluation.py, `compare`).
 
     Args:
-      candidate: the new model's eval metrics.
-      baseline: the served version's metrics on the same split, or None when nothing is served.
-      cfg: the thresholds and the KS tolerance.
-      served_version: the served version's number, named in the reason.
+      record: evaluation.json's record (candidate, served and comparison).
+      cfg: the thresholds, the KS margin and the false-refusal rate.
     """
+    overall = record["candidate"]["overall"]
     reasons = []
     for metric in ("ks", "auc", "precision", "recall"):
         minimum = getattr(cfg, f"min_{metric}")
-        if candidate[metric] < minimum:
-            reasons.append(f"{metric} {candidate[metric]:.4f} < threshold {minimum}")
-    if baseline is not None and candidate["ks"] < baseline["ks"] - cfg.ks_tolerance:
+        if overall[metric]["value"] < minimum:
+            reasons.append(f"{metric} {overall[metric]['value']:.4f} < threshold {minimum}")
+    comparison = record["comparison"]
+    if comparison and comparison["significantly_worse"]:
         reasons.append(
-            f"ks {candidate['ks']:.4f} is worse than served version {served_version}'s "
-            f"{baseline['ks']:.4f} by more than {cfg.ks_tolerance}"
+            f"ks is significantly worse than served version {record['served']['version']}'s: "
+            f"{_difference(comparison)}, p = {comparison['p_value']:.3g} < "
+            f"{cfg.false_refusal_rate} (margin {cfg.ks_margin})"
         )
     return reasons
+
+
+def _difference(comparison: dict) -> str:
+    d = comparison["difference"]
+    return f"difference {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def verdict_line(record: dict, cfg: config_lib.BlessingConfig) -> str:
+    """The decision in one line, e.g. `KS 0.612 vs served v3 0.618: difference -0.006 [-0.015,
+    +0.003], not significantly worse -> blessed`.
+    """
+    ks = record["candidate"]["overall"]["ks"]["value"]
+    if record["comparison"] is None:
+        head = f"KS {ks:.3f}, nothing served: thresholds only"
+    else:
+        comparison = record["comparison"]
+        worse = (
+            "significantly worse"
+            if comparison["significantly_worse"]
+            else ("not significantly worse")
+        )
+        head = (
+            f"KS {ks:.3f} vs served v{record['served']['version']} "
+            f"{record['served']['overall']['ks']['value']:.3f}: {_difference(comparison)}, "
+            f"{worse} (p = {comparison['p_value']:.3g}, rule: refused when p < "
+            f"{cfg.false_refusal_rate} that KS is not below served - {cfg.ks_margin})"
+        )
+    return f"{head} -> {record['decision']}"
 
 
 PROVENANCE_FILE = "provenance.json"
@@ -210,19 +286,8 @@ def train(
     export_dir = files.join(run_dir, "export")
     model, history = _fit_and_export(config, manifest, export_dir, seconds)
     with timing.stage(seconds, "evaluate"):
-        candidate, labels, scores = evaluate_export(
-            export_dir, manifest.artifact("raw_eval"), config.blessing.decision_threshold
-        )
-        baseline = (
-            None
-            if served.version is None
-            else evaluate_export(
-                served.version_dir(),
-                manifest.artifact("raw_eval"),
-                config.blessing.decision_threshold,
-            )[0]
-        )
-        reasons = bless(candidate, baseline, config.blessing, served.version)
+        record, candidate, reasons, labels, scores = evaluate(export_dir, served, manifest, config)
+    files.write_json(files.join(run_dir, "evaluation.json"), record)
     result = {
         "run_dir": run_dir,
         "export_dir": export_dir,
@@ -230,8 +295,10 @@ def train(
         "run_id": run_id,
         "force": force,
         "metrics": candidate,
-        "baseline": baseline,
+        "baseline": _plain(record["served"]),
         "baseline_version": served.version,
+        "comparison": record["comparison"],
+        "verdict": record["verdict"],
         "served_before": served.describe(),
         "blessed": not reasons,
         "reasons": reasons,
@@ -256,6 +323,13 @@ def train(
     _write_run_records(run_dir, result, history.history)
     append_decision(served.base_path, result)
     return {**result, "model": model, "labels": labels, "scores": scores}  # In-process use only.
+
+
+def _plain(evaluated: typing.Optional[dict]) -> typing.Optional[dict]:
+    """A model's overall values (no intervals) from its evaluation record, or None."""
+    if evaluated is None:
+        return None
+    return {name: value["value"] for name, value in evaluated["overall"].items()}
 
 
 def _fit_and_export(config: config_lib.Config, manifest, export_dir: str, seconds: dict):
@@ -435,6 +509,8 @@ def append_decision(base_path: str, result: dict) -> None:
             "run_id",
             "force",
             "served",
+            "comparison",
+            "verdict",
         )
     }
     with tf.io.gfile.GFile(decisions, "a") as f:
