@@ -66,6 +66,29 @@ def test_the_report_of_a_run_holds_every_section_and_the_run_numbers(trained, pr
     )  # A histogram per feature and the model figures.
 
 
+def test_the_report_shows_slices_deciles_and_calibration_in_reading_order(trained):
+    _, result = trained
+    text = open(result["report"]).read()
+    section = text[text.index('<section id="evaluation">') :]
+    section = section[: section.index("</section>")]
+    evaluated = json.load(open(os.path.join(result["run_dir"], "evaluation.json")))
+    page = _Page()
+    page.feed(section)
+    assert section.count("<svg") == 3  # The forest plot, gains and lift, reliability.
+    assert "KS per slice with its interval" in section and "Reliability: ECE 0." in section
+    slices = evaluated["candidate"]["slices"]
+    assert [c for c in page.cells if c in {r["value"] for r in slices}]
+    assert sum(page.cells.count(r["slice"]) for r in slices) >= len(slices)
+    ks = evaluated["candidate"]["overall"]["ks"]
+    assert f"{ks['value']:.4f} [{ks['low']:.4f}, {ks['high']:.4f}]" in page.cells
+    assert page.cells[page.cells.index("decile") + 8 : page.cells.index("decile") + 9] == ["1"]
+    assert "Comparison:" in text[: text.index("</section>")]
+    whole = _page(result["report"]).cells
+    rows = [whole.index(k) for k in ("read", "train", "eval")]
+    stages = [whole.index(k) for k in ("hash_inputs", "pipeline", "total")]
+    assert rows == sorted(rows) and stages == sorted(stages)
+
+
 def test_the_report_gives_the_verdict_first_and_one_drift_row_per_feature(trained, preprocess_run):
     manifest, preprocess_dir = preprocess_run
     _, result = trained
@@ -159,11 +182,19 @@ def test_the_report_opens_offline_in_a_real_browser(trained):
             "return Array.from(document.querySelectorAll('svg'))"
             ".map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height]);"
         )
+        evaluation = browser.execute_script(
+            "const s = document.querySelector('#evaluation');"
+            "return [s.querySelectorAll('svg').length, s.querySelectorAll('tr').length,"
+            " s.innerText];"
+        )
         console = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
         requests = [json.loads(e["message"])["message"] for e in browser.get_log("performance")]
     finally:
         browser.quit()
     assert len(sizes) >= len(F.RAW_FEATURES) + 5 and all(w > 0 and h > 0 for w, h in sizes)
+    svgs, table_rows, shown = evaluation  # Slices, deciles and calibration, as a person sees them.
+    assert svgs == 3 and table_rows >= 8 + 11 + 10, table_rows
+    assert "KS per slice" in shown and "Gains and lift by decile" in shown and "ECE" in shown
     assert console == []
     urls = [
         m["params"]["request"]["url"]

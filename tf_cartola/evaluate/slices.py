@@ -34,8 +34,8 @@ def screen(pixels: str) -> str:
     return next(name for name, below in SCREENS if width < below)
 
 
-def _number(value: float) -> str:
-    return f"{value:g}"
+def _number(value: float, digits: int = 12) -> str:
+    return f"{value:.{digits}g}"
 
 
 def values(spec: str, columns: typing.Mapping[str, np.ndarray], edges) -> np.ndarray:
@@ -55,17 +55,10 @@ def values(spec: str, columns: typing.Mapping[str, np.ndarray], edges) -> np.nda
     numbers = raw.astype(np.float64)
     missing = np.isnan(numbers)
     if kind == "quartiles":
-        a, b, c = edges[column]
-        names = np.array(
-            [
-                f"< {_number(a)}",
-                f"{_number(a)} to < {_number(b)}",
-                f"{_number(b)} to < {_number(c)}",
-                f">= {_number(c)}",
-            ],
-            dtype=object,
-        )
-        out = names[np.searchsorted([a, b, c], np.where(missing, 0, numbers), side="right")]
+        a, b, c = (_number(e, 4) for e in edges[column])  # Labels; the cut uses the edges.
+        names = np.array([f"< {a}", f"{a} to < {b}", f"{b} to < {c}", f">= {c}"], dtype=object)
+        cut = np.searchsorted(edges[column], np.where(missing, 0, numbers), side="right")
+        out = names[cut]
     else:
         out = np.array([_number(v) for v in np.where(missing, 0, numbers)], dtype=object)
     out[missing] = MISSING

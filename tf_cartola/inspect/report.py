@@ -24,7 +24,18 @@ from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.train import metrics as metrics_lib
 from tf_cartola.validate import drift as drift_lib
 
-SECTIONS = ("verdict", "inputs", "features", "anomalies", "model", "blessing")
+SECTIONS = ("verdict", "inputs", "features", "anomalies", "model", "evaluation", "blessing")
+# Tables in the order people read them: rows as they flow, stages as they ran.
+ROW_ORDER = ("read", "train", "eval", "bad")
+STAGE_ORDER = (
+    "hash_inputs",
+    "pipeline",
+    "read_split",
+    "statistics",
+    "transform",
+    "validate",
+    "total",
+)
 HISTOGRAM_BUCKETS = 20
 THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -81,7 +92,12 @@ def load_run(run_dir: str) -> dict:
     path = files.join(run_dir, "blessing.json")
     if not files.exists(path):
         raise NotARunError(f"{run_dir} is not a training run: it has no blessing.json")
-    return {"dir": run_dir, "blessing": files.read_json(path)}
+    evaluated = files.join(run_dir, "evaluation.json")
+    return {
+        "dir": run_dir,
+        "blessing": files.read_json(path),
+        "evaluation": files.read_json(evaluated) if files.exists(evaluated) else None,
+    }
 
 
 def eval_scores(preprocess: dict, run: dict) -> typing.Tuple[np.ndarray, np.ndarray]:
@@ -231,7 +247,8 @@ def verdict_lines(
             + (", this run's model" if now.version == b["version"] else ""),
         )
     )
-    return [validation, drift, blessing, served]
+    compared = [(b["blessed"], f"Comparison: {b['verdict']}")] if b.get("verdict") else []
+    return [validation, drift, blessing, *compared, served]
 
 
 def threshold_rows(labels, scores, thresholds=THRESHOLDS) -> typing.List[tuple]:
@@ -343,8 +360,8 @@ def histogram_figure(name: str, stats: dict) -> typing.Optional[str]:
 
 
 def model_figures(labels, scores) -> typing.Dict[str, str]:
-    """Score distributions, KS curve, ROC, precision-recall and calibration of eval scores, as
-    SVG.
+    """Score distributions, KS curve, ROC and precision-recall of eval scores, as SVG (the
+    reliability diagram is the evaluation section's).
     """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
@@ -396,19 +413,6 @@ def model_figures(labels, scores) -> typing.Dict[str, str]:
     ax.set_ylabel("precision")
     out["Precision-recall curve"] = _svg(fig)
 
-    edges = np.linspace(0, 1, 11)
-    which = np.clip(np.digitize(scores, edges) - 1, 0, 9)
-    filled = [b for b in range(10) if np.any(which == b)]
-    fig, ax = _figure()
-    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    ax.plot(
-        [scores[which == b].mean() for b in filled],
-        [labels[which == b].mean() for b in filled],
-        "o-",
-    )
-    ax.set_xlabel("mean predicted probability")
-    ax.set_ylabel("share PRO")
-    out["Calibration (10 score bins)"] = _svg(fig)
     return out
 
 
@@ -431,14 +435,20 @@ def _inputs_section(manifest) -> str:
         ("file", "bytes", "fingerprint"),
         [(i["path"], i["bytes"], i["fingerprint"]) for i in manifest.inputs],
     )
-    rows = _table(("rows", "count"), list(manifest.rows.items()))
+    rows = _table(("rows", "count"), _in_order(manifest.rows, ROW_ORDER))
     bad = (
         _table(("bad rows: kind and column", "count"), sorted(manifest.bad_rows.items()))
         if manifest.bad_rows
         else "<p>No row was set aside.</p>"
     )
-    seconds = _table(("stage", "seconds"), sorted(manifest.seconds.items()))
+    seconds = _table(("stage", "seconds"), _in_order(manifest.seconds, STAGE_ORDER))
     return f"<h3>Files</h3>{inputs}<h3>Rows</h3>{rows}{bad}<h3>Seconds</h3>{seconds}"
+
+
+def _in_order(mapping: dict, order: typing.Sequence[str]) -> typing.List[tuple]:
+    """A mapping's items, the names in `order` first in that order, any other after them."""
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(mapping.items(), key=lambda kv: (rank.get(kv[0], len(order)), kv[0]))
 
 
 def _features_section(stats: dict) -> str:
@@ -446,8 +456,12 @@ def _features_section(stats: dict) -> str:
         ("feature", "split", "count", "missing %", "min", "mean", "median", "max"),
         feature_rows(stats),
     )
+    from tf_cartola.contract import features as F
+
     names = sorted(set().union(*(drift_lib.feature_stats(s) for s in stats.values())))
-    figures = {name: svg for name in names if (svg := histogram_figure(name, stats))}
+    figures = {  # An id's histogram says nothing.
+        name: svg for name in names if name != F.ID_KEY and (svg := histogram_figure(name, stats))
+    }
     return table + "<h3>Histograms (share of rows per bucket)</h3>" + _figs(figures)
 
 
@@ -526,6 +540,142 @@ def _model_section(run: dict, labels, scores) -> str:
     )
 
 
+def _with_interval(m: typing.Optional[dict]) -> str:
+    return "" if m is None else f"{m['value']:.4f} [{m['low']:.4f}, {m['high']:.4f}]"
+
+
+def evaluation_section(record: dict, labels, scores) -> str:
+    """evaluation.json as a person reads it: overall metrics with intervals beside the served
+    model's, the slices (a table and a forest plot of KS), the deciles (a table, gains and lift),
+    and the reliability diagram with ECE and Brier.
+    """
+    candidate, served = record["candidate"], record["served"]
+    from tf_cartola.evaluate import metrics as evaluated
+
+    names = evaluated.NAMES
+    header = ["metric", f"candidate ({record['confidence']:.0%} interval)"]
+    if served:
+        header.append(f"served v{served['version']}")
+    overall = _table(
+        header,
+        [
+            (m, _with_interval(candidate["overall"][m]))
+            + ((_with_interval(served["overall"][m]),) if served else ())
+            for m in names
+        ],
+    )
+    comparison = f"<p>{html.escape(record['verdict'])}</p>" if record.get("verdict") else ""
+    slices = candidate["slices"]
+    slice_table = _table(
+        ("slice", "value", "rows", "PRO", "KS", "AUC", "precision", "recall", "note"),
+        [
+            (
+                r["slice"],
+                r["value"],
+                r["rows"],
+                r["rows_pro"],
+                *(_with_interval((r["metrics"] or {}).get(m)) for m in ("ks", "auc")),
+                *(
+                    "" if r["metrics"] is None else f"{r['metrics'][m]['value']:.4f}"
+                    for m in ("precision", "recall")
+                ),
+                "too few rows"
+                if r["metrics"] is None
+                else "KS below overall"
+                if r.get("below_overall")
+                else "",
+            )
+            for r in slices
+        ],
+        classes=["bad" if r.get("below_overall") else "" for r in slices],
+    )
+    deciles = candidate["deciles"]
+    decile_table = _table(
+        ("decile", "rows", "PRO", "score min", "score max", "lift", "cum. PRO share", "KS"),
+        [
+            (
+                d["decile"],
+                d["rows"],
+                d["pro"],
+                d["score_min"],
+                d["score_max"],
+                d["lift"],
+                d["cum_pro_share"],
+                d["ks"],
+            )
+            for d in deciles
+        ],
+    )
+    figures = {
+        "KS per slice with its interval (red: significantly below the overall KS)": (
+            forest_figure(slices, candidate["overall"]["ks"])
+        ),
+        "Gains and lift by decile (1 = the highest scores)": deciles_figure(deciles),
+        (
+            f"Reliability: ECE {candidate['overall']['ece']['value']:.4f}, "
+            f"Brier {candidate['overall']['brier']['value']:.4f}"
+        ): reliability_figure(labels, scores),
+    }
+    return (
+        f"{comparison}<h3>Overall</h3>{overall}<h3>Figures</h3>{_figs(figures)}"
+        f"<h3>Slices</h3>{slice_table}<h3>Deciles, gains and lift</h3>{decile_table}"
+    )
+
+
+def forest_figure(slices: typing.Sequence[dict], overall: dict) -> str:
+    """KS with its interval per slice, the overall KS as a line."""
+    shown = [r for r in slices if r["metrics"] is not None]
+    fig, ax = _figure(5.6, 0.6 + 0.28 * max(len(shown), 1))
+    fig.subplots_adjust(left=2.0 / 5.6)
+    for i, r in enumerate(shown):
+        ks = r["metrics"]["ks"]
+        color = "#b00" if r.get("below_overall") else "#246"
+        ax.errorbar(
+            ks["value"],
+            i,
+            xerr=[[ks["value"] - ks["low"]], [ks["high"] - ks["value"]]],
+            fmt="o",
+            color=color,
+            capsize=2,
+            markersize=3,
+        )
+    ax.axvline(overall["value"], color="k", linestyle=":", linewidth=0.8)
+    ax.set_yticks(range(len(shown)), [f"{r['slice'].split(':')[0]} {r['value']}" for r in shown])
+    ax.tick_params(axis="y", labelsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("KS")
+    return _svg(fig)
+
+
+def deciles_figure(deciles: typing.Sequence[dict]) -> str:
+    """The cumulative share of PRO users captured (gains) and each decile's lift."""
+    fig, ax = _figure(4.6, 2.8)
+    fig.subplots_adjust(right=1 - 0.75 / 4.6)
+    k = [d["decile"] for d in deciles]
+    ax.bar(k, [d["lift"] or 0 for d in deciles], color="#9bc", label="lift")
+    ax.set_xlabel("decile (1 = highest scores)")
+    ax.set_ylabel("lift")
+    gains = ax.twinx()
+    gains.plot(k, [d["cum_pro_share"] for d in deciles], "o-", color="#b60", label="gains")
+    gains.set_ylim(0, 1.02)
+    gains.set_ylabel("share of PRO captured")
+    ax.set_xticks(k)
+    return _svg(fig)
+
+
+def reliability_figure(labels, scores) -> str:
+    """Mean score against PRO rate in 10 equal-count bins (the ECE's bins)."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, np.float64)
+    parts = np.array_split(np.argsort(s, kind="stable"), 10)
+    fig, ax = _figure()
+    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    ax.plot([s[p].mean() for p in parts], [y[p].mean() for p in parts], "o-")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("share PRO")
+    return _svg(fig)
+
+
 def _blessing_section(run: dict) -> str:
     b = run["blessing"]
     verdict = (
@@ -589,6 +739,11 @@ def build_html(
             '<section id="model"><h2>The '
             f"model</h2>{_model_section(run, labels, scores)}</section>"
         )
+        if run.get("evaluation"):
+            body.append(
+                '<section id="evaluation"><h2>Evaluation: slices, deciles, calibration</h2>'
+                f"{evaluation_section(run['evaluation'], labels, scores)}</section>"
+            )
         body.append(f'<section id="blessing"><h2>Blessing</h2>{_blessing_section(run)}</section>')
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
