@@ -14,7 +14,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
 
-.PHONY: setup system-packages worker-env airflow demo demo-db lint test test-e2e test-production test-airflow notebook clean
+.PHONY: setup system-packages worker-env tfma-env airflow demo demo-db lint test test-e2e test-production test-airflow notebook clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,16 @@ worker-env: $(STAMP)
 	cd / && $(CURDIR)/$(WORKER_VENV)/bin/python -m pip install --quiet -c $(CURDIR)/constraints.txt \
 	  $(CURDIR)/$(WORKER_WHEELS)/tf_cartola-*.whl
 	$(WORKER_VENV)/bin/python -m pip check
+
+# bench/evaluate.py's peer, TensorFlow Model Analysis, in an environment of its own (never a
+# dependency of the project): requirements-tfma.txt against the same pins.
+TFMA_VENV := .venv-tfma
+tfma-env: $(TFMA_VENV)/.installed
+$(TFMA_VENV)/.installed: requirements-tfma.txt requirements.txt constraints.txt
+	test -x $(TFMA_VENV)/bin/python || $(PYTHON) -m venv $(TFMA_VENV)
+	$(TFMA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TFMA_VENV)/bin/python -m pip install --quiet -r requirements-tfma.txt -c constraints.txt
+	touch $@
 
 demo: $(STAMP)
 	mkdir -p data

@@ -113,7 +113,7 @@ def test_the_ks_interval_agrees_with_scipys_bootstrap(rows):
         paired=True,
         vectorized=False,
         n_resamples=400,
-        method="percentile",
+        method="basic",
         random_state=np.random.default_rng(1),
     ).confidence_interval
     assert ours["low"] <= (theirs.low + theirs.high) / 2 <= ours["high"]

@@ -6,14 +6,16 @@ sum of Poisson(1) counts is Poisson, so a replicate draws each score bin's PRO a
 at once (Poisson of the bin's count) instead of one weight per row: the same bootstrap of the
 binned metric, at the cost of the bins (at most BINS per group) instead of the rows. The bins'
 metric differs from the rows' by at most about one bin's share, so an interval is the exact point
-value plus the percentiles of (replicate - the bins' own value). The candidate and the served model
+value less the percentiles of (replicate - the bins' own value): the basic bootstrap interval,
+which corrects the upward bias of KS and ECE. The candidate and the served model
 are resampled together (their joint bins: one draw per row cell of both models' bins), so the
 comparison is paired. bench/blessing.py measures the coverage, the false refusals and the power.
 
 The blessing rule (`compare`): the difference d = KS(candidate) - KS(served) on the same rows; the
-candidate is refused when the one-sided upper bound of d at `false_refusal_rate` is below
--`ks_margin`, i.e. when the share of replicates at or above -ks_margin (the p-value) is below
-the rate. A candidate no worse than the served one is then refused at most that often.
+candidate is refused when the one-sided upper bound of d at `false_refusal_rate` (d less the
+replicates' deviation quantile at that rate) is below -`ks_margin`; equivalently when p, the
+share of replicates whose deviation is at most d + ks_margin, is below the rate. A candidate no
+worse than the served one is then refused at most that often.
 """
 
 import typing
@@ -28,9 +30,13 @@ CHUNK = 100  # Replicates drawn at once (memory: CHUNK x bins).
 
 
 def _interval(point: float, replicates: np.ndarray, own: float, confidence: float) -> dict:
+    """The basic bootstrap interval: the estimate's error is taken to be distributed as the
+    replicates' deviation from the bins' own value, so a biased statistic (KS, ECE: a maximum, an
+    absolute value) is corrected for its bias instead of having it doubled.
+    """
     tail = (1 - confidence) / 2
-    low, high = np.quantile(replicates - own, [tail, 1 - tail])
-    return {"value": point, "low": float(point + low), "high": float(point + high)}
+    below, above = np.quantile(replicates - own, [tail, 1 - tail])
+    return {"value": point, "low": float(point - above), "high": float(point - below)}
 
 
 def _replicates(b: metrics.Bins, rng: np.random.Generator, replicates: int) -> dict:
@@ -183,12 +189,15 @@ def compare(labels, candidate, served, cfg, blessing) -> dict:
     for start in range(0, cfg.replicates, CHUNK):
         w = rng.poisson(counts, (min(CHUNK, cfg.replicates - start), len(counts))).astype(float)
         drawn.append(ks(w, 0) - ks(w, 1))
-    shifted = point + np.concatenate(drawn) - own_difference
-    p_value = (np.sum(shifted >= -blessing.ks_margin) + 1) / (len(shifted) + 1)
+    deviations = np.concatenate(drawn) - own_difference
+    # The estimate's error d - d_true is distributed as the deviations: at the boundary of "not
+    # worse by more than the margin" (d_true = -margin), a difference as low as this one has
+    # probability p.
+    p_value = (np.sum(deviations <= point + blessing.ks_margin) + 1) / (len(deviations) + 1)
     return {
         "metric": "ks",
-        "difference": _interval(point, shifted, point, cfg.confidence),
-        "upper_bound": float(np.quantile(shifted, 1 - blessing.false_refusal_rate)),
+        "difference": _interval(point, deviations, 0.0, cfg.confidence),
+        "upper_bound": float(point - np.quantile(deviations, blessing.false_refusal_rate)),
         "p_value": float(p_value),
         "significantly_worse": bool(p_value < blessing.false_refusal_rate),
     }
