@@ -1,7 +1,8 @@
 """Trains, evaluates and blesses the Cartola PRO model; pushes it when blessed.
 
     python -m tf_cartola.train --config configs/default.yaml [--preprocess_dir DIR]
-        [--serving_dir DIR] [--model_config_file FILE] [--run_id YYYY-MM] [--force]
+        [--serving_dir DIR] [--model_name NAME] [--model_config_file FILE] [--run_id YYYY-MM]
+        [--force]
 
 The candidate is compared with the served version (the `stable` label of --model_config_file,
 else the newest version). A run on data of an earlier month than the served version's is a
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--run_dir", help="this run's folder; default a new one under train.run_dir"
     )
+    parser.add_argument("--model_name", help="the model's name; default from the config")
     cli.add_model_config_flag(parser)
     parser.add_argument(
         "--run_id",
@@ -71,7 +73,10 @@ def main(argv=None) -> int:
 
     try:
         config = config_lib.override(
-            config_lib.load(args.config), "serving", model_config_file=args.model_config_file
+            config_lib.load(args.config),
+            "serving",
+            model_name=args.model_name,
+            model_config_file=args.model_config_file,
         )
         result = training.train(
             config, args.preprocess_dir, args.serving_dir, args.run_dir, args.force, args.run_id
