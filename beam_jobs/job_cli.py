@@ -59,6 +59,21 @@ def add_database_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_accept_flags(parser: argparse.ArgumentParser) -> None:
+    """--accept FEATURE (repeatable) and --accepted_by: anomalies accepted on purpose."""
+    parser.add_argument(
+        "--accept",
+        action="append",
+        metavar="FEATURE",
+        help="accept this feature's anomalies and drift for this run, on purpose (repeatable; "
+        "recorded in the manifest, the report, the pushed version and the decisions log); "
+        "anything else still fails the run",
+    )
+    parser.add_argument(
+        "--accepted_by", help="who accepts them (default: the user running the job)"
+    )
+
+
 def add_serving_flags(parser: argparse.ArgumentParser) -> None:
     """--serving_dir, --model_name and --model_config_file: where the served model is and which
     version is served (they override the config's serving section, as tf_cartola.train's do).

@@ -63,17 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the anomalies but go on (the output is not valid for training)",
     )
-    parser.add_argument(
-        "--accept",
-        action="append",
-        metavar="FEATURE",
-        help="accept this feature's anomalies and drift for this run, on purpose (repeatable; "
-        "recorded in the manifest, the report, the pushed version and the decisions log); "
-        "anything else still fails the run",
-    )
-    parser.add_argument(
-        "--accepted_by", help="who accepts them (default: the user running the job)"
-    )
+    job_cli.add_accept_flags(parser)
     job_cli.add_serving_flags(parser)
     return parser
 

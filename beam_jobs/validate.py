@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_dir", default="runs/validate", help="where artifacts go (default: %(default)s)"
     )
+    job_cli.add_accept_flags(parser)
     job_cli.add_serving_flags(parser)
     return parser
 
@@ -81,6 +82,8 @@ def run(argv=None) -> dict:
         query=args.query,
         partitions=args.partitions,
         encoding=args.encoding,
+        accept=tuple(args.accept) if args.accept else None,
+        accepted_by=args.accepted_by,
     ).preprocess
     baseline = baseline_lib.resolve(cfg.baseline, config.serving)
     if baseline is None:
@@ -105,6 +108,8 @@ def run(argv=None) -> dict:
         cfg.max_bad_row_fraction,
         inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions),
         cfg.encoding,
+        cfg.accept,
+        cfg.accepted_by,
     )
 
 

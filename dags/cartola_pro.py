@@ -27,15 +27,27 @@ import pendulum
 import yaml
 from airflow import DAG
 from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.models import Variable
 from airflow.models.param import Param
 from airflow.operators.python import PythonOperator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_ANOMALIES = 1  # beam_jobs.preprocess and beam_jobs.validate: the data did not pass.
 EXIT_NOT_BLESSED = 1  # tf_cartola.train: the candidate was refused, the served version stays.
+EXIT_ARGUMENTS = 2  # Every CLI: bad arguments, config or input. A retry would fail the same way.
+# Airflow Variables (or AIRFLOW_VAR_<NAME> in the environment): set by whoever runs Airflow,
+# never by a run's conf.
+PYTHON_VARIABLE = "cartola_python"  # The project's interpreter (default: the repository's .venv).
+ALERT_VARIABLE = "cartola_alert_command"  # A shell command; a failure's message on its stdin.
+TASK_TIMEOUT = datetime.timedelta(hours=6)  # One job, even at 10M rows on Dataflow.
+RUN_TIMEOUT = datetime.timedelta(hours=20)  # A hung month never blocks the next one.
 
 with open(os.path.join(REPO, "configs", "default.yaml")) as _f:
     _CONFIG = yaml.safe_load(_f)
+
+
+def _python() -> str:
+    return Variable.get(PYTHON_VARIABLE, default_var=os.path.join(REPO, ".venv", "bin", "python"))
 
 
 def _path(value: str) -> str:
@@ -58,7 +70,7 @@ def _serving_flags(params: dict) -> list:
 def _served_version(params: dict):
     """The served version, or None, as the project answers it (`tf_cartola.inspect.versions`)."""
     cmd = [
-        params["python"],
+        _python(),
         "-m",
         "tf_cartola.inspect.versions",
         *_serving_flags(params),
@@ -75,9 +87,12 @@ def _run_dir(params: dict, ds: str) -> str:
     return os.path.join(_path(params["work_dir"]), ds)
 
 
-def _input_flags(params: dict) -> list:
-    """A Beam job's input flags, and the runner's (`beam_args`: DirectRunner when empty)."""
-    flags = ["--input", params["input"] if "://" in params["input"] else _path(params["input"])]
+def _input_flags(params: dict, context: dict) -> list:
+    """A Beam job's input flags (`input` rendered as a template on the run's data interval), and
+    the runner's (`beam_args`: DirectRunner when empty).
+    """
+    source = context["task"].render_template(params["input"], context)
+    flags = ["--input", source if "://" in source else _path(source)]
     for key in ("table", "query"):
         if params.get(key):
             flags += [f"--{key}", params[key]]
@@ -88,7 +103,7 @@ def _cli(params: dict, module: str, *args: str) -> tuple:
     """Runs `python -m module args` in the repository with the project's interpreter; its output
     goes to the task's log line by line. Returns (its exit status, its output lines).
     """
-    cmd = [params["python"], "-m", module, *args]
+    cmd = [_python(), "-m", module, *args]
     print("running:", " ".join(cmd), flush=True)
     out = []
     with subprocess.Popen(
@@ -102,8 +117,8 @@ def _cli(params: dict, module: str, *args: str) -> tuple:
 
 def _check(status: int, step: str, decisions: tuple = (), where: str = "") -> None:
     """Raises for a failed step: AirflowFailException (no retry) for anomalies, naming `where`
-    their record is, AirflowException (retried) for anything else that is neither 0 nor one of
-    `decisions`.
+    their record is, and for bad arguments (exit status 2); AirflowException (retried) for
+    anything else that is neither 0 nor one of `decisions`.
     """
     if status == 0 or status in decisions:
         return
@@ -111,10 +126,19 @@ def _check(status: int, step: str, decisions: tuple = (), where: str = "") -> No
         raise AirflowFailException(
             f"{step}: the data has anomalies (exit status 1); the table is above, and {where}"
         )
+    if status == EXIT_ARGUMENTS:
+        raise AirflowFailException(f"{step}: bad arguments, config or input (exit status 2)")
     raise AirflowException(f"{step} exited {status}")
 
 
-def validate(params: dict, ds: str) -> str:
+def _accept_flags(params: dict) -> list:
+    """The features whose anomalies and drift a person accepted for this run, and who."""
+    flags = [f for feature in params.get("accept") or [] for f in ("--accept", feature)]
+    by = params.get("accepted_by")
+    return flags + (["--accepted_by", by] if flags and by else [])
+
+
+def validate(params: dict, ds: str, **context) -> str:
     """The new month against the served model's baseline; month one (nothing served) has nothing to
     compare.
     """
@@ -127,8 +151,9 @@ def validate(params: dict, ds: str) -> str:
     status, _ = _cli(
         params,
         "beam_jobs.validate",
-        *_input_flags(params),
+        *_input_flags(params, context),
         *_serving_flags(params),
+        *_accept_flags(params),
         "--output_dir",
         os.path.join(_run_dir(params, ds), "validate"),
     )
@@ -138,7 +163,7 @@ def validate(params: dict, ds: str) -> str:
     return "passed"
 
 
-def preprocess(params: dict, ds: str) -> str:
+def preprocess(params: dict, ds: str, **context) -> str:
     """The preprocess task: `beam_jobs.preprocess` on the month's input; returns its output
     folder.
     """
@@ -146,10 +171,11 @@ def preprocess(params: dict, ds: str) -> str:
     status, _ = _cli(
         params,
         "beam_jobs.preprocess",
-        *_input_flags(params),
+        *_input_flags(params, context),
         "--output_dir",
         out,
         *_serving_flags(params),
+        *_accept_flags(params),
     )
     _check(status, "preprocess", where=os.path.join(out, "report.html"))
     return out
@@ -174,6 +200,7 @@ def train(params: dict, ds: str) -> str:
         run_dir,
         "--run_id",
         ds[:7],
+        *(["--force"] if params.get("force") else []),
     )
     _check(status, "train", decisions=(EXIT_NOT_BLESSED,))
     if status == EXIT_NOT_BLESSED:
@@ -186,7 +213,7 @@ def train(params: dict, ds: str) -> str:
         return f"pushed version {json.load(f)['version']}"
 
 
-def score(params: dict, ds: str) -> str:
+def score(params: dict, ds: str, **context) -> str:
     """Every user, with the version served after training; a rerun of the month replaces its own
     scores.
     """
@@ -199,7 +226,7 @@ def score(params: dict, ds: str) -> str:
     status, _ = _cli(
         params,
         "beam_jobs.score",
-        *_input_flags(params),
+        *_input_flags(params, context),
         *_serving_flags(params),
         "--run_id",
         ds[:7],
@@ -209,22 +236,26 @@ def score(params: dict, ds: str) -> str:
     return out[1]
 
 
-def summary(params: dict, ds: str, ti) -> dict:
-    """One record of the run, logged and returned: rows, anomalies, KS, the decision, the version
-    served, the report.
+def summary(params: dict, ds: str, ti, dag_run) -> dict:
+    """One record of the run, logged and returned, whatever became of the tasks before it: rows,
+    anomalies, KS, the decision and the comparison, what was accepted and forced, the version
+    served, the report; and for a failed run, which task failed and where its record is.
     """
     run = _run_dir(params, ds)
-    with open(os.path.join(run, "preprocess", "manifest.json")) as f:
-        manifest = json.load(f)
-    blessing_path = os.path.join(run, "train", "blessing.json")
-    blessing = None
-    if os.path.exists(blessing_path):  # None when nothing changed: no model was trained.
-        with open(blessing_path) as f:
-            blessing = json.load(f)
+    states = {t.task_id: t.state for t in dag_run.get_task_instances() if t.task_id != "summary"}
+    failed = sorted(task for task, state in states.items() if state not in ("success", "skipped"))
+    manifest = _read_json(os.path.join(run, "preprocess", "manifest.json"))
+    # None when nothing was trained (nothing changed, a backfill, or a failure before training).
+    blessing = _read_json(os.path.join(run, "train", "blessing.json"))
     record = {
         "month": ds[:7],
-        "rows": manifest["rows"],
-        "anomalies": len(manifest["anomalies"]),
+        "states": states,
+        "failed": failed,
+        "anomaly_table": _anomaly_record(run, failed),
+        "rows": manifest["rows"] if manifest else None,
+        "anomalies": len(manifest["anomalies"]) if manifest else None,
+        "accepted": (manifest or {}).get("accepted"),
+        "force": bool(params.get("force")),
         "validate": ti.xcom_pull(task_ids="validate"),
         "decision": ti.xcom_pull(task_ids="train"),
         "ks": blessing["metrics"]["ks"] if blessing else None,
@@ -236,7 +267,43 @@ def summary(params: dict, ds: str, ti) -> dict:
         "scores": ti.xcom_pull(task_ids="score"),
     }
     print("summary:", json.dumps(record, sort_keys=True))
+    if failed:
+        raise AirflowFailException(f"the run failed at {', '.join(failed)}: see the summary above")
     return record
+
+
+def _read_json(path: str):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _anomaly_record(run: str, failed: list):
+    """Where the anomaly table of the step that failed on data is written, if one did."""
+    for task, record in (
+        ("validate", os.path.join(run, "validate", "manifest.json")),
+        ("preprocess", os.path.join(run, "preprocess", "report.html")),
+    ):
+        if task in failed and os.path.exists(record):
+            return record
+    return None
+
+
+def alert(context) -> None:
+    """on_failure_callback: the failure in one message, logged and, when the Airflow Variable
+    `cartola_alert_command` names a shell command (`mail -s "cartola" team@...`, `curl -d @-
+    https://chat.example/hook`), given to it on its stdin.
+    """
+    ti = context["task_instance"]
+    message = (
+        f"{ti.dag_id} {context['run_id']}: task {ti.task_id} failed (try {ti.try_number}): "
+        f"{context.get('exception')}"
+    )
+    print("alert:", message)
+    command = Variable.get(ALERT_VARIABLE, default_var="")
+    if command:
+        subprocess.run(command, shell=True, input=message, text=True, check=False, timeout=60)
 
 
 with DAG(
@@ -246,7 +313,10 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=RUN_TIMEOUT,
     default_args={
+        "execution_timeout": TASK_TIMEOUT,
+        "on_failure_callback": alert,
         "retries": 2,
         "retry_delay": datetime.timedelta(seconds=30),
         "retry_exponential_backoff": True,
@@ -285,17 +355,34 @@ with DAG(
             description="Beam's flags for the jobs, e.g. --runner DataflowRunner "
             "--project P --region R --temp_location gs://B/tmp --setup_file ./setup.py",
         ),
-        "python": Param(
-            os.path.join(REPO, ".venv", "bin", "python"),
-            type="string",
-            description="the project's interpreter, which runs every task",
+        "accept": Param(
+            [],
+            type="array",
+            description="features whose anomalies and drift this run accepts, on purpose",
+        ),
+        "accepted_by": Param("", type="string", description="who accepts them"),
+        "force": Param(
+            False,
+            type="boolean",
+            description="train even when nothing changed, push even when the data is older "
+            "than the served version's (recorded)",
         ),
     },
     tags=["cartola"],
 ) as dag:
     steps = [
         PythonOperator(task_id=fn.__name__, python_callable=fn)
-        for fn in (validate, preprocess, train, score, summary)
+        for fn in (validate, preprocess, train, score)
     ]
+    # It runs whatever became of the others, and says what failed and where.
+    steps.append(
+        PythonOperator(
+            task_id="summary",
+            python_callable=summary,
+            trigger_rule="all_done",
+            retries=0,
+            on_failure_callback=None,  # The failed task has alerted already.
+        )
+    )
     for upstream, downstream in zip(steps, steps[1:]):
         upstream >> downstream

@@ -163,7 +163,7 @@ def preprocess(
         infer_schema,
         baseline,
     )
-    failing, accepted = _accepted(cfg, anomaly_rows)
+    failing, accepted = validation.split_accepted(anomaly_rows, cfg.accept, cfg.accepted_by)
     artifacts = {
         "schema": layout.path("schema.pbtxt"),
         **{f"raw_{w}": layout.raw(w) + "*" for w in split.SPLITS},
@@ -216,34 +216,6 @@ def preprocess(
     if failing and cfg.fail_on_anomalies:
         raise AnomaliesFound(validation.format_table(failing), manifest)
     return manifest
-
-
-def _accepted(
-    cfg: config_lib.PreprocessConfig, anomaly_rows
-) -> typing.Tuple[list, typing.Optional[dict]]:
-    """(the anomaly rows that fail the run, the record of those accepted on purpose or None)."""
-    if not cfg.accept:
-        return list(anomaly_rows), None
-    import datetime
-    import getpass
-
-    accepted = [r for r in anomaly_rows if r[1] in cfg.accept]
-    record = {
-        "features": list(cfg.accept),
-        "by": cfg.accepted_by or getpass.getuser(),
-        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in accepted],
-    }
-    log.warning(
-        "accepted by %s for this run: %d anomalies of %s",
-        record["by"],
-        len(accepted),
-        list(cfg.accept),
-    )
-    unused = sorted(set(cfg.accept) - {r[1] for r in accepted})
-    if unused:
-        log.warning("accepted but without any anomaly: %s", unused)
-    return [r for r in anomaly_rows if r[1] not in cfg.accept], record
 
 
 def _shown_config(

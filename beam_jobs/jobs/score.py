@@ -387,6 +387,7 @@ def score(
     if not output and not db:
         raise ValueError("nowhere to write scores: give --output and/or --db")
     started = time.perf_counter()
+    output = files.absolute(output) if output else None  # Workers run in folders of their own.
     prefix = output or scores_table
     quarantine = f"{prefix}.bad"
     runner = workers.runner(options)

@@ -104,6 +104,8 @@ def validate(
     max_bad_row_fraction: float = 0.0,
     database: typing.Optional[inputs_lib.DatabaseInput] = None,
     encoding: str = "utf-8",
+    accept: typing.Sequence[str] = (),
+    accepted_by: str = "",
 ) -> dict:
     """Validates a batch against a baseline and writes `manifest.json` (and report-ready
     artifacts).
@@ -118,6 +120,8 @@ def validate(
       max_bad_row_fraction: share of rows that may be quarantined before that is an anomaly.
       database: the table or query and partitions, for a postgresql:// input.
       encoding: a CSV input's text encoding.
+      accept: features whose anomalies and drift this run accepts on purpose (recorded).
+      accepted_by: who accepts them (default: the user running the job).
 
     Returns:
       The manifest.
@@ -165,7 +169,9 @@ def validate(
     tf.io.gfile.makedirs(layout.path("anomalies"))
     for which, a in by_name.items():
         tfdv.write_anomalies_text(a, layout.anomalies(which))
-    rows = validation.anomaly_rows(by_name)
+    rows, accepted = validation.split_accepted(
+        validation.anomaly_rows(by_name), accept, accepted_by
+    )
     manifest = {
         "input": inputs_lib.shown(input_pattern),
         "format": fmt,
@@ -183,6 +189,7 @@ def validate(
         "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
         "drift": {"data vs baseline": drift.to_json(checks)},
         "valid": not rows,
+        "accepted": accepted,
         "seconds": {"total": round(time.perf_counter() - started, 2)},
         "runner": {**runner, "not_reported": []},
         "artifacts": {

@@ -7,6 +7,8 @@ import typing
 
 from apache_beam.io.filesystems import FileSystems
 
+from tf_cartola.common import files
+
 
 class AnomaliesFound(RuntimeError):
     """The data did not pass validation; the message is the anomaly table, `manifest` the run's
@@ -57,6 +59,11 @@ class Layout:
     """Where every artifact of one run lives under the output directory."""
 
     root: str
+
+    def __post_init__(self):
+        # Absolute: a portable runner's workers run in folders of their own, and a manifest's
+        # paths must mean the same file to whoever reads it from elsewhere.
+        self.root = files.absolute(self.root)
 
     def clear(self) -> typing.List[str]:
         """Deletes what an earlier run left here (ENTRIES only: nothing else in the folder is

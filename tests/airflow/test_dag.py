@@ -36,6 +36,7 @@ def airflow_env(tmp_path_factory):
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(ROOT, "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_VAR_CARTOLA_PYTHON": sys.executable,  # The Variable the tasks' interpreter is.
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
     return env
@@ -156,7 +157,6 @@ def test_two_clean_months_push_and_score_and_a_shifted_one_stops_at_validate(
         "work_dir": str(tmp_path / "work"),
         "serving_dir": str(tmp_path / "serving"),
         "scores": str(tmp_path / "scores"),
-        "python": sys.executable,
     }
 
     first = _dags_test(airflow_env, "2026-01-01", {**conf, "input": months[1]})
@@ -204,7 +204,6 @@ def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplic
         "work_dir": str(tmp_path / "work"),
         "serving_dir": str(tmp_path / "serving"),
         "scores": str(tmp_path / "scores"),
-        "python": sys.executable,
         "input": months[1],
     }
     proc = subprocess.Popen(
@@ -237,3 +236,65 @@ def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplic
     assert _versions(conf["serving_dir"]) == [1]
     scored = _scores(conf["scores"], "2026-01-01")
     assert len(scored) == ROWS and scored["GLOBO_ID"].is_unique
+
+
+def test_people_steer_a_month_accept_backfill_force_and_a_failure_alerts_with_a_summary(
+    airflow_env, months, tmp_path
+):
+    conf = {
+        "work_dir": str(tmp_path / "work"),
+        "serving_dir": str(tmp_path / "serving"),
+        "scores": str(tmp_path / "scores"),
+    }
+    # The input as a template on the run's date: each run reads its own month's file.
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for date, month in (("2026-01-01", 1), ("2026-02-01", 3)):
+        os.symlink(months[month], folder / f"users-{date}.csv")
+    conf["input"] = str(folder / "users-{{ ds }}.csv")
+    assert _dags_test(airflow_env, "2026-01-01", conf).returncode == 0
+    assert _versions(conf["serving_dir"]) == [1]
+
+    accepted = {**conf, "accept": ["escalacoes"], "accepted_by": "ana"}
+    shifted = _dags_test(airflow_env, "2026-02-01", accepted)  # Drifted, accepted on purpose.
+    log = shifted.stdout + shifted.stderr
+    assert shifted.returncode == 0, log[-3000:]
+    [summary] = [
+        json.loads(line.split("summary: ", 1)[1])
+        for line in log.splitlines()
+        if "summary: {" in line
+    ]
+    assert summary["accepted"]["by"] == "ana" and summary["accepted"]["features"] == ["escalacoes"]
+    assert summary["decision"] == "pushed version 2", summary
+    served = 2
+
+    # January again, after February (its data differs from February's shift: accepted again).
+    backfill = _dags_test(airflow_env, "2026-01-01", accepted)
+    log = backfill.stdout + backfill.stderr
+    assert backfill.returncode == 0 and '"decision": "backfill: not pushed"' in log, log[-3000:]
+    assert _versions(conf["serving_dir"])[-1] == served
+
+    forced = _dags_test(airflow_env, "2026-01-01", {**accepted, "force": True})
+    log = forced.stdout + forced.stderr
+    assert forced.returncode == 0 and '"force": true' in log, log[-3000:]
+    newest = _versions(conf["serving_dir"])[-1]
+    assert newest == served + 1
+    provenance = json.load(
+        open(os.path.join(conf["serving_dir"], "cartola_pro", str(newest), "provenance.json"))
+    )
+    assert (provenance["run_id"], provenance["force"]) == ("2026-01", True)
+
+    alerts = tmp_path / "alerts.txt"
+    env = {**airflow_env, "AIRFLOW_VAR_CARTOLA_ALERT_COMMAND": f"cat >> {alerts}"}
+    broken = _dags_test(env, "2026-03-01", {**conf, "input": str(tmp_path / "missing.csv")})
+    log = broken.stdout + broken.stderr
+    assert broken.returncode != 0 and "Marking task as UP_FOR_RETRY" not in log  # Exit 2.
+    states = _states(airflow_env, "2026-03-01")
+    assert states["validate"] == "failed" and states["summary"] == "failed", states
+    [summary] = [
+        json.loads(line.split("summary: ", 1)[1])
+        for line in log.splitlines()
+        if "summary: {" in line
+    ]
+    assert summary["failed"][0] == "validate"
+    assert "task validate failed" in alerts.read_text()

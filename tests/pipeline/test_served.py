@@ -228,7 +228,9 @@ def test_concurrent_pushes_each_get_a_version_of_their_own(trained, tmp_path):
             t.start()
         for t in threads:
             t.join()
-        assert not errors and sorted(pushed) == store.versions(base) == [1, 2, 3, 4], base
+        # Distinct and complete; under contention a withdrawn claim may leave a number unused.
+        assert not errors and sorted(pushed) == store.versions(base), (base, pushed)
+        assert len(set(pushed)) == 4
         for version in pushed:
             assert tf.io.gfile.exists(f"{base}/{version}/{store.SAVED_MODEL_FILE}")
         assert tf.io.gfile.listdir(f"{base}/{store.CLAIMS}") == []

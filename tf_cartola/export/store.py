@@ -105,7 +105,8 @@ def claim(base_path: str) -> typing.Tuple[int, str]:
     once, the later to list sees the other's claim and tries the next number (a push that sees a
     rival withdraws, so both may withdraw, and both retry after a random pause; never both keep
     it). That needs only read-after-write listing, which local disks, GCS and S3 give; no rename or
-    conditional write. A claim left by a killed push makes later pushes skip its number.
+    conditional write. Numbers stay distinct, not always contiguous: a claim left by a killed
+    push, or withdrawn under contention, can make later pushes skip its number.
     """
     gfile = _gfile()
     folder = files.join(base_path, CLAIMS)

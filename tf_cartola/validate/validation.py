@@ -244,6 +244,42 @@ def anomaly_rows(
     return sorted(rows)
 
 
+def split_accepted(
+    anomaly_rows: typing.Sequence[tuple], accept: typing.Sequence[str], accepted_by: str = ""
+) -> typing.Tuple[list, typing.Optional[dict]]:
+    """(the anomaly rows that fail the run, the record of those accepted on purpose or None).
+
+    Args:
+      anomaly_rows: `anomaly_rows`' (where, feature, kind, description) tuples.
+      accept: the features whose anomalies (drift included) this run accepts.
+      accepted_by: who accepts them (default: the user running the job).
+    """
+    if not accept:
+        return list(anomaly_rows), None
+    import datetime
+    import getpass
+    import logging
+
+    accepted = [r for r in anomaly_rows if r[1] in accept]
+    record = {
+        "features": list(accept),
+        "by": accepted_by or getpass.getuser(),
+        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in accepted],
+    }
+    log = logging.getLogger(__name__)
+    log.warning(
+        "accepted by %s for this run: %d anomalies of %s",
+        record["by"],
+        len(accepted),
+        list(accept),
+    )
+    unused = sorted(set(accept) - {r[1] for r in accepted})
+    if unused:
+        log.warning("accepted but without any anomaly: %s", unused)
+    return [r for r in anomaly_rows if r[1] not in accept], record
+
+
 def format_table(rows: typing.Sequence[tuple]) -> str:
     """A plain-text table of anomaly rows with a header, columns padded to fit."""
     header = ("split", "feature", "anomaly kind", "description")
