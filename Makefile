@@ -104,8 +104,8 @@ export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 airflow: $(AIRFLOW_STAMP) $(STAMP)
 	@echo "Airflow is ready (home $(AIRFLOW_HOME), SQLite). Run a month now, or start the scheduler and web UI:"
-	@echo "  $(AIRFLOW_VENV)/bin/airflow dags test cartola_pro_monthly 2026-01-01 -c '{\"input\": \"data/cartola.csv\"}'"
-	@echo "  AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags $(AIRFLOW_VENV)/bin/airflow standalone"
+	@echo "  dags/airflow.sh dags test cartola_pro_monthly 2026-01-01 -c '{\"input\": \"data/cartola.csv\"}'"
+	@echo "  dags/airflow.sh standalone"
 
 $(AIRFLOW_STAMP): requirements-airflow.txt
 	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)

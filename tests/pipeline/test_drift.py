@@ -185,7 +185,7 @@ def test_power_sweep(change):
     assert min(flagged.values()) >= 0.95
 
 
-def test_the_latest_served_version_is_the_default_baseline(trained, small_csv, tmp_path):
+def test_the_served_version_is_the_default_baseline(trained, small_csv, tmp_path):
     from beam_jobs import preprocess
 
     cfg, result = trained

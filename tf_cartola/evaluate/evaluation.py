@@ -156,7 +156,7 @@ def compare(labels, candidate, served, cfg, blessing) -> dict:
       blessing: the blessing section (ks_margin, false_refusal_rate).
     """
     y = np.asarray(labels).astype(bool)
-    point = metrics.on_rows(y, candidate, 0.5)["ks"] - metrics.on_rows(y, served, 0.5)["ks"]
+    point = metrics.ks(y, candidate) - metrics.ks(y, served)
     # The joint cells: a row's (candidate bin, served bin, label).
     cuts = [
         np.unique(np.quantile(s, np.arange(1, JOINT_BINS) / JOINT_BINS))

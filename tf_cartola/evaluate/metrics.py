@@ -35,6 +35,13 @@ def deciles(scores: np.ndarray, ids: typing.Optional[np.ndarray] = None) -> np.n
     return np.maximum(np.searchsorted(edges, rank, side="left"), 1)
 
 
+def ks(labels: np.ndarray, scores: np.ndarray) -> float:
+    """KS on rows: the largest distance between the PRO and non-PRO score CDFs."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, np.float64)
+    return float(stats.ks_2samp(s[y], s[~y]).statistic)
+
+
 def on_rows(labels: np.ndarray, scores: np.ndarray, threshold: float, ids=None) -> dict:
     """Every metric of NAMES on rows, exactly (see the module docstring).
 
@@ -54,7 +61,7 @@ def on_rows(labels: np.ndarray, scores: np.ndarray, threshold: float, ids=None) 
     ) / len(s)
     top = deciles(s, ids) == 1
     return {
-        "ks": float(stats.ks_2samp(s[y], s[~y]).statistic),
+        "ks": ks(y, s),
         "auc": float(stats.mannwhitneyu(s[y], s[~y]).statistic / (y.sum() * (~y).sum())),
         "precision": tp / max(int(predicted.sum()), 1),
         "recall": tp / max(int(y.sum()), 1),
