@@ -29,7 +29,7 @@ from airflow import DAG
 from airflow.exceptions import AirflowException, AirflowFailException
 from airflow.models import Variable
 from airflow.models.param import Param
-from airflow.operators.python import PythonOperator
+from airflow.operators.python import PythonOperator, get_current_context
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_ANOMALIES = 1  # beam_jobs.preprocess and beam_jobs.validate: the data did not pass.
@@ -39,6 +39,7 @@ EXIT_ARGUMENTS = 2  # Every CLI: bad arguments, config or input. A retry would f
 # never by a run's conf.
 PYTHON_VARIABLE = "cartola_python"  # The project's interpreter (default: the repository's .venv).
 ALERT_VARIABLE = "cartola_alert_command"  # A shell command; a failure's message on its stdin.
+STEPS = ("validate", "preprocess", "train", "score")  # Then the summary.
 TASK_TIMEOUT = datetime.timedelta(hours=6)  # One job, even at 10M rows on Dataflow.
 RUN_TIMEOUT = datetime.timedelta(hours=20)  # A hung month never blocks the next one.
 
@@ -87,10 +88,11 @@ def _run_dir(params: dict, ds: str) -> str:
     return os.path.join(_path(params["work_dir"]), ds)
 
 
-def _input_flags(params: dict, context: dict) -> list:
+def _input_flags(params: dict) -> list:
     """A Beam job's input flags (`input` rendered as a template on the run's data interval), and
     the runner's (`beam_args`: DirectRunner when empty).
     """
+    context = get_current_context()
     source = context["task"].render_template(params["input"], context)
     flags = ["--input", source if "://" in source else _path(source)]
     for key in ("table", "query"):
@@ -138,7 +140,7 @@ def _accept_flags(params: dict) -> list:
     return flags + (["--accepted_by", by] if flags and by else [])
 
 
-def validate(params: dict, ds: str, **context) -> str:
+def validate(params: dict, ds: str) -> str:
     """The new month against the served model's baseline; month one (nothing served) has nothing to
     compare.
     """
@@ -151,7 +153,7 @@ def validate(params: dict, ds: str, **context) -> str:
     status, _ = _cli(
         params,
         "beam_jobs.validate",
-        *_input_flags(params, context),
+        *_input_flags(params),
         *_serving_flags(params),
         *_accept_flags(params),
         "--output_dir",
@@ -163,7 +165,7 @@ def validate(params: dict, ds: str, **context) -> str:
     return "passed"
 
 
-def preprocess(params: dict, ds: str, **context) -> str:
+def preprocess(params: dict, ds: str) -> str:
     """The preprocess task: `beam_jobs.preprocess` on the month's input; returns its output
     folder.
     """
@@ -171,7 +173,7 @@ def preprocess(params: dict, ds: str, **context) -> str:
     status, _ = _cli(
         params,
         "beam_jobs.preprocess",
-        *_input_flags(params, context),
+        *_input_flags(params),
         "--output_dir",
         out,
         *_serving_flags(params),
@@ -213,7 +215,7 @@ def train(params: dict, ds: str) -> str:
         return f"pushed version {json.load(f)['version']}"
 
 
-def score(params: dict, ds: str, **context) -> str:
+def score(params: dict, ds: str) -> str:
     """Every user, with the version served after training; a rerun of the month replaces its own
     scores.
     """
@@ -226,7 +228,7 @@ def score(params: dict, ds: str, **context) -> str:
     status, _ = _cli(
         params,
         "beam_jobs.score",
-        *_input_flags(params, context),
+        *_input_flags(params),
         *_serving_flags(params),
         "--run_id",
         ds[:7],
@@ -243,7 +245,7 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
     """
     run = _run_dir(params, ds)
     states = {t.task_id: t.state for t in dag_run.get_task_instances() if t.task_id != "summary"}
-    failed = sorted(task for task, state in states.items() if state not in ("success", "skipped"))
+    failed = [task for task in STEPS if states.get(task) == "failed"]  # Not their downstream.
     manifest = _read_json(os.path.join(run, "preprocess", "manifest.json"))
     # None when nothing was trained (nothing changed, a backfill, or a failure before training).
     blessing = _read_json(os.path.join(run, "train", "blessing.json"))
@@ -267,7 +269,7 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
         "scores": ti.xcom_pull(task_ids="score"),
     }
     print("summary:", json.dumps(record, sort_keys=True))
-    if failed:
+    if any(state != "success" for state in states.values()):
         raise AirflowFailException(f"the run failed at {', '.join(failed)}: see the summary above")
     return record
 
