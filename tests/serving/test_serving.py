@@ -786,3 +786,32 @@ def test_the_server_starts_quietly_and_says_where_it_serves(served):
     assert lines and ours == lines, [
         line for line in lines if line not in ours
     ]  # No CUDA, TensorRT or warnings.
+
+
+@pytest.mark.parametrize("flag", ["--rest", "--grpc"])
+def test_the_client_scores_with_the_stable_version_of_a_canary_and_labels_rows_with_it(
+    trained, tmp_path, flag
+):
+    _, result = trained
+    base = tmp_path / "serving" / MODEL
+    for version in (1, 2):
+        shutil.copytree(result["export_dir"], base / str(version))
+    canary = model_config.build(
+        MODEL, str(base), labels={"stable": 1, "canary": 2}, versions=[1, 2]
+    )
+    config_file = tmp_path / "canary.config"
+    model_config.write(canary, str(config_file))
+    csv_path = tmp_path / "users.csv"
+    synthetic.write_csv(synthetic.generate(30, seed=8), str(csv_path))
+    with LocalServer(canary, grpc_port=0, rest_port=0, poll_seconds=0.2) as server:
+        address = server.rest_url if flag == "--rest" else server.grpc_address
+        common = [flag, address, "--csv", str(csv_path), "--no_progress", "--run_id", "2026-05"]
+        common += ["--serving_dir", str(base.parent)]
+        # TF Serving's rule: a request naming no version gets the newest served, the canary.
+        assert client_cli.main([*common, "--out", str(tmp_path / "newest.csv")]) == 0
+        assert set(pd.read_csv(tmp_path / "newest.csv")["model_version"]) == {2}
+        # With the models.config the server runs: the stable version, named in every request.
+        with_config = [*common, "--model_config_file", str(config_file)]
+        assert client_cli.main([*with_config, "--out", str(tmp_path / "stable.csv")]) == 0
+    scored = pd.read_csv(tmp_path / "stable.csv")
+    assert len(scored) == 30 and set(scored["model_version"]) == {1}
