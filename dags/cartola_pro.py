@@ -20,9 +20,11 @@ Exit statuses decide what happens next:
 import datetime
 import json
 import os
+import posixpath
 import shlex
 import subprocess
 
+import fsspec
 import pendulum
 import yaml
 from airflow import DAG
@@ -85,7 +87,7 @@ def _served_version(params: dict):
 
 
 def _run_dir(params: dict, ds: str) -> str:
-    return os.path.join(_path(params["work_dir"]), ds)
+    return posixpath.join(_path(params["work_dir"]), ds)
 
 
 def _input_flags(params: dict) -> list:
@@ -157,10 +159,10 @@ def validate(params: dict, ds: str) -> str:
         *_serving_flags(params),
         *_accept_flags(params),
         "--output_dir",
-        os.path.join(_run_dir(params, ds), "validate"),
+        posixpath.join(_run_dir(params, ds), "validate"),
     )
     _check(
-        status, "validate", where=os.path.join(_run_dir(params, ds), "validate", "manifest.json")
+        status, "validate", where=posixpath.join(_run_dir(params, ds), "validate", "manifest.json")
     )
     return "passed"
 
@@ -169,7 +171,7 @@ def preprocess(params: dict, ds: str) -> str:
     """The preprocess task: `beam_jobs.preprocess` on the month's input; returns its output
     folder.
     """
-    out = os.path.join(_run_dir(params, ds), "preprocess")
+    out = posixpath.join(_run_dir(params, ds), "preprocess")
     status, _ = _cli(
         params,
         "beam_jobs.preprocess",
@@ -179,7 +181,7 @@ def preprocess(params: dict, ds: str) -> str:
         *_serving_flags(params),
         *_accept_flags(params),
     )
-    _check(status, "preprocess", where=os.path.join(out, "report.html"))
+    _check(status, "preprocess", where=posixpath.join(out, "report.html"))
     return out
 
 
@@ -188,15 +190,15 @@ def train(params: dict, ds: str) -> str:
     "nothing changed" (a pushed version was made of the same data and config: this month's rerun,
     say) or "backfill: not pushed" (the served version's data is of a later month).
     """
-    run_dir = os.path.join(_run_dir(params, ds), "train")
-    blessing = os.path.join(run_dir, "blessing.json")
-    if os.path.exists(blessing):
-        os.remove(blessing)  # A rerun's decision is its own.
+    run_dir = posixpath.join(_run_dir(params, ds), "train")
+    blessing = posixpath.join(run_dir, "blessing.json")
+    if _exists(blessing):
+        _filesystem(blessing)[0].rm(blessing)  # A rerun's decision is its own.
     status, out = _cli(
         params,
         "tf_cartola.train",
         "--preprocess_dir",
-        os.path.join(_run_dir(params, ds), "preprocess"),
+        posixpath.join(_run_dir(params, ds), "preprocess"),
         *_serving_flags(params),
         "--run_dir",
         run_dir,
@@ -209,10 +211,8 @@ def train(params: dict, ds: str) -> str:
         return "not blessed"
     if any(line.startswith("backfill: not pushed") for line in out):
         return "backfill: not pushed"
-    if not os.path.exists(blessing):
-        return "nothing changed"
-    with open(blessing) as f:
-        return f"pushed version {json.load(f)['version']}"
+    record = _read_json(blessing)
+    return "nothing changed" if record is None else f"pushed version {record['version']}"
 
 
 def score(params: dict, ds: str) -> str:
@@ -223,7 +223,7 @@ def score(params: dict, ds: str) -> str:
     out = (
         ["--db", scores, "--scores_table", params["scores_table"]]
         if scores.startswith("postgresql://")
-        else ["--output", os.path.join(_path(scores), ds, "scores")]
+        else ["--output", posixpath.join(_path(scores), ds, "scores")]
     )
     status, _ = _cli(
         params,
@@ -246,9 +246,9 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
     run = _run_dir(params, ds)
     states = {t.task_id: t.state for t in dag_run.get_task_instances() if t.task_id != "summary"}
     failed = [task for task in STEPS if states.get(task) == "failed"]  # Not their downstream.
-    manifest = _read_json(os.path.join(run, "preprocess", "manifest.json"))
+    manifest = _read_json(posixpath.join(run, "preprocess", "manifest.json"))
     # None when nothing was trained (nothing changed, a backfill, or a failure before training).
-    blessing = _read_json(os.path.join(run, "train", "blessing.json"))
+    blessing = _read_json(posixpath.join(run, "train", "blessing.json"))
     record = {
         "month": ds[:7],
         "states": states,
@@ -265,7 +265,7 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
         "verdict": blessing.get("verdict") if blessing else None,
         "pushed": blessing["version"] if blessing else None,
         "served_version": _served_version(params),
-        "report": os.path.join(run, "train", "report.html") if blessing else None,
+        "report": posixpath.join(run, "train", "report.html") if blessing else None,
         "scores": ti.xcom_pull(task_ids="score"),
     }
     print("summary:", json.dumps(record, sort_keys=True))
@@ -274,20 +274,32 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
     return record
 
 
+def _filesystem(path: str):
+    """(fsspec filesystem, path in it): the DAG's own reads of a run's records, local or on a
+    bucket (gcsfs or s3fs installed in Airflow's environment for gs:// or s3://).
+    """
+    return fsspec.core.url_to_fs(path)
+
+
+def _exists(path: str) -> bool:
+    fs, inside = _filesystem(path)
+    return fs.exists(inside)
+
+
 def _read_json(path: str):
-    if not os.path.exists(path):
+    if not _exists(path):
         return None
-    with open(path) as f:
+    with fsspec.open(path) as f:
         return json.load(f)
 
 
 def _anomaly_record(run: str, failed: list):
     """Where the anomaly table of the step that failed on data is written, if one did."""
     for task, record in (
-        ("validate", os.path.join(run, "validate", "manifest.json")),
-        ("preprocess", os.path.join(run, "preprocess", "report.html")),
+        ("validate", posixpath.join(run, "validate", "manifest.json")),
+        ("preprocess", posixpath.join(run, "preprocess", "report.html")),
     ):
-        if task in failed and os.path.exists(record):
+        if task in failed and _exists(record):
             return record
     return None
 
