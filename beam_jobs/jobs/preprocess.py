@@ -112,9 +112,9 @@ def preprocess(
         )
         log.warning(missing)
     layout = Layout(cfg.output_dir)
+    runner = workers.runner(options, [cfg.input, layout.root])  # Before anything is deleted.
     if layout.clear():
         log.info("cleared the earlier run's outputs in %s", layout.root)
-    runner = workers.runner(options)
     seconds = {}
     temp_dir = layout.path("tmp")
     with (

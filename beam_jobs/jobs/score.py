@@ -390,7 +390,7 @@ def score(
     output = files.absolute(output) if output else None  # Workers run in folders of their own.
     prefix = output or scores_table
     quarantine = f"{prefix}.bad"
-    runner = workers.runner(options)
+    runner = workers.runner(options, [input_location, output])
     columns = raw_inputs(model.path)
     log.info(
         "scoring with %s version %s (%s), columns %s",

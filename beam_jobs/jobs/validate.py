@@ -138,9 +138,9 @@ def validate(
         raise ValueError(f"unknown format {fmt!r}; one of {list(FORMATS)}")
     started = time.perf_counter()
     layout = Layout(output_dir)
+    runner = workers.runner(options, [input_pattern, layout.root])  # Before anything is deleted.
     if layout.clear():
         log.info("cleared the earlier run's outputs in %s", layout.root)
-    runner = workers.runner(options)
     log.info("step 1/3: fingerprinting %s", inputs_lib.shown(input_pattern))
     with inputs_lib.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
         log.info("step 2/3: reading %d part(s) (%s) and computing statistics", len(parts), fmt)

@@ -75,17 +75,27 @@ def separate(options: PipelineOptions) -> bool:
     return runner in PORTABLE_RUNNERS and environment in SEPARATE_ENVIRONMENTS
 
 
-def runner(options: PipelineOptions) -> dict:
+def runner(options: PipelineOptions, paths: typing.Sequence[str] = ()) -> dict:
     """The manifest's record of the runner: its name (read before the pipeline runs, which clears
     it on a portable runner) and, where the workers run apart, what `check` found of them.
 
+    Args:
+      options: the pipeline's options.
+      paths: the job's inputs and outputs, checked to be reachable by its workers.
+
     Raises:
-      WorkersUnavailable: as `check`.
+      WorkersUnavailable: as `check`, or a local path given to a runner whose workers run on
+        other machines (Dataflow), before any work.
     """
-    return {
-        "name": options.view_as(StandardOptions).runner or "DirectRunner",
-        **(check(options) or {}),
-    }
+    name = options.view_as(StandardOptions).runner or "DirectRunner"
+    if name.endswith("DataflowRunner"):
+        local = [p for p in paths if p and "://" not in p]
+        if local:
+            raise WorkersUnavailable(
+                f"{name}'s workers run on other machines and cannot reach the local path "
+                f"{local[0]}: give a gs:// path"
+            )
+    return {"name": name, **(check(options) or {})}
 
 
 def check(options: PipelineOptions) -> typing.Optional[dict]:

@@ -265,3 +265,18 @@ def test_clearing_deletes_by_match_where_exists_is_per_object(tmp_path):
     patterns = [f"{root}/s-*-of-*.csv", f"{root}/s.bad-*-of-*.jsonl", f"{root}/s.manifest.json"]
     assert len(outputs.delete_matching(patterns)) == 3
     assert sorted(glob.glob(str(tmp_path / "s*"))) == []
+
+
+def test_a_local_path_a_remote_runners_workers_cannot_reach_is_refused_before_any_work(
+    months, small_csv, tmp_path, capsys
+):
+    _, base = months
+    (tmp_path / "s.manifest.json").write_text("an earlier run's")
+    argv = ["--input", small_csv, "--serving_dir", str(base.parent), "--output"]
+    argv += [str(tmp_path / "s"), "--runner", "DataflowRunner"]
+    assert score.main(argv) == 2
+    error = capsys.readouterr().err
+    assert (
+        "DataflowRunner's workers run on other machines and cannot reach the local path" in error
+    )
+    assert (tmp_path / "s.manifest.json").read_text() == "an earlier run's"  # Nothing deleted.
