@@ -33,7 +33,7 @@ from tensorflow_serving.apis import (
 from serving import batching, inference, model_config
 from serving.servables import single_model_config
 from serving.server import LocalServer
-from tests.helpers import eventually
+from tests.helpers import ROOT, eventually
 from tf_cartola.common.loopback import free_port
 
 MODEL = "toy"
@@ -389,7 +389,9 @@ def test_the_container_flags_apply_batching_monitoring_and_labels(server):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("batching_file", [None, "serving/batching_parameters.txt"])
+@pytest.mark.parametrize(
+    "batching_file", [None, os.path.join(ROOT, "serving", "batching_parameters.txt")]
+)
 def test_sixty_four_clients_see_no_failure_across_a_version_swap(
     toy_base, tmp_path, batching_file
 ):
