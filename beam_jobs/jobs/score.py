@@ -26,6 +26,7 @@ from beam_jobs.shared import outputs, transforms, workers
 from tf_cartola.common import files
 from tf_cartola.contract import features as F
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.export import scoring
 from tf_cartola.export import served as served_lib
 from tf_cartola.export import store as model_store
 from tf_cartola.read import csv_reader, postgres
@@ -87,18 +88,6 @@ def find_model(
         raise NoModel(served.describe())
     log.info("the served version: %s", served.describe())
     return Model(serving.model_name, served.version, served.version_dir())
-
-
-def raw_inputs(model_path: str) -> typing.List[str]:
-    """The raw columns the model's `predict_raw` signature takes, read from saved_model.pb
-    (restoring the model here would cost as much again as on the workers).
-    """
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    with files.open_file(files.join(model_path, model_store.SAVED_MODEL_FILE), "rb") as f:
-        saved = saved_model_pb2.SavedModel.FromString(f.read())
-    [serve] = [m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags]
-    return sorted(serve.signature_def[RAW_SIGNATURE].inputs)
 
 
 def batch_tensors(batch, columns: typing.Sequence[str]) -> dict:
@@ -391,7 +380,7 @@ def score(
     prefix = output or scores_table
     quarantine = f"{prefix}.bad"
     runner = workers.runner(options, [input_location, output])
-    columns = raw_inputs(model.path)
+    columns = scoring.raw_inputs(model.path)
     log.info(
         "scoring with %s version %s (%s), columns %s",
         model.name,

@@ -79,10 +79,13 @@ def evaluate(
       config: the whole config (blessing and evaluate sections).
     """
     cfg, threshold = config.evaluate, config.blessing.decision_threshold
-    pattern = manifest.artifact("raw_eval")
-    labels, scores, columns = scoring.score_split(
-        export_dir, pattern, columns=slices.columns_needed(cfg.slices)
+    models = [export_dir] + ([served.version_dir()] if served.version is not None else [])
+    needed = {c for m in models for c in scoring.raw_inputs(m)}
+    # The split is read once; both models score its columns through predict_raw.
+    labels, columns = scoring.read_split(
+        manifest.artifact("raw_eval"), sorted(needed | set(slices.columns_needed(cfg.slices)))
     )
+    scores = scoring.score_columns(export_dir, columns)
     ids, edges = columns[F.ID_KEY], _quartiles(manifest, cfg)
     record = {
         "rows": int(len(labels)),
@@ -100,7 +103,7 @@ def evaluate(
         "comparison": None,
     }
     if served.version is not None:
-        _, served_scores, _ = scoring.score_split(served.version_dir(), pattern)
+        served_scores = scoring.score_columns(served.version_dir(), columns)
         record["served"] = {
             "version": served.version,
             **evaluation.model_evaluation(
