@@ -667,7 +667,7 @@ def reliability_figure(labels, scores) -> str:
     """Mean score against PRO rate in 10 equal-count bins (the ECE's bins)."""
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, np.float64)
-    parts = np.array_split(np.argsort(s, kind="stable"), 10)
+    parts = [p for p in np.array_split(np.argsort(s, kind="stable"), 10) if len(p)]
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
     ax.plot([s[p].mean() for p in parts], [y[p].mean() for p in parts], "o-")
