@@ -95,8 +95,9 @@ def run(argv=None) -> dict:
             config.serving.model_config_file,
         )
         raise baseline_lib.BaselineError(
-            f"no baseline: {served.describe()} with one, and --baseline names no model version "
-            "or preprocessing output"
+            f"no baseline: no served version of {config.serving.model_name} carries one "
+            f"({served.describe()}), and --baseline names no model version or preprocessing "
+            "output"
         )
     return validation_job.validate(
         args.input,

@@ -107,8 +107,9 @@ def preprocess(
         baseline is None and cfg.baseline == "served"
     ):  # Said, not skipped silently: the monthly drift check.
         missing = (
-            f"{_served(serving).describe()} with a baseline: the train split is not compared with "
-            "one (give --serving_dir or --model_config_file, or --baseline none on a first run)"
+            f"no served version of {serving.model_name} carries a baseline "
+            f"({_served(serving).describe()}): the train split is not compared with one (give "
+            "--serving_dir or --model_config_file, or --baseline none on a first run)"
         )
         log.warning(missing)
     layout = Layout(cfg.output_dir)

@@ -14,6 +14,7 @@ from serving import model_config
 from serving.options import LoadRetries
 from serving.rest_client import RestClient
 from serving.server import LocalServer
+from tf_cartola.contract import config as config_lib
 from tf_cartola.export import store
 from tf_cartola.inspect import report, versions
 from tf_cartola.train import training
@@ -79,8 +80,10 @@ def test_versions_baseline_and_report_read_the_object_store(ram_run, tmp_path, c
     assert record["version"] == 1 and record["ks"] == pytest.approx(result["metrics"]["ks"])
     assert versions.main(["--serving_dir", "ram://bucket/serving"]) == 0
     assert f"{MODEL} at {base}" in capsys.readouterr().out
-    found = baseline.resolve("served", "ram://bucket/serving", MODEL)
-    assert found.description == f"served model {MODEL} version 1" and found.path == f"{base}/1"
+    serving = config_lib.ServingConfig(serving_dir="ram://bucket/serving", model_name=MODEL)
+    found = baseline.resolve("served", serving)
+    assert found.description == f"served model {MODEL} version 1 (the newest under {base})"
+    assert found.path == f"{base}/1"
     assert (
         report.main(
             [

@@ -349,7 +349,8 @@ def test_the_served_baseline_is_found_through_serving_dir_or_its_absence_is_said
     )
     assert (
         manifest.baseline["description"]
-        == f"served model {cfg.serving.model_name} version {result['version']}"
+        == f"served model {cfg.serving.model_name} version {result['version']} (the newest under "
+        f"{serving_dir}/{cfg.serving.model_name})"
     )
     assert manifest.baseline_missing is None
     empty = tmp_path / "nothing_served"
