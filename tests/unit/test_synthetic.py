@@ -73,3 +73,34 @@ def test_reference_procedure_reproduces_the_reported_metrics(frame):
     assert m["ks"] == pytest.approx(0.60, abs=0.05)
     assert m["mean_score_pro"] == pytest.approx(0.73, abs=0.05)
     assert m["mean_score_non_pro"] == pytest.approx(0.24, abs=0.05)
+
+
+def test_next_month_keeps_most_users_and_converts_bypropensity(tmp_path):
+    first = synthetic.generate(40_000, seed=1)
+    path = tmp_path / "m1.csv"
+    synthetic.write_csv(first, str(path))
+    out = tmp_path / "m2.csv"
+    assert synthetic.main(["--next_month_of", str(path), "--seed", "2", "--out", str(out)]) == 0
+    second = pd.read_csv(out, dtype={F.PIXELS: object})
+    assert list(second.columns) == list(F.CSV_COLUMNS) and len(second) == len(first)
+    assert second[F.ID_KEY].is_unique
+    joined = first.merge(second, on=F.ID_KEY, suffixes=("", "_next"))
+    assert abs(len(joined) / len(first) - synthetic.STAY) < 0.005  # 3% gone, as many new.
+    assert (second[F.ID_KEY] > first[F.ID_KEY].max()).sum() == len(second) - len(joined)
+    was_pro = joined[F.LABEL_KEY] == 1
+    converted = joined.loc[~was_pro, f"{F.LABEL_KEY}_next"]
+    churned = 1 - joined.loc[was_pro, f"{F.LABEL_KEY}_next"]
+    assert abs(converted.mean() - synthetic.CONVERT) < 0.01
+    assert abs(churned.mean() - synthetic.CHURN) < 0.01
+    # Conversion rises with the generator's own propensity: its top quarter converts most.
+    chance = synthetic.propensity(
+        *(joined.loc[~was_pro, c] for c in ("anos_como_pro", "avg_3", "avg_4", "escalacoes")),
+        joined.loc[~was_pro, "norm_escalacao"],
+        joined.loc[~was_pro, "tempo_desperd"],
+    )
+    top = chance >= np.quantile(chance, 0.75)
+    assert converted[top].mean() > 2 * converted[~top].mean()
+    moved = (joined["escalacoes_next"] != joined["escalacoes"]).mean()
+    assert (
+        0.5 < moved < 0.8 and (joined["escalacoes_next"] - joined["escalacoes"]).abs().max() == 1
+    )

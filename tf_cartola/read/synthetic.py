@@ -1,6 +1,7 @@
 """Seeded synthetic Cartola users that follow the data contract (docs/data.md).
 
     python -m tf_cartola.read.synthetic --rows 128000 --seed 7 --out data/cartola.csv
+    python -m tf_cartola.read.synthetic --next_month_of data/cartola.csv --seed 8 --out next.csv
 
 The label is drawn from a logistic model of the data scientists' six final
 features, so their procedure recovers KS ~0.60, precision ~0.81, recall ~0.75.
@@ -107,18 +108,8 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
     volei = np.where(rng.random(n) < 0.05, -1, _long_tail(rng, n, 0.7, 1.2, 2)).astype(np.int64)
     pixels = rng.choice(_RESOLUTIONS, n, p=_RESOLUTION_P).astype(object)
 
-    engineered = {
-        "anos_como_pro": anos_como_pro.astype(np.float64),
-        "ceil_avg_3": np.minimum(avg_3, 1.0),
-        "ceil_avg_4": np.minimum(avg_4, 1.0),
-        "escalacoes": escalacoes,
-        "norm_escalacao": norm_escalacao,
-        "log_tempo_desperd": np.log1p(tempo),
-    }
-    logit = _LABEL_BIAS + _LABEL_SCALE * sum(
-        w * _z(engineered[k]) for k, w in _LABEL_WEIGHTS.items()
-    )
-    label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    chance = propensity(anos_como_pro, avg_3, avg_4, escalacoes, norm_escalacao, tempo)
+    label = (rng.random(n) < chance).astype(np.int64)
 
     # Missing cells and malformed values, at random (after the label is drawn).
     rel_pont = np.where(rng.random(n) < 0.08, np.nan, rel_pont)
@@ -157,6 +148,68 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
         }
     )
     return frame[list(F.CSV_COLUMNS)]
+
+
+def propensity(anos_como_pro, avg_3, avg_4, escalacoes, norm_escalacao, tempo) -> np.ndarray:
+    """The generator's own chance that each user is PRO: its label model on the six final
+    features (a missing time spent counts as the mean).
+    """
+    tempo = np.asarray(tempo, np.float64)
+    engineered = {
+        "anos_como_pro": np.asarray(anos_como_pro, np.float64),
+        "ceil_avg_3": np.minimum(avg_3, 1.0),
+        "ceil_avg_4": np.minimum(avg_4, 1.0),
+        "escalacoes": np.asarray(escalacoes, np.float64),
+        "norm_escalacao": np.asarray(norm_escalacao, np.float64),
+        "log_tempo_desperd": np.log1p(np.where(np.isnan(tempo), np.nanmean(tempo), tempo)),
+    }
+    logit = _LABEL_BIAS + _LABEL_SCALE * sum(
+        w * _z(engineered[k]) for k, w in _LABEL_WEIGHTS.items()
+    )
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+# A month later (`next_month`): the shares behind a monthly export of the same users.
+STAY = 0.97  # Users kept; the others are gone, and as many new users join.
+CONVERT = 0.08  # Non-PRO users who subscribe, on average; each in proportion to its propensity.
+CHURN = 0.05  # PRO users who leave PRO, on average; each in proportion to 1 - its propensity.
+
+
+def next_month(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The following month of the same users, for backtests (the rates above, README "Synthetic
+    data"): 3% of users gone and as many new (ids above every earlier one); the kept users'
+    activity moved a little (line-ups +-1, averages and time spent by a few percent, the line-up
+    rate by 0.02); then 8% of non-PRO users on average convert, each with a chance proportional to
+    the generator's true propensity on its moved features (capped at 90%), and 5% of PRO users
+    on average churn, in proportion to 1 - propensity.
+
+    Args:
+      frame: a month of users with the CSV columns (as `generate` or a read CSV gives them).
+      seed: the same seed gives the same month.
+    """
+    rng = np.random.default_rng(seed)
+    kept = frame[rng.random(len(frame)) < STAY].copy()
+    n = len(kept)
+    kept["escalacoes"] = np.clip(kept["escalacoes"] + rng.integers(-1, 2, n), 0, 38)
+    for column, cap in (("avg_3", 9.95), ("avg_4", 7.67)):
+        kept[column] = np.minimum(kept[column] * np.exp(rng.normal(0, 0.05, n)), cap).round(2)
+    kept["tempo_desperd"] = (kept["tempo_desperd"] * np.exp(rng.normal(0, 0.1, n))).round(2)
+    kept["norm_escalacao"] = np.clip(kept["norm_escalacao"] + rng.normal(0, 0.02, n), 0, 1)
+    kept["norm_escalacao"] = kept["norm_escalacao"].round(4)
+    chance = propensity(
+        *(kept[c].to_numpy() for c in ("anos_como_pro", "avg_3", "avg_4", "escalacoes")),
+        kept["norm_escalacao"].to_numpy(),
+        kept["tempo_desperd"].to_numpy(),
+    )
+    pro = kept[F.LABEL_KEY].to_numpy() == 1
+    convert = np.minimum(CONVERT * chance / chance[~pro].mean(), 0.9)
+    churn = np.minimum(CHURN * (1 - chance) / (1 - chance[pro]).mean(), 0.9)
+    roll = rng.random(n)
+    kept[F.LABEL_KEY] = np.where(pro, roll >= churn, roll < convert).astype(np.int64)
+    new = generate(len(frame) - n, seed)
+    new[F.ID_KEY] = int(frame[F.ID_KEY].max()) + 1 + np.arange(len(new))
+    month = pd.concat([kept, new], ignore_index=True)
+    return month.iloc[rng.permutation(len(month))].reset_index(drop=True)[list(F.CSV_COLUMNS)]
 
 
 def shift_mean(frame: pd.DataFrame, column: str, sds: float, rng) -> pd.DataFrame:
@@ -214,12 +267,23 @@ def main(argv=None) -> int:
         default=0,
         help="the same seed gives the same file (default: %(default)s)",
     )
+    parser.add_argument(
+        "--next_month_of",
+        metavar="FILE",
+        help="write the month after this CSV's: the same users, a few gone and new, some "
+        "converting to PRO or leaving it (--rows is then ignored)",
+    )
     parser.add_argument("--out", required=True, help="CSV file to write")
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     start = time.perf_counter()
-    write_csv(generate(args.rows, args.seed), args.out)
-    log.info("wrote %d rows to %s in %.2f s", args.rows, args.out, time.perf_counter() - start)
+    if args.next_month_of:
+        previous = pd.read_csv(args.next_month_of, dtype={F.PIXELS: object})
+        frame = next_month(previous, args.seed)
+    else:
+        frame = generate(args.rows, args.seed)
+    write_csv(frame, args.out)
+    log.info("wrote %d rows to %s in %.2f s", len(frame), args.out, time.perf_counter() - start)
     return 0
 
 
