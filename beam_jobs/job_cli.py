@@ -74,32 +74,6 @@ def add_accept_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_serving_flags(parser: argparse.ArgumentParser) -> None:
-    """--serving_dir, --model_name and --model_config_file: where the served model is and which
-    version is served (they override the config's serving section, as tf_cartola.train's do).
-    """
-    parser.add_argument(
-        "--serving_dir",
-        help="where model versions are pushed (the served baseline, the model "
-        "that scores); default from the config",
-    )
-    parser.add_argument("--model_name", help="the served model's name; default from the config")
-    cli.add_model_config_flag(parser)
-
-
-def with_serving_flags(config, args):
-    """The config with the serving section's values the command line gave."""
-    from tf_cartola.contract import config as config_lib
-
-    return config_lib.override(
-        config,
-        "serving",
-        serving_dir=args.serving_dir,
-        model_name=args.model_name,
-        model_config_file=args.model_config_file,
-    )
-
-
 def main(
     parser: argparse.ArgumentParser, run: typing.Callable, argv, show: typing.Callable
 ) -> int:

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print the anomalies but go on (the output is not valid for training)",
     )
     job_cli.add_accept_flags(parser)
-    job_cli.add_serving_flags(parser)
+    config_lib.add_serving_flags(parser)
     return parser
 
 
@@ -88,7 +88,7 @@ def run(argv=None):
 
     args, beam_args = _parser().parse_known_args(argv)
     job_cli.check_beam_flags(beam_args, _parser())
-    config = job_cli.with_serving_flags(config_lib.load(args.config), args)
+    config = config_lib.with_serving_flags(config_lib.load(args.config), args)
     config = config_lib.override(
         config,
         "preprocess",

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "postgresql://USER@HOST:PORT/DB with --table or --query",
     )
     job_cli.add_database_flags(parser)
-    job_cli.add_serving_flags(parser)
+    config_lib.add_serving_flags(parser)
     parser.add_argument(
         "--version", type=int, help="score with this version (default: the served one)"
     )
@@ -88,7 +88,7 @@ def run(argv=None) -> dict:
     job_cli.check_beam_flags(beam_args, parser)
     if not args.output and not args.db:
         parser.error("nowhere to write the scores: give --output and/or --db")
-    config = job_cli.with_serving_flags(config_lib.load(args.config), args)
+    config = config_lib.with_serving_flags(config_lib.load(args.config), args)
     model = score_job.find_model(config.serving, args.version, args.model_dir)
     cfg = config_lib.override(
         config,

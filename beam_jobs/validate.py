@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "--output_dir", default="runs/validate", help="where artifacts go (default: %(default)s)"
     )
     job_cli.add_accept_flags(parser)
-    job_cli.add_serving_flags(parser)
+    config_lib.add_serving_flags(parser)
     return parser
 
 
@@ -73,7 +73,7 @@ def run(argv=None) -> dict:
 
     args, beam_args = _parser().parse_known_args(argv)
     job_cli.check_beam_flags(beam_args, _parser())
-    config = job_cli.with_serving_flags(config_lib.load(args.config), args)
+    config = config_lib.with_serving_flags(config_lib.load(args.config), args)
     cfg = config_lib.override(
         config,
         "preprocess",

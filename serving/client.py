@@ -317,7 +317,7 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
         "--model_config_file, else the server's newest)",
     )
     parser.add_argument("--label", help="a version label, e.g. canary")
-    cli.add_model_config_flag(parser)
+    config_lib.add_model_config_flag(parser)
     users = parser.add_mutually_exclusive_group(required=True)
     users.add_argument("--csv", help="users to score: a CSV file")
     parser.add_argument(

@@ -96,6 +96,18 @@ def _states(env, date) -> dict:
     return {t["task_id"]: t["state"] for t in _json(done.stdout)}
 
 
+def _conf(tmp_path, **params) -> dict:
+    """A run's conf: its folders under the test's own, and `params`."""
+    folders = {"work_dir": "work", "serving_dir": "serving", "scores": "scores"}
+    return {**{k: str(tmp_path / v) for k, v in folders.items()}, **params}
+
+
+def _summary(log: str) -> dict:
+    """The record the summary task logged."""
+    [line] = [line for line in log.splitlines() if "summary: {" in line]
+    return json.loads(line.split("summary: ", 1)[1])
+
+
 def _versions(serving_dir) -> list:
     return sorted(
         int(v) for v in os.listdir(os.path.join(serving_dir, "cartola_pro")) if v.isdigit()
@@ -153,11 +165,7 @@ def test_the_dag_loads_with_no_import_errors_and_passes_airflows_checks(airflow_
 def test_two_clean_months_push_and_score_and_a_shifted_one_stops_at_validate(
     airflow_env, months, tmp_path
 ):
-    conf = {
-        "work_dir": str(tmp_path / "work"),
-        "serving_dir": str(tmp_path / "serving"),
-        "scores": str(tmp_path / "scores"),
-    }
+    conf = _conf(tmp_path)
 
     first = _dags_test(airflow_env, "2026-01-01", {**conf, "input": months[1]})
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -200,12 +208,7 @@ def test_two_clean_months_push_and_score_and_a_shifted_one_stops_at_validate(
 def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplicates(
     airflow_env, months, tmp_path
 ):
-    conf = {
-        "work_dir": str(tmp_path / "work"),
-        "serving_dir": str(tmp_path / "serving"),
-        "scores": str(tmp_path / "scores"),
-        "input": months[1],
-    }
+    conf = _conf(tmp_path, input=months[1])
     proc = subprocess.Popen(
         [AIRFLOW, "dags", "test", DAG_ID, "2026-01-01", "-c", json.dumps(conf)],
         env=airflow_env,
@@ -241,11 +244,7 @@ def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplic
 def test_people_steer_a_month_accept_backfill_force_and_a_failure_alerts_with_a_summary(
     airflow_env, months, tmp_path
 ):
-    conf = {
-        "work_dir": str(tmp_path / "work"),
-        "serving_dir": str(tmp_path / "serving"),
-        "scores": str(tmp_path / "scores"),
-    }
+    conf = _conf(tmp_path)
     # The input as a template on the run's date: each run reads its own month's file.
     folder = tmp_path / "inputs"
     folder.mkdir()
@@ -259,11 +258,7 @@ def test_people_steer_a_month_accept_backfill_force_and_a_failure_alerts_with_a_
     shifted = _dags_test(airflow_env, "2026-02-01", accepted)  # Drifted, accepted on purpose.
     log = shifted.stdout + shifted.stderr
     assert shifted.returncode == 0, log[-3000:]
-    [summary] = [
-        json.loads(line.split("summary: ", 1)[1])
-        for line in log.splitlines()
-        if "summary: {" in line
-    ]
+    summary = _summary(log)
     assert summary["accepted"]["by"] == "ana" and summary["accepted"]["features"] == ["escalacoes"]
     assert summary["decision"] == "pushed version 2", summary
     served = 2
@@ -291,10 +286,6 @@ def test_people_steer_a_month_accept_backfill_force_and_a_failure_alerts_with_a_
     assert broken.returncode != 0 and "Marking task as UP_FOR_RETRY" not in log  # Exit 2.
     states = _states(airflow_env, "2026-03-01")
     assert states["validate"] == "failed" and states["summary"] == "failed", states
-    [summary] = [
-        json.loads(line.split("summary: ", 1)[1])
-        for line in log.splitlines()
-        if "summary: {" in line
-    ]
+    summary = _summary(log)
     assert summary["failed"][0] == "validate"
     assert "task validate failed" in alerts.read_text()

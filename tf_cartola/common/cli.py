@@ -60,19 +60,6 @@ def parser(module: str, doc: str, exit_status: str) -> argparse.ArgumentParser:
     return out
 
 
-def add_model_config_flag(parser: argparse.ArgumentParser) -> None:
-    """--model_config_file, TF Serving's flag of the same name: the models.config whose version
-    policy and `stable` label say which version is served (default: the config's
-    serving.model_config_file, else the newest version).
-    """
-    parser.add_argument(
-        "--model_config_file",
-        help="the models.config the server runs with: its versions and `stable` label decide "
-        "which version is served (default: the config's serving.model_config_file, else the "
-        "newest version pushed)",
-    )
-
-
 class _StderrHandler(logging.StreamHandler):
     """Writes to `sys.stderr` as it is when a record is emitted, not as it was when logging was set
     up: a server thread logging after the caller swapped or closed its stderr (pytest's capture

@@ -31,6 +31,41 @@ def add_flag(parser) -> None:
     )
 
 
+def add_serving_flags(parser) -> None:
+    """--serving_dir, --model_name and --model_config_file (TF Serving's flag name): where the
+    versions are pushed and which is served; they override the config's serving section
+    (`with_serving_flags`).
+    """
+    parser.add_argument(
+        "--serving_dir",
+        help="where model versions are pushed (the served one is read there); default from the "
+        "config",
+    )
+    parser.add_argument("--model_name", help="the model's name; default from the config")
+    add_model_config_flag(parser)
+
+
+def add_model_config_flag(parser) -> None:
+    """--model_config_file, TF Serving's flag: the models.config the server runs with."""
+    parser.add_argument(
+        "--model_config_file",
+        help="the models.config the server runs with: its versions and `stable` label decide "
+        "which version is served (default: the config's serving.model_config_file, else the "
+        "newest version pushed)",
+    )
+
+
+def with_serving_flags(config: "Config", args) -> "Config":
+    """The config with the serving section's values the command line gave."""
+    return override(
+        config,
+        "serving",
+        serving_dir=args.serving_dir,
+        model_name=args.model_name,
+        model_config_file=args.model_config_file,
+    )
+
+
 class ConfigError(ValueError):
     """A config file that does not match the dataclasses below."""
 

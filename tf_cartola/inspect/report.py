@@ -20,6 +20,7 @@ import typing
 import numpy as np
 
 from tf_cartola.common import cli, files
+from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.train import metrics as metrics_lib
 from tf_cartola.validate import drift as drift_lib
@@ -811,7 +812,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--out", help="the HTML file (default: report.html in the run folder, else the output)"
     )
-    cli.add_model_config_flag(parser)
+    config_lib.add_model_config_flag(parser)
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     out = args.out or files.join(args.run_dir or args.preprocess_dir, "report.html")

@@ -100,9 +100,7 @@ def main(argv=None) -> int:
         "tf_cartola.inspect.versions", __doc__, "0 listed, 2 bad config or models.config"
     )
     config_lib.add_flag(parser)
-    parser.add_argument("--serving_dir", help="where versions are pushed; default from the config")
-    parser.add_argument("--model_name", help="the model's name; default from the config")
-    cli.add_model_config_flag(parser)
+    config_lib.add_serving_flags(parser)
     parser.add_argument(
         "--json", action="store_true", help="print JSON records instead of a table"
     )
@@ -115,13 +113,7 @@ def main(argv=None) -> int:
         return 2
     from tf_cartola.export import served as served_lib
 
-    serving = config_lib.override(
-        config,
-        "serving",
-        serving_dir=args.serving_dir,
-        model_name=args.model_name,
-        model_config_file=args.model_config_file,
-    ).serving
+    serving = config_lib.with_serving_flags(config, args).serving
     try:
         served = served_lib.served(
             serving.serving_dir, serving.model_name, serving.model_config_file

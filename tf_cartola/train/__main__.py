@@ -47,14 +47,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--preprocess_dir", help="beam_jobs.preprocess output; default from the config"
     )
-    parser.add_argument(
-        "--serving_dir", help="where blessed versions are pushed; default from the config"
-    )
+    config_lib.add_serving_flags(parser)
     parser.add_argument(
         "--run_dir", help="this run's folder; default a new one under train.run_dir"
     )
-    parser.add_argument("--model_name", help="the model's name; default from the config")
-    cli.add_model_config_flag(parser)
     parser.add_argument(
         "--run_id",
         help="the data's month, YYYY-MM, recorded with the version (default: the month the "
@@ -72,14 +68,9 @@ def main(argv=None) -> int:
     from tf_cartola.train import training
 
     try:
-        config = config_lib.override(
-            config_lib.load(args.config),
-            "serving",
-            model_name=args.model_name,
-            model_config_file=args.model_config_file,
-        )
+        config = config_lib.with_serving_flags(config_lib.load(args.config), args)
         result = training.train(
-            config, args.preprocess_dir, args.serving_dir, args.run_dir, args.force, args.run_id
+            config, args.preprocess_dir, None, args.run_dir, args.force, args.run_id
         )
     except (
         config_lib.ConfigError,
