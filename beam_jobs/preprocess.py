@@ -16,8 +16,8 @@ Stages: (1) check and hash the inputs; (2) one Beam pipeline, one read of the
 input: type and split the rows as Arrow record batches (bad rows quarantined),
 write the raw splits, TFDV statistics per split, tf.Transform analyze (train) and
 transform (train, eval); (3) validation against the curated schema, and drift
-of eval from train and of train from the baseline (by default the latest served
-version of the configured model, which carries its training data's statistics);
+of eval from train and of train from the baseline (by default the served version of
+the configured model, tf_cartola.export.served, which carries its training data's statistics);
 (4) the manifest, and the transform outputs published only if validation passed.
 Any flag this module does not know goes to Beam's
 PipelineOptions. Exit status 1 means anomalies were found (their table is
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline",
         help="compare the train split with this model version or preprocessing "
-        'output; "served" (the default) is the latest served version, "none" skips it',
+        'output; "served" (the default) is the served version, "none" skips it',
     )
     parser.add_argument(
         "--infer_schema", action="store_true", help="also write a schema inferred from train stats"

@@ -10,8 +10,8 @@ or TF Serving PredictionLog records (warmup files, the local server's request lo
 Classify, Regress, MultiInference and Predict requests become raw rows again. Its
 TFDV statistics are checked against the baseline's schema in the SERVING environment
 and compared with the statistics of the data the model was trained on. The baseline
-is a model version or a preprocessing output; by default the latest served version of
-the configured model. Any flag this module does not know goes to Beam's
+is a model version or a preprocessing output; by default the served version of the
+configured model (tf_cartola.export.served). Any flag this module does not know goes to Beam's
 PipelineOptions. Prints the drift table; on anomalies, also their table.
 """
 

@@ -99,9 +99,9 @@ class PreprocessConfig:
     # The chance that a run on data with no drift raises a drift alarm anyway
     # (tf_cartola/validate/drift.py).
     drift_false_alarm_rate: float = 0.01
-    # The new train split is also compared with this: "served" (the latest pushed version of
-    # serving.model_name that carries a baseline, if any), "none", or a directory (a model
-    # version, or a preprocessing output).
+    # The new train split is also compared with this: "served" (the served version of
+    # serving.model_name, tf_cartola/export/served.py, when it carries a baseline), "none", or a
+    # directory (a model version, or a preprocessing output).
     baseline: str = "served"
     # A CSV input's text encoding: utf-8, or another whose ASCII bytes mean ASCII (windows-1252,
     # latin-1).
