@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+import tensorflow as tf
 
 from beam_jobs import score
 from tests.helpers import CONFIG
 from tf_cartola.contract import features as F
-from tf_cartola.contract import rows
-from tf_cartola.export import scoring, store
+from tf_cartola.contract import rows, signatures
+from tf_cartola.export import store
 from tf_cartola.read import csv_reader, examples, synthetic
 
 
@@ -50,8 +51,9 @@ def _in_process(model_dir, csv_path) -> dict:
             for chunk in csv_reader.read_csv(f, csv_path)
             for r in csv_reader.to_records(chunk.batch)
         ]
-    _, score_fn = scoring.load_scorer(model_dir)
-    probabilities = score_fn([examples.to_example(r) for r in records])
+    fn = tf.saved_model.load(model_dir).signatures[signatures.DEFAULT_SIGNATURE]
+    serialized = tf.constant([examples.to_example(r) for r in records])
+    probabilities = fn(inputs=serialized)["scores"][:, 1].numpy()
     return {r[F.ID_KEY]: p for r, p in zip(records, probabilities)}
 
 

@@ -1,4 +1,6 @@
-"""Scoring raw tf.Examples with an exported SavedModel in this process (evaluation, the report)."""
+"""Scoring a raw split with an exported SavedModel in this process (evaluation, the report): the
+split parsed once, each model called on its columns through `predict_raw`.
+"""
 
 import logging
 import typing
@@ -9,26 +11,11 @@ import tensorflow as tf
 from tf_cartola.common import files, timing
 from tf_cartola.contract import features as F
 from tf_cartola.contract.manifest import PreprocessOutputError
-from tf_cartola.contract.signatures import DEFAULT_SIGNATURE, PROBABILITY, RAW_SIGNATURE
+from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
 from tf_cartola.export.store import SAVED_MODEL_FILE
 from tf_cartola.read import examples
 
 log = logging.getLogger(__name__)
-
-
-def load_scorer(export_dir: str):
-    """(loaded SavedModel, function: serialized raw tf.Examples -> PRO probabilities as numpy)."""
-    loaded = tf.saved_model.load(export_dir)
-    fn = loaded.signatures[DEFAULT_SIGNATURE]
-
-    def score(serialized: typing.Sequence[bytes], batch_size: int = 8192):
-        parts = [
-            fn(inputs=tf.constant(serialized[i : i + batch_size]))["scores"][:, 1].numpy()
-            for i in range(0, len(serialized), batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.zeros([0], np.float32)
-
-    return loaded, score
 
 
 def raw_inputs(export_dir: str) -> typing.List[str]:
