@@ -35,11 +35,28 @@ def deciles(scores: np.ndarray, ids: typing.Optional[np.ndarray] = None) -> np.n
     return np.maximum(np.searchsorted(edges, rank, side="left"), 1)
 
 
-def ks(labels: np.ndarray, scores: np.ndarray) -> float:
-    """KS on rows: the largest distance between the PRO and non-PRO score CDFs."""
+def _classes(labels, scores) -> typing.Tuple[np.ndarray, np.ndarray]:
+    """(PRO scores, non-PRO scores).
+
+    Raises:
+      ValueError: a class without rows.
+    """
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, np.float64)
-    return float(stats.ks_2samp(s[y], s[~y]).statistic)
+    if y.all() or not y.any():
+        raise ValueError("KS and AUC need scores of both classes")
+    return s[y], s[~y]
+
+
+def ks(labels, scores) -> float:
+    """KS on rows: the largest distance between the PRO and non-PRO score CDFs."""
+    return float(stats.ks_2samp(*_classes(labels, scores)).statistic)
+
+
+def auc(labels, scores) -> float:
+    """AUC on rows: the Mann-Whitney statistic over the pairs, ties counted half."""
+    pro, non_pro = _classes(labels, scores)
+    return float(stats.mannwhitneyu(pro, non_pro).statistic / (len(pro) * len(non_pro)))
 
 
 def on_rows(labels: np.ndarray, scores: np.ndarray, threshold: float, ids=None) -> dict:
@@ -62,7 +79,7 @@ def on_rows(labels: np.ndarray, scores: np.ndarray, threshold: float, ids=None) 
     top = deciles(s, ids) == 1
     return {
         "ks": ks(y, s),
-        "auc": float(stats.mannwhitneyu(s[y], s[~y]).statistic / (y.sum() * (~y).sum())),
+        "auc": auc(y, s),
         "precision": tp / max(int(predicted.sum()), 1),
         "recall": tp / max(int(y.sum()), 1),
         "brier": float(np.mean((s - y) ** 2)),
