@@ -59,6 +59,16 @@ def add_database_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def database_overrides(args) -> dict:
+    """The config's preprocess fields that add_database_flags' flags override (None: as is)."""
+    return {
+        "table": args.table,
+        "query": args.query,
+        "partitions": args.partitions,
+        "encoding": args.encoding,
+    }
+
+
 def add_accept_flags(parser: argparse.ArgumentParser) -> None:
     """--accept FEATURE (repeatable) and --accepted_by: anomalies accepted on purpose."""
     parser.add_argument(

@@ -68,6 +68,22 @@ def _parser() -> argparse.ArgumentParser:
         help="the run's id, kept with every score; a rerun with the same id replaces "
         "its rows in a table (default: this month, YYYY-MM)",
     )
+    campaign = parser.add_argument_group("a campaign's target list (README, Closing the loop)")
+    campaign.add_argument(
+        "--targets",
+        type=int,
+        default=0,
+        help="also write PREFIX.targets.csv: the N highest-scored users not PRO at scoring time",
+    )
+    campaign.add_argument(
+        "--backtest",
+        help="the latest backtest.json (beam_jobs.backtest): its conversion rates per decile give "
+        "the list's expected conversions (without it there are none)",
+    )
+    campaign.add_argument(
+        "--value_per_conversion", type=float, help="with --cost_per_contact: the best list size"
+    )
+    campaign.add_argument("--cost_per_contact", type=float, help="with --value_per_conversion")
     return parser
 
 
@@ -88,15 +104,16 @@ def run(argv=None) -> dict:
     job_cli.check_beam_flags(beam_args, parser)
     if not args.output and not args.db:
         parser.error("nowhere to write the scores: give --output and/or --db")
+    if args.targets < 0:
+        parser.error("--targets must be >= 0")
+    if (args.value_per_conversion is None) != (args.cost_per_contact is None):
+        parser.error("--value_per_conversion and --cost_per_contact go together")
     config = config_lib.with_serving_flags(config_lib.load(args.config), args)
     model = score_job.find_model(config.serving, args.version, args.model_dir)
     cfg = config_lib.override(
         config,
         "preprocess",
-        table=args.table,
-        query=args.query,
-        partitions=args.partitions,
-        encoding=args.encoding,
+        **job_cli.database_overrides(args),
     ).preprocess
     return score_job.score(
         args.input,
@@ -110,16 +127,22 @@ def run(argv=None) -> dict:
         cfg.encoding,
         args.set_aside_invalid,
         args.max_set_aside_fraction,
+        score_job.CampaignOptions(
+            args.targets, args.backtest, args.value_per_conversion, args.cost_per_contact
+        ),
     )
 
 
 def _show(manifest: dict, passed: bool) -> None:
     from beam_jobs.jobs import score as score_job
+    from tf_cartola.evaluate import campaign
 
     if passed:
         print(
             json.dumps({k: manifest[k] for k in ("model", "rows", "outputs", "seconds")}, indent=2)
         )
+        if manifest["targets"]:
+            print(campaign.describe_targets(manifest["targets"]))
         for reason, n in sorted(score_job.set_aside_reasons(manifest).items()):
             print(f"set aside: {n} {reason}")
         for line in scoring_checks.warnings(

@@ -78,10 +78,7 @@ def run(argv=None) -> dict:
         config,
         "preprocess",
         baseline=args.baseline,
-        table=args.table,
-        query=args.query,
-        partitions=args.partitions,
-        encoding=args.encoding,
+        **job_cli.database_overrides(args),
         accept=tuple(args.accept) if args.accept else None,
         accepted_by=args.accepted_by,
     ).preprocess

@@ -10,11 +10,14 @@ in-process.
             postgresql://cartola@db:5432/cartola
 
 Asks the model which raw columns it uses (the inputs of its `predict_raw` signature):
-the users need those and GLOBO_ID, nothing else. To a CSV it writes GLOBO_ID,pro_probability
-per row to a temporary file that becomes --out only when every row is scored. To a
-database it upserts (GLOBO_ID, pro_probability, model_name, model_version, scored_at)
-into --scores_table (created if missing), one transaction per batch: a crash leaves whole
-batches, and a rerun replaces rows instead of adding them. Database passwords come from
+the users need those and GLOBO_ID, nothing else. Once every row is scored it ranks the run into
+deciles (1 = the highest 10% of scores, ties by GLOBO_ID: tf_cartola.evaluate.campaign, as
+beam_jobs.score does) and writes a row per user: GLOBO_ID, pro_probability, model_name,
+model_version, run_id, decile and pro_target (the label at scoring time, empty when the input has
+none). To a CSV it writes to a temporary file that becomes --out when complete. To a database it
+upserts those columns and scored_at into --scores_table (created if missing), one transaction per
+--batch_size rows: a crash leaves whole batches, and a rerun replaces the run's rows instead of
+adding them. Database passwords come from
 PGPASSWORD or ~/.pgpass. Rows that cannot be typed are not sent: they go, as the
 preprocessing job's quarantine records, to --quarantine (default OUT.bad.jsonl, or
 SCORES_TABLE.bad.jsonl for a database), which exists only when there are some.
@@ -23,7 +26,6 @@ SCORES_TABLE.bad.jsonl for a database), which exists only when there are some.
 import argparse
 import collections
 import contextlib
-import csv
 import dataclasses
 import json
 import re
@@ -33,12 +35,11 @@ import time
 import typing
 import urllib.parse
 
-import numpy as np
-
 from tf_cartola.common import cli, files, timing
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import rows
+from tf_cartola.evaluate import campaign
 from tf_cartola.export import served as served_lib
 from tf_cartola.read import csv_reader
 from tf_cartola.validate import scoring_checks
@@ -82,21 +83,21 @@ def _count_rows(path: str) -> int:
 
 
 class CsvScores:
-    """Score rows (F.SCORE_COLUMNS: the id, the probability and what made it) in a temporary file
-    beside the output (local or an object store), moved over the output once complete.
+    """Score rows (F.SCORE_COLUMNS) in a temporary file beside the output (local or an object
+    store), moved over the output once complete.
     """
 
     def __init__(self, out_path: str, model_name: str, model_version, run_id: str):
         self.out = out_path
         self._part_path = f"{out_path}.{secrets.token_hex(6)}.part"
         self._part = files.open_file(self._part_path, "w")
-        self._writer = csv.writer(self._part)
-        self._writer.writerow(F.SCORE_COLUMNS)
-        self._made_by = (model_name, "" if model_version is None else model_version, run_id)
+        self._part.write(",".join(F.SCORE_COLUMNS) + "\n")
+        self._made_by = f"{model_name},{'' if model_version is None else model_version},{run_id}"
 
-    def write(self, ids, probabilities) -> None:
-        """Writes one batch's ids and PRO probabilities to the temporary file."""
-        self._writer.writerows((i, f"{p:.6f}", *self._made_by) for i, p in zip(ids, probabilities))
+    def write(self, scored: campaign.Scored) -> None:
+        """Writes ranked rows to the temporary file."""
+        if len(scored.ids):
+            self._part.write(scored.csv_lines(self._made_by) + "\n")
 
     def close(self, complete: bool) -> None:
         """Moves the file over the output when `complete`, else deletes it."""
@@ -108,21 +109,25 @@ class CsvScores:
 
 
 class DatabaseScores:
-    """Upserts each batch into a scores table (postgres.ScoresTable), with the model's name and
-    version and the run's id.
+    """Upserts ranked rows into a scores table (postgres.ScoresTable), with the model's name and
+    version and the run's id, `batch_size` rows per transaction.
     """
 
-    def __init__(self, url: str, table: str, model_name: str, model_version, run_id: str):
+    def __init__(
+        self, url: str, table: str, model_name: str, model_version, run_id: str, batch_size: int
+    ):
         from tf_cartola.read import postgres
 
         self.out = f"{postgres.masked(url)} table {table}"
         self._table = postgres.ScoresTable(url, table)
         self._table.clear_run(model_name, run_id)  # A rerun replaces the run's rows, never adds.
-        self._model = (model_name, model_version, run_id)
+        self._model, self._batch_size = (model_name, model_version, run_id), batch_size
 
-    def write(self, ids, probabilities) -> None:
-        """Upserts one batch's ids and PRO probabilities."""
-        self._table.upsert(ids, probabilities, *self._model)
+    def write(self, scored: campaign.Scored) -> None:
+        """Upserts ranked rows, a transaction per `batch_size` rows."""
+        rows_ = scored.table_rows(*self._model)
+        for start in range(0, len(rows_), self._batch_size):
+            self._table.upsert(rows_[start : start + self._batch_size])
 
     def close(self, complete: bool) -> None:
         """Closes the connection (each batch is committed already)."""
@@ -140,7 +145,9 @@ def score(
     progress: bool = True,
     checks: typing.Optional["Checks"] = None,
 ) -> dict:
-    """Streams typed chunks through `client.score` in batches into `sink`.
+    """Streams typed chunks through `client.score` in batches, then ranks the run's scores into
+    deciles (campaign: over the whole run, so nothing is written before every row is scored) and
+    writes them to `sink`.
 
     Args:
       client: a RestClient, GrpcClient or InProcessClient.
@@ -167,7 +174,7 @@ def score(
     import tqdm
 
     start, read, scored, bad, complete = time.perf_counter(), 0, 0, [], False
-    invalid, ids = collections.Counter(), []
+    invalid, parts = collections.Counter(), []
     try:
         with tqdm.tqdm(total=total, unit="rows", disable=not progress, desc="scoring") as bar:
             for chunk in chunks:
@@ -185,16 +192,15 @@ def score(
                         bar.update(int(findings.invalid.sum()))
                         batch = batch.filter(pa.array(~findings.invalid))
                 records = csv_reader.to_records(batch)
-                batch_ids = [r[F.ID_KEY] for r in records]
-                ids.append(np.array(batch_ids, dtype=np.int64))
+                probabilities = []
                 for i in range(0, len(records), batch_size):
                     batch_records = records[i : i + batch_size]
-                    sink.write(
-                        batch_ids[i : i + batch_size],
-                        client.score(batch_records, version=version),
-                    )
+                    probabilities.extend(client.score(batch_records, version=version))
                     scored += len(batch_records)
                     bar.update(len(batch_records))
+                parts.append(campaign.of_batch(batch, probabilities))
+        run = campaign.concatenate(parts)
+        sink.write(run.ranked(campaign.decile_cuts(run.micro, run.ids)))
         complete = True
     finally:
         sink.close(complete)
@@ -203,9 +209,7 @@ def score(
             f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in bad)
     else:
         files.remove(quarantine)  # A stale one from an earlier run would mislead.
-    duplicate_ids, duplicate_rows = scoring_checks.duplicate_counts(
-        np.concatenate(ids) if ids else np.array([])
-    )
+    duplicate_ids, duplicate_rows = scoring_checks.duplicate_counts(run.ids)
     return {
         "read": read,
         "scored": scored,
@@ -429,7 +433,7 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
             if checks is None:
                 print(f"warning: rows are not checked against a schema: {about}", file=sys.stderr)
             sink = (
-                DatabaseScores(args.out, args.scores_table, *made_by)
+                DatabaseScores(args.out, args.scores_table, *made_by, args.batch_size)
                 if to_database
                 else CsvScores(args.out, *made_by)
             )

@@ -26,6 +26,7 @@ from beam_jobs.shared import outputs, transforms, workers
 from tf_cartola.common import files
 from tf_cartola.contract import features as F
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
+from tf_cartola.evaluate import campaign
 from tf_cartola.export import scoring
 from tf_cartola.export import served as served_lib
 from tf_cartola.export import store as model_store
@@ -49,6 +50,19 @@ class Model:
     name: str
     version: typing.Optional[int]
     path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignOptions:
+    """The target list a run writes (`<prefix>.targets.csv`): its size (0: none), the backtest
+    whose conversion rates give its expected conversions, and a value per conversion and cost per
+    contact for the list size that pays best (tf_cartola.evaluate.campaign).
+    """
+
+    targets: int = 0
+    backtest: typing.Optional[str] = None
+    value_per_conversion: typing.Optional[float] = None
+    cost_per_contact: typing.Optional[float] = None
 
 
 def find_model(
@@ -137,17 +151,67 @@ class RawBatchModelHandler(inference.ModelHandler):
         return {"max_batch_size": 1}  # An element is already a batch of thousands of rows.
 
 
-def _ids(result: inference.PredictionResult) -> np.ndarray:
-    return csv_reader.dense_column(result.example, F.ID_KEY).astype(np.int64)
+class DecileCutsFn(beam.CombineFn):
+    """The run's decile cuts (campaign.decile_cuts) from all its scored batches: the ids and
+    written scores are gathered (16 bytes a row), sorted once.
+    """
+
+    def create_accumulator(self):
+        """No rows yet."""
+        return []
+
+    def add_input(self, accumulator, scored: campaign.Scored):
+        """Keeps a batch's written scores and ids."""
+        accumulator.append((scored.micro, scored.ids))
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        """Every part of every accumulator."""
+        return [part for accumulator in accumulators for part in accumulator]
+
+    def compact(self, accumulator):
+        """The parts as one pair of arrays, before they travel."""
+        if len(accumulator) < 2:
+            return accumulator
+        micro, ids = zip(*accumulator)
+        return [(np.concatenate(micro), np.concatenate(ids))]
+
+    def extract_output(self, accumulator):
+        """The cuts of the whole run."""
+        [(micro, ids)] = self.compact(accumulator) or [(np.zeros(0, np.int64),) * 2]
+        return campaign.decile_cuts(micro, ids)
 
 
-def _csv_lines(result: inference.PredictionResult, model: Model, run_id: str) -> str:
-    """A scored batch as CSV lines, one string: a Beam element per batch, not per row."""
-    ids = _ids(result)
-    made_by = f"{model.name},{'' if model.version is None else model.version},{run_id}"
-    return "\n".join(
-        f"{i},{p:.6f},{made_by}" for i, p in zip(ids.tolist(), result.inference.tolist())
-    )
+class TopTargetsFn(beam.CombineFn):
+    """The `n` highest-ranked rows of the run that a campaign may contact (campaign.targetable), as
+    one Scored: each batch keeps at most `n`, so the run's list is merged from small parts.
+    """
+
+    def __init__(self, n: int):
+        self._n = n
+
+    def create_accumulator(self):
+        """No targets yet."""
+        return campaign.concatenate([])._replace(decile=np.zeros(0, np.int8))
+
+    def _best(self, scored: campaign.Scored) -> campaign.Scored:
+        keep = campaign.top(scored.micro, scored.ids, self._n)
+        return campaign.Scored(*(column[keep] for column in scored))
+
+    def add_input(self, accumulator, scored: campaign.Scored):
+        """The best `n` of the accumulator and the batch's targetable rows."""
+        mask = campaign.targetable(scored.pro_target)
+        return self._best(
+            campaign.concatenate([accumulator, campaign.Scored(*(c[mask] for c in scored))])
+        )
+
+    def merge_accumulators(self, accumulators):
+        """The best `n` of them all."""
+        return self._best(campaign.concatenate(list(accumulators)))
+
+    def extract_output(self, accumulator):
+        """The target list, unordered (write_targets orders it)."""
+        return accumulator
 
 
 class UpsertScoresFn(beam.DoFn):
@@ -161,16 +225,28 @@ class UpsertScoresFn(beam.DoFn):
         """Connects to the scores table, once per worker."""
         self._table = postgres.ScoresTable(self._url, self._table_name)
 
-    def process(self, result: inference.PredictionResult):
-        """Upserts one scored batch, in one transaction."""
-        self._table.upsert(
-            _ids(result), result.inference, self._model.name, self._model.version, self._run_id
-        )
+    def process(self, scored: campaign.Scored):
+        """Upserts one ranked batch, in one transaction."""
+        self._table.upsert(scored.table_rows(self._model.name, self._model.version, self._run_id))
 
     def teardown(self):
         """Closes the connection."""
         if self._table:
             self._table.close()
+
+
+class _CountDeciles(beam.DoFn):
+    """Counters rows_decile_D and targetable_decile_D: the run's rows, and those a campaign may
+    contact, per decile.
+    """
+
+    def process(self, scored: campaign.Scored):
+        targetable = campaign.targetable(scored.pro_target)
+        for d, n in enumerate(np.bincount(scored.decile, minlength=11)[1:], 1):
+            Metrics.counter(counters_lib.NAMESPACE, f"rows_decile_{d}").inc(int(n))
+        for d, n in enumerate(np.bincount(scored.decile[targetable], minlength=11)[1:], 1):
+            Metrics.counter(counters_lib.NAMESPACE, f"targetable_decile_{d}").inc(int(n))
+        yield scored
 
 
 class CheckRowsFn(beam.DoFn):
@@ -213,6 +289,14 @@ class _CountScored(beam.DoFn):
         yield result
 
 
+class TargetList(typing.NamedTuple):
+    """A target list's size, file and conversion rates per decile (None without a backtest)."""
+
+    rows: int
+    path: str
+    rates: typing.Optional[np.ndarray]
+
+
 def build_pipeline(
     p: beam.Pipeline,
     parts,
@@ -228,9 +312,10 @@ def build_pipeline(
     rules: typing.Sequence[scoring_checks.Rule] = (),
     set_aside: bool = False,
     source: str = "",
+    targets: typing.Optional[TargetList] = None,
 ) -> None:
     """Adds the steps that read, check (`rules`, `set_aside`; `source` names the input in set-aside
-    records), score and write to `p`.
+    records), score, rank into deciles and write to `p`.
 
     Args:
       p: the pipeline.
@@ -247,6 +332,7 @@ def build_pipeline(
       rules: the checks of the model's schema.
       set_aside: set aside the rows that break a rule instead of scoring them.
       source: the input, named in set-aside records.
+      targets: the target list to write, or None.
     """
     required = (F.ID_KEY, *columns)
     read = (
@@ -268,11 +354,20 @@ def build_pipeline(
         checked["rows"]
         | "RunInference" >> inference.RunInference(RawBatchModelHandler(model.path, columns))
         | "CountScored" >> beam.ParDo(_CountScored())
+        | "KeepScores" >> beam.Map(lambda r: campaign.of_batch(r.example, r.inference))
+    )
+    # Deciles are over the whole run: its cuts first, then each batch's deciles where it is.
+    cuts = scored | "DecileCuts" >> beam.CombineGlobally(DecileCutsFn())
+    ranked = (
+        scored
+        | "Deciles" >> beam.Map(campaign.Scored.ranked, beam.pvalue.AsSingleton(cuts))
+        | "CountDeciles" >> beam.ParDo(_CountDeciles())
     )
     if output:
+        made_by = f"{model.name},{'' if model.version is None else model.version},{run_id}"
         _ = (
-            scored
-            | "ToCsvLines" >> beam.Map(_csv_lines, model, run_id)
+            ranked
+            | "ToCsvLines" >> beam.Map(campaign.Scored.csv_lines, made_by)
             | "SkipEmpty" >> beam.Filter(bool)
             | "WriteScores"
             >> beam.io.WriteToText(
@@ -280,7 +375,13 @@ def build_pipeline(
             )
         )
     if db:
-        _ = scored | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model, run_id))
+        _ = ranked | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model, run_id))
+    if targets:
+        _ = (
+            ranked
+            | "TopTargets" >> beam.CombineGlobally(TopTargetsFn(targets.rows))
+            | "WriteTargets" >> beam.Map(campaign.write_targets, targets.path, targets.rates)
+        )
 
 
 def _clear_earlier(
@@ -296,7 +397,7 @@ def _clear_earlier(
     manifest, by match: a rerun with another shard count leaves nothing stale) and the run's rows
     of this model in the table: a rerun replaces, never adds.
     """
-    patterns = [f"{quarantine}-*-of-*.jsonl", f"{prefix}.manifest.json"]
+    patterns = [f"{quarantine}-*-of-*.jsonl", f"{prefix}.manifest.json", f"{prefix}.targets.csv"]
     if output:
         patterns.append(f"{output}-*-of-*.csv")
     deleted = outputs.delete_matching(patterns)
@@ -312,6 +413,41 @@ def _clear_earlier(
             log.info(
                 "deleted run %s's %d earlier rows of %s from %s", run_id, gone, model.name, table
             )
+
+
+def _deciles(counters: dict) -> typing.List[dict]:
+    return [
+        {
+            "decile": d,
+            "rows": counters.get(f"rows_decile_{d}", 0),
+            "targetable": counters.get(f"targetable_decile_{d}", 0),
+        }
+        for d in range(1, campaign.DECILES + 1)
+    ]
+
+
+def _targets(
+    targets: typing.Optional[TargetList],
+    deciles: typing.List[dict],
+    backtest: typing.Optional[dict],
+    options: CampaignOptions,
+) -> typing.Optional[dict]:
+    """The manifest's record of the target list (campaign.target_record), or None."""
+    if targets is None:
+        return None
+    with files.open_file(targets.path) as f:
+        target_deciles = np.array([int(line.split(",")[2]) for line in list(f)[1:]], np.int64)
+    return {
+        "path": targets.path,
+        "backtest": options.backtest,
+        **campaign.target_record(
+            target_deciles,
+            np.array([d["targetable"] for d in deciles]),
+            backtest,
+            options.value_per_conversion,
+            options.cost_per_contact,
+        ),
+    }
 
 
 def set_aside_reasons(manifest: dict) -> typing.Dict[str, int]:
@@ -346,6 +482,7 @@ def score(
     encoding: str = "utf-8",
     set_aside_invalid: bool = False,
     max_set_aside_fraction: float = scoring_checks.MAX_SET_ASIDE_FRACTION,
+    campaign_options: CampaignOptions = CampaignOptions(),
 ) -> dict:
     """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else
     the table).
@@ -364,6 +501,7 @@ def score(
         them (they are counted either way).
       max_set_aside_fraction: the share of rows that may be set aside; above it the run fails
         (its outputs and manifest are written, to be looked at).
+      campaign_options: the target list to write beside the scores.
 
     Returns:
       The manifest.
@@ -394,6 +532,11 @@ def score(
             "%s carries no schema (not exported by tf_cartola.train): rows are not checked",
             model.path,
         )
+    backtest = files.read_json(campaign_options.backtest) if campaign_options.backtest else None
+    targets = None
+    if campaign_options.targets:
+        rates = None if backtest is None else campaign.decile_rates(backtest)[0]
+        targets = TargetList(campaign_options.targets, f"{prefix}.targets.csv", rates)
     _clear_earlier(output, quarantine, prefix, db, scores_table, model, run_id)
     with inputs_lib.open_inputs(
         input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database
@@ -415,6 +558,7 @@ def score(
                 rules or (),
                 set_aside_invalid,
                 inputs_lib.shown(input_location),
+                targets,
             )
     counters = counters_lib.of(p.result)
     rows = {
@@ -450,6 +594,8 @@ def score(
             "quarantine": _written(f"{quarantine}*.jsonl"),
             "table": f"{postgres.masked(db)} {scores_table}" if db else None,
         },
+        "deciles": _deciles(counters),
+        "targets": _targets(targets, _deciles(counters), backtest, campaign_options),
         "runner": {**runner, "not_reported": []},
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }

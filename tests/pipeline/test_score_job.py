@@ -24,8 +24,8 @@ from tf_cartola.read import csv_reader, examples, synthetic
 
 
 def _scores(prefix) -> dict:
-    """{GLOBO_ID: (probability, model_name, model_version, run_id)} of the job's CSV shards (each
-    has the header)."""
+    """{GLOBO_ID: (probability, model_name, model_version, run_id, decile, pro_target)} of the
+    job's CSV shards (each has the header)."""
     out = {}
     for path in sorted(glob.glob(f"{prefix}-*-of-*.csv")):
         with open(path, newline="") as f:
@@ -36,6 +36,8 @@ def _scores(prefix) -> dict:
                 "model_name",
                 "model_version",
                 "run_id",
+                "decile",
+                "pro_target",
             ]
             for gid, p, *made_by in reader:
                 assert int(gid) not in out
@@ -87,7 +89,7 @@ def test_every_row_is_scored_as_the_served_model_scores_it(served, small_csv, tm
     want = _in_process(export_dir, small_csv)
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[i][0] for i in want], list(want.values()), atol=1e-6)
-    assert {tuple(made_by) for _, *made_by in got.values()} == {
+    assert {tuple(row[1:4]) for row in got.values()} == {
         ("cartola_pro", "2", "2026-12")
     }  # The latest.
     assert manifest["model"] == {
@@ -137,7 +139,7 @@ def test_a_version_is_scored_when_asked_and_no_version_is_one_line_and_status_2(
             str(tmp_path / "v1"),
         ]
     )
-    assert {v for _, _, v, _ in _scores(tmp_path / "v1").values()} == {"1"}
+    assert {row[2] for row in _scores(tmp_path / "v1").values()} == {"1"}
     capsys.readouterr()
     assert (
         score.main(

@@ -135,7 +135,7 @@ def test_a_rollback_by_config_is_honoured_by_validate_score_versions_and_the_tab
     for stale in ("s-00000-of-00003.csv", "s-00002-of-00003.csv", "s.bad-00000-of-00002.jsonl"):
         (tmp_path / stale).write_text("stale\n")
     table = ScoresTable(pg_env.url, "rollback_scores")
-    table.upsert([-1, -2], [0.5, 0.5], MODEL, 2, "2026-05")
+    table.upsert([(-1, 0.5, MODEL, 2, "2026-05", 1, None), (-2, 0.5, MODEL, 2, "2026-05", 2, 0)])
     table.close()
     manifest = score.run(
         [

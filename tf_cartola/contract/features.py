@@ -2,8 +2,19 @@
 
 ID_KEY = "GLOBO_ID"
 LABEL_KEY = "pro_target"
-# A score and what made it: the scoring outputs' columns (CSV and table), the run id last.
-SCORE_COLUMNS = (ID_KEY, "pro_probability", "model_name", "model_version", "run_id")
+# A score, what made it and what a campaign needs of it: the scoring outputs' columns (CSV and
+# table). The decile is over the whole run; pro_target is the label at scoring time, empty when the
+# input has none.
+DECILE = "decile"
+SCORE_COLUMNS = (
+    ID_KEY,
+    "pro_probability",
+    "model_name",
+    "model_version",
+    "run_id",
+    DECILE,
+    LABEL_KEY,
+)
 
 PIXELS = "pixels"
 

@@ -677,6 +677,132 @@ def reliability_figure(labels, scores) -> str:
     return _svg(fig)
 
 
+def backtest_line(record: dict) -> typing.Tuple[bool, str]:
+    """(good, line) of a backtest: the realized KS with its interval against the KS at training
+    and the minimum, the top decile's conversion and the PSI; not good when the realized KS is
+    below blessing.min_ks.
+    """
+    model = record["model"]
+    found, parts = record["realized"], []
+    if found is None:
+        parts.append("realized KS not known (the joined users are of one class)")
+    else:
+        ks = found["ks"]
+        at_training = (
+            "" if record["training_ks"] is None else f", {record['training_ks']:.3f} at training"
+        )
+        below = " BELOW the minimum" if found["below_min_ks"] else ""
+        parts.append(
+            f"realized KS {ks['value']:.3f} [{ks['low']:.3f}, {ks['high']:.3f}]{at_training}"
+            f"{below} ({found['min_ks']})"
+        )
+    top = record["deciles"][0] if record["deciles"] else None
+    if top and top["conversion_rate"] is not None:
+        parts.append(f"top decile converted {top['conversion_rate']:.1%}")
+    if record["score_drift"]:
+        drift = record["score_drift"]
+        parts.append(f"PSI {drift['psi']:.3f} ({drift['psi_reading']})")
+    good = not (found and found["below_min_ks"])
+    return good, (
+        f"Backtest: {model['name']} v{model['version']}'s scores of {record['run_id']}, "
+        + ", ".join(parts)
+    )
+
+
+def conversion_figure(deciles: typing.Sequence[dict]) -> str:
+    """The share of users not PRO at scoring time who converted, per scoring decile."""
+    fig, ax = _figure(4.6, 2.8)
+    k = [d["decile"] for d in deciles]
+    ax.bar(k, [d["conversion_rate"] or 0 for d in deciles], color="#9bc")
+    ax.set_xlabel("scoring decile (1 = highest scores)")
+    ax.set_ylabel("converted a month later")
+    ax.set_xticks(k)
+    return _svg(fig)
+
+
+def realized_figure(record: dict) -> str:
+    """The realized KS with its interval beside the KS at training and the blessing minimum."""
+    ks = record["realized"]["ks"]
+    fig, ax = _figure(4.2, 1.6)
+    fig.subplots_adjust(left=1.2 / 4.2)
+    color = "#b00" if record["realized"]["below_min_ks"] else "#246"
+    ax.errorbar(
+        ks["value"],
+        0,
+        xerr=[[ks["value"] - ks["low"]], [ks["high"] - ks["value"]]],
+        fmt="o",
+        color=color,
+        capsize=3,
+    )
+    labels = ["realized"]
+    if record["training_ks"] is not None:
+        ax.plot(record["training_ks"], 1, "s", color="#555")
+        labels.append("at training")
+    ax.axvline(record["realized"]["min_ks"], color="#b00", linestyle=":", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.set_xlabel("KS (dotted: blessing.min_ks)")
+    return _svg(fig)
+
+
+def backtest_section(record: dict) -> str:
+    """backtest.json as a person reads it: the verdict, the join's rows, conversion by decile (a
+    table and a chart), the realized KS against the KS at training, and the score drift.
+    """
+    good, line = backtest_line(record)
+    rows = _table(("rows", "count"), list(record["rows"].items()))
+    deciles = _table(
+        ("decile", "not PRO at scoring", "converted", "conversion rate", "lift"),
+        [
+            (d["decile"], d["rows"], d["converted"], d["conversion_rate"], d["lift"])
+            for d in record["deciles"]
+        ],
+    )
+    figures = {}
+    if record["deciles"]:
+        figures["Conversion by scoring decile"] = conversion_figure(record["deciles"])
+    if record["realized"]:
+        figures["Realized KS against the KS at training"] = realized_figure(record)
+    drift = record["score_drift"]
+    drift_text = (
+        "<p>No earlier run's scores: no score drift.</p>"
+        if drift is None
+        else _table(
+            ("PSI", "reading", "KS", "p-value", "false-alarm rate", "drifted"),
+            [
+                (
+                    drift["psi"],
+                    drift["psi_reading"],
+                    drift["ks"],
+                    drift["p_value"],
+                    drift["false_alarm_rate"],
+                    drift["drifted"],
+                )
+            ],
+        )
+    )
+    return (
+        f'<p class="{"ok" if good else "bad"}"><b>{html.escape(line)}</b></p>{_figs(figures)}'
+        f"<h3>Rows</h3>{rows}<h3>Conversion by decile</h3>{deciles}<h3>Score drift</h3>"
+        f"{drift_text}"
+    )
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" '
+        f'content="{_CSP}"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
+    )
+
+
+def backtest_page(record: dict) -> str:
+    """A backtest's own page (beam_jobs.backtest writes it beside backtest.json)."""
+    title = f"Cartola PRO backtest: {record['model']['name']} scores of {record['run_id']}"
+    return _page(title, f"<h1>{html.escape(title)}</h1>{backtest_section(record)}")
+
+
 def _blessing_section(run: dict) -> str:
     b = run["blessing"]
     verdict = (
@@ -697,7 +823,11 @@ def _blessing_section(run: dict) -> str:
 
 
 def build_html(
-    preprocess: dict, run: typing.Optional[dict] = None, labels=None, scores=None
+    preprocess: dict,
+    run: typing.Optional[dict] = None,
+    labels=None,
+    scores=None,
+    backtest: typing.Optional[dict] = None,
 ) -> str:
     """The report page; the model and blessing sections only with a run and its eval scores.
 
@@ -706,6 +836,7 @@ def build_html(
       run: `load_run`'s dict, or None for a page without the model sections.
       labels: the eval split's labels (with `run`).
       scores: the run's model's scores of the same rows (with `run`).
+      backtest: a backtest.json record (beam_jobs.backtest) to add, or None.
     """
     manifest = preprocess["manifest"]
     name = run["dir"].rstrip("/").rsplit("/", 1)[-1] if run else preprocess["dir"]
@@ -714,6 +845,7 @@ def build_html(
         f'<p class="{"ok" if good else "bad"}"><b>{html.escape(line.split(": ", 1)[0])}:</b> '
         f"{html.escape(line.split(': ', 1)[1])}</p>"
         for good, line in verdict_lines(preprocess, run)
+        + ([backtest_line(backtest)] if backtest else [])
     )
     body = [
         f"<h1>{html.escape(title)}</h1>",
@@ -746,12 +878,12 @@ def build_html(
                 f"{evaluation_section(run['evaluation'], labels, scores)}</section>"
             )
         body.append(f'<section id="blessing"><h2>Blessing</h2>{_blessing_section(run)}</section>')
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta http-equiv="Content-Security-Policy" '
-        f'content="{_CSP}"><title>{html.escape(title)}</title>'
-        f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
-    )
+    if backtest is not None:
+        body.append(
+            '<section id="backtest"><h2>Backtest: last month\'s scores against this month</h2>'
+            f"{backtest_section(backtest)}</section>"
+        )
+    return _page(title, "".join(body))
 
 
 def write_report(
@@ -761,6 +893,7 @@ def write_report(
     labels=None,
     scores=None,
     model_config_file: typing.Optional[str] = None,
+    backtest: typing.Optional[str] = None,
 ) -> str:
     """Writes the report; scores the eval split with the run's export when `scores` is not given.
 
@@ -772,6 +905,7 @@ def write_report(
       scores: the run's model's eval scores, when the caller has them.
       model_config_file: the models.config the server runs with (default: the run's config's),
         which says the version served now.
+      backtest: a backtest.json (beam_jobs.backtest) whose section the report adds.
 
     Raises:
       PreprocessOutputError: `preprocess_dir` is not a preprocessing output.
@@ -794,7 +928,15 @@ def write_report(
         if scores is None:
             labels, scores = eval_scores(preprocess, run)
     with tf.io.gfile.GFile(out, "w") as f:
-        f.write(build_html(preprocess, run, labels, scores))
+        f.write(
+            build_html(
+                preprocess,
+                run,
+                labels,
+                scores,
+                files.read_json(backtest) if backtest else None,
+            )
+        )
     return out
 
 
@@ -813,12 +955,19 @@ def main(argv=None) -> int:
         "--out", help="the HTML file (default: report.html in the run folder, else the output)"
     )
     config_lib.add_model_config_flag(parser)
+    parser.add_argument(
+        "--backtest", help="a backtest.json (beam_jobs.backtest): adds its verdict and section"
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     out = args.out or files.join(args.run_dir or args.preprocess_dir, "report.html")
     try:
         write_report(
-            out, args.preprocess_dir, args.run_dir, model_config_file=args.model_config_file
+            out,
+            args.preprocess_dir,
+            args.run_dir,
+            model_config_file=args.model_config_file,
+            backtest=args.backtest,
         )
     except (NotARunError, manifest_lib.PreprocessOutputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

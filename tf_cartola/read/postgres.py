@@ -317,10 +317,11 @@ def read_all(
 
 
 class ScoresTable:
-    """Upserts (GLOBO_ID, pro_probability, model_name, model_version, run_id, scored_at), one row
-    per user, model and run, creating the table if missing: each month's run keeps its own rows,
-    and a rerun of a run replaces them. Each batch is one transaction: a crash leaves whole
-    batches, and writing a batch again replaces its rows instead of adding to them.
+    """Upserts (F.SCORE_COLUMNS, scored_at), one row per user, model and run, creating the table if
+    missing (and adding the decile and pro_target columns to a table made before them): each
+    month's run keeps its own rows, and a rerun of a run replaces them. Each batch is one
+    transaction: a crash leaves whole batches, and writing a batch again replaces its rows instead
+    of adding to them.
 
     Raises:
       rows.InputError: the table exists without a run_id column (made by an older version).
@@ -336,14 +337,21 @@ class ScoresTable:
             self._conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} ({id} bigint NOT NULL, pro_probability double "
-                    "precision NOT NULL, "
-                    "model_name text NOT NULL, model_version bigint, run_id text NOT NULL, "
+                    "precision NOT NULL, model_name text NOT NULL, model_version bigint, run_id "
+                    "text NOT NULL, {decile} smallint, {label} smallint, "
                     "scored_at timestamptz NOT NULL, PRIMARY KEY ({id}, model_name, run_id))"
-                ).format(self._name, id=sql.Identifier(F.ID_KEY))
+                ).format(self._name, **self._columns())
             )
             columns = self._conn.execute(
                 sql.SQL("SELECT * FROM {} LIMIT 0").format(self._name)
             ).description
+            if "run_id" in [c.name for c in columns]:
+                self._conn.execute(
+                    sql.SQL(
+                        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {decile} smallint, "
+                        "ADD COLUMN IF NOT EXISTS {label} smallint"
+                    ).format(self._name, **self._columns())
+                )
         if "run_id" not in [c.name for c in columns]:
             self._conn.close()
             raise rows.InputError(
@@ -352,43 +360,39 @@ class ScoresTable:
                 "model_name, run_id)"
             )
 
-    def upsert(
-        self,
-        ids: typing.Sequence[int],
-        probabilities: typing.Sequence[float],
-        model_name: str,
-        model_version: typing.Optional[int],
-        run_id: str,
-    ) -> None:
-        """Writes one batch in one transaction.
+    @staticmethod
+    def _columns() -> dict:
+        from psycopg import sql
 
-        Args:
-          ids: the users' GLOBO_IDs.
-          probabilities: their PRO probabilities, in the same order.
-          model_name: the model that scored them.
-          model_version: its version (None for a SavedModel outside a serving folder).
-          run_id: the scoring run's id (a row per user, model and run).
+        return {
+            "id": sql.Identifier(F.ID_KEY),
+            "decile": sql.Identifier(F.DECILE),
+            "label": sql.Identifier(F.LABEL_KEY),
+        }
+
+    def upsert(self, rows_: typing.Iterable[tuple]) -> None:
+        """Writes one batch in one transaction: rows of F.SCORE_COLUMNS' values (a model_version
+        None for a SavedModel outside a serving folder, a pro_target None where unknown).
         """
         from psycopg import sql
 
         statement = sql.SQL(
-            "INSERT INTO {} ({columns}, scored_at) VALUES (%s, %s, %s, %s, %s, now()) "
-            "ON CONFLICT ({id}, model_name, run_id) DO UPDATE SET pro_probability = "
-            "EXCLUDED.pro_probability, "
-            "model_version = EXCLUDED.model_version, scored_at = EXCLUDED.scored_at"
+            "INSERT INTO {} ({columns}, scored_at) VALUES ({values}, now()) "
+            "ON CONFLICT ({id}, model_name, run_id) DO UPDATE SET {updates}, "
+            "scored_at = EXCLUDED.scored_at"
         ).format(
             self._name,
             columns=sql.SQL(", ").join(map(sql.Identifier, F.SCORE_COLUMNS)),
+            values=sql.SQL(", ").join([sql.Placeholder()] * len(F.SCORE_COLUMNS)),
             id=sql.Identifier(F.ID_KEY),
+            updates=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+                for c in F.SCORE_COLUMNS
+                if c not in (F.ID_KEY, "model_name", "run_id")
+            ),
         )
         with _errors(self._url), self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany(
-                statement,
-                [
-                    (int(i), float(p), model_name, model_version, run_id)
-                    for i, p in zip(ids, probabilities)
-                ],
-            )
+            cur.executemany(statement, list(rows_))
 
     def clear_run(self, model_name: str, run_id: str) -> int:
         """Deletes a run's rows of one model, before the run writes them again: a rerun replaces
@@ -406,3 +410,23 @@ class ScoresTable:
     def close(self) -> None:
         """Closes the connection (every batch was committed in its own transaction)."""
         self._conn.close()
+
+
+@contextlib.contextmanager
+def scores_csv(url: str, table: str, run_id: str):
+    """A run's rows of a scores table (ScoresTable) as a binary CSV stream with a header of
+    F.SCORE_COLUMNS, in id order, valid inside the block.
+    """
+    from psycopg import sql
+
+    copy_sql = sql.SQL(
+        "COPY (SELECT {} FROM {} WHERE run_id = {} ORDER BY {}) "
+        "TO STDOUT (FORMAT csv, HEADER true)"
+    ).format(
+        sql.SQL(", ").join(map(sql.Identifier, F.SCORE_COLUMNS)),
+        sql.Identifier(*table.split(".")),
+        sql.Literal(run_id),
+        sql.Identifier(F.ID_KEY),
+    )
+    with connect(url, autocommit=True) as conn, _errors(url), conn.cursor().copy(copy_sql) as copy:
+        yield io.BufferedReader(_CopyStream(copy), 1 << 20)
