@@ -29,8 +29,10 @@ from tf_cartola.contract import config as config_lib
 
 EXIT_STATUS = (
     "0 backtested, 2 bad arguments, config or input, or workers that cannot start "
-    "(--worker_start_timeout)"
+    "(--worker_start_timeout), 3 no scores where --scores (or --db and --run_id) point: nothing "
+    "to backtest"
 )
+EXIT_NO_SCORES = 3
 log = logging.getLogger("beam_jobs.backtest")
 
 
@@ -127,7 +129,13 @@ def _show(record: dict, passed: bool) -> None:
 
 def main(argv=None) -> int:
     """The command-line entry point: returns the exit status."""
-    return job_cli.main(_parser(), run, argv, _show)
+    from beam_jobs.jobs import backtest as backtest_job
+
+    try:
+        return job_cli.main(_parser(), run, argv, _show)
+    except backtest_job.NoScores as e:
+        print(f"nothing to backtest: {e}", file=sys.stderr)
+        return EXIT_NO_SCORES
 
 
 if __name__ == "__main__":

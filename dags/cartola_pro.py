@@ -1,5 +1,5 @@
-"""The monthly retrain of the Cartola PRO model, as an Airflow DAG: validate -> preprocess -> train
--> score -> summary.
+"""The monthly retrain of the Cartola PRO model, as an Airflow DAG: validate -> backtest ->
+preprocess -> train -> score -> summary.
 
 Each task runs one of the project's command lines in the project's own environment (`python`,
 default the repository's .venv), never in Airflow's: TensorFlow and Airflow do not share an
@@ -9,11 +9,11 @@ that month alone.
 
 Exit statuses decide what happens next:
 - validate, preprocess: 1 (anomalies) fails the task at once, without retries; the log holds the
-  anomaly
-  table and the report's path, nothing downstream runs and nothing is pushed;
+  anomaly table and the report's path, nothing downstream runs and nothing is pushed;
+- backtest: 3 (no scores of last month, as in month one) is nothing to backtest, not a failure;
 - train: 1 (not blessed) is a decision, not a failure, as is "nothing changed": the run goes on and
-  scores
-  with the version served;
+  scores with the version served;
+- 2 (bad arguments, config or input) fails at once, without retries;
 - anything else that is not 0 (a database not up yet, a worker lost) is retried with back-off.
 """
 
@@ -41,7 +41,8 @@ EXIT_ARGUMENTS = 2  # Every CLI: bad arguments, config or input. A retry would f
 # never by a run's conf.
 PYTHON_VARIABLE = "cartola_python"  # The project's interpreter (default: the repository's .venv).
 ALERT_VARIABLE = "cartola_alert_command"  # A shell command; a failure's message on its stdin.
-STEPS = ("validate", "preprocess", "train", "score")  # Then the summary.
+STEPS = ("validate", "backtest", "preprocess", "train", "score")  # Then the summary.
+EXIT_NO_SCORES = 3  # beam_jobs.backtest: no scores of last month, nothing to backtest.
 TASK_TIMEOUT = datetime.timedelta(hours=6)  # One job, even at 10M rows on Dataflow.
 RUN_TIMEOUT = datetime.timedelta(hours=20)  # A hung month never blocks the next one.
 
@@ -90,13 +91,13 @@ def _run_dir(params: dict, ds: str) -> str:
     return posixpath.join(_path(params["work_dir"]), ds)
 
 
-def _input_flags(params: dict) -> list:
-    """A Beam job's input flags (`input` rendered as a template on the run's data interval), and
-    the runner's (`beam_args`: DirectRunner when empty).
+def _input_flags(params: dict, flag: str = "--input") -> list:
+    """A Beam job's input flags (`input` rendered as a template on the run's data interval, given
+    as `flag`), and the runner's (`beam_args`: DirectRunner when empty).
     """
     context = get_current_context()
     source = context["task"].render_template(params["input"], context)
-    flags = ["--input", source if "://" in source else _path(source)]
+    flags = [flag, source if "://" in source else _path(source)]
     for key in ("table", "query"):
         if params.get(key):
             flags += [f"--{key}", params[key]]
@@ -167,6 +168,65 @@ def validate(params: dict, ds: str) -> str:
     return "passed"
 
 
+def _month_before(ds: str, months: int = 1) -> str:
+    return pendulum.parse(ds).subtract(months=months).to_date_string()
+
+
+def _scores_prefix(params: dict, ds: str) -> str:
+    """The score task's CSV shards' prefix of a run date (with a folder as the scores param)."""
+    return posixpath.join(_path(params["scores"]), ds, "scores")
+
+
+def _backtest_record(params: dict, ds: str) -> str:
+    return posixpath.join(_run_dir(params, ds), "backtest", "backtest.json")
+
+
+def _scores_flags(params: dict, ds: str) -> list:
+    """beam_jobs.backtest's flags for last month's scores and, when they exist, the month before's
+    (the score drift).
+    """
+    last, before = _month_before(ds), _month_before(ds, 2)
+    if params["scores"].startswith("postgresql://"):
+        return ["--db", params["scores"], "--scores_table", params["scores_table"]] + [
+            "--run_id",
+            last[:7],
+            "--previous_run_id",
+            before[:7],
+        ]
+    flags = ["--scores", _scores_prefix(params, last)]
+    if _exists(_scores_prefix(params, before) + ".manifest.json"):
+        flags += ["--previous_scores", _scores_prefix(params, before)]
+    return flags
+
+
+def backtest(params: dict, ds: str) -> str:
+    """Last month's scores against this month's input: the served model's realized KS, conversion
+    by decile, PSI (beam_jobs.backtest). Month one has nothing to backtest. A realized KS below
+    blessing.min_ks alerts, and the run goes on: it is a finding for people, not a failure.
+    """
+    record = _backtest_record(params, ds)
+    status, _ = _cli(
+        params,
+        "beam_jobs.backtest",
+        *_scores_flags(params, ds),
+        *_input_flags(params, "--labels"),
+        *_serving_flags(params),
+        "--output_dir",
+        posixpath.dirname(record),
+    )
+    if status == EXIT_NO_SCORES:
+        return f"nothing to backtest: no scores of {_month_before(ds)[:7]}"
+    _check(status, "backtest")
+    found = _read_json(record)
+    if found["realized"] and found["realized"]["below_min_ks"]:
+        _alert(
+            f"cartola_pro_monthly {ds}: the served model's realized KS "
+            f"{found['realized']['ks']['value']:.3f} on {found['run_id']}'s scores is below "
+            f"blessing.min_ks {found['realized']['min_ks']} ({record})"
+        )
+    return record
+
+
 def preprocess(params: dict, ds: str) -> str:
     """The preprocess task: `beam_jobs.preprocess` on the month's input; returns its output
     folder.
@@ -205,6 +265,7 @@ def train(params: dict, ds: str) -> str:
         "--run_id",
         ds[:7],
         *(["--force"] if params.get("force") else []),
+        *_if_exists("--backtest", _backtest_record(params, ds)),
     )
     _check(status, "train", decisions=(EXIT_NOT_BLESSED,))
     if status == EXIT_NOT_BLESSED:
@@ -225,6 +286,7 @@ def score(params: dict, ds: str) -> str:
         if scores.startswith("postgresql://")
         else ["--output", posixpath.join(_path(scores), ds, "scores")]
     )
+    targets = ["--targets", str(params["targets"])] if params.get("targets") else []
     status, _ = _cli(
         params,
         "beam_jobs.score",
@@ -233,9 +295,33 @@ def score(params: dict, ds: str) -> str:
         "--run_id",
         ds[:7],
         *out,
+        *targets,
+        *(_if_exists("--backtest", _backtest_record(params, ds)) if targets else []),
     )
     _check(status, "score")
     return out[1]
+
+
+def _if_exists(flag: str, path: str) -> list:
+    return [flag, path] if _exists(path) else []
+
+
+def _backtest_summary(params: dict, ds: str):
+    """The backtest's findings the summary shows, or None when there was none."""
+    found = _read_json(_backtest_record(params, ds))
+    if found is None:
+        return None
+    top = found["deciles"][0]["conversion_rate"] if found["deciles"] else None
+    realized = found["realized"]
+    return {
+        "scores_of": found["run_id"],
+        "model": found["model"],
+        "realized_ks": realized["ks"] if realized else None,
+        "below_min_ks": bool(realized and realized["below_min_ks"]),
+        "top_decile_conversion": top,
+        "psi": found["score_drift"]["psi"] if found["score_drift"] else None,
+        "record": _backtest_record(params, ds),
+    }
 
 
 def summary(params: dict, ds: str, ti, dag_run) -> dict:
@@ -267,6 +353,7 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
         "served_version": _served_version(params),
         "report": posixpath.join(run, "train", "report.html") if blessing else None,
         "scores": ti.xcom_pull(task_ids="score"),
+        "backtest": _backtest_summary(params, ds),
     }
     print("summary:", json.dumps(record, sort_keys=True))
     if any(state != "success" for state in states.values()):
@@ -310,10 +397,14 @@ def alert(context) -> None:
     https://chat.example/hook`), given to it on its stdin.
     """
     ti = context["task_instance"]
-    message = (
+    _alert(
         f"{ti.dag_id} {context['run_id']}: task {ti.task_id} failed (try {ti.try_number}): "
         f"{context.get('exception')}"
     )
+
+
+def _alert(message: str) -> None:
+    """Logs the message and gives it to the `cartola_alert_command` Variable's command, if any."""
     print("alert:", message)
     command = Variable.get(ALERT_VARIABLE, default_var="")
     if command:
@@ -375,6 +466,13 @@ with DAG(
             description="features whose anomalies and drift this run accepts, on purpose",
         ),
         "accepted_by": Param("", type="string", description="who accepts them"),
+        "targets": Param(
+            0,
+            type="integer",
+            minimum=0,
+            description="the score task also writes a target list of this many users not PRO "
+            "at scoring time, with expected conversions from this month's backtest (0: none)",
+        ),
         "force": Param(
             False,
             type="boolean",
@@ -386,7 +484,7 @@ with DAG(
 ) as dag:
     steps = [
         PythonOperator(task_id=fn.__name__, python_callable=fn)
-        for fn in (validate, preprocess, train, score)
+        for fn in (validate, backtest, preprocess, train, score)
     ]
     # It runs whatever became of the others, and says what failed and where.
     steps.append(

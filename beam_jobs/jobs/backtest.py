@@ -36,6 +36,10 @@ SCORES, LABELS = "scores", "labels"
 RECORD, PAGE = "backtest.json", "backtest.html"
 
 
+class NoScores(LookupError):
+    """No scores where the job was told to look: nothing to backtest (yet)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Scores:
     """Where a run's scores are: CSV files (a prefix of shards, a path or a glob), or a run's rows
@@ -50,7 +54,7 @@ class Scores:
         """The files (or the table run) to read, each one element.
 
         Raises:
-          FileNotFoundError: no file matches, as a path, a glob or a prefix of shards.
+          NoScores: no file matches, as a path, a glob or a prefix of shards.
         """
         if postgres.is_database(self.location):
             if not self.run_id:
@@ -61,7 +65,7 @@ class Scores:
             found = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
             if found:
                 return found
-        raise FileNotFoundError(f"no scores match {self.location!r} (a path, glob or prefix)")
+        raise NoScores(f"no scores match {self.location!r} (a path, glob or prefix)")
 
     def shown(self) -> str:
         """The scores as the record shows them (a database URL without its password)."""
@@ -247,8 +251,11 @@ def _model_record(
     """(the model, the run id, the KS the model had at training) of the scores' one run.
 
     Raises:
+      NoScores: no rows (a table without that run).
       rows.InputError: the scores hold several runs or models.
     """
+    if not runs:
+        raise NoScores("no scores of that run: nothing to backtest")
     if len(runs) != 1:
         shown = ", ".join(f"{n} v{v} run {r}" for n, v, r in runs[:5]) or "none"
         raise rows_lib.InputError(
@@ -292,6 +299,7 @@ def backtest(
       encoding: a CSV labels input's text encoding.
 
     Raises:
+      NoScores: no scores where `scores` points.
       rows.InputError, FileNotFoundError: an input cannot be read as the backtest needs it.
     """
     started = time.perf_counter()

@@ -44,14 +44,15 @@ def airflow_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def months(tmp_path_factory):
-    """Three months of users (the same ids each month, as a monthly export has): two clean, one
-    shifted."""
+    """Four months of the same users (synthetic.next_month: a few gone and new, some converting,
+    some churning): three clean, and a fourth shifted."""
     folder = tmp_path_factory.mktemp("months")
+    frames = [synthetic.generate(ROWS, 21)]
+    for seed in (22, 23, 24):
+        frames.append(synthetic.next_month(frames[-1], seed))
+    frames[3] = synthetic.shift_mean(frames[3], "escalacoes", 0.5, np.random.default_rng(0))
     paths = {}
-    for month, seed in ((1, 21), (2, 22), (3, 23)):
-        frame = synthetic.generate(ROWS, seed)
-        if month == 3:
-            frame = synthetic.shift_mean(frame, "escalacoes", 0.5, np.random.default_rng(0))
+    for month, frame in enumerate(frames, 1):
         paths[month] = str(folder / f"users-{month}.csv")
         synthetic.write_csv(frame, paths[month])
     return paths
@@ -151,7 +152,7 @@ def test_the_dag_loads_with_no_import_errors_and_passes_airflows_checks(airflow_
     )
     assert done.returncode == 0, done.stderr[-3000:]
     [order] = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("order:")]
-    assert order == ["validate", "preprocess", "train", "score", "summary"]
+    assert order == ["validate", "backtest", "preprocess", "train", "score", "summary"]
     listed = subprocess.run(
         [AIRFLOW, "dags", "list", "-o", "json"],
         env=airflow_env,
@@ -162,10 +163,10 @@ def test_the_dag_loads_with_no_import_errors_and_passes_airflows_checks(airflow_
     assert DAG_ID in {d["dag_id"] for d in _json(listed.stdout)}
 
 
-def test_two_clean_months_push_and_score_and_a_shifted_one_stops_at_validate(
+def test_three_months_of_the_same_users_each_backtest_the_last_and_a_shifted_one_stops(
     airflow_env, months, tmp_path
 ):
-    conf = _conf(tmp_path)
+    conf = _conf(tmp_path, targets=300)
 
     first = _dags_test(airflow_env, "2026-01-01", {**conf, "input": months[1]})
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -177,24 +178,42 @@ def test_two_clean_months_push_and_score_and_a_shifted_one_stops_at_validate(
         and scored["GLOBO_ID"].is_unique
         and set(scored["model_version"]) == {1}
     )
-    assert set(scored["run_id"]) == {"2026-01"}
+    assert set(scored["run_id"]) == {"2026-01"} and sorted(set(scored["decile"])) == [
+        *range(1, 11)
+    ]
+    summary = _summary(first.stdout + first.stderr)
+    assert summary["backtest"] is None  # Month one: no scores of last month.
 
-    second = _dags_test(airflow_env, "2026-02-01", {**conf, "input": months[2]})
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert set(_states(airflow_env, "2026-02-01").values()) == {"success"}
-    log = second.stdout + second.stderr
-    assert "summary:" in log and (
-        '"decision": "pushed version 2"' in log or '"decision": "nothing changed"' in log
-    )
+    for date, month in (("2026-02-01", 2), ("2026-03-01", 3)):
+        run = _dags_test(airflow_env, date, {**conf, "input": months[month]})
+        log = run.stdout + run.stderr
+        assert run.returncode == 0, log[-3000:]
+        assert set(_states(airflow_env, date).values()) == {"success"}
+        summary = _summary(log)
+        assert summary["decision"] == f"pushed version {month}", summary  # New data: trained.
+        backtest = summary["backtest"]
+        last = f"2026-0{month - 1}"
+        assert backtest["scores_of"] == last and backtest["model"]["version"] == month - 1
+        ks = backtest["realized_ks"]
+        assert ks["low"] <= ks["value"] <= ks["high"] and ks["value"] > 0.3
+        assert 0 < backtest["top_decile_conversion"] <= 1
+        assert (backtest["psi"] is None) == (month == 2)  # Month three has two runs of scores.
+        record = json.load(open(backtest["record"]))
+        assert record["rows"]["joined"] > 0.9 * ROWS and len(record["deciles"]) == 10
+        report = open(summary["report"]).read()
+        assert f"v{month - 1}&#x27;s scores of {last}, realized KS" in report
+        assert "Conversion by scoring decile" in report
+        targets = pd.read_csv(os.path.join(conf["scores"], date, "scores.targets.csv"))
+        assert len(targets) == 300 and targets["conversion_rate"].notna().all()
     served = _versions(conf["serving_dir"])[-1]
-    assert set(_scores(conf["scores"], "2026-02-01")["model_version"]) == {served}
+    assert set(_scores(conf["scores"], "2026-03-01")["model_version"]) == {served}
     before = {
         p: open(p, "rb").read() for p in glob.glob(os.path.join(conf["scores"], "*", "*.csv"))
     }
 
-    shifted = _dags_test(airflow_env, "2026-03-01", {**conf, "input": months[3]})
+    shifted = _dags_test(airflow_env, "2026-04-01", {**conf, "input": months[4]})
     assert shifted.returncode != 0
-    states = _states(airflow_env, "2026-03-01")
+    states = _states(airflow_env, "2026-04-01")
     assert states["validate"] == "failed" and states["preprocess"] == "upstream_failed", states
     log = shifted.stdout + shifted.stderr
     assert "escalacoes" in log and "DRIFT_DISTRIBUTION" in log and "the data has anomalies" in log
@@ -248,7 +267,7 @@ def test_people_steer_a_month_accept_backfill_force_and_a_failure_alerts_with_a_
     # The input as a template on the run's date: each run reads its own month's file.
     folder = tmp_path / "inputs"
     folder.mkdir()
-    for date, month in (("2026-01-01", 1), ("2026-02-01", 3)):
+    for date, month in (("2026-01-01", 1), ("2026-02-01", 4)):
         os.symlink(months[month], folder / f"users-{date}.csv")
     conf["input"] = str(folder / "users-{{ ds }}.csv")
     assert _dags_test(airflow_env, "2026-01-01", conf).returncode == 0

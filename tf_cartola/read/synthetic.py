@@ -47,6 +47,7 @@ _RESOLUTIONS = np.array(
 _RESOLUTION_P = np.array([0.26, 0.16, 0.08, 0.08, 0.05, 0.15, 0.09, 0.09, 0.04])
 
 log = logging.getLogger(__name__)
+CHUNK_ROWS = 1_000_000  # Above this, the CLI generates and writes a file in parts.
 
 
 def _coupled(rng, values: np.ndarray, latent: np.ndarray, rho: float) -> np.ndarray:
@@ -72,12 +73,13 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / x.std()
 
 
-def generate(rows: int, seed: int = 0) -> pd.DataFrame:
+def generate(rows: int, seed=0, first_id: int = 10_000_000) -> pd.DataFrame:
     """Generates `rows` synthetic users with the CSV columns of the feature contract.
 
     Args:
       rows: number of users.
-      seed: RNG seed; the same seed gives the same frame.
+      seed: RNG seed (an int, or a sequence of ints); the same seed gives the same frame.
+      first_id: the ids are distinct values of first_id + 3k, k < 3 x rows.
 
     Returns:
       A DataFrame with columns `features.CSV_COLUMNS`; missing cells are NaN / None.
@@ -120,9 +122,9 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         {
-            F.ID_KEY: rng.permutation(
-                np.arange(10_000_000, 10_000_000 + 3 * n, 3, dtype=np.int64)
-            )[:n],
+            F.ID_KEY: rng.permutation(np.arange(first_id, first_id + 3 * n, 3, dtype=np.int64))[
+                :n
+            ],
             F.LABEL_KEY: label,
             "anos_como_pro": anos_como_pro,
             "anos_desde_criacao": criacao,
@@ -250,9 +252,24 @@ def set_missing(frame: pd.DataFrame, column: str, share: float, rng) -> pd.DataF
     return frame
 
 
-def write_csv(frame: pd.DataFrame, path: str) -> None:
-    """Writes a generated frame as CSV; missing cells are empty."""
-    frame.to_csv(path, index=False, float_format="%.6g")
+def write_csv(frame: pd.DataFrame, path: str, mode: str = "w") -> None:
+    """Writes a generated frame as CSV (mode "a": appended, without a header); missing cells are
+    empty.
+    """
+    frame.to_csv(path, index=False, float_format="%.6g", mode=mode, header=mode == "w")
+
+
+def write_generated(rows: int, seed: int, path: str) -> None:
+    """Writes `generate(rows, seed)` as CSV; above CHUNK_ROWS rows, in parts of CHUNK_ROWS users
+    (part k drawn with the seed (seed, k) and ids of its own), so memory stays that of one part.
+    """
+    if rows <= CHUNK_ROWS:
+        write_csv(generate(rows, seed), path)
+        return
+    for k, start in enumerate(range(0, rows, CHUNK_ROWS)):
+        part = generate(min(CHUNK_ROWS, rows - start), (seed, k), 10_000_000 + 3 * start)
+        write_csv(part, path, "w" if k == 0 else "a")
+        log.info("wrote %d of %d rows", start + len(part), rows)
 
 
 def main(argv=None) -> int:
@@ -280,10 +297,12 @@ def main(argv=None) -> int:
     if args.next_month_of:
         previous = pd.read_csv(args.next_month_of, dtype={F.PIXELS: object})
         frame = next_month(previous, args.seed)
+        write_csv(frame, args.out)
+        rows = len(frame)
     else:
-        frame = generate(args.rows, args.seed)
-    write_csv(frame, args.out)
-    log.info("wrote %d rows to %s in %.2f s", len(frame), args.out, time.perf_counter() - start)
+        write_generated(args.rows, args.seed, args.out)
+        rows = args.rows
+    log.info("wrote %d rows to %s in %.2f s", rows, args.out, time.perf_counter() - start)
     return 0
 
 

@@ -62,6 +62,11 @@ def main(argv=None) -> int:
         help="train and push even when a pushed version was made of the same data and config, "
         "or the data is older than the served version's (recorded)",
     )
+    parser.add_argument(
+        "--backtest",
+        help="the served model's latest backtest.json (beam_jobs.backtest): its verdict and "
+        "section go into the report",
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
     from tf_cartola.inspect import report
@@ -94,6 +99,7 @@ def main(argv=None) -> int:
                 result["run_dir"],
                 result["labels"],
                 result["scores"],
+                backtest=args.backtest,
             )
     if result.get("nothing_changed"):
         print(
