@@ -106,11 +106,12 @@ class ReadScoresFn(beam.DoFn):
             }
             for triple in made_by:
                 yield beam.pvalue.TaggedOutput(self.MADE_BY, triple)
+            # Narrow types: at 10M rows both months are held at once, grouped by bucket.
             yield campaign.Scored(
                 batch.column(F.ID_KEY).to_numpy(),
-                campaign.written(batch.column("pro_probability").to_numpy()),
-                batch.column(F.LABEL_KEY).to_numpy(zero_copy_only=False),
-                batch.column(F.DECILE).to_numpy(zero_copy_only=False),
+                campaign.written(batch.column("pro_probability").to_numpy()).astype(np.int32),
+                batch.column(F.LABEL_KEY).to_numpy(zero_copy_only=False).astype(np.float32),
+                batch.column(F.DECILE).to_numpy(zero_copy_only=False).astype(np.int8),
             )
 
 
@@ -180,7 +181,7 @@ class GatherFn(beam.CombineFn):
 
 def _findings(gathered: dict, cfg, with_previous: bool) -> dict:
     def micro(parts):
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
     return backtest_lib.summarize(
         gathered["counts"],

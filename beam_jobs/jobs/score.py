@@ -153,7 +153,7 @@ class RawBatchModelHandler(inference.ModelHandler):
 
 class DecileCutsFn(beam.CombineFn):
     """The run's decile cuts (campaign.decile_cuts) from all its scored batches: the ids and
-    written scores are gathered (16 bytes a row), sorted once.
+    written scores are gathered (12 bytes a row) and the cuts selected, not sorted.
     """
 
     def create_accumulator(self):

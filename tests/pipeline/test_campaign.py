@@ -238,3 +238,36 @@ def test_a_target_lists_expected_conversions_hold_against_the_generators_next_mo
         errors.append((realized - expected["value"]) / (expected["high"] - expected["low"]) * 3.92)
     assert inside >= 4, errors  # A 95% interval: 5 seeds all but one inside, at least.
     assert abs(np.mean(errors)) < 1.5, errors  # Unbiased: standardized errors centre on 0.
+
+
+def test_a_run_in_a_scores_table_backtests_against_a_table_as_its_csv_shards_do(
+    serving_dir, small_csv, pg_env, tmp_path
+):
+    from tf_cartola.read import local_postgres
+
+    month = synthetic.next_month(pd.read_csv(small_csv), seed=5)
+    month.to_csv(tmp_path / "next.csv", index=False)
+    local_postgres.load_csv(pg_env.url, pg_env.password, "next_month", str(tmp_path / "next.csv"))
+    _score(serving_dir, small_csv, tmp_path / "s", "--db", pg_env.url, "--scores_table", "camp")
+    common = ["--config", CONFIG, "--serving_dir", serving_dir]
+    from_files = backtest.run(
+        [*common, "--scores", str(tmp_path / "s"), "--labels", str(tmp_path / "next.csv")]
+        + ["--output_dir", str(tmp_path / "files")]
+    )
+    from_tables = backtest.run(
+        [*common, "--db", pg_env.url, "--scores_table", "camp", "--run_id", "2026-11"]
+        + ["--labels", pg_env.url, "--table", "next_month", "--output_dir", str(tmp_path / "db")]
+    )
+    for key in ("model", "run_id", "rows", "realized", "deciles", "converted"):
+        assert from_tables[key] == from_files[key], key
+    assert from_files["rows"]["joined"] > 0.9 * len(month)
+    # A run the table does not hold: nothing to backtest (exit status 3).
+    done = subprocess.run(
+        [sys.executable, "-m", "beam_jobs.backtest", *common, "--db", pg_env.url]
+        + ["--scores_table", "camp", "--run_id", "1999-01", "--labels", str(tmp_path / "next.csv")]
+        + ["--output_dir", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 3 and "nothing to backtest" in done.stderr, done.stderr

@@ -29,7 +29,6 @@ from scipy import stats
 
 from tf_cartola.common import files
 from tf_cartola.contract import features as F
-from tf_cartola.evaluate import metrics
 from tf_cartola.read import csv_reader
 
 DECIMALS = 6
@@ -37,8 +36,8 @@ DECILES = 10
 
 
 def written(probabilities) -> np.ndarray:
-    """The scores as the outputs write them: rounded to DECIMALS places (int64 millionths)."""
-    return np.rint(np.asarray(probabilities, np.float64) * 10**DECIMALS).astype(np.int64)
+    """The scores as the outputs write them: rounded to DECIMALS places (int32 millionths)."""
+    return np.rint(np.asarray(probabilities, np.float64) * 10**DECIMALS).astype(np.int32)
 
 
 def as_probability(micro: np.ndarray) -> np.ndarray:
@@ -52,8 +51,8 @@ class Scored(typing.NamedTuple):
     """Scored rows as the outputs hold them, column by column."""
 
     ids: np.ndarray  # int64 GLOBO_IDs.
-    micro: np.ndarray  # int64 written scores (`written`).
-    pro_target: np.ndarray  # float64 label at scoring time, NaN where unknown.
+    micro: np.ndarray  # int32 written scores (`written`).
+    pro_target: np.ndarray  # float32 label at scoring time, NaN where unknown.
     decile: typing.Optional[np.ndarray] = None  # int8 1..10, once the run's cuts are known.
 
     def csv_lines(self, made_by: str) -> str:
@@ -103,15 +102,16 @@ def of_batch(batch, probabilities) -> Scored:
         else np.full(batch.num_rows, np.nan)
     )
     return Scored(
-        csv_reader.dense_column(batch, F.ID_KEY).astype(np.int64), written(probabilities), label
+        csv_reader.dense_column(batch, F.ID_KEY).astype(np.int64),
+        written(probabilities),
+        label.astype(np.float32),
     )
 
 
 def concatenate(parts: typing.Sequence[Scored]) -> Scored:
     """Batches of scored rows as one."""
     if not parts:
-        empty = np.zeros(0, np.int64)
-        return Scored(empty, empty, np.zeros(0))
+        return Scored(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
     columns = list(zip(*parts))
     return Scored(*(None if column[0] is None else np.concatenate(column) for column in columns))
 
@@ -119,26 +119,35 @@ def concatenate(parts: typing.Sequence[Scored]) -> Scored:
 class Cuts(typing.NamedTuple):
     """The last row of each of deciles 1 to 9, in rank order: its written score and id."""
 
-    micro: np.ndarray  # [9] int64.
+    micro: np.ndarray  # [9] int32.
     ids: np.ndarray  # [9] int64.
 
 
 def decile_cuts(micro: np.ndarray, ids: np.ndarray) -> Cuts:
-    """A whole run's cuts, from its written scores and ids (one sort of the run)."""
-    micro, ids = np.asarray(micro, np.int64), np.asarray(ids, np.int64)
-    if not len(micro):
-        return Cuts(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    order = np.lexsort((ids, -micro))
-    ranked = metrics.deciles(micro, ids)[order]
-    last = np.searchsorted(ranked, np.arange(1, DECILES), side="right") - 1
-    return Cuts(micro[order][last], ids[order][last])
+    """A whole run's cuts, from its written scores and ids, without sorting the run: decile k ends
+    at rank floor(e_k), e_k being metrics.deciles' k-th rank edge, and the row at a rank is found
+    by selection on the score, then among the rows tied with it at that score, on the id.
+    """
+    micro, ids = np.asarray(micro, np.int32), np.asarray(ids, np.int64)
+    n = len(micro)
+    if not n:
+        return Cuts(np.zeros(0, np.int32), np.zeros(0, np.int64))
+    edges = np.quantile(np.arange(1, n + 1), np.linspace(0, 1, DECILES + 1))
+    positions = np.floor(edges[1:DECILES]).astype(np.int64) - 1  # 0-based, in rank order.
+    descending = -micro.astype(np.int64)
+    chosen = np.partition(descending, positions)[positions]
+    cut_ids = []
+    for position, value in zip(positions, chosen):
+        before = int(np.count_nonzero(descending < value))
+        tied = ids[descending == value]
+        cut_ids.append(np.partition(tied, position - before)[position - before])
+    return Cuts((-chosen).astype(np.int32), np.array(cut_ids, np.int64))
 
 
 def deciles_at(micro: np.ndarray, ids: np.ndarray, cuts: Cuts) -> np.ndarray:
     """The deciles (1..10, int8) of some of a run's rows, from the run's cuts: 1 plus the number of
     cuts a row ranks after.
     """
-    micro, ids = np.asarray(micro, np.int64), np.asarray(ids, np.int64)
     out = np.ones(len(micro), np.int8)
     for cut_micro, cut_id in zip(cuts.micro, cuts.ids):
         out += (micro < cut_micro) | ((micro == cut_micro) & (ids > cut_id))
