@@ -221,14 +221,14 @@ def test_a_target_lists_expected_conversions_hold_against_the_generators_next_mo
     _, result = trained
     inside, errors = 0, []
     for seed in range(5):
-        months = [synthetic.generate(20_000, seed=100 + seed)]
+        months = [synthetic.generate(10_000, seed=100 + seed)]
         for step in (1, 2):
             months.append(synthetic.next_month(months[-1], seed=200 + 10 * seed + step))
         first, second = (_ranked(m, result["export_dir"]) for m in months[:2])
         _, joined = backtest_lib.join(first, months[1][F.ID_KEY], months[1][F.LABEL_KEY])
         rates = {"deciles": backtest_lib.conversion_by_decile(joined)}
         pick = campaign.targetable(second.pro_target)
-        top = np.flatnonzero(pick)[campaign.top(second.micro[pick], second.ids[pick], 2000)]
+        top = np.flatnonzero(pick)[campaign.top(second.micro[pick], second.ids[pick], 1000)]
         # What the third month says of the targets still there (the backtest's rates are theirs).
         third = months[2].set_index(F.ID_KEY)[F.LABEL_KEY]
         there = top[np.isin(second.ids[top], third.index)]
@@ -240,6 +240,7 @@ def test_a_target_lists_expected_conversions_hold_against_the_generators_next_mo
     assert abs(np.mean(errors)) < 1.5, errors  # Unbiased: standardized errors centre on 0.
 
 
+@pytest.mark.e2e  # The table paths against the CSV paths, end to end (a score run, 2 backtests).
 def test_a_run_in_a_scores_table_backtests_against_a_table_as_its_csv_shards_do(
     serving_dir, small_csv, pg_env, tmp_path
 ):

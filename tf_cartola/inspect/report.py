@@ -22,6 +22,7 @@ import numpy as np
 from tf_cartola.common import cli, files
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import manifest as manifest_lib
+from tf_cartola.evaluate import backtest as backtest_lib
 from tf_cartola.train import metrics as metrics_lib
 from tf_cartola.validate import drift as drift_lib
 
@@ -698,7 +699,10 @@ def backtest_line(record: dict) -> typing.Tuple[bool, str]:
         )
     top = record["deciles"][0] if record["deciles"] else None
     if top and top["conversion_rate"] is not None:
-        parts.append(f"top decile converted {top['conversion_rate']:.1%}")
+        parts.append(
+            f"top decile converted {top['converted']} of {top['rows']} not PRO "
+            f"({top['conversion_rate']:.1%})"
+        )
     if record["score_drift"]:
         drift = record["score_drift"]
         parts.append(f"PSI {drift['psi']:.3f} ({drift['psi_reading']})")
@@ -750,7 +754,7 @@ def backtest_section(record: dict) -> str:
     table and a chart), the realized KS against the KS at training, and the score drift.
     """
     good, line = backtest_line(record)
-    rows = _table(("rows", "count"), list(record["rows"].items()))
+    rows = _table(("rows", "count"), [(k, record["rows"][k]) for k in backtest_lib.COUNTS])
     deciles = _table(
         ("decile", "not PRO at scoring", "converted", "conversion rate", "lift"),
         [
