@@ -107,6 +107,13 @@ def _input_flags(params: dict, flag: str = "--input") -> list:
 def _cli(params: dict, module: str, *args: str) -> tuple:
     """Runs `python -m module args` in the repository with the project's interpreter; its output
     goes to the task's log line by line. Returns (its exit status, its output lines).
+
+    The job stays in the task's process group, so whatever kills the task kills the job: Airflow's
+    own kill (a timeout, a task marked failed: SIGTERM then SIGKILL to the group) and a SIGKILL of
+    the whole group. Airflow's SubprocessHook (and so BashOperator and @task.bash) starts its
+    command with setsid, in a session of its own: a task killed with SIGKILL leaves that job
+    running, free to push a version after the run was stopped (tests/airflow/test_dag.py kills a
+    run so).
     """
     cmd = [_python(), "-m", module, *args]
     print("running:", " ".join(cmd), flush=True)
