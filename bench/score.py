@@ -25,7 +25,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from pipeline import ROOT, run_process  # noqa: E402  pylint: disable=wrong-import-position
+from pipeline import ROOT, run_process  # noqa: E402
 
 VARIANTS = ("job", "tfx_bsl", "client")
 TRAIN_ROWS = 20_000

@@ -188,8 +188,7 @@ def make_handler(
         def setup(self):
             super().setup()
             # Headers and body are separate writes: without this, Nagle's algorithm holds the body
-            # until the
-            # client's delayed ACK (40 ms) on a kept-alive connection.
+            # until the client's delayed ACK (40 ms) on a kept-alive connection.
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _reply(self, status: int, payload: dict) -> None:

@@ -94,8 +94,7 @@ def load_servable(
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph)
     # tf.compat.v1's loader is the session-based one; its deprecation notice is for training code,
-    # so it
-    # is kept out of the server's log.
+    # so it is kept out of the server's log.
     tf_log = tf.get_logger()
     level = tf_log.level
     tf_log.setLevel(logging.ERROR)
@@ -170,7 +169,7 @@ class ServableManager:
         return self
 
     def stop(self) -> None:
-        """Stops polling and unloads every version."""
+        """Stops polling; the loaded versions stay loaded (their sessions end with the process)."""
         self._stop.set()
         if self._thread:
             self._thread.join()

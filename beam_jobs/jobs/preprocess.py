@@ -70,7 +70,7 @@ def preprocess(
     options: PipelineOptions,
     infer_schema: bool = False,
     config: typing.Optional[config_lib.Config] = None,
-) -> dict:
+) -> manifest_lib.Manifest:
     """Runs every stage and writes `manifest.json`.
 
     The input is read once: one Beam pipeline types, splits, writes, computes statistics

@@ -126,7 +126,7 @@ def ReadAndSplitCsv(
     pipeline,
     parts,
     split_ratio=split.DEFAULT_RATIO,
-    read=read_csv_range,  # pylint: disable=invalid-name
+    read=read_csv_range,
     first_read: bool = True,
 ):
     """Reads ranges of CSV files (each file by its own header) or partitions of a table into
@@ -152,7 +152,7 @@ def ReadAndSplitCsv(
 
 
 @beam.ptransform_fn
-def ReadRows(pipeline, parts: typing.Sequence, read):  # pylint: disable=invalid-name
+def ReadRows(pipeline, parts: typing.Sequence, read):
     """Reads parts of the input with `read` (a picklable callable: element -> chunks) into
     {main: record batches, bad: quarantine records}.
 
@@ -189,7 +189,7 @@ class _CountDuplicatesFn(beam.DoFn):
 
 
 @beam.ptransform_fn
-def CountDuplicateIds(ids_by_bucket):  # pylint: disable=invalid-name
+def CountDuplicateIds(ids_by_bucket):
     """Counts user ids that appear in more than one row (counters duplicate_ids,
     duplicate_id_rows).
 
@@ -258,13 +258,13 @@ class _TFRecordBatchSink(filebasedsink.FileBasedSink):
 
 
 @beam.ptransform_fn
-def WriteTFRecordBatches(record_lists, prefix: str):  # pylint: disable=invalid-name
+def WriteTFRecordBatches(record_lists, prefix: str):
     """Writes lists of serialized records as gzipped TFRecord shards `prefix-*.tfrecord.gz`."""
     return record_lists | "WriteTFRecord" >> beam.io.Write(_TFRecordBatchSink(prefix))
 
 
 @beam.ptransform_fn
-def WriteExamples(record_batches, prefix: str, schema):  # pylint: disable=invalid-name
+def WriteExamples(record_batches, prefix: str, schema):
     """Writes record batches as gzipped TFRecord shards `prefix-*.tfrecord.gz` of tf.Examples.
 
     Args:
@@ -280,7 +280,7 @@ def WriteExamples(record_batches, prefix: str, schema):  # pylint: disable=inval
 
 
 @beam.ptransform_fn
-def WriteQuarantine(bad_rows, prefix: str):  # pylint: disable=invalid-name
+def WriteQuarantine(bad_rows, prefix: str):
     """Writes bad rows, with their source, line and reason, as JSON lines: nothing is lost."""
     return (
         bad_rows

@@ -53,11 +53,11 @@ def _environment(_) -> None:
     import sys
     from importlib import metadata
 
-    import tensorflow_data_validation  # noqa: F401  pylint: disable=unused-import
-    import tensorflow_transform  # noqa: F401  pylint: disable=unused-import
+    import tensorflow_data_validation  # noqa: F401
+    import tensorflow_transform  # noqa: F401
     from apache_beam.metrics import Metrics
 
-    import beam_jobs.shared.transforms  # noqa: F401  pylint: disable=unused-import
+    import beam_jobs.shared.transforms  # noqa: F401
     import tf_cartola
 
     found = {

@@ -50,7 +50,6 @@ def open_file(path: str, mode: str = "r") -> typing.IO:
     """
     if is_url(path):
         return _gfile().GFile(path, mode)
-    # pylint: disable=consider-using-with
     return open(path, mode, encoding=None if "b" in mode else "utf-8")
 
 
