@@ -561,6 +561,7 @@ def score(
                 targets,
             )
     counters = counters_lib.of(p.result)
+    deciles = _deciles(counters)
     rows = {
         "read": counters.get("rows_read", 0),
         "scored": counters.get("rows_scored", 0),
@@ -594,8 +595,8 @@ def score(
             "quarantine": _written(f"{quarantine}*.jsonl"),
             "table": f"{postgres.masked(db)} {scores_table}" if db else None,
         },
-        "deciles": _deciles(counters),
-        "targets": _targets(targets, _deciles(counters), backtest, campaign_options),
+        "deciles": deciles,
+        "targets": _targets(targets, deciles, backtest, campaign_options),
         "runner": {**runner, "not_reported": []},
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }

@@ -9,13 +9,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, eventually
 from tf_cartola.read import synthetic
 
 pytestmark = pytest.mark.airflow
@@ -95,6 +94,14 @@ def _states(env, date) -> dict:
         check=True,
     )
     return {t["task_id"]: t["state"] for t in _json(done.stdout)}
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def _conf(tmp_path, **params) -> dict:
@@ -245,7 +252,7 @@ def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplic
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
-    time.sleep(0.5)  # The killed task's children are gone with its process group.
+    eventually(lambda: _group_gone(proc.pid), "the killed run's processes gone with its group")
     assert not os.path.isdir(os.path.join(conf["serving_dir"], "cartola_pro")) or not _versions(
         conf["serving_dir"]
     )
