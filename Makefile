@@ -13,6 +13,8 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 DEMO_ROWS ?= 128000
+# The demo's data is of no month: the run id (tf_cartola.contract.months) is this one.
+DEMO_MONTH ?= $(shell date -u +%Y-%m)
 
 .PHONY: setup system-packages worker-env tfma-env airflow demo demo-db lint test test-e2e test-production test-airflow notebook clean
 
@@ -65,7 +67,7 @@ demo: $(STAMP)
 	mkdir -p data
 	$(PY) -m tf_cartola.read.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
 	$(PY) -m beam_jobs.preprocess --config configs/default.yaml
-	$(PY) -m tf_cartola.train --config configs/default.yaml
+	$(PY) -m tf_cartola.train --config configs/default.yaml --run_id $(DEMO_MONTH)
 	$(PY) -m serving.demo --config configs/default.yaml --csv data/cartola.csv
 
 # PostgreSQL at both ends: a throwaway server, users loaded with COPY, preprocess from the table,

@@ -26,8 +26,9 @@ import json
 import sys
 
 from beam_jobs import job_cli
-from tf_cartola.common import cli, timing
+from tf_cartola.common import cli
 from tf_cartola.contract import config as config_lib
+from tf_cartola.contract import months
 from tf_cartola.validate import scoring_checks
 
 EXIT_STATUS = (
@@ -65,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     scoring_checks.add_flags(parser)
     parser.add_argument(
         "--run_id",
-        help="the run's id, kept with every score; a rerun with the same id replaces "
-        "its rows in a table (default: this month, YYYY-MM)",
+        help="the month the data is of, YYYY-MM, kept with every score; a rerun with the same id "
+        "replaces its rows in a table (default: the month the input's names carry; required "
+        "when they carry none)",
     )
     campaign = parser.add_argument_group("a campaign's target list (README, Closing the loop)")
     campaign.add_argument(
@@ -108,6 +110,10 @@ def run(argv=None) -> dict:
         parser.error("--targets must be >= 0")
     if (args.value_per_conversion is None) != (args.cost_per_contact is None):
         parser.error("--value_per_conversion and --cost_per_contact go together")
+    try:
+        run_id = months.resolve(args.run_id, [] if "://" in args.input else [args.input])
+    except ValueError as e:
+        parser.error(str(e))
     config = config_lib.with_serving_flags(config_lib.load(args.config), args)
     model = score_job.find_model(config.serving, args.version, args.model_dir)
     cfg = config_lib.override(
@@ -119,7 +125,7 @@ def run(argv=None) -> dict:
         args.input,
         model,
         PipelineOptions(beam_args),
-        args.run_id or timing.this_month(),
+        run_id,
         args.output,
         args.db,
         args.scores_table,

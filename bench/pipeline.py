@@ -26,6 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+RUN_ID = "2026-01"  # The generated data is of no month: every run is given this one.
 BEAM_ARGS = {
     "ours": [],
     "ours_mp": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
@@ -84,6 +85,8 @@ def ours(csv: str, work: str, beam_args) -> dict:
             os.path.join(work, "serving"),
             "--run_dir",
             run_dir,
+            "--run_id",
+            RUN_ID,
         ],
         os.path.join(work, "train.log"),
     )
@@ -99,6 +102,8 @@ def ours(csv: str, work: str, beam_args) -> dict:
             os.path.join(work, "serving"),
             "--output",
             scores,
+            "--run_id",
+            RUN_ID,
             *beam_args,
         ],
         os.path.join(work, "score.log"),

@@ -25,7 +25,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from pipeline import ROOT, run_process  # noqa: E402
+from pipeline import ROOT, RUN_ID, run_process  # noqa: E402
 
 VARIANTS = ("job", "tfx_bsl", "client")
 TRAIN_ROWS = 20_000
@@ -71,6 +71,8 @@ def _model(csv: str, work: str) -> str:
             os.path.join(work, "serving"),
             "--run_dir",
             os.path.join(work, "train"),
+            "--run_id",
+            RUN_ID,
         ],
         cwd=ROOT,
         check=True,
@@ -161,6 +163,8 @@ def main(argv=None) -> int:
             model_dir,
             "--output",
             os.path.join(work, "job", "scores"),
+            "--run_id",
+            RUN_ID,
         ],
         "tfx_bsl": [
             sys.executable,
@@ -181,6 +185,8 @@ def main(argv=None) -> int:
             "--out",
             os.path.join(work, "client.csv"),
             "--no_progress",
+            "--run_id",
+            RUN_ID,
         ],
     }
     results = {}

@@ -35,10 +35,10 @@ import time
 import typing
 import urllib.parse
 
-from tf_cartola.common import cli, files, timing
+from tf_cartola.common import cli, files
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
-from tf_cartola.contract import rows
+from tf_cartola.contract import months, rows
 from tf_cartola.evaluate import campaign
 from tf_cartola.export import served as served_lib
 from tf_cartola.read import csv_reader
@@ -343,8 +343,9 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
     )
     parser.add_argument(
         "--run_id",
-        help="the scoring run's id, kept with every score; a rerun with the same "
-        "id replaces its rows in a table (default: this month, YYYY-MM)",
+        help="the month the data is of, YYYY-MM, kept with every score; a rerun with the same id "
+        "replaces its rows in a table (default: the month the --csv name carries; required when "
+        "it carries none, and with --db)",
     )
     parser.add_argument(
         "--quarantine", help="bad rows (default: OUT.bad.jsonl, or SCORES_TABLE.bad.jsonl)"
@@ -397,6 +398,11 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
     if args.model_dir and not files.isdir(args.model_dir):
         print(f"error: no such model folder: {args.model_dir}", file=sys.stderr)
         return EXIT_INPUT
+    try:
+        run_id = months.resolve(args.run_id, [args.csv] if args.csv else [])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ARGUMENTS
     to_database = postgres.is_database(args.out)
     quarantine = args.quarantine or (
         f"{args.scores_table}.bad.jsonl" if to_database else args.out + ".bad.jsonl"
@@ -427,7 +433,7 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
                 chunks = postgres.read_all(args.db, args.table, args.query, required=needed)
             # Every request names the version, so each row is labelled with the one that answered
             # it; a version unloaded mid-run fails the run instead of being answered by another.
-            made_by = (args.model, version, args.run_id or timing.this_month())
+            made_by = (args.model, version, run_id)
             rules, about = _model_schema(args, needed[1:], made_by[1])
             checks = None if rules is None else Checks(rules, args.set_aside_invalid, source)
             if checks is None:

@@ -13,7 +13,7 @@ PGPASSWORD.
 import os
 import sys
 
-from tf_cartola.common import cli, files
+from tf_cartola.common import cli, files, timing
 from tf_cartola.contract import config as config_lib
 
 OUT = "runs/demo_db"
@@ -86,6 +86,8 @@ def main(argv=None) -> int:
                 "--scores_table",
                 "scores",
                 "--no_progress",
+                "--run_id",
+                timing.this_month(),  # The demo's users are of no month: this one stands in.
                 "--quarantine",
                 files.join(OUT, "scores.bad.jsonl"),
             ]

@@ -23,7 +23,7 @@ def _from_a_folder_of_its_own(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_csv(tmp_path_factory):
     """A generated CSV of a few thousand users."""
-    path = tmp_path_factory.mktemp("data") / "cartola.csv"
+    path = tmp_path_factory.mktemp("data") / "users-2026-01.csv"  # Its month: the run id.
     synthetic.write_csv(synthetic.generate(SMALL_ROWS, seed=11), str(path))
     return str(path)
 

@@ -177,6 +177,8 @@ def test_scores_are_upserted_once_per_user_with_the_latest_version(
                     "--out",
                     pg_env.url,
                     "--no_progress",
+                    "--run_id",
+                    "2026-01",
                 ]
             )
             == 0
@@ -211,6 +213,8 @@ def test_a_scorer_killed_midway_leaves_whole_batches_and_a_rerun_completes(
         "--batch_size",
         "50",
         "--no_progress",
+        "--run_id",
+        "2026-01",
     ]
     scorer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     count = 0
@@ -274,6 +278,8 @@ def test_no_password_in_logs_manifests_or_errors(
             "--out",
             with_password,
             "--no_progress",
+            "--run_id",
+            "2026-01",
             "-v",
         ],
     ]

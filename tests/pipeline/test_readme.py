@@ -53,8 +53,6 @@ def test_the_notebook_opens_what_the_walkthrough_writes():
     nb = nbformat.read(os.path.join(ROOT, "notebooks", "inspect_run.ipynb"), as_version=4)
     [parameters] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     defaults = dict(re.findall(r'^(PREPROCESS_DIR|RUN_DIR) = "([^"]+)"', parameters.source, re.M))
-    assert (
-        f"beam_jobs.preprocess --input my_users.csv --output_dir {defaults['PREPROCESS_DIR']}\n"
-        in walkthrough
-    )
+    preprocess = "beam_jobs.preprocess --input users-2026-01.csv --output_dir"
+    assert f"{preprocess} {defaults['PREPROCESS_DIR']}\n" in walkthrough
     assert f"--run_dir {defaults['RUN_DIR']}\n" in walkthrough

@@ -183,7 +183,7 @@ def test_bad_lines_are_set_aside_with_their_reasons_and_the_rest_is_scored(
 ):
     serving_dir, _ = served
     lines = open(small_csv).read().splitlines()
-    corrupt = tmp_path / "corrupt.csv"
+    corrupt = tmp_path / "corrupt-2026-01.csv"
     header = lines[0].split(",")
     broken = lines[5].split(",")
     broken[header.index("avg_3")] = "not-a-number"
@@ -220,7 +220,7 @@ def test_rows_outside_the_models_schema_are_counted_and_set_aside_when_asked(
     frame.loc[:4, "anos_como_pro"] = 42  # The schema's domain is 0-3.
     frame.loc[5:7, "avg_3"] = None  # Required: never empty in training.
     frame = pd.concat([frame, frame.iloc[[20, 21]]])  # Two users twice.
-    month = tmp_path / "month.csv"
+    month = tmp_path / "month-2026-01.csv"
     synthetic.write_csv(frame, str(month))
     args = ["--input", str(month), "--serving_dir", serving_dir]
     assert score.main([*args, "--output", str(tmp_path / "all")]) == 0
@@ -346,7 +346,7 @@ def test_a_windows_1252_byte_in_a_column_no_job_reads_sets_no_row_aside(
     row = lines[11].split(",")
     row[pixels] = "1920\u00d71080"  # Line 12: a DBMS export's "×", one byte in Windows-1252.
     lines[11] = ",".join(row)
-    path = tmp_path / "cp1252.csv"
+    path = tmp_path / "cp1252-2026-01.csv"
     path.write_bytes(("\n".join(lines) + "\n").encode("windows-1252"))
     common = ["--input", str(path), "--serving_dir", serving_dir]
     everything = {"read": len(lines) - 1, "scored": len(lines) - 1, "bad": 0, "set_aside": 0}
@@ -376,7 +376,7 @@ def test_a_run_that_sets_aside_most_rows_fails_naming_every_reason_and_the_encod
         cells = line.split(",")
         cells[column] = "\u00d7" if i % 3 else cells[column]  # Two rows in three.
         body.append(",".join(cells))
-    path = tmp_path / "cp1252.csv"
+    path = tmp_path / "cp1252-2026-01.csv"
     path.write_bytes(("\n".join([lines[0], *body]) + "\n").encode("windows-1252"))
     assert (
         score.main(

@@ -386,7 +386,7 @@ def test_client_cli_scores_a_csv_over_rest_and_grpc(served, records, tmp_path):
     server, _, loaded = served
     frame = synthetic.generate(120, seed=4).drop(columns=[F.LABEL_KEY]).astype(object)
     frame.loc[5, "escalacoes"] = "oops"
-    csv_path = tmp_path / "in.csv"
+    csv_path = tmp_path / "in-2026-01.csv"
     synthetic.write_csv(frame, str(csv_path))
     outs = []
     for flag, where in (("--rest", server.rest_url), ("--grpc", server.grpc_address)):
@@ -597,7 +597,7 @@ def test_the_client_needs_only_the_model_columns_and_says_what_it_wrote(served, 
     server, _, loaded = served
     needed = [F.ID_KEY, *export.used_raw_columns(F.FINAL_FEATURES)]
     frame = synthetic.generate(30, seed=5)[needed]
-    csv_path, out = tmp_path / "few.csv", tmp_path / "scores.csv"
+    csv_path, out = tmp_path / "few-2026-01.csv", tmp_path / "scores.csv"
     synthetic.write_csv(frame, str(csv_path))
     (tmp_path / "scores.csv.bad.jsonl").write_text("stale\n")
     assert (
@@ -630,7 +630,7 @@ def test_the_client_needs_only_the_model_columns_and_says_what_it_wrote(served, 
 
 def test_scoring_a_csv_over_rest_does_not_load_tensorflow(served, tmp_path):
     server, base, _ = served
-    csv_path, out = tmp_path / "users.csv", tmp_path / "scores.csv"
+    csv_path, out = tmp_path / "users-2026-01.csv", tmp_path / "scores.csv"
     synthetic.write_csv(synthetic.generate(20, seed=6), str(csv_path))
     code = (
         "import sys\n"
@@ -654,7 +654,7 @@ def test_scoring_a_csv_over_rest_does_not_load_tensorflow(served, tmp_path):
 @pytest.mark.parametrize("flag", ["--rest", "--grpc"])
 def test_the_client_exit_statuses_say_what_went_wrong(served, tmp_path, capsys, flag):
     server, _, _ = served
-    csv_path, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    csv_path, out = tmp_path / "in-2026-01.csv", tmp_path / "out.csv"
     synthetic.write_csv(synthetic.generate(5, seed=6), str(csv_path))
     good = server.rest_url if flag == "--rest" else server.grpc_address
     nobody = f"http://127.0.0.1:{free_port()}" if flag == "--rest" else f"127.0.0.1:{free_port()}"
@@ -688,7 +688,7 @@ def test_scoring_counts_rows_outside_the_models_schema_and_can_set_them_aside(
     frame = synthetic.generate(50, seed=8)
     frame.loc[:6, "anos_como_pro"] = 42  # The schema's domain is 0-3.
     frame = pd.concat([frame, frame.iloc[[10]]])  # One user twice.
-    csv_path, out = tmp_path / "month.csv", tmp_path / "scores.csv"
+    csv_path, out = tmp_path / "month-2026-01.csv", tmp_path / "scores.csv"
     synthetic.write_csv(frame, str(csv_path))
     base_args = ["--csv", str(csv_path), "--out", str(out), "--no_progress"]
     assert (
@@ -801,7 +801,7 @@ def test_the_client_scores_with_the_stable_version_of_a_canary_and_labels_rows_w
     )
     config_file = tmp_path / "canary.config"
     model_config.write(canary, str(config_file))
-    csv_path = tmp_path / "users.csv"
+    csv_path = tmp_path / "users-2026-01.csv"
     synthetic.write_csv(synthetic.generate(30, seed=8), str(csv_path))
     with LocalServer(canary, grpc_port=0, rest_port=0, poll_seconds=0.2) as server:
         address = server.rest_url if flag == "--rest" else server.grpc_address

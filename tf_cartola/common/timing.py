@@ -7,7 +7,7 @@ import typing
 
 
 def this_month() -> str:
-    """The current month (UTC) as YYYY-MM: the default id of a monthly scoring run."""
+    """The current month (UTC) as YYYY-MM: the run id of the demos, whose data is of no month."""
     return time.strftime("%Y-%m", time.gmtime())
 
 

@@ -17,6 +17,7 @@ import sys
 from tf_cartola.common import cli, files, timing
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import manifest as manifest_lib
+from tf_cartola.contract import months
 from tf_cartola.train import metrics as metrics_lib
 
 
@@ -54,7 +55,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--run_id",
         help="the data's month, YYYY-MM, recorded with the version (default: the month the "
-        "input's file names carry, if any); data older than the served version's is not pushed",
+        "input's file names carry; required when they carry none); data older than the served "
+        "version's is not pushed",
     )
     parser.add_argument(
         "--force",
@@ -74,8 +76,10 @@ def main(argv=None) -> int:
 
     try:
         config = config_lib.with_serving_flags(config_lib.load(args.config), args)
+        inputs = manifest_lib.load(args.preprocess_dir or config.preprocess.output_dir).inputs
+        run_id = months.resolve(args.run_id, [i["path"] for i in inputs])
         result = training.train(
-            config, args.preprocess_dir, None, args.run_dir, args.force, args.run_id
+            config, args.preprocess_dir, None, args.run_dir, args.force, run_id
         )
     except (
         config_lib.ConfigError,
