@@ -282,6 +282,8 @@ def test_drift_accepted_on_purpose_is_recorded_everywhere_and_anything_else_stil
                 str(tmp_path / "serving"),
                 "--run_dir",
                 str(tmp_path / "run"),
+                "--run_id",
+                "2026-02",
                 "--force",
             ]
         )
