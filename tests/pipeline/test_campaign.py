@@ -12,6 +12,7 @@ from sklearn import metrics as sk_metrics
 
 from beam_jobs import backtest, score
 from beam_jobs.shared import inputs as inputs_lib
+from serving import client
 from tests.helpers import CONFIG
 from tf_cartola.contract import features as F
 from tf_cartola.evaluate import campaign
@@ -75,18 +76,15 @@ def test_deciles_are_over_the_whole_run_and_the_client_gives_the_same_ones(
 
     client_out = tmp_path / "client.csv"
     export = f"{serving_dir}/cartola_pro/{manifest['model']['version']}"
-    done = subprocess.run(
-        [sys.executable, "-m", "serving.client", "--model_dir", export, "--csv", small_csv]
-        + ["--out", str(client_out), "--no_progress", "--batch_size", "333"],
-        capture_output=True,
-        text=True,
-        check=False,
+    status = client.main(
+        ["--model_dir", export, "--csv", small_csv, "--out", str(client_out), "--no_progress"]
+        + ["--batch_size", "333"]
     )
-    assert done.returncode == 0, done.stderr
-    client = pd.read_csv(client_out).set_index(F.ID_KEY).loc[job.index]
-    assert (client["decile"] == job["decile"]).all()
-    assert (client["pro_target"] == job["pro_target"]).all()
-    assert np.allclose(client["pro_probability"], job["pro_probability"], atol=1e-6)
+    assert status == 0
+    by_client = pd.read_csv(client_out).set_index(F.ID_KEY).loc[job.index]
+    assert (by_client["decile"] == job["decile"]).all()
+    assert (by_client["pro_target"] == job["pro_target"]).all()
+    assert np.allclose(by_client["pro_probability"], job["pro_probability"], atol=1e-6)
 
 
 def test_without_a_label_pro_target_is_empty_and_under_ten_rows_leave_deciles_empty(

@@ -126,6 +126,7 @@ def test_a_categorical_feature_is_one_test_however_many_values_it_has():
     assert shares.drifted and shares.kind == "DRIFT_CATEGORY_SHARE" and "'1x1'" in shares.current
 
 
+@pytest.mark.e2e  # Two preprocessing runs; the production test below fails a shift the same way.
 def test_a_shifted_csv_fails_the_job_naming_the_feature_and_a_clean_one_passes(
     preprocess_run, tmp_path
 ):

@@ -126,6 +126,7 @@ def _quarantined(out) -> list:
     return sorted((r["line"].split(",")[0], r["kind"], r["column"]) for r in records)
 
 
+@pytest.mark.e2e  # The table path against the CSV path, end to end (two preprocessing runs).
 def test_a_table_with_nulls_bad_values_and_text_columns_quarantines_what_the_csv_path_does(
     pg_env, tmp_path
 ):
