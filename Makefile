@@ -16,7 +16,7 @@ DEMO_ROWS ?= 128000
 # The demo's data is of no month: the run id (tf_cartola.contract.months) is this one.
 DEMO_MONTH ?= $(shell date -u +%Y-%m)
 
-.PHONY: setup system-packages worker-env tfma-env airflow demo demo-db lint test test-e2e test-production test-airflow notebook clean
+.PHONY: setup system-packages worker-env tfma-env s3-env airflow demo demo-db lint test test-e2e test-production test-airflow notebook clean
 
 setup: $(STAMP)
 
@@ -98,26 +98,35 @@ test-e2e: $(STAMP) system-packages
 	$(PY) -m pytest -q -m e2e
 
 # Airflow in an environment of its own (its pins: requirements-airflow.txt), SQLite as its database, its home
-# in .airflow/ (git ignores both). The DAG's tasks run the project's CLIs with .venv's interpreter.
+# in .airflow/ (git ignores both; the database is created or migrated on every `make airflow`). The DAG's tasks run the project's CLIs with .venv's interpreter.
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 airflow: $(AIRFLOW_STAMP) $(STAMP)
-	@echo "Airflow is ready (home $(AIRFLOW_HOME), SQLite). Run a month now, or start the scheduler and web UI:"
-	@echo "  dags/airflow.sh dags test cartola_pro_monthly 2026-01-01 -c '{\"input\": \"data/cartola.csv\"}'"
-	@echo "  dags/airflow.sh standalone"
+	$(AIRFLOW_VENV)/bin/airflow db migrate >/dev/null
+	@echo "Airflow is ready (home $(AIRFLOW_HOME), SQLite): dags/airflow.sh runs its commands (README, 'The monthly retrain in Airflow')"
 
 $(AIRFLOW_STAMP): requirements-airflow.txt
 	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r requirements-airflow.txt
-	$(AIRFLOW_VENV)/bin/airflow db migrate >/dev/null
 	touch $@
 
-# The DAG run for real by `airflow dags test` (three months, a killed task), from .venv's pytest.
-test-airflow: airflow
+# An S3 server for the object-store tests (moto's server mode, its pins: requirements-s3.txt) in an
+# environment of its own; the tests start it on loopback.
+S3_VENV := .venv-s3
+s3-env: $(S3_VENV)/.installed
+$(S3_VENV)/.installed: requirements-s3.txt
+	test -x $(S3_VENV)/bin/python || $(PYTHON) -m venv $(S3_VENV)
+	$(S3_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(S3_VENV)/bin/python -m pip install --quiet -r requirements-s3.txt
+	touch $@
+
+# The DAG run for real by `airflow dags test`, from .venv's pytest: months on local folders (a shifted
+# one, a killed task, people steering), and two on an S3 bucket with the jobs on a worker pool.
+test-airflow: airflow worker-env s3-env
 	$(PY) -m pytest -q -m airflow
 
 # Jupyter's front end is not needed by the tests (they run the notebook with nbclient).

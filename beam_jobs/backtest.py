@@ -68,14 +68,12 @@ def run(argv=None) -> dict:
     Raises:
       job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
     """
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from beam_jobs.jobs import backtest as backtest_job
     from beam_jobs.shared import inputs as inputs_lib
 
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)
-    job_cli.check_beam_flags(beam_args, parser)
+    options = job_cli.pipeline_options(beam_args, parser)
     if args.db and not args.run_id:
         parser.error("--db needs --run_id, the scored run")
     if args.previous_run_id and not args.db:
@@ -100,7 +98,7 @@ def run(argv=None) -> dict:
         scores,
         args.labels,
         args.output_dir,
-        PipelineOptions(beam_args),
+        options,
         cfg,
         previous,
         inputs_lib.DatabaseInput(
@@ -139,4 +137,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.leave(cli.run(main))

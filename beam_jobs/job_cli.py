@@ -14,10 +14,15 @@ class UnknownFlag(ValueError):
     """A flag neither the job nor Beam's PipelineOptions knows."""
 
 
-def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
-    """Raises UnknownFlag for a flag Beam would discard (it only logs them), naming the closest
-    known one.
+def pipeline_options(beam_args, parser: argparse.ArgumentParser):
+    """The job's Beam PipelineOptions, also given to Beam's filesystems: the job's own reads,
+    writes and clearing before and after its pipeline reach the stores the pipeline does (an S3
+    endpoint, credentials).
+
+    Raises:
+      UnknownFlag: for a flag Beam would discard (it only logs them), naming the closest known one.
     """
+    from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_jobs.shared import workers  # noqa: F401 (registers --worker_start_timeout)
@@ -35,6 +40,8 @@ def check_beam_flags(beam_args, parser: argparse.ArgumentParser) -> None:
         raise UnknownFlag(
             f"unknown flag --{unknown[0]}{hint}; see --help, and Beam's PipelineOptions"
         )
+    FileSystems.set_options(options)
+    return options
 
 
 def add_database_flags(parser: argparse.ArgumentParser) -> None:

@@ -79,15 +79,13 @@ def run(argv=None):
       job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
       AnomaliesFound: the data failed validation (everything is written first).
     """
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from beam_jobs.jobs import preprocess as preprocess_job
     from beam_jobs.shared.outputs import AnomaliesFound
     from tf_cartola.common import files
     from tf_cartola.inspect import report
 
     args, beam_args = _parser().parse_known_args(argv)
-    job_cli.check_beam_flags(beam_args, _parser())
+    options = job_cli.pipeline_options(beam_args, _parser())
     config = config_lib.with_serving_flags(config_lib.load(args.config), args)
     config = config_lib.override(
         config,
@@ -102,9 +100,7 @@ def run(argv=None):
         accepted_by=args.accepted_by,
     )
     try:
-        return preprocess_job.preprocess(
-            config.preprocess, PipelineOptions(beam_args), args.infer_schema, config
-        )
+        return preprocess_job.preprocess(config.preprocess, options, args.infer_schema, config)
     except AnomaliesFound as e:
         page = report.write_report(
             files.join(config.preprocess.output_dir, "report.html"), config.preprocess.output_dir
@@ -136,4 +132,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.leave(cli.run(main))

@@ -96,14 +96,12 @@ def run(argv=None) -> dict:
       job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
       score_job.NoModel: no model version where the flags point.
     """
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from beam_jobs.jobs import score as score_job
     from beam_jobs.shared import inputs as inputs_lib
 
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)
-    job_cli.check_beam_flags(beam_args, parser)
+    options = job_cli.pipeline_options(beam_args, parser)
     if not args.output and not args.db:
         parser.error("nowhere to write the scores: give --output and/or --db")
     if args.targets < 0:
@@ -124,7 +122,7 @@ def run(argv=None) -> dict:
     return score_job.score(
         args.input,
         model,
-        PipelineOptions(beam_args),
+        options,
         run_id,
         args.output,
         args.db,
@@ -170,4 +168,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.leave(cli.run(main))

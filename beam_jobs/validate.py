@@ -17,7 +17,6 @@ PipelineOptions. Prints the drift table; on anomalies, also their table.
 
 import argparse
 import json
-import sys
 
 from beam_jobs import job_cli
 from tf_cartola.common import cli
@@ -65,14 +64,12 @@ def run(argv=None) -> dict:
     Raises:
       baseline.BaselineError: no baseline (nothing served yet, or a directory without one).
     """
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from beam_jobs.jobs import validate as validation_job
     from beam_jobs.shared import inputs as inputs_lib
     from tf_cartola.validate import baseline as baseline_lib
 
     args, beam_args = _parser().parse_known_args(argv)
-    job_cli.check_beam_flags(beam_args, _parser())
+    options = job_cli.pipeline_options(beam_args, _parser())
     config = config_lib.with_serving_flags(config_lib.load(args.config), args)
     cfg = config_lib.override(
         config,
@@ -100,7 +97,7 @@ def run(argv=None) -> dict:
         args.input,
         baseline,
         args.output_dir,
-        PipelineOptions(beam_args),
+        options,
         args.format,
         cfg.drift_false_alarm_rate,
         cfg.max_bad_row_fraction,
@@ -134,4 +131,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.leave(cli.run(main))

@@ -255,12 +255,10 @@ def preprocess(params: dict, ds: str) -> str:
 def train(params: dict, ds: str) -> str:
     """Trains, blesses and pushes; returns the decision: "pushed version N", "not blessed",
     "nothing changed" (a pushed version was made of the same data and config: this month's rerun,
-    say) or "backfill: not pushed" (the served version's data is of a later month).
+    say) or "backfill: not pushed" (the served version's data is of a later month). A run that
+    trains nothing writes nothing: the month's folder keeps the record of the run that did.
     """
     run_dir = posixpath.join(_run_dir(params, ds), "train")
-    blessing = posixpath.join(run_dir, "blessing.json")
-    if _exists(blessing):
-        _filesystem(blessing)[0].rm(blessing)  # A rerun's decision is its own.
     status, out = _cli(
         params,
         "tf_cartola.train",
@@ -277,10 +275,10 @@ def train(params: dict, ds: str) -> str:
     _check(status, "train", decisions=(EXIT_NOT_BLESSED,))
     if status == EXIT_NOT_BLESSED:
         return "not blessed"
-    if any(line.startswith("backfill: not pushed") for line in out):
-        return "backfill: not pushed"
-    record = _read_json(blessing)
-    return "nothing changed" if record is None else f"pushed version {record['version']}"
+    for decision in ("backfill: not pushed", "nothing changed"):
+        if any(line.startswith(decision) for line in out):
+            return decision
+    return f"pushed version {_read_json(posixpath.join(run_dir, 'blessing.json'))['version']}"
 
 
 def score(params: dict, ds: str) -> str:
@@ -340,8 +338,10 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
     states = {t.task_id: t.state for t in dag_run.get_task_instances() if t.task_id != "summary"}
     failed = [task for task in STEPS if states.get(task) == "failed"]  # Not their downstream.
     manifest = _read_json(posixpath.join(run, "preprocess", "manifest.json"))
-    # None when nothing was trained (nothing changed, a backfill, or a failure before training).
-    blessing = _read_json(posixpath.join(run, "train", "blessing.json"))
+    decision = ti.xcom_pull(task_ids="train")
+    trained = decision is not None and decision.startswith(("pushed", "not blessed"))
+    # None when this run trained nothing (nothing changed, a backfill, a failure).
+    blessing = _read_json(posixpath.join(run, "train", "blessing.json")) if trained else None
     record = {
         "month": ds[:7],
         "states": states,
@@ -352,7 +352,7 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
         "accepted": (manifest or {}).get("accepted"),
         "force": bool(params.get("force")),
         "validate": ti.xcom_pull(task_ids="validate"),
-        "decision": ti.xcom_pull(task_ids="train"),
+        "decision": decision,
         "ks": blessing["metrics"]["ks"] if blessing else None,
         # The candidate against the served model: the difference, its interval and the rule.
         "verdict": blessing.get("verdict") if blessing else None,
@@ -422,7 +422,7 @@ with DAG(
     dag_id="cartola_pro_monthly",
     description="Validate, preprocess, train/bless/push and score every user, each month",
     schedule="@monthly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),  # Any month since can be backfilled.
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=RUN_TIMEOUT,

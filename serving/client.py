@@ -488,4 +488,4 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.leave(cli.run(main))

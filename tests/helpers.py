@@ -1,10 +1,14 @@
 """Helpers shared by test modules: where the repository is, reading a run's outputs back
 (TensorFlow only when used, so unit tests do not load it)."""
 
+import contextlib
 import glob
 import os
+import socket
+import subprocess
 import time
 
+from tf_cartola.common.loopback import free_port
 from tf_cartola.contract import features as F
 
 # The repository's root. Tests name its files from it, so they run from any directory.
@@ -89,3 +93,40 @@ def eventually(condition, what: str, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
         time.sleep(0.01)
+
+
+BEAM_POOL = "apache_beam.runners.worker.worker_pool_main"
+
+
+@contextlib.contextmanager
+def worker_pool(python: str, path_first: str, cwd: str, module: str = BEAM_POOL, env=None):
+    """A Beam worker pool (`module`: Beam's own, or beam_jobs.worker_pool; run by `python`) on a
+    free loopback port, started in `cwd` with `path_first` at the head of PATH (Beam's pool starts
+    each worker as `python` from PATH), no PYTHONPATH and `env` added; yields its address."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+        **(env or {}),
+    }
+    env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
+    with open(os.path.join(cwd, "pool.log"), "w") as log:
+        pool = subprocess.Popen(
+            [python, "-m", module, f"--service_port={port}"],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def listening() -> bool:
+        assert pool.poll() is None, f"the worker pool exited: see {log.name}"
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return True
+        return False
+
+    try:
+        eventually(listening, "the worker pool listening", timeout=60)
+        yield f"localhost:{port}"
+    finally:
+        pool.terminate()
+        pool.wait(timeout=30)

@@ -170,8 +170,9 @@ def preprocess(
         **{f"raw_{w}": layout.raw(w) + "*" for w in split.SPLITS},
         **{f"stats_{w}": layout.stats(w) for w in split.SPLITS},
         **{f"anomalies_{w}": layout.anomalies(w) for w in (*split.SPLITS, "input")},
-        "bad_rows": layout.path("bad_rows", "bad_rows") + "*",
     }
+    if counters.get("bad_rows", 0):  # No bad rows, no quarantine file (WriteQuarantine).
+        artifacts["bad_rows"] = layout.path("bad_rows", "bad_rows") + "*"
     if infer_schema:
         artifacts["schema_inferred"] = layout.path("schema_inferred.pbtxt")
     if failing and cfg.fail_on_anomalies:

@@ -281,9 +281,12 @@ def WriteExamples(record_batches, prefix: str, schema):
 
 @beam.ptransform_fn
 def WriteQuarantine(bad_rows, prefix: str):
-    """Writes bad rows, with their source, line and reason, as JSON lines: nothing is lost."""
+    """Writes bad rows, with their source, line and reason, as JSON lines: nothing is lost. No
+    bad rows, no file: Beam's S3 filesystem cannot write an empty one (apache/beam#21369).
+    """
     return (
         bad_rows
         | "ToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
-        | "WriteJsonLines" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+        | "WriteJsonLines"
+        >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl", skip_if_empty=True)
     )

@@ -206,3 +206,25 @@ def main(argv) -> None:
     os._exit(
         status
     )  # Threads waiting for a worker that never came would hold a normal exit forever.
+
+
+def serve_pool(port: int, beam_args: typing.Sequence[str] = ()):
+    """Starts a worker pool on `port` (every interface, as Beam's own) whose workers are threads of
+    this process, after making TensorFlow and Beam reach every object store (see
+    beam_jobs.worker_pool); returns its gRPC server.
+
+    Raises:
+      ValueError: a TensorFlow filesystem plugin is not installed.
+    """
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
+
+    from tf_cartola.common import files
+
+    files.reach(*(f"{scheme}://" for scheme in files.PLUGINS))
+    FileSystems.set_options(PipelineOptions(list(beam_args)))
+    address, server = BeamFnExternalWorkerPoolServicer.start(use_process=False, port=port)
+    log.info(
+        "worker pool listening at %s (workers are threads of process %d)", address, os.getpid()
+    )
+    return server

@@ -5,40 +5,19 @@ generated months."""
 import glob
 import json
 import os
-import re
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.airflow import runs
 from tests.helpers import ROOT, eventually
 from tf_cartola.read import synthetic
 
 pytestmark = pytest.mark.airflow
-AIRFLOW = os.path.join(ROOT, ".venv-airflow", "bin", "airflow")
-DAG_ID = "cartola_pro_monthly"
 ROWS = 3000
-
-
-@pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory):
-    if not os.access(AIRFLOW, os.X_OK):
-        pytest.fail(
-            "no .venv-airflow: `make airflow` builds it (`make test-airflow` runs these tests)"
-        )
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(ROOT, "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_VAR_CARTOLA_PYTHON": sys.executable,  # The Variable the tasks' interpreter is.
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -57,45 +36,6 @@ def months(tmp_path_factory):
     return paths
 
 
-def _json(stdout: str):
-    """The JSON an `airflow ... -o json` command printed, without Airflow's log lines around it."""
-    text = "\n".join(
-        line for line in stdout.splitlines() if not re.match(r"^\[\d{4}-", line)
-    ).strip()
-    return [] if text in ("", "No data found") else json.loads(text)
-
-
-def _dags_test(env, date, conf, **kwargs):
-    return subprocess.run(
-        [AIRFLOW, "dags", "test", DAG_ID, date, "-c", json.dumps(conf)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        **kwargs,
-        check=False,
-    )
-
-
-def _states(env, date) -> dict:
-    done = subprocess.run(
-        [
-            AIRFLOW,
-            "tasks",
-            "states-for-dag-run",
-            DAG_ID,
-            f"manual__{date}T00:00:00+00:00",
-            "-o",
-            "json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {t["task_id"]: t["state"] for t in _json(done.stdout)}
-
-
 def _group_gone(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -108,12 +48,6 @@ def _conf(tmp_path, **params) -> dict:
     """A run's conf: its folders under the test's own, and `params`."""
     folders = {"work_dir": "work", "serving_dir": "serving", "scores": "scores"}
     return {**{k: str(tmp_path / v) for k, v in folders.items()}, **params}
-
-
-def _summary(log: str) -> dict:
-    """The record the summary task logged."""
-    [line] = [line for line in log.splitlines() if "summary: {" in line]
-    return json.loads(line.split("summary: ", 1)[1])
 
 
 def _versions(serving_dir) -> list:
@@ -130,19 +64,19 @@ def _scores(folder, date) -> pd.DataFrame:
 
 def test_the_dag_loads_with_no_import_errors_and_passes_airflows_checks(airflow_env):
     errors = subprocess.run(
-        [AIRFLOW, "dags", "list-import-errors", "-o", "json"],
+        [runs.AIRFLOW, "dags", "list-import-errors", "-o", "json"],
         env=airflow_env,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert _json(errors.stdout) == []
+    assert runs.json_output(errors.stdout) == []
     checks = (
         "from airflow.models import DagBag\n"
         "from airflow.utils.dag_cycle_tester import check_cycle\n"
         f"bag = DagBag({os.path.join(ROOT, 'dags')!r}, include_examples=False)\n"
         "assert not bag.import_errors, bag.import_errors\n"
-        f"dag = bag.get_dag({DAG_ID!r})\n"
+        f"dag = bag.get_dag({runs.DAG_ID!r})\n"
         "dag.validate()\n"
         "dag.validate_schedule_and_params()\n"
         "check_cycle(dag)\n"
@@ -151,7 +85,7 @@ def test_the_dag_loads_with_no_import_errors_and_passes_airflows_checks(airflow_
         "print('order:', ' '.join(t.task_id for t in dag.topological_sort()))\n"
     )
     done = subprocess.run(
-        [os.path.join(os.path.dirname(AIRFLOW), "python"), "-c", checks],
+        [os.path.join(os.path.dirname(runs.AIRFLOW), "python"), "-c", checks],
         env=airflow_env,
         capture_output=True,
         text=True,
@@ -161,13 +95,13 @@ def test_the_dag_loads_with_no_import_errors_and_passes_airflows_checks(airflow_
     [order] = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("order:")]
     assert order == ["validate", "backtest", "preprocess", "train", "score", "summary"]
     listed = subprocess.run(
-        [AIRFLOW, "dags", "list", "-o", "json"],
+        [runs.AIRFLOW, "dags", "list", "-o", "json"],
         env=airflow_env,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert DAG_ID in {d["dag_id"] for d in _json(listed.stdout)}
+    assert runs.DAG_ID in {d["dag_id"] for d in runs.json_output(listed.stdout)}
 
 
 def test_three_months_of_the_same_users_each_backtest_the_last_and_a_shifted_one_stops(
@@ -175,9 +109,9 @@ def test_three_months_of_the_same_users_each_backtest_the_last_and_a_shifted_one
 ):
     conf = _conf(tmp_path, targets=300)
 
-    first = _dags_test(airflow_env, "2026-01-01", {**conf, "input": months[1]})
+    first = runs.dags_test(airflow_env, "2026-01-01", {**conf, "input": months[1]})
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert set(_states(airflow_env, "2026-01-01").values()) == {"success"}
+    assert set(runs.states(airflow_env, "2026-01-01").values()) == {"success"}
     assert _versions(conf["serving_dir"]) == [1]
     scored = _scores(conf["scores"], "2026-01-01")
     assert (
@@ -188,15 +122,15 @@ def test_three_months_of_the_same_users_each_backtest_the_last_and_a_shifted_one
     assert set(scored["run_id"]) == {"2026-01"} and sorted(set(scored["decile"])) == [
         *range(1, 11)
     ]
-    summary = _summary(first.stdout + first.stderr)
+    summary = runs.summary(first.stdout + first.stderr)
     assert summary["backtest"] is None  # Month one: no scores of last month.
 
     for date, month in (("2026-02-01", 2), ("2026-03-01", 3)):
-        run = _dags_test(airflow_env, date, {**conf, "input": months[month]})
+        run = runs.dags_test(airflow_env, date, {**conf, "input": months[month]})
         log = run.stdout + run.stderr
         assert run.returncode == 0, log[-3000:]
-        assert set(_states(airflow_env, date).values()) == {"success"}
-        summary = _summary(log)
+        assert set(runs.states(airflow_env, date).values()) == {"success"}
+        summary = runs.summary(log)
         assert summary["decision"] == f"pushed version {month}", summary  # New data: trained.
         backtest = summary["backtest"]
         last = f"2026-0{month - 1}"
@@ -218,9 +152,9 @@ def test_three_months_of_the_same_users_each_backtest_the_last_and_a_shifted_one
         p: open(p, "rb").read() for p in glob.glob(os.path.join(conf["scores"], "*", "*.csv"))
     }
 
-    shifted = _dags_test(airflow_env, "2026-04-01", {**conf, "input": months[4]})
+    shifted = runs.dags_test(airflow_env, "2026-04-01", {**conf, "input": months[4]})
     assert shifted.returncode != 0
-    states = _states(airflow_env, "2026-04-01")
+    states = runs.states(airflow_env, "2026-04-01")
     assert states["validate"] == "failed" and states["preprocess"] == "upstream_failed", states
     log = shifted.stdout + shifted.stderr
     assert "escalacoes" in log and "DRIFT_DISTRIBUTION" in log and "the data has anomalies" in log
@@ -236,7 +170,7 @@ def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplic
 ):
     conf = _conf(tmp_path, input=months[1])
     proc = subprocess.Popen(
-        [AIRFLOW, "dags", "test", DAG_ID, "2026-01-01", "-c", json.dumps(conf)],
+        [runs.AIRFLOW, "dags", "test", runs.DAG_ID, "2026-01-01", "-c", json.dumps(conf)],
         env=airflow_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -257,17 +191,14 @@ def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplic
         conf["serving_dir"]
     )
 
-    again = _dags_test(airflow_env, "2026-01-01", conf)
+    again = runs.dags_test(airflow_env, "2026-01-01", conf)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert _versions(conf["serving_dir"]) == [1]
-    rerun = _dags_test(airflow_env, "2026-01-01", conf)  # The same month again: nothing new.
-    assert rerun.returncode == 0 and '"decision": "nothing changed"' in rerun.stdout + rerun.stderr
     assert _versions(conf["serving_dir"]) == [1]
     scored = _scores(conf["scores"], "2026-01-01")
     assert len(scored) == ROWS and scored["GLOBO_ID"].is_unique
 
 
-def test_people_steer_a_month_accept_backfill_force_and_a_failure_alerts_with_a_summary(
+def test_people_steer_a_month_accept_a_forced_backfill_and_a_failure_alerts_with_a_summary(
     airflow_env, months, tmp_path
 ):
     conf = _conf(tmp_path)
@@ -277,25 +208,21 @@ def test_people_steer_a_month_accept_backfill_force_and_a_failure_alerts_with_a_
     for date, month in (("2026-01-01", 1), ("2026-02-01", 4)):
         os.symlink(months[month], folder / f"users-{date}.csv")
     conf["input"] = str(folder / "users-{{ ds }}.csv")
-    assert _dags_test(airflow_env, "2026-01-01", conf).returncode == 0
+    assert runs.dags_test(airflow_env, "2026-01-01", conf).returncode == 0
     assert _versions(conf["serving_dir"]) == [1]
 
     accepted = {**conf, "accept": ["escalacoes"], "accepted_by": "ana"}
-    shifted = _dags_test(airflow_env, "2026-02-01", accepted)  # Drifted, accepted on purpose.
+    shifted = runs.dags_test(airflow_env, "2026-02-01", accepted)  # Drifted, accepted on purpose.
     log = shifted.stdout + shifted.stderr
     assert shifted.returncode == 0, log[-3000:]
-    summary = _summary(log)
+    summary = runs.summary(log)
     assert summary["accepted"]["by"] == "ana" and summary["accepted"]["features"] == ["escalacoes"]
     assert summary["decision"] == "pushed version 2", summary
     served = 2
 
-    # January again, after February (its data differs from February's shift: accepted again).
-    backfill = _dags_test(airflow_env, "2026-01-01", accepted)
-    log = backfill.stdout + backfill.stderr
-    assert backfill.returncode == 0 and '"decision": "backfill: not pushed"' in log, log[-3000:]
-    assert _versions(conf["serving_dir"])[-1] == served
-
-    forced = _dags_test(airflow_env, "2026-01-01", {**accepted, "force": True})
+    # January again, after February, forced (a plain backfill pushes nothing:
+    # tests/airflow/test_object_store.py). Its data differs from February's shift: accepted again.
+    forced = runs.dags_test(airflow_env, "2026-01-01", {**accepted, "force": True})
     log = forced.stdout + forced.stderr
     assert forced.returncode == 0 and '"force": true' in log, log[-3000:]
     newest = _versions(conf["serving_dir"])[-1]
@@ -306,12 +233,12 @@ def test_people_steer_a_month_accept_backfill_force_and_a_failure_alerts_with_a_
     assert (provenance["run_id"], provenance["force"]) == ("2026-01", True)
 
     alerts = tmp_path / "alerts.txt"
-    env = {**airflow_env, "AIRFLOW_VAR_CARTOLA_ALERT_COMMAND": f"cat >> {alerts}"}
-    broken = _dags_test(env, "2026-03-01", {**conf, "input": str(tmp_path / "missing.csv")})
+    env = {**airflow_env, "runs.AIRFLOW_VAR_CARTOLA_ALERT_COMMAND": f"cat >> {alerts}"}
+    broken = runs.dags_test(env, "2026-03-01", {**conf, "input": str(tmp_path / "missing.csv")})
     log = broken.stdout + broken.stderr
     assert broken.returncode != 0 and "Marking task as UP_FOR_RETRY" not in log  # Exit 2.
-    states = _states(airflow_env, "2026-03-01")
+    states = runs.states(airflow_env, "2026-03-01")
     assert states["validate"] == "failed" and states["summary"] == "failed", states
-    summary = _summary(log)
+    summary = runs.summary(log)
     assert summary["failed"][0] == "validate"
     assert "task validate failed" in alerts.read_text()

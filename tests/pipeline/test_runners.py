@@ -7,11 +7,9 @@ worker pool started outside the repository from `.venv-worker` (`make worker-env
 wheel and its install_requires, nothing else), as a cluster's workers get the package.
 """
 
-import contextlib
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +18,7 @@ import numpy as np
 import pytest
 
 from beam_jobs import preprocess, score, validate
-from tests.helpers import ROOT, preprocess_args
-from tf_cartola.common.loopback import free_port
+from tests.helpers import ROOT, preprocess_args, worker_pool
 from tf_cartola.contract import features as F
 
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed"]
@@ -136,45 +133,6 @@ def test_validate_on_the_portable_runner_finds_what_the_direct_runner_finds(
     assert _stats(str(tmp_path / "portable" / "stats" / "data.binpb")) == _stats(
         str(tmp_path / "direct" / "stats" / "data.binpb")
     )
-
-
-@contextlib.contextmanager
-def worker_pool(python: str, path_first: str, cwd: str):
-    """A Beam worker pool (`worker_pool_main`, run by `python`) on a free loopback port, started in
-    `cwd` with `path_first` at the head of PATH (the pool starts each worker as `python` from PATH)
-    and no PYTHONPATH; yields its address."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
-    with open(os.path.join(cwd, "pool.log"), "w") as log:
-        pool = subprocess.Popen(
-            [
-                python,
-                "-m",
-                "apache_beam.runners.worker.worker_pool_main",
-                f"--service_port={port}",
-            ],
-            cwd=cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", port), timeout=1),
-            ):
-                break
-            assert pool.poll() is None and time.monotonic() < deadline, (
-                "the worker pool did not start"
-            )
-            time.sleep(0.2)
-        yield f"localhost:{port}"
-    finally:
-        pool.terminate()
-        pool.wait(timeout=30)
 
 
 def _worker_venv() -> str:

@@ -6,6 +6,8 @@ Beam's FileSystems inside Beam jobs reach."""
 import ast
 import pathlib
 
+import pytest
+
 from tests.helpers import ROOT
 
 SHIPPED = ("tf_cartola", "beam_jobs", "serving")
@@ -88,3 +90,12 @@ def test_the_check_sees_each_kind_of_call(tmp_path):
         "os.makedirs()",
         "os.path.join()",
     ]
+
+
+def test_a_scheme_whose_plugin_is_missing_is_a_clear_error(monkeypatch):
+    from tf_cartola.common import files
+
+    monkeypatch.setitem(files.PLUGINS, "nowhere", "no_such_filesystem_plugin")
+    with pytest.raises(ValueError, match="nowhere://b/x: TensorFlow reaches nowhere:// through"):
+        files.exists("nowhere://b/x")
+    files.reach("/a/local/path", "gs://b/x")  # Built in: nothing to import.

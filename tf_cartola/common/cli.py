@@ -3,6 +3,7 @@ with -v.
 """
 
 import argparse
+import atexit
 import difflib
 import logging
 import os
@@ -10,6 +11,8 @@ import sys
 import traceback
 import typing
 import warnings
+
+from tf_cartola.common import files
 
 OURS = ("tf_cartola", "beam_jobs", "serving")
 UNEXPECTED = 70  # sysexits' EX_SOFTWARE: a failure no other exit status describes.
@@ -119,3 +122,18 @@ def run(main: typing.Callable[[], int]) -> int:
             file=sys.stderr,
         )
         return UNEXPECTED
+
+
+def leave(status: int) -> typing.NoReturn:
+    """Ends the process with `status`. Once a filesystem plugin has been used, the AWS SDK inside
+    tensorflow-io aborts the interpreter's own exit ("pure virtual method called", status 134):
+    then Python's exit handlers run, the output is flushed, and the process ends without the C++
+    teardown.
+    """
+    if not any(module in sys.modules for module in files.PLUGINS.values()):
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

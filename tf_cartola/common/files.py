@@ -7,9 +7,16 @@ scoring client, the config loader) do not import it for a local file. tests/unit
 holds every other module to this.
 """
 
+import importlib
 import json
 import posixpath
+import sys
 import typing
+
+# Schemes TensorFlow reaches only once a plugin is imported: s3:// through tensorflow-io (which
+# reads S3_ENDPOINT, S3_USE_HTTPS and S3_VERIFY_SSL for a store other than AWS's). gs:// is built
+# in.
+PLUGINS = {"s3": "tensorflow_io"}
 
 
 def is_url(path: str) -> bool:
@@ -17,9 +24,28 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
-def _gfile():
+def reach(*paths: str) -> None:
+    """Makes TensorFlow reach every path given: imports the plugin of each scheme it needs
+    (PLUGINS). Raises ValueError naming the path when that plugin is not installed.
+    """
+    for path in paths:
+        module = PLUGINS.get(path.split("://", 1)[0]) if is_url(path) else None
+        if module is None or module in sys.modules:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ValueError(
+                f"{path}: TensorFlow reaches {path.split('://')[0]}:// through {module}, which is "
+                "not installed (requirements.txt pins it)"
+            ) from e
+
+
+def gfile(*paths: str):
+    """`tf.io.gfile`, with the filesystems of `paths` reachable (see `reach`)."""
     import tensorflow as tf
 
+    reach(*paths)
     return tf.io.gfile
 
 
@@ -49,7 +75,7 @@ def open_file(path: str, mode: str = "r") -> typing.IO:
     UTF-8.
     """
     if is_url(path):
-        return _gfile().GFile(path, mode)
+        return gfile(path).GFile(path, mode)
     return open(path, mode, encoding=None if "b" in mode else "utf-8")
 
 
@@ -57,14 +83,14 @@ def exists(path: str) -> bool:
     """True if a file or folder is there."""
     import os
 
-    return _gfile().exists(path) if is_url(path) else os.path.exists(path)
+    return gfile(path).exists(path) if is_url(path) else os.path.exists(path)
 
 
 def isdir(path: str) -> bool:
     """True if a folder is there."""
     import os
 
-    return _gfile().isdir(path) if is_url(path) else os.path.isdir(path)
+    return gfile(path).isdir(path) if is_url(path) else os.path.isdir(path)
 
 
 def makedirs(path: str) -> None:
@@ -72,7 +98,7 @@ def makedirs(path: str) -> None:
     import os
 
     if is_url(path):
-        _gfile().makedirs(path)
+        gfile(path).makedirs(path)
     else:
         os.makedirs(path, exist_ok=True)
 
@@ -84,7 +110,7 @@ def replace(source: str, target: str) -> None:
     import os
 
     if is_url(target):
-        _gfile().rename(source, target, overwrite=True)
+        gfile(source, target).rename(source, target, overwrite=True)
     else:
         os.replace(source, target)
 
@@ -93,7 +119,7 @@ def remove(path: str) -> None:
     """Deletes a file if it is there."""
     if exists(path):
         if is_url(path):
-            _gfile().remove(path)
+            gfile(path).remove(path)
         else:
             import os
 

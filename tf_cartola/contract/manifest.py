@@ -11,7 +11,8 @@ import typing
 from tf_cartola.common import files
 
 FILE = "manifest.json"
-# Artifacts every preprocessing output lists; a valid one also has TRANSFORMED.
+# Artifacts every preprocessing output lists; a valid one also has TRANSFORMED, one with bad rows
+# `bad_rows`.
 ARTIFACTS = (
     "schema",
     "raw_train",
@@ -21,7 +22,6 @@ ARTIFACTS = (
     "anomalies_train",
     "anomalies_eval",
     "anomalies_input",
-    "bad_rows",
 )
 TRANSFORMED = ("transform", "transformed_train", "transformed_eval")
 

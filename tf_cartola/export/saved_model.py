@@ -221,6 +221,7 @@ def export(
       warmup_records: a few typed raw rows; TF Serving replays them as warmup requests.
       model_name: the model name written into the warmup requests.
     """
+    files.reach(export_dir)
     signatures = attach_signatures(model, tft_output, feature_names)
     model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     # TF2 saves every signature as `predict`; TF Serving's Classify API needs `classify`.

@@ -26,12 +26,6 @@ SAVED_MODEL_FILE = "saved_model.pb"
 CLAIMS = ".push-claims"  # Version numbers being pushed (TF Serving ignores names not numbers).
 
 
-def _gfile():
-    import tensorflow as tf  # Its gfile reads and writes gs:// as TF Serving does.
-
-    return tf.io.gfile
-
-
 def has_atomic_rename(path: str) -> bool:
     """True for a local path: rename(2) moves a folder at once. Object stores (any scheme://)
     copy.
@@ -43,7 +37,7 @@ def versions(base_path: str) -> typing.List[int]:
     """The numeric version folders under a model base path (local or any TensorFlow filesystem),
     ascending.
     """
-    gfile = _gfile()
+    gfile = files.gfile(base_path)
     if not gfile.isdir(base_path):
         return []
     names = (entry.strip("/") for entry in gfile.listdir(base_path))
@@ -59,7 +53,7 @@ def copy_tree(source: str, target: str) -> None:
     """Copies every file under `source` to `target` with `saved_model.pb` last, creating folders as
     needed.
     """
-    gfile = _gfile()
+    gfile = files.gfile(source, target)
     names = []
     for folder, _, found in gfile.walk(source):
         relative = posixpath.relpath(folder, source) if folder != source else ""
@@ -78,7 +72,7 @@ def push(export_dir: str, base_path: str) -> int:
     new version or a complete one (see the module docstring); returns the version. Concurrent
     pushes each get a version of their own (`claim`).
     """
-    gfile = _gfile()
+    gfile = files.gfile(export_dir, base_path)
     gfile.makedirs(base_path)
     version, claimed = claim(base_path)
     staging = files.join(base_path, f".staging-{version}-{uuid.uuid4().hex[:12]}")
@@ -108,19 +102,19 @@ def claim(base_path: str) -> typing.Tuple[int, str]:
     conditional write. Numbers stay distinct, not always contiguous: a claim left by a killed
     push, or withdrawn under contention, can make later pushes skip its number.
     """
-    gfile = _gfile()
+    gfile = files.gfile(base_path)
     folder = files.join(base_path, CLAIMS)
     gfile.makedirs(folder)
     token = uuid.uuid4().hex
     while True:
-        taken = [int(name.split(".")[0]) for name in gfile.listdir(folder) if name[0].isdigit()]
+        taken = [int(name.split(".")[0]) for name in _names(gfile, folder) if name[0].isdigit()]
         version = max([0, *versions(base_path), *taken]) + 1
         mine = files.join(folder, f"{version}.{token}")
         with gfile.GFile(mine, "w") as f:
             f.write(token)
         rivals = [
             name
-            for name in gfile.listdir(folder)
+            for name in _names(gfile, folder)
             if name.startswith(f"{version}.") and name != f"{version}.{token}"
         ]
         if not rivals and not gfile.exists(version_dir(base_path, version)):
@@ -129,11 +123,23 @@ def claim(base_path: str) -> typing.Tuple[int, str]:
         time.sleep(random.uniform(0.01, 0.1))
 
 
+def _names(gfile, folder: str) -> typing.List[str]:
+    """The names in a folder; none when it is not there. An S3 store (through tensorflow-io) keeps
+    no folder objects: `makedirs` writes nothing, and listing a prefix without objects fails.
+    """
+    import tensorflow as tf
+
+    try:
+        return gfile.listdir(folder)
+    except tf.errors.NotFoundError:
+        return []
+
+
 def _remove_tree(path: str) -> None:
     """`rmtree`, one folder at a time, deepest and longest name first: TensorFlow's ram:// lists a
     folder's children by name prefix, so `assets/` shows a phantom of `assets.extra/` until that
     one is gone.
     """
-    gfile = _gfile()
+    gfile = files.gfile(path)
     for folder in sorted((folder for folder, _, _ in gfile.walk(path)), reverse=True):
         gfile.rmtree(folder)

@@ -10,7 +10,6 @@ Collinear pairs stay collinear; missing cells, -1 sentinels and malformed
 """
 
 import logging
-import sys
 import time
 
 import numpy as np
@@ -307,4 +306,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.leave(cli.run(main))

@@ -495,9 +495,9 @@ def export_model(
 
 
 def append_decision(base_path: str, result: dict) -> None:
-    """Appends the blessing decision to `<base_path>.decisions.jsonl` (also on gs://)."""
+    """Appends the blessing decision to `<base_path>.decisions.jsonl` (also on an object store)."""
     decisions = f"{base_path.rstrip('/')}.decisions.jsonl"
-    tf.io.gfile.makedirs(posixpath.dirname(decisions))
+    files.makedirs(posixpath.dirname(decisions))
     record = {
         k: result[k]
         for k in (
@@ -516,7 +516,7 @@ def append_decision(base_path: str, result: dict) -> None:
             "verdict",
         )
     }
-    with tf.io.gfile.GFile(decisions, "a") as f:
+    with files.open_file(decisions, "a") as f:
         f.write(
             json.dumps(
                 {"time": datetime.datetime.utcnow().isoformat() + "Z", **record}, sort_keys=True
