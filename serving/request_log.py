@@ -24,7 +24,6 @@ import time
 import typing
 
 from tf_cartola.common import files
-from tf_cartola.read import tfrecords
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,11 @@ QUEUE_RECORDS = 10_000
 
 
 class _Sink:
-    """One model's log files."""
+    """One model's log files, written by TensorFlow's TFRecord writer (the server has TensorFlow
+    loaded), each record flushed whole.
+    """
+
+    FRAMING_BYTES = 16  # A TFRecord's length, its CRC and the data's CRC.
 
     def __init__(self, prefix: str, rotate_bytes: int):
         self.prefix, self.rotate_bytes = prefix, rotate_bytes
@@ -41,16 +44,24 @@ class _Sink:
         self.number, self.size, self.file = 0, 0, None
 
     def write(self, records: typing.List[bytes]) -> None:
+        import tensorflow as tf
+
         if self.file is None or self.size >= self.rotate_bytes:
             self.close()
-            self.file = files.open_file(
-                f"{self.prefix}.{self.started}.{self.number:05d}.tfrecord", "ab"
-            )
-            self.number, self.size = self.number + 1, 0
-        data = tfrecords.frames(records)
-        self.file.write(data)
+            self.file = tf.io.TFRecordWriter(self._next_path())
+            self.size = 0
+        for record in records:
+            self.file.write(record)
+            self.size += len(record) + self.FRAMING_BYTES
         self.file.flush()  # Readers see whole records.
-        self.size += len(data)
+
+    def _next_path(self) -> str:
+        """The next file name not taken (a server restarted within the same second)."""
+        while True:
+            path = f"{self.prefix}.{self.started}.{self.number:05d}.tfrecord"
+            self.number += 1
+            if not files.exists(path):
+                return path
 
     def close(self) -> None:
         if self.file is not None:
