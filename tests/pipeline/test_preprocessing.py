@@ -9,7 +9,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from tests import reference
 from tf_cartola.contract import features as F
-from tf_cartola.read import examples, synthetic
+from tf_cartola.read import csv_reader, examples, synthetic
 from tf_cartola.transform.preprocessing import preprocessing_fn
 
 # Literal edge cases: sentinels, missing cells, caps and every kind of pixels string.
@@ -88,6 +88,12 @@ def test_matches_pandas_recomputation_with_missing_and_sentinels(transformed):
 def test_edge_rows_are_imputed_with_the_training_mean(transformed):
     frame, got, _ = transformed
     engineered = reference.engineer(frame)
+
+    def z(name: str, value: float) -> float:
+        """`value`'s z-score among the column imputed with its training mean."""
+        imputed = engineered[name].fillna(engineered[name].mean())
+        return (value - imputed.mean()) / imputed.std(ddof=0)
+
     # Row 0: sentinel and missing values all land on the (imputed) mean's z-score.
     for name in (
         "log_anos_desde_criacao",
@@ -96,13 +102,11 @@ def test_edge_rows_are_imputed_with_the_training_mean(transformed):
         "log_tempo_desperd",
         "total_pixels",
     ):
-        imputed = engineered[name].fillna(engineered[name].mean())
-        assert got[name][0] == pytest.approx(
-            (engineered[name].mean() - imputed.mean()) / imputed.std(ddof=0), abs=1e-5
-        )
-    assert engineered["ceil_avg_3"][0] == 1.0  # Capped.
-    assert engineered["total_pixels"][1] == 480_000  # " 800 X 600 " parses.
-    assert np.isnan(engineered["total_pixels"][2]) and np.isnan(engineered["total_pixels"][3])
+        assert got[name][0] == pytest.approx(z(name, engineered[name].mean()), abs=1e-5), name
+    assert got["ceil_avg_3"][0] == pytest.approx(z("ceil_avg_3", 1.0), abs=1e-5)  # 5.0 capped.
+    assert got["total_pixels"][1] == pytest.approx(z("total_pixels", 800 * 600), abs=1e-5)
+    for row in (2, 3):  # "1920*1080" and "abc" do not parse: imputed, as a missing cell is.
+        assert got["total_pixels"][row] == pytest.approx(got["total_pixels"][0], abs=1e-6)
 
 
 def test_outputs_are_finite(transformed):
@@ -141,10 +145,24 @@ def test_transformed_feature_spec_is_pinned(transformed):
     assert schema_utils.schema_as_feature_spec(out_metadata.schema).feature_spec == golden
 
 
-def test_examples_written_by_the_reader_parse_with_the_raw_spec():
+def test_rows_the_reader_types_become_examples_the_raw_spec_parses_back(tmp_path):
     frame = _frame(20)
-    for record in frame.to_dict("records"):
-        tf.io.parse_single_example(examples.to_example(record), F.raw_feature_spec())
+    path = tmp_path / "edge.csv"
+    frame.to_csv(path, index=False)
+    with open(path, "rb") as f:
+        [chunk] = list(csv_reader.read_csv(f, str(path)))
+    assert not chunk.bad and chunk.batch.num_rows == len(frame)
+    for row, expected in zip(csv_reader.to_records(chunk.batch), frame.to_dict("records")):
+        parsed = tf.io.parse_single_example(examples.to_example(row), F.raw_feature_spec())
+        for column in F.RAW_FEATURES:
+            values = parsed[column].values.numpy().tolist()  # Missing: no value.
+            if expected[column] is None:
+                assert values == [], column
+            elif column == F.PIXELS:
+                assert values == [expected[column].strip().encode()], column  # Cells are trimmed.
+            else:
+                assert values == [pytest.approx(float(expected[column]), rel=1e-6)], column
+        assert int(parsed[F.ID_KEY]) == expected[F.ID_KEY]
 
 
 def test_four_literal_rows_give_the_values_worked_out_by_hand(tmp_path):
