@@ -4,7 +4,6 @@ and nothing lands in a local folder named after the scheme."""
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from serving import model_config
 from serving.options import LoadRetries
 from serving.rest_client import RestClient
 from serving.server import LocalServer
+from tests.helpers import eventually
 from tf_cartola.contract import config as config_lib
 from tf_cartola.export import store
 from tf_cartola.inspect import report, versions
@@ -159,16 +159,6 @@ def test_a_push_to_an_object_store_writes_the_saved_model_last(trained, monkeypa
     ]
 
 
-def _wait_for(fn, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_a_version_still_being_copied_is_retried_until_whole_and_a_broken_one_ends_with_its_error(
     trained,
 ):
@@ -189,7 +179,11 @@ def test_a_version_still_being_copied_is_retried_until_whole_and_a_broken_one_en
         tf.io.gfile.rename(
             "ram://partial/held.pb", f"{base}/1/saved_model.pb"
         )  # The copy completes.
-        _wait_for(lambda: rest.status()["model_version_status"][0]["state"] == "AVAILABLE")
+        eventually(
+            lambda: rest.status()["model_version_status"][0]["state"] == "AVAILABLE",
+            "the whole version loaded",
+            timeout=60,
+        )
         assert np.isfinite(rest.score([ROW])).all()
     broken = "ram://broken/cartola_pro"
     tf.io.gfile.makedirs(f"{broken}/3/variables")
@@ -201,8 +195,11 @@ def test_a_version_still_being_copied_is_retried_until_whole_and_a_broken_one_en
         retries=LoadRetries(max_retries=2, interval_seconds=0.05),
     ) as server:
         rest = RestClient(server.rest_url, MODEL)
-        [status] = _wait_for(
-            lambda: [s for s in rest.status()["model_version_status"] if s["state"] == "END"]
-        )
+
+        def ended() -> list:
+            return [s for s in rest.status()["model_version_status"] if s["state"] == "END"]
+
+        eventually(ended, "the broken version given up", timeout=60)
+        [status] = ended()
         assert status["version"] == "3" and "SavedModel" in status["status"]["error_message"]
         assert status["status"]["error_code"] != "OK"

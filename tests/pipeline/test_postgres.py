@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import psycopg
@@ -19,7 +18,7 @@ import tensorflow_transform as tft
 
 from beam_jobs import preprocess
 from serving import client as client_cli
-from tests.helpers import probe_batch, split_ids
+from tests.helpers import eventually, probe_batch, split_ids
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import split
@@ -218,15 +217,16 @@ def test_a_scorer_killed_midway_leaves_whole_batches_and_a_rerun_completes(
         "2026-01",
     ]
     scorer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    count = 0
     with psycopg.connect(pg_env.url, autocommit=True) as conn:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and scorer.poll() is None:
-            if conn.execute("SELECT to_regclass('killed')").fetchone()[0]:
-                count = conn.execute("SELECT count(*) FROM killed").fetchone()[0]
-                if count >= 200:
-                    break
-            time.sleep(0.05)
+
+        def upserted(rows: int) -> bool:
+            assert scorer.poll() is None, "the scorer ended before it was killed"
+            exists = conn.execute("SELECT to_regclass('killed')").fetchone()[0]
+            return (
+                bool(exists) and conn.execute("SELECT count(*) FROM killed").fetchone()[0] >= rows
+            )
+
+        eventually(lambda: upserted(200), "200 rows upserted", timeout=120)
         scorer.send_signal(signal.SIGKILL)
         scorer.wait()
         count = conn.execute("SELECT count(*) FROM killed").fetchone()[0]

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import score
-from tests.helpers import CONFIG
+from tests.helpers import CONFIG, eventually
 from tf_cartola.contract import features as F
 from tf_cartola.contract import rows, signatures
 from tf_cartola.export import store
@@ -294,12 +293,13 @@ def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_
         command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     with psycopg.connect(pg_env.url, autocommit=True) as conn:
-        count = 0
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and job.poll() is None and not count:
-            if conn.execute("SELECT to_regclass('monthly')").fetchone()[0]:
-                count = conn.execute("SELECT count(*) FROM monthly").fetchone()[0]
-            time.sleep(0.02)
+
+        def writing() -> bool:
+            assert job.poll() is None, "the job ended before it was killed"
+            exists = conn.execute("SELECT to_regclass('monthly')").fetchone()[0]
+            return bool(exists) and conn.execute("SELECT count(*) FROM monthly").fetchone()[0] > 0
+
+        eventually(writing, "the job's first rows in the table", timeout=180)
         job.send_signal(signal.SIGKILL)
         job.wait()
         total = conn.execute("SELECT count(*) FROM score_users").fetchone()[0]

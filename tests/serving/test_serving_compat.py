@@ -5,6 +5,7 @@ get_model_metadata_impl, classifier, regressor)."""
 
 import base64
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -12,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -169,15 +169,14 @@ def server(request, toy_base, tmp_path_factory):
     )
     endpoints = _Endpoints(f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if endpoints.get(f"/v1/models/{MODEL}")[0] == 200:
-                    break
-            except urllib.error.URLError:
-                pass  # Not listening yet.
-            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+
+        def up() -> bool:
+            assert process.poll() is None, log_path.read_text()
+            with contextlib.suppress(urllib.error.URLError):  # Not listening yet.
+                return endpoints.get(f"/v1/models/{MODEL}")[0] == 200
+            return False
+
+        eventually(up, "the server answering", timeout=60)
         endpoints.log_path = log_path
         yield endpoints
     finally:  # Also when it never came up: no server outlives the tests.
@@ -450,11 +449,13 @@ def test_sixty_four_clients_see_no_failure_across_a_version_swap(
             os.rename(
                 base / ".2", base / "2"
             )  # Version 2 loads; the latest-1 policy then unloads version 1.
-            deadline = time.monotonic() + 60
-            while [v for v, _, _ in s.manager.statuses(MODEL)] != [
-                2
-            ] and time.monotonic() < deadline:
-                time.sleep(0.05)
+            eventually(
+                lambda: (
+                    [v for v, state, _ in s.manager.statuses(MODEL) if state == "AVAILABLE"] == [2]
+                ),
+                "version 2 alone available",
+                timeout=60,
+            )
             swapped.set()
             results = [f.result() for f in futures]
     failures = [f for fs, _, _ in results for f in fs]
@@ -482,26 +483,22 @@ def test_the_model_config_file_is_reloaded(toy_base, tmp_path):
     )
     endpoints = _Endpoints(f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
     try:
-        deadline = time.monotonic() + 60
 
         def status(name):
+            assert process.poll() is None, log_path.read_text()
             try:
                 return endpoints.get(f"/v1/models/{name}")[0]
             except urllib.error.URLError:
                 return None
 
-        while status(MODEL) != 200:
-            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        eventually(lambda: status(MODEL) == 200, "the server answering", timeout=60)
         assert status("toy2") == 404
         config = model_config.build(MODEL, str(toy_base), latest=1)
         config.model_config_list.config.add(
             name="toy2", base_path=str(toy_base), model_platform="tensorflow"
         )
         model_config.write(config, str(config_path))
-        while status("toy2") != 200:
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        eventually(lambda: status("toy2") == 200, "toy2 served after the reload", timeout=60)
         config_path.write_text(
             "this is not a config"
         )  # Logged; the last good config keeps serving.
@@ -624,17 +621,14 @@ def test_rollback_and_canary_are_served_as_model_config_writes_them(toy_base, tm
     # The canary beside the stable version, in the command-line start-up mode.
     process, endpoints = _start(canary, tmp_path / "server.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _versions(endpoints)[0] == 200:
-                    break
-            except urllib.error.URLError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "server.log"
-            ).read_text()
-            time.sleep(0.2)
+
+        def up() -> bool:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            with contextlib.suppress(urllib.error.URLError):
+                return _versions(endpoints)[0] == 200
+            return False
+
+        eventually(up, "the server answering", timeout=60)
         assert _versions(endpoints) == (200, [("3", "AVAILABLE"), ("2", "AVAILABLE")])
         assert _versions(endpoints, "/labels/stable") == (200, [("2", "AVAILABLE")])
         assert _versions(endpoints, "/labels/canary") == (200, [("3", "AVAILABLE")])
