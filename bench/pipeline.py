@@ -155,6 +155,16 @@ def textbook(csv: str, work: str, epochs: int) -> dict:
     return {"processes": {"textbook": proc}, "stages": stages, "epochs": epochs}
 
 
+def generated_csv(rows: int, folder: str) -> str:
+    """Writes `rows` synthetic users (seed 0) to `folder`/cartola.csv with the project's generator,
+    in a process of its own; returns the path.
+    """
+    path = os.path.join(folder, "cartola.csv")
+    command = [sys.executable, "-m", "tf_cartola.read.synthetic", "--rows", str(rows)]
+    subprocess.run([*command, "--seed", "0", "--out", path], cwd=ROOT, check=True)
+    return path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -170,25 +180,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        csv = args.csv
-        if not csv:
-            csv = os.path.join(tmp, "cartola.csv")
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "tf_cartola.read.synthetic",
-                    "--rows",
-                    str(args.rows),
-                    "--seed",
-                    "0",
-                    "--out",
-                    csv,
-                ],
-                cwd=ROOT,
-                check=True,
-            )
-        csv = os.path.abspath(csv)
+        csv = os.path.abspath(args.csv or generated_csv(args.rows, tmp))
         results, epochs = {}, 6
         for variant in args.variants.split(","):
             work = os.path.join(tmp, variant)

@@ -25,7 +25,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from pipeline import ROOT, RUN_ID, run_process  # noqa: E402
+from pipeline import ROOT, RUN_ID, generated_csv, run_process  # noqa: E402
 
 VARIANTS = ("job", "tfx_bsl", "client")
 TRAIN_ROWS = 20_000
@@ -130,25 +130,7 @@ def main(argv=None) -> int:
         tfx_bsl_pipeline(*args.tfx_bsl_process)
         return 0
     work = tempfile.mkdtemp(prefix="bench-score-")
-    csv = args.csv
-    if not csv:
-        csv = os.path.join(work, "users.csv")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tf_cartola.read.synthetic",
-                "--rows",
-                str(args.rows),
-                "--seed",
-                "0",
-                "--out",
-                csv,
-            ],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+    csv = args.csv or generated_csv(args.rows, work)
     with open(csv, "rb") as f:
         rows = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1
     model_dir = args.model_dir or _model(csv, work)

@@ -223,6 +223,20 @@ def _tests(name: str, base, cur) -> typing.Iterator[tuple]:
         yield (CATEGORY, *texts, values, "chi2", np.column_stack([table, others]))
 
 
+def _unjudged(size_b: float, size_c: float, kind: str, args) -> typing.Tuple[float, str]:
+    """(statistic, why) for a test that cannot judge: too few rows (statistic nan), or nothing to
+    compare (p-value 1); (nan, "") when it can.
+    """
+    if min(size_b, size_c) < MIN_ROWS:
+        counts = f"{size_b:g} in the baseline, {size_c:g} here, {MIN_ROWS} needed"
+        return float("nan"), f"too few rows to judge: {counts}"
+    if kind == "fisher" and args[0] + args[2] == 0:
+        return 1.0, "none on either side"
+    if kind == "chi2" and _pooled(args).shape[1] < 2:
+        return 1.0, "one value on both sides"
+    return float("nan"), ""
+
+
 def compare(
     baseline: statistics_pb2.DatasetFeatureStatisticsList,
     current: statistics_pb2.DatasetFeatureStatisticsList,
@@ -250,38 +264,10 @@ def compare(
             )
             continue
         for test, b_text, c_text, (size_b, size_c), kind, args in _tests(name, fb[name], fc[name]):
-            if min(size_b, size_c) < MIN_ROWS:
+            statistic, why = _unjudged(size_b, size_c, kind, args)
+            if why:
                 notes.append(
-                    Check(
-                        name,
-                        test,
-                        b_text,
-                        c_text,
-                        float("nan"),
-                        float("nan"),
-                        False,
-                        f"too few rows to judge: {size_b:g} in the baseline, {size_c:g} here, "
-                        f"{MIN_ROWS} needed",
-                    )
-                )
-            elif kind == "fisher" and args[0] + args[2] == 0:
-                notes.append(
-                    Check(
-                        name, test, b_text, c_text, 1.0, float("nan"), False, "none on either side"
-                    )
-                )
-            elif kind == "chi2" and _pooled(args).shape[1] < 2:
-                notes.append(
-                    Check(
-                        name,
-                        test,
-                        b_text,
-                        c_text,
-                        1.0,
-                        float("nan"),
-                        False,
-                        "one value on both sides",
-                    )
+                    Check(name, test, b_text, c_text, statistic, float("nan"), False, why)
                 )
             else:
                 planned.append((name, test, b_text, c_text, kind, args))
