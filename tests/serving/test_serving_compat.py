@@ -145,41 +145,44 @@ def server(request, toy_base, tmp_path_factory):
     (configs / "batching.txt").write_text(
         "max_batch_size { value: 4 }\nbatch_timeout_micros { value: 0 }\n"
     )
+    with _local_server(
+        configs / "server.log",
+        f"--model_config_file={configs / 'models.config'}",
+        "--model_config_file_poll_wait_seconds=60",
+        "--file_system_poll_wait_seconds=1",
+        f"--monitoring_config_file={configs / 'monitoring.config'}",
+        "--enable_batching=true",
+        f"--batching_parameters_file={configs / 'batching.txt'}",
+        "--allow_version_labels_for_unavailable_models=true",
+        "--tensorflow_intra_op_parallelism=2",
+        "--enable_model_warmup",
+        "true",
+    ) as endpoints:
+        yield endpoints
+
+
+@contextlib.contextmanager
+def _local_server(log_path, *flags):
+    """`serving.local_server` with `flags`, in its own process on free ports, once it answers for
+    MODEL; stopped at the end, also when it never came up."""
     grpc_port, rest_port = free_port(), free_port()
-    log_path = configs / "server.log"
+    ports = [f"--port={grpc_port}", f"--rest_api_port={rest_port}"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.local_server",
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            f"--model_config_file={configs / 'models.config'}",
-            "--model_config_file_poll_wait_seconds=60",
-            "--file_system_poll_wait_seconds=1",
-            f"--monitoring_config_file={configs / 'monitoring.config'}",
-            "--enable_batching=true",
-            f"--batching_parameters_file={configs / 'batching.txt'}",
-            "--allow_version_labels_for_unavailable_models=true",
-            "--tensorflow_intra_op_parallelism=2",
-            "--enable_model_warmup",
-            "true",
-        ],
-        stderr=open(log_path, "w"),
+        [sys.executable, "-m", "serving.local_server", *ports, *flags], stderr=open(log_path, "w")
     )
     endpoints = _Endpoints(f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
+    endpoints.log_path = log_path
+
+    def answering() -> bool:
+        assert process.poll() is None, log_path.read_text()
+        with contextlib.suppress(urllib.error.URLError):  # Not listening yet.
+            return endpoints.get(f"/v1/models/{MODEL}")[0] == 200
+        return False
+
     try:
-
-        def up() -> bool:
-            assert process.poll() is None, log_path.read_text()
-            with contextlib.suppress(urllib.error.URLError):  # Not listening yet.
-                return endpoints.get(f"/v1/models/{MODEL}")[0] == 200
-            return False
-
-        eventually(up, "the server answering", timeout=60)
-        endpoints.log_path = log_path
+        eventually(answering, "the server answering", timeout=60)
         yield endpoints
-    finally:  # Also when it never came up: no server outlives the tests.
+    finally:
         process.terminate()
         process.wait(timeout=30)
 
@@ -467,31 +470,16 @@ def test_sixty_four_clients_see_no_failure_across_a_version_swap(
 def test_the_model_config_file_is_reloaded(toy_base, tmp_path):
     config_path = tmp_path / "models.config"
     model_config.write(model_config.build(MODEL, str(toy_base), latest=1), str(config_path))
-    grpc_port, rest_port = free_port(), free_port()
     log_path = tmp_path / "server.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.local_server",
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            f"--model_config_file={config_path}",
-            "--model_config_file_poll_wait_seconds=0.5",
-        ],
-        stderr=open(log_path, "w"),
-    )
-    endpoints = _Endpoints(f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
-    try:
+    with _local_server(
+        log_path, f"--model_config_file={config_path}", "--model_config_file_poll_wait_seconds=0.5"
+    ) as endpoints:
 
         def status(name):
-            assert process.poll() is None, log_path.read_text()
-            try:
+            with contextlib.suppress(urllib.error.URLError):
                 return endpoints.get(f"/v1/models/{name}")[0]
-            except urllib.error.URLError:
-                return None
+            return None
 
-        eventually(lambda: status(MODEL) == 200, "the server answering", timeout=60)
         assert status("toy2") == 404
         config = model_config.build(MODEL, str(toy_base), latest=1)
         config.model_config_list.config.add(
@@ -499,14 +487,9 @@ def test_the_model_config_file_is_reloaded(toy_base, tmp_path):
         )
         model_config.write(config, str(config_path))
         eventually(lambda: status("toy2") == 200, "toy2 served after the reload", timeout=60)
-        config_path.write_text(
-            "this is not a config"
-        )  # Logged; the last good config keeps serving.
+        config_path.write_text("this is not a config")  # Logged; the last good config serves on.
         eventually(lambda: "could not reload" in log_path.read_text(), "the bad config logged")
         assert status("toy2") == 200
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_a_stalled_client_does_not_stall_the_others(server):
@@ -550,23 +533,6 @@ def test_typed_tensor_protos_hold_the_values_and_shape(dtype, values):
     assert (tf.make_ndarray(proto) == array).all()
     if dtype != tf.float16:  # Half has no typed field here and falls back to tensor_content.
         assert not proto.tensor_content
-
-
-def _start(config_path, log_path):
-    """`serving.local_server --model_config_file` in its own process: (process, endpoints)."""
-    grpc_port, rest_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.local_server",
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            f"--model_config_file={config_path}",
-        ],
-        stderr=open(log_path, "w"),
-    )
-    return process, _Endpoints(f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
 
 
 def _versions(endpoints, path=""):
@@ -619,19 +585,7 @@ def test_rollback_and_canary_are_served_as_model_config_writes_them(toy_base, tm
         assert _versions(endpoints) == (200, [("1", "AVAILABLE")])
         assert _versions(endpoints, "/labels/stable") == (200, [("1", "AVAILABLE")])
     # The canary beside the stable version, in the command-line start-up mode.
-    process, endpoints = _start(canary, tmp_path / "server.log")
-    try:
-
-        def up() -> bool:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            with contextlib.suppress(urllib.error.URLError):
-                return _versions(endpoints)[0] == 200
-            return False
-
-        eventually(up, "the server answering", timeout=60)
+    with _local_server(tmp_path / "server.log", f"--model_config_file={canary}") as endpoints:
         assert _versions(endpoints) == (200, [("3", "AVAILABLE"), ("2", "AVAILABLE")])
         assert _versions(endpoints, "/labels/stable") == (200, [("2", "AVAILABLE")])
         assert _versions(endpoints, "/labels/canary") == (200, [("3", "AVAILABLE")])
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
