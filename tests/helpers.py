@@ -95,6 +95,16 @@ def eventually(condition, what: str, timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
+# The raw columns the final model uses, written out by hand: what the tests pin it to.
+USED_RAW = (
+    "anos_como_pro",
+    "avg_3",
+    "avg_4",
+    "escalacoes",
+    "norm_escalacao",
+    "tempo_desperd",
+)
+
 BEAM_POOL = "apache_beam.runners.worker.worker_pool_main"
 
 

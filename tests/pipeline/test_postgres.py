@@ -157,6 +157,20 @@ def test_a_table_with_nulls_bad_values_and_text_columns_quarantines_what_the_csv
     assert _quarantined(tmp_path / "db") == _quarantined(tmp_path / "csv")
 
 
+def _scoring(model_dir, url: str, users_table: str, *flags) -> list:
+    """serving.client's flags to score a users table into a scores table of the same database."""
+    database = ["--db", url, "--table", users_table, "--out", url]
+    return [
+        "--model_dir",
+        str(model_dir),
+        *database,
+        "--no_progress",
+        "--run_id",
+        "2026-01",
+        *flags,
+    ]
+
+
 def test_scores_are_upserted_once_per_user_with_the_latest_version(
     pg_env, users_table, trained, tmp_path
 ):
@@ -165,24 +179,7 @@ def test_scores_are_upserted_once_per_user_with_the_latest_version(
     for version in (1, 2):
         shutil.copytree(result["export_dir"], base / str(version))
     for version in (1, 2):
-        assert (
-            client_cli.main(
-                [
-                    "--model_dir",
-                    str(base / str(version)),
-                    "--db",
-                    pg_env.url,
-                    "--table",
-                    users_table,
-                    "--out",
-                    pg_env.url,
-                    "--no_progress",
-                    "--run_id",
-                    "2026-01",
-                ]
-            )
-            == 0
-        )
+        assert client_cli.main(_scoring(base / str(version), pg_env.url, users_table)) == 0
     with psycopg.connect(pg_env.url) as conn:
         rows, users, versions = conn.execute(
             'SELECT count(*), count(DISTINCT "GLOBO_ID"), array_agg(DISTINCT model_version) FROM '
@@ -196,26 +193,15 @@ def test_a_scorer_killed_midway_leaves_whole_batches_and_a_rerun_completes(
     pg_env, users_table, trained, tmp_path
 ):
     _, result = trained
-    command = [
-        sys.executable,
-        "-m",
-        "serving.client",
-        "--model_dir",
+    command = [sys.executable, "-m", "serving.client"] + _scoring(
         result["export_dir"],
-        "--db",
         pg_env.url,
-        "--table",
         users_table,
-        "--out",
-        pg_env.url,
         "--scores_table",
         "killed",
         "--batch_size",
         "50",
-        "--no_progress",
-        "--run_id",
-        "2026-01",
-    ]
+    )
     scorer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with psycopg.connect(pg_env.url, autocommit=True) as conn:
 

@@ -27,7 +27,7 @@ from serving.grpc_client import GrpcClient, GrpcError
 from serving.options import PortInUse
 from serving.rest_client import RestClient
 from serving.server import LocalServer
-from tests.helpers import ROOT, eventually
+from tests.helpers import ROOT, USED_RAW, eventually
 from tf_cartola.common.loopback import free_port
 from tf_cartola.contract import features as F
 from tf_cartola.contract import signatures
@@ -178,14 +178,7 @@ def test_status_metadata_and_label_routing(rest, grpc_client):
     assert sigs["serving_default"]["method_name"] == "tensorflow/serving/classify"
     # predict_raw takes only the raw columns the model uses.
     assert set(sigs["predict_raw"]["inputs"]) == set(export.used_raw_columns(F.FINAL_FEATURES))
-    assert set(export.used_raw_columns(F.FINAL_FEATURES)) == {
-        "anos_como_pro",
-        "avg_3",
-        "avg_4",
-        "escalacoes",
-        "norm_escalacao",
-        "tempo_desperd",
-    }
+    assert set(export.used_raw_columns(F.FINAL_FEATURES)) == set(USED_RAW)
     assert grpc_client.status().model_version_status[0].version == 1
     assert grpc_client.metadata().model_spec.version.value == 1
 
@@ -309,17 +302,7 @@ def _post(url, body: bytes):
                 {
                     "signature_name": "predict_raw",
                     "instances": [
-                        dict.fromkeys(
-                            [
-                                "anos_como_pro",
-                                "avg_3",
-                                "avg_4",
-                                "escalacoes",
-                                "norm_escalacao",
-                                "tempo_desperd",
-                            ],
-                            1,
-                        ),
+                        dict.fromkeys(USED_RAW, 1),
                         [1],
                     ],
                 }

@@ -15,6 +15,7 @@ from serving import model_config
 from serving.grpc_client import GrpcClient
 from serving.rest_client import RestClient
 from serving.server import LocalServer
+from tests.helpers import USED_RAW
 from tf_cartola.contract import features as F
 from tf_cartola.export import requests
 from tf_cartola.read import prediction_logs, synthetic, tfrecords
@@ -107,14 +108,7 @@ def test_request_logs_validate_against_the_served_version_and_a_skewed_stream_is
     )
     manifest = json.loads((tmp_path / "clean_out" / "manifest.json").read_text())
     assert manifest["rows"] == {"read": 1800, "good": 1800, "bad": 0}
-    assert set(manifest["baseline"]["features"]) == {
-        "anos_como_pro",
-        "avg_3",
-        "avg_4",
-        "escalacoes",
-        "norm_escalacao",
-        "tempo_desperd",
-    }
+    assert set(manifest["baseline"]["features"]) == set(USED_RAW)
 
     skewed = synthetic.shift_mean(
         synthetic.generate(1800, 52), "tempo_desperd", 0.5, np.random.default_rng(0)
