@@ -65,7 +65,7 @@ $(TFMA_VENV)/.installed: requirements-tfma.txt requirements.txt constraints.txt
 
 demo: $(STAMP)
 	mkdir -p data
-	$(PY) -m tf_cartola.read.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
+	$(PY) -m tf_cartola.synthetic --rows $(DEMO_ROWS) --seed 0 --out data/cartola.csv
 	$(PY) -m beam_jobs.preprocess --config configs/default.yaml
 	$(PY) -m tf_cartola.train --config configs/default.yaml --run_id $(DEMO_MONTH)
 	$(PY) -m serving.demo --config configs/default.yaml --csv data/cartola.csv

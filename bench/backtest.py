@@ -55,7 +55,7 @@ def join(rows: int, work: str) -> dict:
         return _run(rows, work, labels)
     os.makedirs(work, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "tf_cartola.read.synthetic", "--rows", str(rows), "--seed", "1"]
+        [sys.executable, "-m", "tf_cartola.synthetic", "--rows", str(rows), "--seed", "1"]
         + ["--out", labels],
         cwd=ROOT,
         check=True,

@@ -2,7 +2,7 @@
 
     python bench/blessing.py --sims 200 --rows 128000
 
-Every simulated month is drawn from the generator (`tf_cartola.read.synthetic`, a new seed each
+Every simulated month is drawn from the generator (`tf_cartola.synthetic`, a new seed each
 time), split by the pipeline's id hash, engineered and z-scored as the data scientists' procedure
 does (tests/reference.py), and a logistic regression is fitted on its train split: a retrain.
 The served model is one such retrain of another month. On each month's eval split:
@@ -35,10 +35,10 @@ from sklearn.linear_model import LogisticRegression
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from tests import reference  # noqa: E402
+from tf_cartola import synthetic  # noqa: E402
 from tf_cartola.contract import config as config_lib  # noqa: E402
 from tf_cartola.contract import features as F  # noqa: E402
 from tf_cartola.evaluate import evaluation, metrics  # noqa: E402
-from tf_cartola.read import synthetic  # noqa: E402
 
 OLD_TOLERANCE = 0.01
 WORSE_BY = 0.03

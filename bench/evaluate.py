@@ -47,8 +47,8 @@ def write_rows(rows: int, path: str) -> None:
     from sklearn.linear_model import LogisticRegression
 
     from tests import reference
+    from tf_cartola import synthetic
     from tf_cartola.contract import features as F
-    from tf_cartola.read import synthetic
 
     def features(frame, train):
         engineered = reference.engineer(frame)[list(F.FINAL_FEATURES)]

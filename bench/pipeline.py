@@ -160,7 +160,7 @@ def generated_csv(rows: int, folder: str) -> str:
     in a process of its own; returns the path.
     """
     path = os.path.join(folder, "cartola.csv")
-    command = [sys.executable, "-m", "tf_cartola.read.synthetic", "--rows", str(rows)]
+    command = [sys.executable, "-m", "tf_cartola.synthetic", "--rows", str(rows)]
     subprocess.run([*command, "--seed", "0", "--out", path], cwd=ROOT, check=True)
     return path
 

@@ -4,7 +4,7 @@ batches.
     python bench/postgres_read.py --rows 1000000 [--partitions 4]
 
 Generates the users, writes them as a CSV, starts a throwaway PostgreSQL on loopback
-(tf_cartola.read.local_postgres) and loads the same rows with COPY; then times, one
+(tf_cartola.common.local_postgres) and loads the same rows with COPY; then times, one
 after the other: the CSV through `csv_reader.read_csv`, the snapshot with the row count and
 fingerprint the database computes (part of every table read below), the table as one partition
 (`postgres.read_all`), and the table as N partitions read by N threads (as N Beam
@@ -19,7 +19,10 @@ import os
 import tempfile
 import time
 
-from tf_cartola.read import csv_reader, local_postgres, postgres, synthetic
+from tf_cartola import synthetic
+from tf_cartola.common import local_postgres
+from tf_cartola.read import csv_reader, postgres
+from tf_cartola.write import postgres as write_postgres
 
 
 def _rows(chunks) -> int:
@@ -37,7 +40,7 @@ def main(argv=None) -> None:
         path = os.path.join(tmp, "users.csv")
         synthetic.write_csv(synthetic.generate(args.rows, seed=0), path)
         start = time.perf_counter()
-        local_postgres.load_csv(server.url, server.password, "users", path)
+        write_postgres.load_csv(server.url, server.password, "users", path)
         results["load_copy_seconds"] = round(time.perf_counter() - start, 2)
 
         def timed(name, fn):

@@ -34,10 +34,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.rest_client import RestClient, RestError
+from tf_cartola import synthetic
 from tf_cartola.common import loopback
 from tf_cartola.contract import signatures
 from tf_cartola.export import requests
-from tf_cartola.read import synthetic
 
 MODEL = "cartola_pro"
 

@@ -109,17 +109,18 @@ class CsvScores:
 
 
 class DatabaseScores:
-    """Upserts ranked rows into a scores table (postgres.ScoresTable), with the model's name and
-    version and the run's id, `batch_size` rows per transaction.
+    """Upserts ranked rows into a scores table (tf_cartola.write.postgres.ScoresTable), with the
+    model's name and version and the run's id, `batch_size` rows per transaction.
     """
 
     def __init__(
         self, url: str, table: str, model_name: str, model_version, run_id: str, batch_size: int
     ):
         from tf_cartola.read import postgres
+        from tf_cartola.write import postgres as sink
 
         self.out = f"{postgres.masked(url)} table {table}"
-        self._table = postgres.ScoresTable(url, table)
+        self._table = sink.ScoresTable(url, table)
         self._table.clear_run(model_name, run_id)  # A rerun replaces the run's rows, never adds.
         self._model, self._batch_size = (model_name, model_version, run_id), batch_size
 

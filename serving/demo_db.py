@@ -2,7 +2,7 @@
 
     python -m serving.demo_db --config configs/default.yaml --rows 20000
 
-Starts a throwaway PostgreSQL on a free loopback port (tf_cartola.read.local_postgres),
+Starts a throwaway PostgreSQL on a free loopback port (tf_cartola.common.local_postgres),
 loads generated users into the table `users` with COPY, preprocesses them from the
 database (4 id partitions under one snapshot), trains, blesses and pushes into
 runs/demo_db/serving, scores every user in-process with the pushed version into the
@@ -32,15 +32,17 @@ def main(argv=None) -> int:
 
     from beam_jobs import preprocess
     from serving import client
-    from tf_cartola.read import local_postgres, synthetic
+    from tf_cartola import synthetic
+    from tf_cartola.common import local_postgres
     from tf_cartola.train import training
+    from tf_cartola.write import postgres as write_postgres
 
     files.makedirs(OUT)
     csv_path = files.join(OUT, "users.csv")
     synthetic.write_csv(synthetic.generate(args.rows, seed=0), csv_path)
     with local_postgres.running() as server:
         os.environ.update(server.env)
-        loaded = local_postgres.load_csv(server.url, server.password, "users", csv_path)
+        loaded = write_postgres.load_csv(server.url, server.password, "users", csv_path)
         print(f"PostgreSQL up at {server.url}; loaded {loaded} users into table users")
         manifest = preprocess.run(
             [

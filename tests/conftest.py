@@ -9,7 +9,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Before anything imports Ten
 import pytest  # noqa: E402
 
 from tests.helpers import CONFIG, SMALL_ROWS, preprocess_args  # noqa: E402
-from tf_cartola.read import synthetic  # noqa: E402
+from tf_cartola import synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -83,8 +83,8 @@ def trained(preprocess_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A throwaway PostgreSQL server on a free loopback port (tf_cartola.read.local_postgres)."""
-    from tf_cartola.read import local_postgres
+    """A throwaway PostgreSQL server on a free loopback port (tf_cartola.common.local_postgres)."""
+    from tf_cartola.common import local_postgres
 
     with local_postgres.running() as server:
         yield server

@@ -47,7 +47,8 @@ def probe_batch():
     import pandas as pd
     import tensorflow as tf
 
-    from tf_cartola.read import examples, synthetic
+    from tf_cartola import synthetic
+    from tf_cartola.read import examples
 
     frame = synthetic.generate(50, seed=9)
     serialized = [

@@ -32,6 +32,7 @@ from tf_cartola.export import served as served_lib
 from tf_cartola.export import store as model_store
 from tf_cartola.read import csv_reader, postgres
 from tf_cartola.validate import baseline, scoring_checks
+from tf_cartola.write import postgres as sink
 
 log = logging.getLogger(__name__)
 INVALID_PREFIX = "invalid:"  # Counters invalid:KIND:column, of rows outside the model's schema.
@@ -215,7 +216,9 @@ class TopTargetsFn(beam.CombineFn):
 
 
 class UpsertScoresFn(beam.DoFn):
-    """Upserts each scored batch into a table (postgres.ScoresTable): one transaction per batch."""
+    """Upserts each scored batch into a table (write.postgres.ScoresTable), one transaction a
+    batch.
+    """
 
     def __init__(self, url: str, table: str, model: Model, run_id: str):
         self._url, self._table_name, self._model, self._run_id = url, table, model, run_id
@@ -223,7 +226,7 @@ class UpsertScoresFn(beam.DoFn):
 
     def setup(self):
         """Connects to the scores table, once per worker."""
-        self._table = postgres.ScoresTable(self._url, self._table_name)
+        self._table = sink.ScoresTable(self._url, self._table_name)
 
     def process(self, scored: campaign.Scored):
         """Upserts one ranked batch, in one transaction."""
@@ -404,7 +407,7 @@ def _clear_earlier(
     if deleted:
         log.info("deleted %d file(s) of an earlier run: %s", len(deleted), deleted[:3])
     if db:
-        scores = postgres.ScoresTable(db, table)
+        scores = sink.ScoresTable(db, table)
         try:
             gone = scores.clear_run(model.name, run_id)
         finally:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.airflow import runs
 from tests.helpers import ROOT, eventually
-from tf_cartola.read import synthetic
+from tf_cartola import synthetic
 
 pytestmark = pytest.mark.airflow
 ROWS = 3000

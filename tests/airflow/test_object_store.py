@@ -19,8 +19,8 @@ import pytest
 
 from tests.airflow import runs
 from tests.helpers import ROOT, eventually, worker_pool
+from tf_cartola import synthetic
 from tf_cartola.common.loopback import free_port
-from tf_cartola.read import synthetic
 
 pytestmark = pytest.mark.airflow
 MOTO = os.path.join(ROOT, ".venv-s3", "bin", "moto_server")

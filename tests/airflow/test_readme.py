@@ -14,8 +14,8 @@ import pytest
 
 from tests.airflow import runs
 from tests.helpers import ROOT, eventually
+from tf_cartola import synthetic
 from tf_cartola.common.loopback import free_port
-from tf_cartola.read import synthetic
 
 pytestmark = pytest.mark.airflow
 _BLOCK = re.compile(r"^```sh airflow\n(.*?)^```", re.S | re.M)

@@ -14,11 +14,11 @@ from beam_jobs import backtest, score
 from beam_jobs.shared import inputs as inputs_lib
 from serving import client
 from tests.helpers import CONFIG
+from tf_cartola import synthetic
 from tf_cartola.contract import features as F
 from tf_cartola.evaluate import campaign
 from tf_cartola.evaluate import metrics as metrics_lib
 from tf_cartola.export import store
-from tf_cartola.read import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -255,11 +255,11 @@ def test_a_target_lists_expected_conversions_hold_against_the_generators_next_mo
 def test_a_run_in_a_scores_table_backtests_against_a_table_as_its_csv_shards_do(
     serving_dir, small_csv, pg_env, tmp_path
 ):
-    from tf_cartola.read import local_postgres
+    from tf_cartola.write import postgres as write_postgres
 
     month = synthetic.next_month(pd.read_csv(small_csv), seed=5)
     month.to_csv(tmp_path / "next.csv", index=False)
-    local_postgres.load_csv(pg_env.url, pg_env.password, "next_month", str(tmp_path / "next.csv"))
+    write_postgres.load_csv(pg_env.url, pg_env.password, "next_month", str(tmp_path / "next.csv"))
     _score(serving_dir, small_csv, tmp_path / "s", "--db", pg_env.url, "--scores_table", "camp")
     common = ["--config", CONFIG, "--serving_dir", serving_dir]
     from_files = backtest.run(

@@ -16,8 +16,9 @@ import pyarrow as pa
 import pytest
 
 from tests.helpers import CONFIG, SCHEMA
+from tf_cartola import synthetic
 from tf_cartola.contract import features as F
-from tf_cartola.read import csv_reader, synthetic
+from tf_cartola.read import csv_reader
 from tf_cartola.validate import drift
 
 ALPHA = 0.01

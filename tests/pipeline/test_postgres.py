@@ -19,18 +19,20 @@ import tensorflow_transform as tft
 from beam_jobs import preprocess
 from serving import client as client_cli
 from tests.helpers import eventually, probe_batch, split_ids
+from tf_cartola import synthetic
+from tf_cartola.common import local_postgres
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import split
-from tf_cartola.read import local_postgres, synthetic
 from tf_cartola.read import postgres as pg
 from tf_cartola.train import training
+from tf_cartola.write import postgres as write_postgres
 
 
 @pytest.fixture(scope="module")
 def users_table(postgres, small_csv):
     """The conftest's small CSV as the table `users`, typed from the contract."""
-    assert local_postgres.load_csv(postgres.url, postgres.password, "users", small_csv) > 0
+    assert write_postgres.load_csv(postgres.url, postgres.password, "users", small_csv) > 0
     return "users"
 
 
@@ -131,7 +133,7 @@ def test_a_table_with_nulls_bad_values_and_text_columns_quarantines_what_the_csv
 ):
     path = tmp_path / "bad.csv"
     _bad_users(path)
-    local_postgres.load_csv(
+    write_postgres.load_csv(
         pg_env.url,
         pg_env.password,
         "bad_users",

@@ -13,10 +13,10 @@ import tensorflow_transform as tft
 
 from beam_jobs import preprocess
 from tests.helpers import CONFIG, DATA, SMALL_ROWS, probe_batch, split_ids
+from tf_cartola import synthetic
 from tf_cartola.contract import features as F
 from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.contract import split
-from tf_cartola.read import synthetic
 from tf_cartola.train import training
 
 NO_BASELINE = [

@@ -8,8 +8,9 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from tests import reference
+from tf_cartola import synthetic
 from tf_cartola.contract import features as F
-from tf_cartola.read import csv_reader, examples, synthetic
+from tf_cartola.read import csv_reader, examples
 from tf_cartola.transform.preprocessing import preprocessing_fn
 
 # Literal edge cases: sentinels, missing cells, caps and every kind of pixels string.

@@ -16,10 +16,11 @@ import tensorflow as tf
 
 from beam_jobs import score
 from tests.helpers import CONFIG, eventually
+from tf_cartola import synthetic
 from tf_cartola.contract import features as F
 from tf_cartola.contract import rows, signatures
 from tf_cartola.export import store
-from tf_cartola.read import csv_reader, examples, synthetic
+from tf_cartola.read import csv_reader, examples
 
 
 def _scores(prefix) -> dict:
@@ -264,10 +265,10 @@ def test_rows_outside_the_models_schema_are_counted_and_set_aside_when_asked(
 def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_cleanly(
     served, pg_env, small_csv, tmp_path
 ):
-    from tf_cartola.read import local_postgres
+    from tf_cartola.write import postgres as write_postgres
 
     serving_dir, _ = served
-    local_postgres.load_csv(pg_env.url, pg_env.password, "score_users", small_csv)
+    write_postgres.load_csv(pg_env.url, pg_env.password, "score_users", small_csv)
     command = [
         sys.executable,
         "-m",

@@ -21,8 +21,8 @@ from tf_cartola.contract import config as config_lib
 from tf_cartola.export import served as served_lib
 from tf_cartola.export import store
 from tf_cartola.inspect import report, versions
-from tf_cartola.read.postgres import ScoresTable
 from tf_cartola.train import training
+from tf_cartola.write.postgres import ScoresTable
 
 MODEL = "cartola_pro"
 

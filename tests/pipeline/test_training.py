@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from beam_jobs import preprocess
 from tests import reference
+from tf_cartola import synthetic
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import manifest as manifest_lib
@@ -20,7 +21,7 @@ from tf_cartola.export import requests
 from tf_cartola.export import saved_model as export
 from tf_cartola.export import store as model_store
 from tf_cartola.inspect import versions
-from tf_cartola.read import examples, synthetic
+from tf_cartola.read import examples
 from tf_cartola.train import builder as model
 from tf_cartola.train import training
 

@@ -28,13 +28,14 @@ from serving.options import PortInUse
 from serving.rest_client import RestClient
 from serving.server import LocalServer
 from tests.helpers import ROOT, USED_RAW, eventually
+from tf_cartola import synthetic
 from tf_cartola.common.loopback import free_port
 from tf_cartola.contract import features as F
 from tf_cartola.contract import signatures
 from tf_cartola.export import requests
 from tf_cartola.export import saved_model as export
 from tf_cartola.export import store as model_store
-from tf_cartola.read import examples, synthetic
+from tf_cartola.read import examples
 
 MODEL = "cartola_pro"
 

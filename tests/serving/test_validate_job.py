@@ -16,9 +16,10 @@ from serving.grpc_client import GrpcClient
 from serving.rest_client import RestClient
 from serving.server import LocalServer
 from tests.helpers import USED_RAW
+from tf_cartola import synthetic
 from tf_cartola.contract import features as F
 from tf_cartola.export import requests
-from tf_cartola.read import prediction_logs, synthetic, tfrecords
+from tf_cartola.read import prediction_logs, tfrecords
 
 MODEL = "cartola_pro"
 

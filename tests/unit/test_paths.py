@@ -15,7 +15,7 @@ SHIPPED = ("tf_cartola", "beam_jobs", "serving")
 ALLOWED = {
     "tf_cartola/common/files.py": "the one place that opens a user's path: Python's calls for a "
     "local path",
-    "tf_cartola/read/local_postgres.py": "a throwaway PostgreSQL server for tests: its data "
+    "tf_cartola/common/local_postgres.py": "a throwaway PostgreSQL server for tests: its data "
     "folder is local",
 }
 # os.path altogether (its string functions follow the local OS, and normpath breaks "gs://"), and

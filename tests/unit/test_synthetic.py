@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 
 from tests import reference
+from tf_cartola import synthetic
 from tf_cartola.contract import features as F
-from tf_cartola.read import synthetic
+from tf_cartola.synthetic import __main__ as synthetic_cli
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,9 @@ def test_next_month_keeps_most_users_and_converts_bypropensity(tmp_path):
     path = tmp_path / "m1.csv"
     synthetic.write_csv(first, str(path))
     out = tmp_path / "m2.csv"
-    assert synthetic.main(["--next_month_of", str(path), "--seed", "2", "--out", str(out)]) == 0
+    assert (
+        synthetic_cli.main(["--next_month_of", str(path), "--seed", "2", "--out", str(out)]) == 0
+    )
     second = pd.read_csv(out, dtype={F.PIXELS: object})
     assert list(second.columns) == list(F.CSV_COLUMNS) and len(second) == len(first)
     assert second[F.ID_KEY].is_unique

@@ -61,7 +61,10 @@ class DatabaseError(rows.InputError):
 
 
 @contextlib.contextmanager
-def _errors(url: str):
+def errors(url: str):
+    """Turns a psycopg error inside the block into a DatabaseError naming the masked URL, with no
+    password in its text.
+    """
     import psycopg
 
     try:
@@ -78,7 +81,7 @@ def connect(url: str, **kwargs):
     """A psycopg connection (errors as DatabaseError with the URL masked)."""
     import psycopg
 
-    with _errors(url):
+    with errors(url):
         return psycopg.connect(url, **kwargs)
 
 
@@ -159,7 +162,7 @@ def snapshot(
 
     conn = connect(url, autocommit=True)
     try:
-        with _errors(url):
+        with errors(url):
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             select = _select_list(conn, _relation(table, query), required)
@@ -286,7 +289,7 @@ def read_partition(
         "COPY (SELECT * FROM ({select}) AS p WHERE {where} ORDER BY {id}) "
         "TO STDOUT (FORMAT csv, HEADER true)"
     ).format(select=sql.SQL(partition.select), where=where, id=id_)
-    with connect(partition.url, autocommit=True) as conn, _errors(partition.url):
+    with connect(partition.url, autocommit=True) as conn, errors(partition.url):
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute(
             sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(partition.snapshot))
@@ -316,102 +319,6 @@ def read_all(
             yield from read_partition(partition, required)
 
 
-class ScoresTable:
-    """Upserts (F.SCORE_COLUMNS, scored_at), one row per user, model and run, creating the table if
-    missing (and adding the decile and pro_target columns to a table made before them): each
-    month's run keeps its own rows, and a rerun of a run replaces them. Each batch is one
-    transaction: a crash leaves whole batches, and writing a batch again replaces its rows instead
-    of adding to them.
-
-    Raises:
-      rows.InputError: the table exists without a run_id column (made by an older version).
-    """
-
-    def __init__(self, url: str, table: str = "scores"):
-        from psycopg import sql
-
-        self._url = url
-        self._name = sql.Identifier(*table.split("."))
-        self._conn = connect(url)
-        with _errors(url), self._conn.transaction():
-            self._conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} ({id} bigint NOT NULL, pro_probability double "
-                    "precision NOT NULL, model_name text NOT NULL, model_version bigint, run_id "
-                    "text NOT NULL, {decile} smallint, {label} smallint, "
-                    "scored_at timestamptz NOT NULL, PRIMARY KEY ({id}, model_name, run_id))"
-                ).format(self._name, **self._columns())
-            )
-            columns = self._conn.execute(
-                sql.SQL("SELECT * FROM {} LIMIT 0").format(self._name)
-            ).description
-            if "run_id" in [c.name for c in columns]:
-                self._conn.execute(
-                    sql.SQL(
-                        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {decile} smallint, "
-                        "ADD COLUMN IF NOT EXISTS {label} smallint"
-                    ).format(self._name, **self._columns())
-                )
-        if "run_id" not in [c.name for c in columns]:
-            self._conn.close()
-            raise rows.InputError(
-                f"table {table} has no run_id column (an older scores table): give "
-                "--scores_table a new table, or add the column and the key (GLOBO_ID, "
-                "model_name, run_id)"
-            )
-
-    @staticmethod
-    def _columns() -> dict:
-        from psycopg import sql
-
-        return {
-            "id": sql.Identifier(F.ID_KEY),
-            "decile": sql.Identifier(F.DECILE),
-            "label": sql.Identifier(F.LABEL_KEY),
-        }
-
-    def upsert(self, rows_: typing.Iterable[tuple]) -> None:
-        """Writes one batch in one transaction: rows of F.SCORE_COLUMNS' values (a model_version
-        None for a SavedModel outside a serving folder, a pro_target None where unknown).
-        """
-        from psycopg import sql
-
-        statement = sql.SQL(
-            "INSERT INTO {} ({columns}, scored_at) VALUES ({values}, now()) "
-            "ON CONFLICT ({id}, model_name, run_id) DO UPDATE SET {updates}, "
-            "scored_at = EXCLUDED.scored_at"
-        ).format(
-            self._name,
-            columns=sql.SQL(", ").join(map(sql.Identifier, F.SCORE_COLUMNS)),
-            values=sql.SQL(", ").join([sql.Placeholder()] * len(F.SCORE_COLUMNS)),
-            id=sql.Identifier(F.ID_KEY),
-            updates=sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
-                for c in F.SCORE_COLUMNS
-                if c not in (F.ID_KEY, "model_name", "run_id")
-            ),
-        )
-        with _errors(self._url), self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany(statement, list(rows_))
-
-    def clear_run(self, model_name: str, run_id: str) -> int:
-        """Deletes a run's rows of one model, before the run writes them again: a rerun replaces
-        the run's rows whatever it covers (a partial rerun never leaves rows of an earlier version
-        beside its own). Returns how many were deleted.
-        """
-        from psycopg import sql
-
-        with _errors(self._url), self._conn.transaction():
-            return self._conn.execute(
-                sql.SQL("DELETE FROM {} WHERE model_name = %s AND run_id = %s").format(self._name),
-                (model_name, run_id),
-            ).rowcount
-
-    def close(self) -> None:
-        """Closes the connection (every batch was committed in its own transaction)."""
-        self._conn.close()
-
-
 @contextlib.contextmanager
 def scores_csv(url: str, table: str, run_id: str):
     """A run's rows of a scores table (ScoresTable) as a binary CSV stream with a header of
@@ -428,5 +335,5 @@ def scores_csv(url: str, table: str, run_id: str):
         sql.Literal(run_id),
         sql.Identifier(F.ID_KEY),
     )
-    with connect(url, autocommit=True) as conn, _errors(url), conn.cursor().copy(copy_sql) as copy:
+    with connect(url, autocommit=True) as conn, errors(url), conn.cursor().copy(copy_sql) as copy:
         yield io.BufferedReader(_CopyStream(copy), 1 << 20)

@@ -1,21 +1,18 @@
 """Seeded synthetic Cartola users that follow the data contract (docs/data.md).
 
-    python -m tf_cartola.read.synthetic --rows 128000 --seed 7 --out data/cartola.csv
-    python -m tf_cartola.read.synthetic --next_month_of data/cartola.csv --seed 8 --out next.csv
+    python -m tf_cartola.synthetic --rows 128000 --seed 7 --out data/cartola.csv
+    python -m tf_cartola.synthetic --next_month_of data/cartola.csv --seed 8 --out next.csv
 
-The label is drawn from a logistic model of the data scientists' six final
-features, so their procedure recovers KS ~0.60, precision ~0.81, recall ~0.75.
-Collinear pairs stay collinear; missing cells, -1 sentinels and malformed
-`pixels` appear at realistic rates.
+The command line is `__main__`. The label is drawn from a logistic model of the data scientists'
+six final features, so their procedure recovers KS ~0.60, precision ~0.81, recall ~0.75. Collinear
+pairs stay collinear; missing cells, -1 sentinels and malformed `pixels` appear at realistic rates.
 """
 
 import logging
-import time
 
 import numpy as np
 import pandas as pd
 
-from tf_cartola.common import cli
 from tf_cartola.contract import features as F
 
 # Label model on z-scored engineered features; tuned so the reference procedure
@@ -269,41 +266,3 @@ def write_generated(rows: int, seed: int, path: str) -> None:
         part = generate(min(CHUNK_ROWS, rows - start), (seed, k), 10_000_000 + 3 * start)
         write_csv(part, path, "w" if k == 0 else "a")
         log.info("wrote %d of %d rows", start + len(part), rows)
-
-
-def main(argv=None) -> int:
-    """The command-line entry point: returns the exit status."""
-    parser = cli.parser("tf_cartola.read.synthetic", __doc__, "0 written, 2 bad arguments")
-    parser.add_argument(
-        "--rows", type=int, default=128_000, help="users to generate (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="the same seed gives the same file (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--next_month_of",
-        metavar="FILE",
-        help="write the month after this CSV's: the same users, a few gone and new, some "
-        "converting to PRO or leaving it (--rows is then ignored)",
-    )
-    parser.add_argument("--out", required=True, help="CSV file to write")
-    args = parser.parse_args(argv)
-    cli.setup_logging(args.verbose)
-    start = time.perf_counter()
-    if args.next_month_of:
-        previous = pd.read_csv(args.next_month_of, dtype={F.PIXELS: object})
-        frame = next_month(previous, args.seed)
-        write_csv(frame, args.out)
-        rows = len(frame)
-    else:
-        write_generated(args.rows, args.seed, args.out)
-        rows = args.rows
-    log.info("wrote %d rows to %s in %.2f s", rows, args.out, time.perf_counter() - start)
-    return 0
-
-
-if __name__ == "__main__":
-    cli.leave(cli.run(main))
