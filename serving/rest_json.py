@@ -40,26 +40,38 @@ def _is_b64(value) -> bool:
 
 
 def _leaf(value, dtype: int, where: str):
+    """A JSON value (a list of them, nested) as the Python values of a tensor of `dtype`."""
     if isinstance(value, list):
         return [_leaf(v, dtype, where) for v in value]
-    if dtype == types_pb2.DT_STRING:
-        if isinstance(value, str):
-            return value.encode("utf-8")
-        if _is_b64(value) and isinstance(value["b64"], str):
-            try:
-                return base64.b64decode(value["b64"], validate=True)
-            except ValueError:
-                raise invalid(f"{where}: Unable to base64 decode") from None
-    elif dtype in _FLOATS:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif dtype in _INTS:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif dtype == types_pb2.DT_BOOL and isinstance(value, bool):
+    converted = _string(value, where) if dtype == types_pb2.DT_STRING else _scalar(value, dtype)
+    if converted is None:
+        expected = types_pb2.DataType.Name(dtype)[3:].lower()
+        raise invalid(f"{where}: JSON Value: {json.dumps(value)} not of expected type: {expected}")
+    return converted
+
+
+def _string(value, where: str):
+    """A string's bytes: text as UTF-8, `{"b64": ...}` decoded; None for anything else."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if _is_b64(value) and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except ValueError:
+            raise invalid(f"{where}: Unable to base64 decode") from None
+    return None
+
+
+def _scalar(value, dtype: int):
+    """A number or a boolean as `dtype` takes it (JSON's true is no number); None otherwise."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if dtype in _FLOATS and number:
+        return float(value)
+    if dtype in _INTS and number and isinstance(value, int):
         return value
-    expected = types_pb2.DataType.Name(dtype)[3:].lower()
-    raise invalid(f"{where}: JSON Value: {json.dumps(value)} not of expected type: {expected}")
+    if dtype == types_pb2.DT_BOOL and isinstance(value, bool):
+        return value
+    return None
 
 
 def _tensor(values: list, dtype: int, where: str):
@@ -94,7 +106,7 @@ def _size(shape) -> int:
     return out
 
 
-def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictRequest, str]:  # noqa: PLR0912, PLR0915
+def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictRequest, str]:
     """A PredictRequest from a `:predict` body; returns it with the format, "row" or "columnar".
 
     Error messages carry TF Serving's key phrases (util/json_tensor.cc).
@@ -103,8 +115,7 @@ def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictReq
     if not isinstance(signature_name, str):
         raise invalid(
             f"JSON Value: {json.dumps(body)[:200]} not formatted correctly. 'signature_name' key "
-            "must be "
-            "a string value."
+            "must be a string value."
         )
     _, sig = servable.signature(signature_name)
     names = sorted(sig.inputs)
@@ -113,75 +124,84 @@ def predict_request(body: dict, servable) -> typing.Tuple[predict_pb2.PredictReq
     if "instances" in body and "inputs" in body:
         raise invalid(
             "JSON Value: ... Not formatted correctly expecting only one of 'inputs' or "
-            "'instances' keys "
-            "to exist"
+            "'instances' keys to exist"
         )
-    request = predict_pb2.PredictRequest()
-    request.model_spec.signature_name = signature_name
     if "instances" in body:
-        instances = body["instances"]
-        if not isinstance(instances, list):
-            raise invalid("JSON Value: ... Excepting 'instances' to be an list/array")
-        if not instances:
-            raise invalid("JSON Value: ... No values in 'instances' array")
-        named = isinstance(instances[0], dict) and not _is_b64(instances[0])
-        if not named and len(names) > 1:
-            raise invalid(
-                "instances is a plain list, but expecting list of objects as multiple input "
-                "tensors "
-                "required as per tensorinfo_map"
-            )
-        columns = {n: [] for n in names} if named else {names[0]: []}
-        shapes = {}
-        for i, instance in enumerate(instances):
-            is_object = isinstance(instance, dict) and not _is_b64(instance)
-            if named and not is_object:
-                raise invalid(f"Expecting object but got list at item {i} of input list")
-            if not named and is_object:
-                raise invalid(f"Expecting value/list but got object at item {i} of input list")
-            items = instance if named else {names[0]: instance}
-            if named and set(items) != set(names):
-                raise invalid(
-                    f"Failed to process element: {i} of 'instances' list. JSON object: "
-                    f"{json.dumps(instance)[:200]} keys must be equal to: {','.join(names)}"
-                )
-            for n, value in items.items():
-                shape = _shape(value)
-                if n in shapes and _size(shapes[n]) != _size(shape):
-                    raise invalid(
-                        f"Failed to process element: {i} key: {n} of 'instances' list. Error: "
-                        f"Expecting tensor size: {_size(shapes[n])} but got: {_size(shape)}"
-                    )
-                if n in shapes and shapes[n] != shape:
-                    raise invalid(
-                        f"Failed to process element: {i} key: {n} of 'instances' list. Error: "
-                        f"Expecting shape [{','.join(map(str, shapes[n]))}] but got: "
-                        f"[{','.join(map(str, shape))}]"
-                    )
-                shapes[n] = shape
-                columns[n].append(value)
-        fmt = "row"
+        columns, fmt = _row_columns(body["instances"], names), "row"
     elif "inputs" in body:
-        inputs = body["inputs"]
-        if isinstance(inputs, dict) and not _is_b64(inputs):
-            missing = [n for n in names if n not in inputs]
-            if missing:
-                raise invalid(f"Missing named input: {missing[0]} in 'inputs' object.")
-            columns = {n: inputs[n] for n in names}
-        elif len(names) == 1:
-            columns = {names[0]: inputs}
-        else:
-            raise invalid(
-                "inputs is a plain value/list, but expecting an object as multiple input tensors "
-                "required "
-                "as per tensorinfo_map"
-            )
-        fmt = "columnar"
+        columns, fmt = _columnar_columns(body["inputs"], names), "columnar"
     else:
         raise invalid("Missing 'inputs' or 'instances' key")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = signature_name
     for name, values in columns.items():
         request.inputs[name].CopyFrom(_tensor(values, sig.inputs[name].dtype, f"input '{name}'"))
     return request, fmt
+
+
+def _row_columns(instances, names: typing.List[str]) -> dict:
+    """The row format's `instances` as one list of values per input: objects keyed by the inputs'
+    names, or plain values for a signature of one input; every input's values of one shape.
+    """
+    if not isinstance(instances, list):
+        raise invalid("JSON Value: ... Excepting 'instances' to be an list/array")
+    if not instances:
+        raise invalid("JSON Value: ... No values in 'instances' array")
+    named = isinstance(instances[0], dict) and not _is_b64(instances[0])
+    if not named and len(names) > 1:
+        raise invalid(
+            "instances is a plain list, but expecting list of objects as multiple input tensors "
+            "required as per tensorinfo_map"
+        )
+    columns = {n: [] for n in names} if named else {names[0]: []}
+    shapes = {}
+    for i, instance in enumerate(instances):
+        is_object = isinstance(instance, dict) and not _is_b64(instance)
+        if named != is_object:
+            got, wanted = ("list", "object") if named else ("object", "value/list")
+            raise invalid(f"Expecting {wanted} but got {got} at item {i} of input list")
+        items = instance if named else {names[0]: instance}
+        if set(items) != set(names) and named:
+            raise invalid(
+                f"Failed to process element: {i} of 'instances' list. JSON object: "
+                f"{json.dumps(instance)[:200]} keys must be equal to: {','.join(names)}"
+            )
+        for n, value in items.items():
+            shapes[n] = _same_shape(shapes.get(n), _shape(value), f"{i} key: {n}")
+            columns[n].append(value)
+    return columns
+
+
+def _same_shape(first, shape: list, where: str) -> list:
+    """`shape`, when it is the first instance's (`first`, None for the first instance)."""
+    if first is not None and _size(first) != _size(shape):
+        raise invalid(
+            f"Failed to process element: {where} of 'instances' list. Error: "
+            f"Expecting tensor size: {_size(first)} but got: {_size(shape)}"
+        )
+    if first is not None and first != shape:
+        raise invalid(
+            f"Failed to process element: {where} of 'instances' list. Error: "
+            f"Expecting shape [{','.join(map(str, first))}] but got: [{','.join(map(str, shape))}]"
+        )
+    return shape
+
+
+def _columnar_columns(inputs, names: typing.List[str]) -> dict:
+    """The columnar format's `inputs`: an object keyed by the inputs' names, or one plain value
+    for a signature of one input.
+    """
+    if isinstance(inputs, dict) and not _is_b64(inputs):
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise invalid(f"Missing named input: {missing[0]} in 'inputs' object.")
+        return {n: inputs[n] for n in names}
+    if len(names) == 1:
+        return {names[0]: inputs}
+    raise invalid(
+        "inputs is a plain value/list, but expecting an object as multiple input tensors required "
+        "as per tensorinfo_map"
+    )
 
 
 def _json_value(name: str, array: np.ndarray):
