@@ -183,46 +183,15 @@ def type_block(
       row's reason is its first bad column in contract order, as `rows.parse_number`
       words it.
     """
-    n = block.num_rows
     columns = _columns(block.schema.names)
-    first_bad: typing.Dict[int, rows.BadRow] = {}
-    if F.ID_KEY in columns:  # Files joined with their headers: the header again, as a row.
-        maybe = np.flatnonzero(
-            pc.equal(pc.utf8_trim_whitespace(block.column(F.ID_KEY)), F.ID_KEY).to_numpy(
-                zero_copy_only=False
-            )
-        )
-        for i in maybe:
-            if all(
-                block.column(name)[int(i)].as_py().strip() == name for name in block.schema.names
-            ):
-                first_bad[int(i)] = rows.BadRow(
-                    rows.REPEATED_HEADER,
-                    None,
-                    "the header line repeats here (files joined with their headers?)",
-                )
+    first_bad = _repeated_headers(block) if F.ID_KEY in columns else {}
     typed = {}
     for column in columns:
-        text = pc.utf8_trim_whitespace(block.column(column))
-        present = np.asarray(pc.not_equal(text, "").to_numpy(zero_copy_only=False), dtype=bool)
-        if column in (F.ID_KEY, F.LABEL_KEY) and column in required and not present.all():
-            for i in np.flatnonzero(~present):
-                first_bad.setdefault(
-                    int(i), rows.BadRow(rows.MISSING_REQUIRED, column, f"{column} is empty")
-                )
-        if column == F.PIXELS:
-            typed[column] = pc.cast(
-                pc.if_else(pa.array(present), text, pa.scalar(None, pa.string())),
-                pa.large_binary(),
-            )
-            continue
-        typed[column], bad = _numbers(column, text, present)
-        if column == F.LABEL_KEY and column in required:
-            bad.update(_outside_0_1(typed[column], bad))
+        typed[column], bad = _typed_column(column, block.column(column), column in required)
         for i, error in bad.items():
             first_bad.setdefault(i, error)
     records = []
-    good = np.ones(n, dtype=bool)
+    good = np.ones(block.num_rows, dtype=bool)
     if first_bad:
         good[list(first_bad)] = False
         for i, error in sorted(first_bad.items()):
@@ -233,6 +202,39 @@ def type_block(
         schema=arrow_schema(columns),
     )
     return batch, records
+
+
+def _repeated_headers(block: pa.RecordBatch) -> typing.Dict[int, rows.BadRow]:
+    """The rows that repeat the header line (files joined with their headers)."""
+    ids = pc.utf8_trim_whitespace(block.column(F.ID_KEY))
+    maybe = np.flatnonzero(pc.equal(ids, F.ID_KEY).to_numpy(zero_copy_only=False))
+    why = "the header line repeats here (files joined with their headers?)"
+    return {
+        int(i): rows.BadRow(rows.REPEATED_HEADER, None, why)
+        for i in maybe
+        if all(block.column(name)[int(i)].as_py().strip() == name for name in block.schema.names)
+    }
+
+
+def _typed_column(
+    column: str, cells: pa.Array, required: bool
+) -> typing.Tuple[pa.Array, typing.Dict[int, rows.BadRow]]:
+    """One column's cells typed by the contract, and its bad rows (an empty id or label where
+    `required`, a cell that is not its kind, a label outside {0, 1}).
+    """
+    text = pc.utf8_trim_whitespace(cells)
+    present = np.asarray(pc.not_equal(text, "").to_numpy(zero_copy_only=False), dtype=bool)
+    bad = {}
+    if column in (F.ID_KEY, F.LABEL_KEY) and required and not present.all():
+        missing = rows.BadRow(rows.MISSING_REQUIRED, column, f"{column} is empty")
+        bad = {int(i): missing for i in np.flatnonzero(~present)}
+    if column == F.PIXELS:
+        kept = pc.if_else(pa.array(present), text, pa.scalar(None, pa.string()))
+        return pc.cast(kept, pa.large_binary()), bad
+    typed, wrong = _numbers(column, text, present)
+    if column == F.LABEL_KEY and required:
+        wrong.update(_outside_0_1(typed, wrong))
+    return typed, {**wrong, **bad}
 
 
 def _to_utf8(
