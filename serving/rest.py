@@ -180,92 +180,96 @@ def make_handler(
       max_request_bytes: larger bodies are refused (413) before they are read.
       metrics_path: where Prometheus metrics are served, or None.
     """
+    bound = {"api": api, "max_request_bytes": max_request_bytes, "metrics_path": metrics_path}
+    return type("Handler", (_Handler,), bound)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "tf_cartola-local-serving"
 
-        def setup(self):
-            super().setup()
-            # Headers and body are separate writes: without this, Nagle's algorithm holds the body
-            # until the client's delayed ACK (40 ms) on a kept-alive connection.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Answers TF Serving's REST API with `api` (set by make_handler on a subclass)."""
 
-        def _reply(self, status: int, payload: dict) -> None:
-            body = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+    api: "RestApi"
+    max_request_bytes: int
+    metrics_path: typing.Optional[str] = None
+    protocol_version = "HTTP/1.1"
+    server_version = "tf_cartola-local-serving"
+
+    def setup(self):
+        super().setup()
+        # Headers and body are separate writes: without this, Nagle's algorithm holds the body
+        # until the client's delayed ACK (40 ms) on a kept-alive connection.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _reply(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _serve(self, call) -> None:
+        with self.api.in_flight:
+            try:
+                self._answer(call)
+            except ConnectionError as e:  # The client hung up: its business, not a server error.
+                self.close_connection = True
+                log.info(
+                    "%s hung up before the answer to %s %s (%s)",
+                    self.address_string(),
+                    self.command,
+                    self.path,
+                    type(e).__name__,
+                )
+
+    def _answer(self, call) -> None:
+        try:
+            self._reply(200, call())
+        except ServingError as e:
+            self._reply(e.http_status, {"error": e.message})
+        except ConnectionError:
+            raise
+        except Exception as e:  # The server stays up; the client gets the reason.
+            log.exception("internal error serving %s %s", self.command, self.path)
+            self._reply(500, {"error": f"Internal error: {e}"})
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        if self.metrics_path and self.path.split("?", 1)[0] == self.metrics_path:
+            body = self.api.metrics.prometheus().encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            return
+        self._serve(lambda: self.api.get(self.path))
 
-        def _serve(self, call) -> None:
-            with api.in_flight:
-                try:
-                    self._answer(call)
-                except (
-                    ConnectionError
-                ) as e:  # The client hung up: its business, not a server error.
-                    self.close_connection = True
-                    log.info(
-                        "%s hung up before the answer to %s %s (%s)",
-                        self.address_string(),
-                        self.command,
-                        self.path,
-                        type(e).__name__,
-                    )
+    def _refuse(self):
+        """Any other method: TF Serving answers 400 Malformed request."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if 0 < length <= self.max_request_bytes:
+            self.rfile.read(length)
 
-        def _answer(self, call) -> None:
-            try:
-                self._reply(200, call())
-            except ServingError as e:
-                self._reply(e.http_status, {"error": e.message})
-            except ConnectionError:
-                raise
-            except Exception as e:  # The server stays up; the client gets the reason.
-                log.exception("internal error serving %s %s", self.command, self.path)
-                self._reply(500, {"error": f"Internal error: {e}"})
+        def refuse():
+            raise malformed(self.command, self.path)
 
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            if metrics_path and self.path.split("?", 1)[0] == metrics_path:
-                body = api.metrics.prometheus().encode("utf-8")
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self._serve(lambda: api.get(self.path))
+        self._serve(refuse)
 
-        def _refuse(self):
-            """Any other method: TF Serving answers 400 Malformed request."""
-            length = int(self.headers.get("Content-Length") or 0)
-            if 0 < length <= max_request_bytes:
-                self.rfile.read(length)
+    do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
 
-            def refuse():
-                raise malformed(self.command, self.path)
+    def do_POST(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > self.max_request_bytes:
+            self.close_connection = True
+            self._reply(
+                413,
+                {
+                    "error": f"Request of {length} bytes exceeds the limit of "
+                    f"{self.max_request_bytes}"
+                },
+            )
+            return
+        body = self.rfile.read(length)
+        self._serve(lambda: self.api.post(self.path, body))
 
-            self._serve(refuse)
-
-        do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
-
-        def do_POST(self):  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > max_request_bytes:
-                self.close_connection = True
-                self._reply(
-                    413,
-                    {
-                        "error": f"Request of {length} bytes exceeds the limit of "
-                        f"{max_request_bytes}"
-                    },
-                )
-                return
-            body = self.rfile.read(length)
-            self._serve(lambda: api.post(self.path, body))
-
-        def log_message(self, fmt, *args):
-            log.debug("%s " + fmt, self.address_string(), *args)
-
-    return Handler
+    def log_message(self, fmt, *args):
+        log.debug("%s " + fmt, self.address_string(), *args)
