@@ -292,8 +292,7 @@ def _client(args):
     return InProcessClient(args.model_dir), (), ()
 
 
-def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status per check)
-    """The command-line entry point: returns the exit status."""
+def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("serving.client", __doc__, EXIT_STATUS)
     config_lib.add_flag(parser)
     where = parser.add_mutually_exclusive_group(required=True)
@@ -365,73 +364,66 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
         "%(default)s)",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser
+
+
+class _Stop(Exception):
+    """Ends the command with an exit status and one line on stderr."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
     try:
-        args = parser.parse_args(argv)
+        args = _parser().parse_args(argv)
     except SystemExit as e:
         return EXIT_ARGUMENTS if e.code else EXIT_OK
     cli.setup_logging(args.verbose)
-    from tf_cartola.read import postgres
+    try:
+        stable, run_id = _checked(args)
+        summary, source = _scored(args, stable, run_id)
+        _report(summary, source, args)
+    except _Stop as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.status
+    return EXIT_OK
 
+
+def _checked(args) -> typing.Tuple[typing.Optional[str], str]:
+    """Fills the config's defaults into `args` and checks them before any work: returns the
+    `stable` label's version (or None) and the run's id.
+    """
     try:
         serving = config_lib.load(args.config).serving
-    except (config_lib.ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ARGUMENTS
-    args.model, args.serving_dir = (
-        args.model or serving.model_name,
-        args.serving_dir or serving.serving_dir,
-    )
-    try:
+        args.model = args.model or serving.model_name
+        args.serving_dir = args.serving_dir or serving.serving_dir
         stable = _stable_label(args, args.model_config_file or serving.model_config_file)
-    except served_lib.ServedError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ARGUMENTS
-
+    except (config_lib.ConfigError, FileNotFoundError, served_lib.ServedError) as e:
+        raise _Stop(EXIT_ARGUMENTS, str(e)) from None
     if args.batch_size < 1:
-        print("error: --batch_size must be >= 1", file=sys.stderr)
-        return EXIT_ARGUMENTS
+        raise _Stop(EXIT_ARGUMENTS, "--batch_size must be >= 1")
     if args.db and bool(args.table) == bool(args.query):
-        print("error: --db needs exactly one of --table and --query", file=sys.stderr)
-        return EXIT_ARGUMENTS
+        raise _Stop(EXIT_ARGUMENTS, "--db needs exactly one of --table and --query")
     if args.csv and (not files.exists(args.csv) or files.isdir(args.csv)):
-        print(f"error: no such file: {args.csv}", file=sys.stderr)
-        return EXIT_INPUT
+        raise _Stop(EXIT_INPUT, f"no such file: {args.csv}")
     if args.model_dir and not files.isdir(args.model_dir):
-        print(f"error: no such model folder: {args.model_dir}", file=sys.stderr)
-        return EXIT_INPUT
+        raise _Stop(EXIT_INPUT, f"no such model folder: {args.model_dir}")
     try:
-        run_id = months.resolve(args.run_id, [args.csv] if args.csv else [])
+        return stable, months.resolve(args.run_id, [args.csv] if args.csv else [])
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ARGUMENTS
-    to_database = postgres.is_database(args.out)
-    quarantine = args.quarantine or (
-        f"{args.scores_table}.bad.jsonl" if to_database else args.out + ".bad.jsonl"
-    )
+        raise _Stop(EXIT_ARGUMENTS, str(e)) from None
+
+
+def _scored(args, stable, run_id: str) -> typing.Tuple[dict, str]:
+    """Scores the users with the served version: returns the run's summary and its source."""
     client, unreachable, failed = _client(args)
     try:
-        deadline = time.monotonic() + args.wait
-        while True:  # The version and its inputs, asked once the server answers.
-            try:
-                version = client.served_version(args.version, args.label or stable)
-                needed = [F.ID_KEY, *client.raw_inputs(version)]
-                break
-            except unreachable + failed:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.5)
+        version, needed = _version_when_up(client, args, stable, unreachable + failed)
         with contextlib.ExitStack() as held:
-            if args.csv:
-                source, total = args.csv, _count_rows(args.csv)
-                chunks = csv_reader.read_csv(
-                    held.enter_context(files.open_file(args.csv, "rb")),
-                    args.csv,
-                    required=needed,
-                    encoding=args.encoding,
-                )
-            else:
-                source, total = postgres.masked(args.db), None
-                chunks = postgres.read_all(args.db, args.table, args.query, required=needed)
+            source, total, chunks = _users(args, needed, held)
             # Every request names the version, so each row is labelled with the one that answered
             # it; a version unloaded mid-run fails the run instead of being answered by another.
             made_by = (args.model, version, run_id)
@@ -439,11 +431,7 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
             checks = None if rules is None else Checks(rules, args.set_aside_invalid, source)
             if checks is None:
                 print(f"warning: rows are not checked against a schema: {about}", file=sys.stderr)
-            sink = (
-                DatabaseScores(args.out, args.scores_table, *made_by, args.batch_size)
-                if to_database
-                else CsvScores(args.out, *made_by)
-            )
+            sink, quarantine = _sink(args, made_by)
             summary = score(
                 client,
                 chunks,
@@ -456,17 +444,56 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
                 checks=checks,
             )
     except (rows.InputError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT
+        raise _Stop(EXIT_INPUT, str(e)) from None
     except unreachable + failed as e:
         code = getattr(e, "code", None)
         if isinstance(e, unreachable) or (
             code is not None and code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
         ):
-            print(f"error: the server is unreachable: {e}", file=sys.stderr)
-            return EXIT_UNREACHABLE
-        print(f"error: the server refused or failed a request: {e}", file=sys.stderr)
-        return EXIT_SERVER
+            raise _Stop(EXIT_UNREACHABLE, f"the server is unreachable: {e}") from None
+        raise _Stop(EXIT_SERVER, f"the server refused or failed a request: {e}") from None
+    return summary, source
+
+
+def _version_when_up(client, args, stable, errors: tuple):
+    """(the version to score with, the columns it needs), asked once the server answers (within
+    --wait seconds).
+    """
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            version = client.served_version(args.version, args.label or stable)
+            return version, [F.ID_KEY, *client.raw_inputs(version)]
+        except errors:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _users(args, needed: list, held: contextlib.ExitStack):
+    """(source, rows or None, typed chunks) of the users to score: a CSV or a database query."""
+    from tf_cartola.read import postgres
+
+    if args.csv:
+        f = held.enter_context(files.open_file(args.csv, "rb"))
+        chunks = csv_reader.read_csv(f, args.csv, required=needed, encoding=args.encoding)
+        return args.csv, _count_rows(args.csv), chunks
+    chunks = postgres.read_all(args.db, args.table, args.query, required=needed)
+    return postgres.masked(args.db), None, chunks
+
+
+def _sink(args, made_by: tuple):
+    """(the scores' sink, the quarantine's path): a table or a CSV, as --out says."""
+    from tf_cartola.read import postgres
+
+    if postgres.is_database(args.out):
+        sink = DatabaseScores(args.out, args.scores_table, *made_by, args.batch_size)
+        return sink, args.quarantine or f"{args.scores_table}.bad.jsonl"
+    return CsvScores(args.out, *made_by), args.quarantine or args.out + ".bad.jsonl"
+
+
+def _report(summary: dict, source: str, args) -> None:
+    """Prints what was scored and set aside, and why; raises _Stop for too much set aside."""
     for line in scoring_checks.warnings(
         summary["read"], summary["invalid"], summary["duplicate_ids"], args.set_aside_invalid
     ):
@@ -483,9 +510,7 @@ def main(argv=None) -> int:  # noqa: PLR0911, PLR0912, PLR0915 (one exit status 
             summary["read"], summary["bad"], summary["reasons"], args.max_set_aside_fraction
         )
     except scoring_checks.TooManySetAside as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT
-    return EXIT_OK
+        raise _Stop(EXIT_INPUT, str(e)) from None
 
 
 if __name__ == "__main__":
