@@ -129,10 +129,7 @@ def validate(
     Raises:
       AnomaliesFound: anomalies, drift or bad rows (everything is written first).
     """
-    import tensorflow as tf
-    import tensorflow_data_validation as tfdv
-
-    from tf_cartola.validate import drift, validation
+    from tf_cartola.validate import validation
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {list(FORMATS)}")
@@ -147,6 +144,43 @@ def validate(
         database_rows = fmt == inputs_lib.CSV and postgres.is_database(input_pattern)
         counters = run_pipeline(parts, fmt, layout, options, database_rows, encoding)
     log.info("step 3/3: validating against %s", baseline.description)
+    by_name, checks = _anomalies(
+        layout, baseline, counters, false_alarm_rate, max_bad_row_fraction
+    )
+    rows, accepted = validation.split_accepted(
+        validation.anomaly_rows(by_name), accept, accepted_by
+    )
+    manifest = {
+        "input": inputs_lib.shown(input_pattern),
+        "format": fmt,
+        "inputs": inputs,
+        **_counts(counters),
+        "baseline": baseline.summary(),
+        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
+        "drift": {"data vs baseline": checks},
+        "valid": not rows,
+        "accepted": accepted,
+        "seconds": {"total": round(time.perf_counter() - started, 2)},
+        "runner": {**runner, "not_reported": []},
+        "artifacts": _artifacts(layout, counters),
+    }
+    files.write_json(layout.path("manifest.json"), manifest)
+    if rows:
+        raise AnomaliesFound(
+            validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}", manifest
+        )
+    return manifest
+
+
+def _anomalies(layout: Layout, baseline, counters: dict, false_alarm_rate, max_bad_row_fraction):
+    """The data's anomalies (the baseline's schema in SERVING, drift, no readable row) and the
+    input's (bad rows), each written as text beside the statistics: returns them by name, with the
+    drift checks as JSON.
+    """
+    import tensorflow_data_validation as tfdv
+
+    from tf_cartola.validate import drift, validation
+
     stats = tfdv.load_stats_binary(layout.stats("data", "binpb"))
     tfdv.write_stats_text(stats, layout.stats("data"))
     schema = validation.only_features(baseline.schema, baseline.features, validation.SERVING)
@@ -155,8 +189,7 @@ def validate(
     )
     checks = drift.compare(baseline.stats, stats, false_alarm_rate, baseline.features)
     validation.merge(anomalies, validation.drift_anomalies(checks, baseline.description))
-    good = counters.get(f"rows_{transforms.GOOD}", 0)
-    if not good:
+    if not counters.get(f"rows_{transforms.GOOD}", 0):
         validation.add_anomaly(
             anomalies, None, "DATASET_LOW_NUM_EXAMPLES", "The input holds no readable row."
         )
@@ -166,41 +199,28 @@ def validate(
             counters, layout.path("bad_rows"), max_bad_row_fraction
         ),
     }
-    tf.io.gfile.makedirs(layout.path("anomalies"))
-    for which, a in by_name.items():
-        tfdv.write_anomalies_text(a, layout.anomalies(which))
-    rows, accepted = validation.split_accepted(
-        validation.anomaly_rows(by_name), accept, accepted_by
-    )
-    manifest = {
-        "input": inputs_lib.shown(input_pattern),
-        "format": fmt,
-        "inputs": inputs,
+    files.makedirs(layout.path("anomalies"))
+    for which, found in by_name.items():
+        tfdv.write_anomalies_text(found, layout.anomalies(which))
+    return by_name, drift.to_json(checks)
+
+
+def _counts(counters: dict) -> dict:
+    """The manifest's rows read, good and set aside, and the bad rows by kind and column."""
+    bad = counters_lib.bad_row_counts(counters)
+    return {
         "rows": {
             "read": counters.get("rows_read", 0),
-            "good": good,
+            "good": counters.get(f"rows_{transforms.GOOD}", 0),
             "bad": counters.get("bad_rows", 0),
         },
-        "bad_rows": {
-            f"{kind}:{column}": n
-            for (kind, column), n in counters_lib.bad_row_counts(counters).items()
-        },
-        "baseline": baseline.summary(),
-        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
-        "drift": {"data vs baseline": drift.to_json(checks)},
-        "valid": not rows,
-        "accepted": accepted,
-        "seconds": {"total": round(time.perf_counter() - started, 2)},
-        "runner": {**runner, "not_reported": []},
-        "artifacts": {
-            "stats": layout.stats("data"),
-            "anomalies": layout.anomalies("data"),
-            "bad_rows": layout.path("bad_rows", "bad_rows") + "*",
-        },
+        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in bad.items()},
     }
-    files.write_json(layout.path("manifest.json"), manifest)
-    if rows:
-        raise AnomaliesFound(
-            validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}", manifest
-        )
-    return manifest
+
+
+def _artifacts(layout: Layout, counters: dict) -> dict:
+    """What the run wrote: statistics, anomalies and, when rows were set aside, the quarantine."""
+    artifacts = {"stats": layout.stats("data"), "anomalies": layout.anomalies("data")}
+    if counters.get("bad_rows", 0):  # No bad rows, no quarantine file (WriteQuarantine).
+        artifacts["bad_rows"] = layout.path("bad_rows", "bad_rows") + "*"
+    return artifacts
