@@ -233,7 +233,7 @@ def test_people_steer_a_month_accept_a_forced_backfill_and_a_failure_alerts_with
     assert (provenance["run_id"], provenance["force"]) == ("2026-01", True)
 
     alerts = tmp_path / "alerts.txt"
-    env = {**airflow_env, "runs.AIRFLOW_VAR_CARTOLA_ALERT_COMMAND": f"cat >> {alerts}"}
+    env = {**airflow_env, "AIRFLOW_VAR_CARTOLA_ALERT_COMMAND": f"cat >> {alerts}"}
     broken = runs.dags_test(env, "2026-03-01", {**conf, "input": str(tmp_path / "missing.csv")})
     log = broken.stdout + broken.stderr
     assert broken.returncode != 0 and "Marking task as UP_FOR_RETRY" not in log  # Exit 2.
@@ -241,4 +241,4 @@ def test_people_steer_a_month_accept_a_forced_backfill_and_a_failure_alerts_with
     assert states["validate"] == "failed" and states["summary"] == "failed", states
     summary = runs.summary(log)
     assert summary["failed"][0] == "validate"
-    assert "task validate failed" in alerts.read_text()
+    assert alerts.exists() and "task validate failed" in alerts.read_text(), log[-6000:]
