@@ -19,6 +19,7 @@ worker-env`). It serves until SIGTERM or SIGINT.
 """
 
 import signal
+import sys
 import threading
 
 from tf_cartola.common import cli
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     try:
         server = workers.serve_pool(args.service_port, beam_args)
     except ValueError as e:
-        print(f"error: {e}", flush=True)
+        print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -368,23 +368,21 @@ def summary(params: dict, ds: str, ti, dag_run) -> dict:
     return record
 
 
-def _filesystem(path: str):
-    """(fsspec filesystem, path in it): the DAG's own reads of a run's records, local or on a
-    bucket (gcsfs or s3fs installed in Airflow's environment for gs:// or s3://).
-    """
-    return fsspec.core.url_to_fs(path)
-
-
 def _exists(path: str) -> bool:
-    fs, inside = _filesystem(path)
+    """True if a file is there. The DAG's own reads of a run's records go through fsspec: local
+    or on a bucket (s3fs is in Airflow's environment; install gcsfs for gs://).
+    """
+    fs, inside = fsspec.core.url_to_fs(path)
     return fs.exists(inside)
 
 
 def _read_json(path: str):
-    if not _exists(path):
+    """The JSON record at `path`, or None when there is none (one request, not two)."""
+    try:
+        with fsspec.open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
         return None
-    with fsspec.open(path) as f:
-        return json.load(f)
 
 
 def _anomaly_record(run: str, failed: list):
