@@ -94,10 +94,11 @@ def run(argv=None) -> dict:
 
     Raises:
       job_cli.UnknownFlag: a flag that neither the job nor Beam knows (before any work).
-      score_job.NoModel: no model version where the flags point.
+      models.NoModel: no model version where the flags point.
     """
     from beam_jobs.jobs import score as score_job
     from beam_jobs.shared import inputs as inputs_lib
+    from tf_cartola.score import models
 
     parser = _parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -113,7 +114,7 @@ def run(argv=None) -> dict:
     except ValueError as e:
         parser.error(str(e))
     config = config_lib.with_serving_flags(config_lib.load(args.config), args)
-    model = score_job.find_model(config.serving, args.version, args.model_dir)
+    model = models.find_model(config.serving, args.version, args.model_dir)
     cfg = config_lib.override(
         config,
         "preprocess",
@@ -124,9 +125,7 @@ def run(argv=None) -> dict:
         model,
         options,
         run_id,
-        args.output,
-        args.db,
-        args.scores_table,
+        score_job.Destination(args.output, args.db, args.scores_table),
         inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions),
         cfg.encoding,
         args.set_aside_invalid,

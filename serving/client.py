@@ -24,12 +24,8 @@ SCORES_TABLE.bad.jsonl for a database), which exists only when there are some.
 """
 
 import argparse
-import collections
 import contextlib
-import dataclasses
-import json
 import re
-import secrets
 import sys
 import time
 import typing
@@ -39,9 +35,10 @@ from tf_cartola.common import cli, files
 from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import months, rows
-from tf_cartola.evaluate import campaign
 from tf_cartola.export import served as served_lib
+from tf_cartola.export import store as model_store
 from tf_cartola.read import csv_reader
+from tf_cartola.score import batches, models, sinks
 from tf_cartola.validate import scoring_checks
 
 EXIT_OK, EXIT_ARGUMENTS, EXIT_INPUT, EXIT_UNREACHABLE, EXIT_SERVER = 0, 2, 3, 4, 5
@@ -82,182 +79,18 @@ def _count_rows(path: str) -> int:
         return max(sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1, 0)
 
 
-class CsvScores:
-    """Score rows (F.SCORE_COLUMNS) in a temporary file beside the output (local or an object
-    store), moved over the output once complete.
+def _model_path(args, version) -> typing.Tuple[typing.Optional[str], str]:
+    """(the folder of the version that scores, or None, and why there is none): --model_dir, else
+    the version's folder under --serving_dir.
     """
-
-    def __init__(self, out_path: str, model_name: str, model_version, run_id: str):
-        self.out = out_path
-        self._part_path = f"{out_path}.{secrets.token_hex(6)}.part"
-        self._part = files.open_file(self._part_path, "w")
-        self._part.write(",".join(F.SCORE_COLUMNS) + "\n")
-        self._made_by = f"{model_name},{'' if model_version is None else model_version},{run_id}"
-
-    def write(self, scored: campaign.Scored) -> None:
-        """Writes ranked rows to the temporary file."""
-        if len(scored.ids):
-            self._part.write(scored.csv_lines(self._made_by) + "\n")
-
-    def close(self, complete: bool) -> None:
-        """Moves the file over the output when `complete`, else deletes it."""
-        self._part.close()
-        if complete:
-            files.replace(self._part_path, self.out)
-        else:
-            files.remove(self._part_path)  # Never leave a half-written result behind.
-
-
-class DatabaseScores:
-    """Upserts ranked rows into a scores table (tf_cartola.write.postgres.ScoresTable), with the
-    model's name and version and the run's id, `batch_size` rows per transaction.
-    """
-
-    def __init__(
-        self, url: str, table: str, model_name: str, model_version, run_id: str, batch_size: int
-    ):
-        from tf_cartola.read import postgres
-        from tf_cartola.write import postgres as sink
-
-        self.out = f"{postgres.masked(url)} table {table}"
-        self._table = sink.ScoresTable(url, table)
-        self._table.clear_run(model_name, run_id)  # A rerun replaces the run's rows, never adds.
-        self._model, self._batch_size = (model_name, model_version, run_id), batch_size
-
-    def write(self, scored: campaign.Scored) -> None:
-        """Upserts ranked rows, a transaction per `batch_size` rows."""
-        rows_ = scored.table_rows(*self._model)
-        for start in range(0, len(rows_), self._batch_size):
-            self._table.upsert(rows_[start : start + self._batch_size])
-
-    def close(self, complete: bool) -> None:
-        """Closes the connection (each batch is committed already)."""
-        self._table.close()
-
-
-def score(
-    client,
-    chunks,
-    sink,
-    quarantine: str,
-    total: typing.Optional[int] = None,
-    batch_size: int = 500,
-    version=None,
-    progress: bool = True,
-    checks: typing.Optional["Checks"] = None,
-) -> dict:
-    """Streams typed chunks through `client.score` in batches, then ranks the run's scores into
-    deciles (campaign: over the whole run, so nothing is written before every row is scored) and
-    writes them to `sink`.
-
-    Args:
-      client: a RestClient, GrpcClient or InProcessClient.
-      chunks: typed chunks of users (csv_reader.read_csv, postgres.read_all).
-      sink: CsvScores or DatabaseScores; closed as complete only when every row is scored.
-      quarantine: where bad rows go (removed when there are none).
-      total: rows expected, for the progress bar.
-      batch_size: rows per request.
-      version: the model version every request names (None: the server's choice).
-      progress: show a progress bar on stderr.
-      checks: check rows against the model's schema (None: not checked).
-
-    Returns:
-      {"read": n, "scored": n, "bad": n, "reasons": {"KIND:column": rows set aside},
-      "invalid": {"KIND:column": rows}, "duplicate_ids": {"ids": n, "rows": n}, "out": what was
-      written, "quarantine": path or None, "seconds": s}; `bad` counts rows set aside for either
-      reason, and read = scored + bad.
-
-    Raises:
-      rows.InputError, FileNotFoundError: the users cannot be read as the model needs them.
-      Exceptions of the client: the server failed or is unreachable.
-    """
-    import pyarrow as pa
-    import tqdm
-
-    start, read, scored, bad, complete = time.perf_counter(), 0, 0, [], False
-    invalid, parts = collections.Counter(), []
-    try:
-        with tqdm.tqdm(total=total, unit="rows", disable=not progress, desc="scoring") as bar:
-            for chunk in chunks:
-                read += chunk.rows
-                bad += chunk.bad
-                bar.update(len(chunk.bad))
-                batch = chunk.batch
-                if checks is not None:
-                    findings = scoring_checks.check(batch, checks.rules)
-                    invalid.update(findings.counts)
-                    if checks.set_aside and findings.invalid.any():
-                        bad += scoring_checks.set_aside_records(
-                            batch, findings, checks.source, F.ID_KEY
-                        )
-                        bar.update(int(findings.invalid.sum()))
-                        batch = batch.filter(pa.array(~findings.invalid))
-                records = csv_reader.to_records(batch)
-                probabilities = []
-                for i in range(0, len(records), batch_size):
-                    batch_records = records[i : i + batch_size]
-                    probabilities.extend(client.score(batch_records, version=version))
-                    scored += len(batch_records)
-                    bar.update(len(batch_records))
-                parts.append(campaign.of_batch(batch, probabilities))
-        run = campaign.concatenate(parts)
-        sink.write(run.ranked(campaign.decile_cuts(run.micro, run.ids)))
-        complete = True
-    finally:
-        sink.close(complete)
-    if bad:
-        with files.open_file(quarantine, "w") as f:
-            f.writelines(json.dumps(record, sort_keys=True) + "\n" for record in bad)
-    else:
-        files.remove(quarantine)  # A stale one from an earlier run would mislead.
-    duplicate_ids, duplicate_rows = scoring_checks.duplicate_counts(run.ids)
-    return {
-        "read": read,
-        "scored": scored,
-        "bad": len(bad),
-        "reasons": dict(collections.Counter(f"{r['kind']}:{r['column'] or ''}" for r in bad)),
-        "invalid": {f"{kind}:{column}": n for (kind, column), n in sorted(invalid.items())},
-        "duplicate_ids": {"ids": duplicate_ids, "rows": duplicate_rows},
-        "out": sink.out,
-        "quarantine": quarantine if bad else None,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-
-
-@dataclasses.dataclass
-class Checks:
-    """Scoring's schema checks: the model's rules, whether rows that break them are set aside
-    (instead of scored and counted), and the input's name for their quarantine records.
-    """
-
-    rules: typing.List[scoring_checks.Rule]
-    set_aside: bool
-    source: str
-
-
-def _model_schema(
-    args, columns, version
-) -> typing.Tuple[typing.Optional[typing.List[scoring_checks.Rule]], str]:
-    """(the schema rules of the model that scores, or None, and where they come from or why there
-    are none).
-    """
-    from tf_cartola.export import store as model_store
-
     if args.model_dir:
-        where = args.model_dir
-    else:
-        where = model_store.version_dir(files.join(args.serving_dir, args.model), version)
-        if not files.isdir(where):
-            return None, (
-                f"no version {version} of {args.model} under {args.serving_dir}: give "
-                "--serving_dir, the "
-                "folder the server loads versions from"
-            )
-    found = scoring_checks.of_model(where, columns)
-    return found, (
-        f"{where} carries no schema (not exported by tf_cartola.train)"
-        if found is None
-        else f"the schema of {where}"
+        return args.model_dir, ""
+    where = model_store.version_dir(files.join(args.serving_dir, args.model), version)
+    if files.isdir(where):
+        return where, ""
+    return None, (
+        f"no version {version} of {args.model} under {args.serving_dir}: give --serving_dir, the "
+        "folder the server loads versions from"
     )
 
 
@@ -419,29 +252,24 @@ def _checked(args) -> typing.Tuple[typing.Optional[str], str]:
 
 def _scored(args, stable, run_id: str) -> typing.Tuple[dict, str]:
     """Scores the users with the served version: returns the run's summary and its source."""
+    import tqdm
+
     client, unreachable, failed = _client(args)
     try:
         version, needed = _version_when_up(client, args, stable, unreachable + failed)
         with contextlib.ExitStack() as held:
             source, total, chunks = _users(args, needed, held)
+            path, why_none = _model_path(args, version)
+            rules = models.schema_rules(path, needed[1:], why_none)
+            checks = batches.Checks(rules, args.set_aside_invalid, source)
             # Every request names the version, so each row is labelled with the one that answered
             # it; a version unloaded mid-run fails the run instead of being answered by another.
-            made_by = (args.model, version, run_id)
-            rules, about = _model_schema(args, needed[1:], made_by[1])
-            checks = None if rules is None else Checks(rules, args.set_aside_invalid, source)
-            if checks is None:
-                print(f"warning: rows are not checked against a schema: {about}", file=sys.stderr)
-            sink, quarantine = _sink(args, made_by)
-            summary = score(
-                client,
-                chunks,
-                sink,
-                quarantine,
-                total,
-                args.batch_size,
-                version,
-                progress=not args.no_progress,
-                checks=checks,
+            sink, quarantine = _sink(args, (args.model, version, run_id))
+            bar = held.enter_context(
+                tqdm.tqdm(total=total, unit="rows", disable=args.no_progress, desc="scoring")
+            )
+            summary = batches.stream(
+                client, chunks, sink, quarantine, checks, args.batch_size, version, bar
             )
     except (rows.InputError, FileNotFoundError) as e:
         raise _Stop(EXIT_INPUT, str(e)) from None
@@ -482,14 +310,17 @@ def _users(args, needed: list, held: contextlib.ExitStack):
     return postgres.masked(args.db), None, chunks
 
 
-def _sink(args, made_by: tuple):
-    """(the scores' sink, the quarantine's path): a table or a CSV, as --out says."""
+def _sink(args, made_by: sinks.MadeBy):
+    """(the scores' sink, the quarantine's path): a table or a CSV, as --out says. A table first
+    loses the run's earlier rows of this model: a rerun replaces them instead of adding.
+    """
     from tf_cartola.read import postgres
 
     if postgres.is_database(args.out):
-        sink = DatabaseScores(args.out, args.scores_table, *made_by, args.batch_size)
+        sinks.clear_run(args.out, args.scores_table, made_by)
+        sink = sinks.TableScores(args.out, args.scores_table, made_by, args.batch_size)
         return sink, args.quarantine or f"{args.scores_table}.bad.jsonl"
-    return CsvScores(args.out, *made_by), args.quarantine or args.out + ".bad.jsonl"
+    return sinks.CsvScores(args.out, made_by), args.quarantine or args.out + ".bad.jsonl"
 
 
 def _report(summary: dict, source: str, args) -> None:

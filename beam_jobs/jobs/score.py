@@ -28,29 +28,12 @@ from tf_cartola.contract import features as F
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
 from tf_cartola.evaluate import campaign
 from tf_cartola.export import scoring
-from tf_cartola.export import served as served_lib
-from tf_cartola.export import store as model_store
 from tf_cartola.read import csv_reader, postgres
+from tf_cartola.score import batches, models, sinks
 from tf_cartola.validate import baseline, scoring_checks
-from tf_cartola.write import postgres as sink
 
 log = logging.getLogger(__name__)
 INVALID_PREFIX = "invalid:"  # Counters invalid:KIND:column, of rows outside the model's schema.
-
-
-class NoModel(FileNotFoundError):
-    """No model version where the job was told to look."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Model:
-    """The model version that scores: its name, number (None for an export outside a serving
-    folder) and folder.
-    """
-
-    name: str
-    version: typing.Optional[int]
-    path: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,45 +47,6 @@ class CampaignOptions:
     backtest: typing.Optional[str] = None
     value_per_conversion: typing.Optional[float] = None
     cost_per_contact: typing.Optional[float] = None
-
-
-def find_model(
-    serving,
-    version: typing.Optional[int] = None,
-    model_dir: typing.Optional[str] = None,
-) -> Model:
-    """The model to score with: `model_dir` as it is, else version `version`, else the served
-    version (tf_cartola.export.served: the models.config's `stable` label or newest served
-    version, or the newest pushed).
-
-    Args:
-      serving: the config's serving section (serving_dir, model_name, model_config_file).
-      version: the version to score with (default: the served one).
-      model_dir: a SavedModel folder to use instead.
-
-    Raises:
-      NoModel: no such version (or nothing served).
-      ServedError: a models.config that cannot say what is served.
-    """
-    if model_dir:
-        if not files.exists(files.join(model_dir, model_store.SAVED_MODEL_FILE)):
-            raise NoModel(f"no SavedModel in {model_dir}")
-        name = model_dir.rstrip("/").rsplit("/", 1)[-1]
-        return Model(serving.model_name, int(name) if name.isdigit() else None, model_dir)
-    base_path = files.join(serving.serving_dir, serving.model_name)
-    if version is not None:
-        found = model_store.versions(base_path)
-        if version not in found:
-            raise NoModel(
-                f"no version {version} of {serving.model_name} under {serving.serving_dir} "
-                f"(there are {found})"
-            )
-        return Model(serving.model_name, version, model_store.version_dir(base_path, version))
-    served = served_lib.served(serving.serving_dir, serving.model_name, serving.model_config_file)
-    if served.version is None:
-        raise NoModel(served.describe())
-    log.info("the served version: %s", served.describe())
-    return Model(serving.model_name, served.version, served.version_dir())
 
 
 def batch_tensors(batch, columns: typing.Sequence[str]) -> dict:
@@ -216,21 +160,19 @@ class TopTargetsFn(beam.CombineFn):
 
 
 class UpsertScoresFn(beam.DoFn):
-    """Upserts each scored batch into a table (write.postgres.ScoresTable), one transaction a
-    batch.
-    """
+    """Upserts each scored batch into a scores table (tf_cartola.score.sinks.TableScores)."""
 
-    def __init__(self, url: str, table: str, model: Model, run_id: str):
-        self._url, self._table_name, self._model, self._run_id = url, table, model, run_id
+    def __init__(self, url: str, table: str, made_by: sinks.MadeBy):
+        self._url, self._table_name, self._made_by = url, table, made_by
         self._table = None
 
     def setup(self):
         """Connects to the scores table, once per worker."""
-        self._table = sink.ScoresTable(self._url, self._table_name)
+        self._table = sinks.TableScores(self._url, self._table_name, self._made_by)
 
     def process(self, scored: campaign.Scored):
-        """Upserts one ranked batch, in one transaction."""
-        self._table.upsert(scored.table_rows(self._model.name, self._model.version, self._run_id))
+        """Upserts one ranked batch."""
+        self._table.write(scored)
 
     def teardown(self):
         """Closes the connection."""
@@ -253,34 +195,26 @@ class _CountDeciles(beam.DoFn):
 
 
 class CheckRowsFn(beam.DoFn):
-    """Checks each typed batch against the model's schema (tf_cartola.validate.scoring_checks):
-    counters `invalid:KIND:column`; with `set_aside`, the rows that break a rule go to BAD instead
-    of being scored. Every batch's ids go to IDS, for the duplicate count.
+    """Checks each typed batch against the model's schema (tf_cartola.score.batches.Checks):
+    counters `invalid:KIND:column`; the rows set aside go to BAD instead of being scored. Every
+    batch's ids go to IDS, for the duplicate count.
     """
 
-    def __init__(self, rules: typing.Sequence[scoring_checks.Rule], set_aside: bool, source: str):
-        self._rules, self._set_aside, self._source = list(rules), set_aside, source
+    def __init__(self, checks: batches.Checks):
+        self._checks = checks
         self._set_aside_rows = Metrics.counter(counters_lib.NAMESPACE, "rows_set_aside")
 
     def process(self, batch):
-        """Counts one typed batch's findings; yields its ids and, when asked, sets rows aside."""
-        import pyarrow as pa
-
-        findings = scoring_checks.check(batch, self._rules)
-        for (kind, column), n in findings.counts.items():
+        """Counts one typed batch's findings; yields its ids, the rows set aside and the rest."""
+        checked = self._checks.apply(batch)
+        for (kind, column), n in checked.counts.items():
             Metrics.counter(counters_lib.NAMESPACE, f"{INVALID_PREFIX}{kind}:{column}").inc(n)
-        if self._set_aside and findings.invalid.any():
-            for record in scoring_checks.set_aside_records(
-                batch, findings, self._source, F.ID_KEY
-            ):
-                yield beam.pvalue.TaggedOutput(transforms.BAD, record)
-            self._set_aside_rows.inc(int(findings.invalid.sum()))
-            batch = batch.filter(pa.array(~findings.invalid))
-        yield from transforms.ids_by_bucket(
-            csv_reader.dense_column(batch, F.ID_KEY).astype(np.int64)
-        )
-        if batch.num_rows:
-            yield batch
+        for record in checked.set_aside:
+            yield beam.pvalue.TaggedOutput(transforms.BAD, record)
+        self._set_aside_rows.inc(len(checked.set_aside))
+        yield from transforms.ids_by_bucket(batches.ids(checked.batch))
+        if checked.batch.num_rows:
+            yield checked.batch
 
 
 class _CountScored(beam.DoFn):
@@ -300,85 +234,75 @@ class TargetList(typing.NamedTuple):
     rates: typing.Optional[np.ndarray]
 
 
+@dataclasses.dataclass(frozen=True)
+class Destination:
+    """Where a run writes: CSV shards `<output>-NNNNN-of-NNNNN.csv` and/or a scores table of a
+    database; its quarantine, manifest and target list are named after `prefix` (`output`, else
+    the table).
+    """
+
+    output: typing.Optional[str]
+    db: typing.Optional[str]
+    table: str
+
+    @property
+    def prefix(self) -> str:
+        """The output, else the table's name."""
+        return self.output or self.table
+
+    @property
+    def quarantine(self) -> str:
+        """The prefix of the rows set aside."""
+        return f"{self.prefix}.bad"
+
+    @property
+    def manifest(self) -> str:
+        """The run's manifest."""
+        return f"{self.prefix}.manifest.json"
+
+
 def build_pipeline(
     p: beam.Pipeline,
     parts,
-    model: Model,
+    read,
+    model: models.Model,
     columns: typing.Sequence[str],
-    database: bool,
+    checks: batches.Checks,
+    destination: Destination,
     run_id: str,
-    output: typing.Optional[str],
-    quarantine: str,
-    db: typing.Optional[str],
-    table: str,
-    encoding: str = "utf-8",
-    rules: typing.Sequence[scoring_checks.Rule] = (),
-    set_aside: bool = False,
-    source: str = "",
     targets: typing.Optional[TargetList] = None,
 ) -> None:
-    """Adds the steps that read, check (`rules`, `set_aside`; `source` names the input in set-aside
-    records), score, rank into deciles and write to `p`.
+    """Adds the steps that read, check, score, rank into deciles and write to `p`.
 
     Args:
       p: the pipeline.
       parts: the input's parts (file ranges or table partitions).
+      read: reads one part (transforms.read_csv_range, postgres.read_partition).
       model: the version that scores.
       columns: the raw columns it takes.
-      database: whether the parts are table partitions.
+      checks: the model's schema checks.
+      destination: where the scores and the rows set aside go.
       run_id: the run's id, kept with every score.
-      output: CSV shards' prefix, or None.
-      quarantine: the prefix of the rows set aside.
-      db: a postgresql:// URL to upsert the scores into, or None.
-      table: the scores table.
-      encoding: a CSV input's text encoding.
-      rules: the checks of the model's schema.
-      set_aside: set aside the rows that break a rule instead of scoring them.
-      source: the input, named in set-aside records.
       targets: the target list to write, or None.
     """
-    required = (F.ID_KEY, *columns)
-    read = (
-        functools.partial(postgres.read_partition, required=required)
-        if database
-        else functools.partial(transforms.read_csv_range, required=required, encoding=encoding)
-    )
-    parsed = p | "ReadRows" >> transforms.ReadRows(parts, read)
-    checked = parsed["rows"] | "CheckRows" >> beam.ParDo(
-        CheckRowsFn(rules, set_aside, source)
-    ).with_outputs(transforms.BAD, transforms.IDS, main="rows")
-    _ = checked[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
-    _ = (
-        (parsed[transforms.BAD], checked[transforms.BAD])
-        | "AllSetAside" >> beam.Flatten()
-        | "WriteQuarantine" >> transforms.WriteQuarantine(quarantine)
-    )
-    scored = (
-        checked["rows"]
-        | "RunInference" >> inference.RunInference(RawBatchModelHandler(model.path, columns))
-        | "CountScored" >> beam.ParDo(_CountScored())
-        | "KeepScores" >> beam.Map(lambda r: campaign.of_batch(r.example, r.inference))
-    )
-    # Deciles are over the whole run: its cuts first, then each batch's deciles where it is.
-    cuts = scored | "DecileCuts" >> beam.CombineGlobally(DecileCutsFn())
-    ranked = (
-        scored
-        | "Deciles" >> beam.Map(campaign.Scored.ranked, beam.pvalue.AsSingleton(cuts))
-        | "CountDeciles" >> beam.ParDo(_CountDeciles())
-    )
-    if output:
-        made_by = f"{model.name},{'' if model.version is None else model.version},{run_id}"
+    results = _ranked(p | "ReadRows" >> transforms.ReadRows(parts, read), model, columns, checks)
+    quarantine = transforms.WriteQuarantine(destination.quarantine)
+    _ = results[transforms.BAD] | "WriteQuarantine" >> quarantine
+    ranked = results["rows"]
+    made_by = model.made_by(run_id)
+    if destination.output:
         _ = (
             ranked
-            | "ToCsvLines" >> beam.Map(campaign.Scored.csv_lines, made_by)
+            | "ToCsvLines" >> beam.Map(campaign.Scored.csv_lines, sinks.csv_made_by(made_by))
             | "SkipEmpty" >> beam.Filter(bool)
             | "WriteScores"
             >> beam.io.WriteToText(
-                output, file_name_suffix=".csv", header=",".join(F.SCORE_COLUMNS)
+                destination.output, file_name_suffix=".csv", header=sinks.csv_header()
             )
         )
-    if db:
-        _ = ranked | "UpsertScores" >> beam.ParDo(UpsertScoresFn(db, table, model, run_id))
+    if destination.db:
+        upsert = UpsertScoresFn(destination.db, destination.table, made_by)
+        _ = ranked | "UpsertScores" >> beam.ParDo(upsert)
     if targets:
         _ = (
             ranked
@@ -387,35 +311,55 @@ def build_pipeline(
         )
 
 
-def _clear_earlier(
-    output: typing.Optional[str],
-    quarantine: str,
-    prefix: str,
-    db: typing.Optional[str],
-    table: str,
-    model: Model,
-    run_id: str,
-) -> None:
-    """Deletes what an earlier run with the same outputs left (its shards, quarantine and
-    manifest, by match: a rerun with another shard count leaves nothing stale) and the run's rows
-    of this model in the table: a rerun replaces, never adds.
+def _reader(input_location: str, required: typing.Sequence[str], encoding: str):
+    """Reads one part of the input: a table partition or a CSV file range."""
+    if postgres.is_database(input_location):
+        return functools.partial(postgres.read_partition, required=required)
+    return functools.partial(transforms.read_csv_range, required=required, encoding=encoding)
+
+
+def _ranked(parsed, model: models.Model, columns, checks: batches.Checks) -> dict:
+    """The reader's rows checked, scored and ranked: {"rows": campaign.Scored batches with their
+    deciles, BAD: every row set aside, the reader's and the checks'}.
     """
-    patterns = [f"{quarantine}-*-of-*.jsonl", f"{prefix}.manifest.json", f"{prefix}.targets.csv"]
-    if output:
-        patterns.append(f"{output}-*-of-*.csv")
+    checked = parsed["rows"] | "CheckRows" >> beam.ParDo(CheckRowsFn(checks)).with_outputs(
+        transforms.BAD, transforms.IDS, main="rows"
+    )
+    _ = checked[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
+    scored = (
+        checked["rows"]
+        | "RunInference" >> inference.RunInference(RawBatchModelHandler(model.path, columns))
+        | "CountScored" >> beam.ParDo(_CountScored())
+        | "KeepScores" >> beam.Map(lambda r: campaign.of_batch(r.example, r.inference))
+    )
+    # Deciles are over the whole run: its cuts first, then each batch's deciles where it is.
+    cuts = scored | "DecileCuts" >> beam.CombineGlobally(DecileCutsFn())
+    return {
+        "rows": scored
+        | "Deciles" >> beam.Map(campaign.Scored.ranked, beam.pvalue.AsSingleton(cuts))
+        | "CountDeciles" >> beam.ParDo(_CountDeciles()),
+        transforms.BAD: (parsed[transforms.BAD], checked[transforms.BAD])
+        | "AllSetAside" >> beam.Flatten(),
+    }
+
+
+def _clear_earlier(destination: Destination, made_by: sinks.MadeBy) -> None:
+    """Deletes what an earlier run with the same outputs left (its shards, quarantine, manifest
+    and target list, by match: a rerun with another shard count leaves nothing stale) and the
+    run's rows of this model in the table: a rerun replaces, never adds.
+    """
+    patterns = [
+        f"{destination.quarantine}-*-of-*.jsonl",
+        destination.manifest,
+        f"{destination.prefix}.targets.csv",
+    ]
+    if destination.output:
+        patterns.append(f"{destination.output}-*-of-*.csv")
     deleted = outputs.delete_matching(patterns)
     if deleted:
         log.info("deleted %d file(s) of an earlier run: %s", len(deleted), deleted[:3])
-    if db:
-        scores = sink.ScoresTable(db, table)
-        try:
-            gone = scores.clear_run(model.name, run_id)
-        finally:
-            scores.close()
-        if gone:
-            log.info(
-                "deleted run %s's %d earlier rows of %s from %s", run_id, gone, model.name, table
-            )
+    if destination.db:
+        sinks.clear_run(destination.db, destination.table, made_by)
 
 
 def _deciles(counters: dict) -> typing.List[dict]:
@@ -427,6 +371,14 @@ def _deciles(counters: dict) -> typing.List[dict]:
         }
         for d in range(1, campaign.DECILES + 1)
     ]
+
+
+def _target_list(options: CampaignOptions, destination: Destination, backtest):
+    """The target list to write (None when none is asked for)."""
+    if not options.targets:
+        return None
+    rates = None if backtest is None else campaign.decile_rates(backtest)[0]
+    return TargetList(options.targets, f"{destination.prefix}.targets.csv", rates)
 
 
 def _targets(
@@ -473,31 +425,81 @@ def _written(pattern: str) -> typing.List[str]:
     )
 
 
+def _rows(counters: dict) -> typing.Dict[str, int]:
+    """The manifest's rows: read, scored, bad and set aside; raises RuntimeError when they do not
+    add up (nothing may be lost between reading and writing).
+    """
+    rows = {
+        name: counters.get(counter, 0)
+        for name, counter in (
+            ("read", "rows_read"),
+            ("scored", "rows_scored"),
+            ("bad", "bad_rows"),
+            ("set_aside", "rows_set_aside"),
+        )
+    }
+    if rows["scored"] + rows["bad"] + rows["set_aside"] != rows["read"]:
+        raise RuntimeError(
+            f"rows read {rows['read']} != scored {rows['scored']} + bad {rows['bad']} + set aside "
+            f"{rows['set_aside']}"
+        )
+    return rows
+
+
+def _findings(counters: dict) -> dict:
+    """The manifest's findings: the reader's bad rows and the rows outside the schema, by
+    "KIND:column", and the duplicate ids.
+    """
+    return {
+        "bad_rows": {
+            f"{kind}:{column}": n
+            for (kind, column), n in counters_lib.bad_row_counts(counters).items()
+        },
+        "invalid": {
+            name[len(INVALID_PREFIX) :]: n
+            for name, n in sorted(counters.items())
+            if name.startswith(INVALID_PREFIX) and n
+        },
+        "duplicate_ids": {
+            "ids": counters.get("duplicate_ids", 0),
+            "rows": counters.get("duplicate_id_rows", 0),
+        },
+    }
+
+
+def _outputs(destination: Destination) -> dict:
+    """The manifest's outputs: the shards and quarantine written, and the table."""
+    from tf_cartola.read import postgres
+
+    return {
+        "scores": _written(f"{destination.output}-*.csv") if destination.output else None,
+        "quarantine": _written(f"{destination.quarantine}*.jsonl"),
+        "table": (
+            f"{postgres.masked(destination.db)} {destination.table}" if destination.db else None
+        ),
+    }
+
+
 def score(
     input_location: str,
-    model: Model,
+    model: models.Model,
     options,
     run_id: str,
-    output: typing.Optional[str] = None,
-    db: typing.Optional[str] = None,
-    scores_table: str = "scores",
+    destination: Destination,
     database: typing.Optional[inputs_lib.DatabaseInput] = None,
     encoding: str = "utf-8",
     set_aside_invalid: bool = False,
     max_set_aside_fraction: float = scoring_checks.MAX_SET_ASIDE_FRACTION,
     campaign_options: CampaignOptions = CampaignOptions(),
 ) -> dict:
-    """Scores every user of the input and writes `<prefix>.manifest.json` (prefix: `output`, else
-    the table).
+    """Scores every user of the input and writes the destination's manifest.
 
     Args:
       input_location: CSV path or glob (any Beam filesystem), or a postgresql:// URL.
-      model: the version that scores (find_model).
+      model: the version that scores (tf_cartola.score.models.find_model).
       options: Beam pipeline options.
       run_id: the run's id, kept with every score (a table keeps one row per user, model and run).
-      output: write CSV shards `<output>-NNNNN-of-NNNNN.csv`.
-      db: upsert the scores into `scores_table` of this database (a postgresql:// URL).
-      scores_table: the table scores are upserted into.
+      destination: CSV shards and/or a scores table.
       database: the table or query and partitions, for a postgresql:// input.
       encoding: a CSV input's text encoding.
       set_aside_invalid: set aside rows outside the schema the model carries instead of scoring
@@ -511,110 +513,52 @@ def score(
 
     Raises:
       rows.InputError, FileNotFoundError: the input cannot be read as the model needs it.
-      ValueError: neither `output` nor `db`.
+      ValueError: neither CSV shards nor a table to write to.
       TooManySetAside: more than `max_set_aside_fraction` of the rows were set aside.
     """
-    if not output and not db:
+    if not destination.output and not destination.db:
         raise ValueError("nowhere to write scores: give --output and/or --db")
     started = time.perf_counter()
-    output = files.absolute(output) if output else None  # Workers run in folders of their own.
-    prefix = output or scores_table
-    quarantine = f"{prefix}.bad"
-    runner = workers.runner(options, [input_location, output])
+    if destination.output:  # Workers run in folders of their own.
+        destination = dataclasses.replace(destination, output=files.absolute(destination.output))
+    runner = workers.runner(options, [input_location, destination.output])
     columns = scoring.raw_inputs(model.path)
-    log.info(
-        "scoring with %s version %s (%s), columns %s",
-        model.name,
-        model.version,
-        model.path,
-        columns,
-    )
-    rules = scoring_checks.of_model(model.path, columns)
-    if rules is None:
-        log.warning(
-            "%s carries no schema (not exported by tf_cartola.train): rows are not checked",
-            model.path,
-        )
+    log.info("scoring with %s version %s (%s), columns %s", *dataclasses.astuple(model), columns)
+    rules = models.schema_rules(model.path, columns)
+    checks = batches.Checks(rules, set_aside_invalid, inputs_lib.shown(input_location))
     backtest = files.read_json(campaign_options.backtest) if campaign_options.backtest else None
-    targets = None
-    if campaign_options.targets:
-        rates = None if backtest is None else campaign.decile_rates(backtest)[0]
-        targets = TargetList(campaign_options.targets, f"{prefix}.targets.csv", rates)
-    _clear_earlier(output, quarantine, prefix, db, scores_table, model, run_id)
+    targets = _target_list(campaign_options, destination, backtest)
+    _clear_earlier(destination, model.made_by(run_id))
     with inputs_lib.open_inputs(
         input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database
     ) as (inputs, parts):
-        log.info("reading %d part(s) of %s", len(parts), inputs_lib.shown(input_location))
+        log.info("reading %d part(s) of %s", len(parts), checks.source)
         with beam.Pipeline(options=options) as p:
-            build_pipeline(
-                p,
-                parts,
-                model,
-                columns,
-                postgres.is_database(input_location),
-                run_id,
-                output,
-                quarantine,
-                db,
-                scores_table,
-                encoding,
-                rules or (),
-                set_aside_invalid,
-                inputs_lib.shown(input_location),
-                targets,
-            )
+            read = _reader(input_location, (F.ID_KEY, *columns), encoding)
+            build_pipeline(p, parts, read, model, columns, checks, destination, run_id, targets)
     counters = counters_lib.of(p.result)
     deciles = _deciles(counters)
-    rows = {
-        "read": counters.get("rows_read", 0),
-        "scored": counters.get("rows_scored", 0),
-        "bad": counters.get("bad_rows", 0),
-        "set_aside": counters.get("rows_set_aside", 0),
-    }
     manifest = {
-        "input": inputs_lib.shown(input_location),
+        "input": checks.source,
         "inputs": inputs,
         "model": dataclasses.asdict(model),
         "run_id": run_id,
         "columns": columns,
-        "rows": rows,
-        "bad_rows": {
-            f"{kind}:{column}": n
-            for (kind, column), n in counters_lib.bad_row_counts(counters).items()
-        },
-        "schema": None if rules is None else files.join(model.path, baseline.VERSION_DIR),
-        "invalid": {
-            name[len(INVALID_PREFIX) :]: n
-            for name, n in sorted(counters.items())
-            if name.startswith(INVALID_PREFIX) and n
-        },
+        "rows": _rows(counters),
+        **_findings(counters),
+        "schema": files.join(model.path, baseline.VERSION_DIR) if checks.rules else None,
         "set_aside_invalid": set_aside_invalid,
-        "duplicate_ids": {
-            "ids": counters.get("duplicate_ids", 0),
-            "rows": counters.get("duplicate_id_rows", 0),
-        },
-        "outputs": {
-            "scores": _written(f"{output}-*.csv") if output else None,
-            "quarantine": _written(f"{quarantine}*.jsonl"),
-            "table": f"{postgres.masked(db)} {scores_table}" if db else None,
-        },
+        "outputs": _outputs(destination),
         "deciles": deciles,
         "targets": _targets(targets, deciles, backtest, campaign_options),
         "runner": {**runner, "not_reported": []},
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }
-    files.write_json(f"{prefix}.manifest.json", manifest)
+    files.write_json(destination.manifest, manifest)
     scoring_checks.check_set_aside(
-        rows["read"],
-        rows["bad"] + rows["set_aside"],
+        manifest["rows"]["read"],
+        manifest["rows"]["bad"] + manifest["rows"]["set_aside"],
         set_aside_reasons(manifest),
         max_set_aside_fraction,
     )
-    if (
-        rows["scored"] + rows["bad"] + rows["set_aside"] != rows["read"]
-    ):  # Nothing lost between reading and writing.
-        raise RuntimeError(
-            f"rows read {rows['read']} != scored {rows['scored']} + bad {rows['bad']} + set aside "
-            f"{rows['set_aside']}"
-        )
     return manifest

@@ -4,7 +4,6 @@ Data moves as Arrow record batches of a few tens of thousands of rows, not row b
 row: Beam's per-element cost is paid per batch.
 """
 
-import json
 import logging
 import time
 import typing
@@ -21,6 +20,7 @@ from beam_jobs.shared.counters import NAMESPACE, bad_counter_name
 from tf_cartola.contract import features as F
 from tf_cartola.contract import split
 from tf_cartola.read import csv_reader, tfrecords
+from tf_cartola.score import batches
 from tf_cartola.validate import scoring_checks
 
 BAD = "bad"
@@ -286,7 +286,7 @@ def WriteQuarantine(bad_rows, prefix: str):
     """
     return (
         bad_rows
-        | "ToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
+        | "ToJson" >> beam.Map(batches.quarantine_line)
         | "WriteJsonLines"
         >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl", skip_if_empty=True)
     )

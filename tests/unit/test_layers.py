@@ -19,6 +19,7 @@ LAYERS = (
     "tf_cartola.export",
     "tf_cartola.validate",
     "tf_cartola.evaluate",
+    "tf_cartola.score",
     "tf_cartola.train",
     "tf_cartola.inspect",
     "beam_jobs.shared",
