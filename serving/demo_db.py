@@ -28,13 +28,8 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     cli.setup_logging(args.verbose)
-    import psycopg
-
-    from beam_jobs import preprocess
-    from serving import client
     from tf_cartola import synthetic
     from tf_cartola.common import local_postgres
-    from tf_cartola.train import training
     from tf_cartola.write import postgres as write_postgres
 
     files.makedirs(OUT)
@@ -44,67 +39,71 @@ def main(argv=None) -> int:
         os.environ.update(server.env)
         loaded = write_postgres.load_csv(server.url, server.password, "users", csv_path)
         print(f"PostgreSQL up at {server.url}; loaded {loaded} users into table users")
-        manifest = preprocess.run(
-            [
-                "--config",
-                args.config,
-                "--input",
-                server.url,
-                "--table",
-                "users",
-                "--partitions",
-                "4",
-                "--output_dir",
-                files.join(OUT, "preprocess"),
-                "--baseline",
-                "none",
-            ]
-        )
-        print(
-            f"preprocessed {manifest.rows} from {manifest.inputs[0]['path']} "
-            f"(fingerprint {manifest.inputs[0]['fingerprint']})"
-        )
-        result = training.train(
-            config_lib.load(args.config),
-            files.join(OUT, "preprocess"),
-            serving_dir=files.join(OUT, "serving"),
-            run_dir=files.join(OUT, "train"),
-            force=True,
-        )
-        if not result.get("version_dir"):
-            print(f"the model was not blessed: {result['reasons']}", file=sys.stderr)
+        version_dir = _pushed(args.config, server.url)
+        if version_dir is None or _scored(version_dir, server.url):
             return 1
-        print(f"pushed version {result['version']}: KS {result['metrics']['ks']:.3f}")
-        status = client.main(
-            [
-                "--model_dir",
-                result["version_dir"],
-                "--db",
-                server.url,
-                "--table",
-                "users",
-                "--out",
-                server.url,
-                "--scores_table",
-                "scores",
-                "--no_progress",
-                "--run_id",
-                timing.this_month(),  # The demo's users are of no month: this one stands in.
-                "--quarantine",
-                files.join(OUT, "scores.bad.jsonl"),
-            ]
-        )
-        if status:
-            return 1
-        with psycopg.connect(server.url) as conn:
-            rows = conn.execute(
-                'SELECT "GLOBO_ID", pro_probability, model_name, model_version, scored_at '
-                "FROM scores ORDER BY pro_probability DESC LIMIT 5"
-            ).fetchall()
-        print("top 5 of table scores:")
-        for row in rows:
-            print("  ", *row)
+        _show_top(server.url)
     return 0
+
+
+def _pushed(config: str, url: str):
+    """Preprocesses the users table in 4 partitions, trains and pushes: the version's folder, or
+    None when it was not blessed.
+    """
+    from beam_jobs import preprocess
+    from tf_cartola.train import training
+
+    manifest = preprocess.run(
+        [
+            *("--config", config, "--input", url, "--table", "users", "--partitions", "4"),
+            *("--output_dir", files.join(OUT, "preprocess"), "--baseline", "none"),
+        ]
+    )
+    print(
+        f"preprocessed {manifest.rows} from {manifest.inputs[0]['path']} "
+        f"(fingerprint {manifest.inputs[0]['fingerprint']})"
+    )
+    result = training.train(
+        config_lib.load(config),
+        files.join(OUT, "preprocess"),
+        serving_dir=files.join(OUT, "serving"),
+        run_dir=files.join(OUT, "train"),
+        force=True,
+    )
+    if not result.get("version_dir"):
+        print(f"the model was not blessed: {result['reasons']}", file=sys.stderr)
+        return None
+    print(f"pushed version {result['version']}: KS {result['metrics']['ks']:.3f}")
+    return result["version_dir"]
+
+
+def _scored(version_dir: str, url: str) -> int:
+    """Scores the users table into the scores table with serving.client: its exit status."""
+    from serving import client
+
+    return client.main(
+        [
+            *("--model_dir", version_dir, "--db", url, "--table", "users"),
+            *("--out", url, "--scores_table", "scores", "--no_progress"),
+            # The demo's users are of no month: this one stands in.
+            *("--run_id", timing.this_month()),
+            *("--quarantine", files.join(OUT, "scores.bad.jsonl")),
+        ]
+    )
+
+
+def _show_top(url: str) -> None:
+    """Prints the five highest scores of the scores table."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            'SELECT "GLOBO_ID", pro_probability, model_name, model_version, scored_at '
+            "FROM scores ORDER BY pro_probability DESC LIMIT 5"
+        ).fetchall()
+    print("top 5 of table scores:")
+    for row in rows:
+        print("  ", *row)
 
 
 if __name__ == "__main__":

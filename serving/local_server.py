@@ -165,6 +165,10 @@ def _watch_config(server, path: str, seconds: float, stopped: threading.Event) -
             log.error("could not reload %s (still serving the previous config): %s", path, e)
 
 
+class _Refused(Exception):
+    """Ends the command with exit status 2 and one line on stderr, before it serves."""
+
+
 def main(argv=None) -> int:
     """The command-line entry point: serves until SIGINT or SIGTERM; returns the exit status."""
     kept, ignored = _split_ignored(list(sys.argv[1:] if argv is None else argv))
@@ -179,60 +183,9 @@ def main(argv=None) -> int:
     if bool(args.model_base_path) == bool(args.model_config_file):
         parser.error("give exactly one of --model_base_path and --model_config_file")
     try:
-        options.check_port(args.host, args.port, "--port")
-        options.check_port(args.host, args.rest_api_port, "--rest_api_port")
-    except options.PortInUse as e:
+        server = _started(args)
+    except _Refused as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    from serving.servables import single_model_config
-    from serving.server import LocalServer, PortInUse
-
-    try:
-        config = (
-            model_config.parse(_read_text(args.model_config_file, "model config file"))
-            if args.model_config_file
-            else single_model_config(args.model_name, args.model_base_path)
-        )
-        batching_parameters = None
-        if args.enable_batching:
-            batching_parameters = (
-                batching.parse(
-                    _read_text(args.batching_parameters_file, "batching parameters file")
-                )
-                if args.batching_parameters_file
-                else batching.BatchingParameters()
-            )
-        metrics_path = (
-            monitoring.prometheus_path(
-                _read_text(args.monitoring_config_file, "monitoring config file")
-            )
-            if args.monitoring_config_file
-            else None
-        )
-        server = LocalServer(
-            config,
-            args.host,
-            args.port,
-            args.rest_api_port,
-            args.file_system_poll_wait_seconds,
-            args.max_request_bytes,
-            args.request_log_rotate_bytes,
-            batching_parameters,
-            metrics_path,
-            LoadRetries(args.max_num_load_retries, args.load_retry_interval_micros / 1e6),
-        )
-    except (PortInUse, FileNotFoundError, ValueError, model_config.text_format.ParseError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    server.start()
-    unavailable = server.manager.unavailable_labels()
-    if unavailable and not args.allow_version_labels_for_unavailable_models:
-        server.stop()
-        print(
-            f"error: version label(s) {unavailable} name versions that are not available; pass "
-            "--allow_version_labels_for_unavailable_models=true to serve them once they load",
-            file=sys.stderr,
-        )
         return 2
     stopped = threading.Event()
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
@@ -260,6 +213,72 @@ def main(argv=None) -> int:
     server.stop(DRAIN_SECONDS)
     log.info("stopped")
     return 0
+
+
+def _started(args):
+    """The server the flags describe, started; raises _Refused for a port in use, a config that
+    cannot be read, or version labels of versions that are not available (unless allowed).
+    """
+    try:  # Before TensorFlow loads: a port in use is said at once.
+        options.check_port(args.host, args.port, "--port")
+        options.check_port(args.host, args.rest_api_port, "--rest_api_port")
+    except options.PortInUse as e:
+        raise _Refused(str(e)) from None
+    from serving.server import LocalServer
+
+    try:
+        server = LocalServer(
+            _model_config(args),
+            args.host,
+            args.port,
+            args.rest_api_port,
+            args.file_system_poll_wait_seconds,
+            args.max_request_bytes,
+            args.request_log_rotate_bytes,
+            _batching_parameters(args),
+            _metrics_path(args),
+            LoadRetries(args.max_num_load_retries, args.load_retry_interval_micros / 1e6),
+        )
+    except (options.PortInUse, FileNotFoundError, ValueError) as e:
+        raise _Refused(str(e)) from None
+    except model_config.text_format.ParseError as e:
+        raise _Refused(str(e)) from None
+    server.start()
+    unavailable = server.manager.unavailable_labels()
+    if unavailable and not args.allow_version_labels_for_unavailable_models:
+        server.stop()
+        raise _Refused(
+            f"version label(s) {unavailable} name versions that are not available; pass "
+            "--allow_version_labels_for_unavailable_models=true to serve them once they load"
+        )
+    return server
+
+
+def _model_config(args):
+    """The models to serve: --model_config_file's, else one model of --model_name."""
+    from serving.servables import single_model_config
+
+    if args.model_config_file:
+        return model_config.parse(_read_text(args.model_config_file, "model config file"))
+    return single_model_config(args.model_name, args.model_base_path)
+
+
+def _batching_parameters(args) -> typing.Optional[batching.BatchingParameters]:
+    """With --enable_batching, the --batching_parameters_file's parameters (default ones)."""
+    if not args.enable_batching:
+        return None
+    if not args.batching_parameters_file:
+        return batching.BatchingParameters()
+    return batching.parse(_read_text(args.batching_parameters_file, "batching parameters file"))
+
+
+def _metrics_path(args) -> typing.Optional[str]:
+    """The Prometheus path of --monitoring_config_file, or None."""
+    if not args.monitoring_config_file:
+        return None
+    return monitoring.prometheus_path(
+        _read_text(args.monitoring_config_file, "monitoring config file")
+    )
 
 
 if __name__ == "__main__":

@@ -93,34 +93,84 @@ def preprocess(
         exception carries the anomaly table and the `Manifest`.
       FileNotFoundError: the schema or an input does not exist (before any work).
     """
-    import tensorflow as tf
-
     if not infer_schema and not FileSystems.exists(cfg.schema):  # Fail before any work is done.
         raise FileNotFoundError(
             f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)"
         )
-    started = time.perf_counter()
-    serving = (config or config_lib.Config()).serving
-    baseline = baseline_lib.resolve(cfg.baseline, serving)
-    missing = None
-    if (
-        baseline is None and cfg.baseline == "served"
-    ):  # Said, not skipped silently: the monthly drift check.
-        missing = (
-            f"no served version of {serving.model_name} carries a baseline "
-            f"({_served(serving).describe()}): the train split is not compared with one (give "
-            "--serving_dir or --model_config_file, or --baseline none on a first run)"
-        )
-        log.warning(missing)
+    started, seconds = time.perf_counter(), {}
+    baseline, missing = _baseline(cfg, (config or config_lib.Config()).serving)
     layout = Layout(cfg.output_dir)
     runner = workers.runner(options, [cfg.input, layout.root])  # Before anything is deleted.
     if layout.clear():
         log.info("cleared the earlier run's outputs in %s", layout.root)
-    seconds = {}
+    inputs, counters, busy = _read_and_transform(cfg, layout, options, seconds)
+    log.info("rows: %s", {k: v for k, v in counters.items() if ":" not in k})
+    against = cfg.schema + (f" and {baseline.description}" if baseline else "")
+    anomaly_rows, drifts = _timed(
+        seconds,
+        3,
+        "validate",
+        f"against {against}",
+        validate_splits,
+        cfg,
+        layout,
+        counters,
+        infer_schema,
+        baseline,
+    )
+    failing, accepted = validation.split_accepted(anomaly_rows, cfg.accept, cfg.accepted_by)
+    published = not (failing and cfg.fail_on_anomalies)
+    if not published:
+        for unpublished in (layout.path("transform"), layout.path("transformed")):
+            files.rmtree(unpublished)  # Nothing trains on data that failed validation.
+    log.info("stage 4/%d publish: writing the manifest", _STAGES)
+    seconds["total"] = round(time.perf_counter() - started, 2)
+    manifest = manifest_lib.Manifest(
+        config=_shown_config(config, cfg),
+        inputs=inputs,
+        **_counted(counters),
+        anomalies=[
+            dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows
+        ],
+        valid=not failing,
+        accepted=accepted,
+        baseline=baseline.summary() if baseline else None,
+        baseline_missing=missing,
+        drift=drifts,
+        seconds=seconds,
+        runner={**runner, "not_reported": [] if busy else ["stage seconds"]},
+        versions=_versions(),
+        artifacts=_artifacts(layout, counters, infer_schema, published),
+        dir=cfg.output_dir,
+    )
+    files.write_json(layout.path(manifest_lib.FILE), manifest.to_json())
+    if not published:
+        raise AnomaliesFound(validation.format_table(failing), manifest)
+    return manifest
+
+
+def _baseline(cfg: config_lib.PreprocessConfig, serving):
+    """(the baseline the train split is compared with or None, and why it is missing when the
+    config asked for the served one and none carries it, else None).
+    """
+    baseline = baseline_lib.resolve(cfg.baseline, serving)
+    if baseline is not None or cfg.baseline != "served":
+        return baseline, None
+    missing = (  # Said, not skipped silently: the monthly drift check.
+        f"no served version of {serving.model_name} carries a baseline "
+        f"({_served(serving).describe()}): the train split is not compared with one (give "
+        "--serving_dir or --model_config_file, or --baseline none on a first run)"
+    )
+    log.warning(missing)
+    return None, missing
+
+
+def _read_and_transform(cfg, layout: Layout, options: PipelineOptions, seconds: dict):
+    """Stages 1 and 2: the inputs checked and fingerprinted, then the one pipeline. Returns (the
+    inputs, the counters, the workers' stage seconds or None); `seconds` gets every stage's.
+    """
     temp_dir = layout.path("tmp")
-    with (
-        contextlib.ExitStack() as held
-    ):  # A database snapshot stays open while the pipeline reads it.
+    with contextlib.ExitStack() as held:  # A database snapshot stays open while it is read.
         inputs, parts = _timed(
             seconds,
             1,
@@ -147,24 +197,32 @@ def preprocess(
             options,
             temp_dir,
         )
-    tf.io.gfile.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
+    files.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
     seconds.update(busy or {})
-    bad = counters_lib.bad_row_counts(counters)
-    log.info("rows: %s", {k: v for k, v in counters.items() if ":" not in k})
-    against = cfg.schema + (f" and {baseline.description}" if baseline else "")
-    anomaly_rows, drifts = _timed(
-        seconds,
-        3,
-        "validate",
-        f"against {against}",
-        validate_splits,
-        cfg,
-        layout,
-        counters,
-        infer_schema,
-        baseline,
-    )
-    failing, accepted = validation.split_accepted(anomaly_rows, cfg.accept, cfg.accepted_by)
+    return inputs, counters, busy
+
+
+def _counted(counters: dict) -> dict:
+    """The manifest's counts: rows per split, bad rows per "KIND:column", duplicate ids."""
+    return {
+        "rows": {
+            "read": counters.get("rows_read", 0),
+            **{w: counters.get(f"rows_{w}", 0) for w in split.SPLITS},
+            "bad": counters.get("bad_rows", 0),
+        },
+        "bad_rows": {
+            f"{kind}:{column}": n
+            for (kind, column), n in counters_lib.bad_row_counts(counters).items()
+        },
+        "duplicate_ids": {
+            "ids": counters.get("duplicate_ids", 0),
+            "rows": counters.get("duplicate_id_rows", 0),
+        },
+    }
+
+
+def _artifacts(layout: Layout, counters: dict, infer_schema: bool, published: bool) -> dict:
+    """The run's outputs by name; the transform's only when they are published."""
     artifacts = {
         "schema": layout.path("schema.pbtxt"),
         **{f"raw_{w}": layout.raw(w) + "*" for w in split.SPLITS},
@@ -175,49 +233,10 @@ def preprocess(
         artifacts["bad_rows"] = layout.path("bad_rows", "bad_rows") + "*"
     if infer_schema:
         artifacts["schema_inferred"] = layout.path("schema_inferred.pbtxt")
-    if failing and cfg.fail_on_anomalies:
-        for unpublished in (layout.path("transform"), layout.path("transformed")):
-            tf.io.gfile.rmtree(unpublished)  # Nothing trains on data that failed validation.
-    else:
-        artifacts.update(
-            {
-                "transform": layout.path("transform"),
-                **{f"transformed_{w}": layout.transformed(w) + "*" for w in split.SPLITS},
-            }
-        )
-    log.info("stage 4/%d publish: writing the manifest", _STAGES)
-    seconds["total"] = round(time.perf_counter() - started, 2)
-    manifest = manifest_lib.Manifest(
-        config=_shown_config(config, cfg),
-        inputs=inputs,
-        rows={
-            "read": counters.get("rows_read", 0),
-            **{w: counters.get(f"rows_{w}", 0) for w in split.SPLITS},
-            "bad": counters.get("bad_rows", 0),
-        },
-        bad_rows={f"{kind}:{column}": n for (kind, column), n in bad.items()},
-        duplicate_ids={
-            "ids": counters.get("duplicate_ids", 0),
-            "rows": counters.get("duplicate_id_rows", 0),
-        },
-        anomalies=[
-            dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows
-        ],
-        valid=not failing,
-        accepted=accepted,
-        baseline=baseline.summary() if baseline else None,
-        baseline_missing=missing,
-        drift=drifts,
-        seconds=seconds,
-        runner={**runner, "not_reported": [] if busy else ["stage seconds"]},
-        versions=_versions(),
-        artifacts=artifacts,
-        dir=cfg.output_dir,
-    )
-    files.write_json(layout.path(manifest_lib.FILE), manifest.to_json())
-    if failing and cfg.fail_on_anomalies:
-        raise AnomaliesFound(validation.format_table(failing), manifest)
-    return manifest
+    if published:
+        artifacts["transform"] = layout.path("transform")
+        artifacts.update({f"transformed_{w}": layout.transformed(w) + "*" for w in split.SPLITS})
+    return artifacts
 
 
 def _shown_config(

@@ -261,35 +261,32 @@ class Destination:
         return f"{self.prefix}.manifest.json"
 
 
-def build_pipeline(
-    p: beam.Pipeline,
-    parts,
-    read,
-    model: models.Model,
-    columns: typing.Sequence[str],
-    checks: batches.Checks,
-    destination: Destination,
-    run_id: str,
-    targets: typing.Optional[TargetList] = None,
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a run scores with, checks and writes."""
+
+    model: models.Model
+    columns: typing.Sequence[str]  # The raw columns the model takes.
+    checks: batches.Checks
+    destination: Destination
+    run_id: str  # Kept with every score.
+    targets: typing.Optional[TargetList] = None
+
+
+def build_pipeline(p: beam.Pipeline, parts, read, plan: Plan) -> None:
     """Adds the steps that read, check, score, rank into deciles and write to `p`.
 
     Args:
       p: the pipeline.
       parts: the input's parts (file ranges or table partitions).
       read: reads one part (transforms.read_csv_range, postgres.read_partition).
-      model: the version that scores.
-      columns: the raw columns it takes.
-      checks: the model's schema checks.
-      destination: where the scores and the rows set aside go.
-      run_id: the run's id, kept with every score.
-      targets: the target list to write, or None.
+      plan: the model, its checks, and where the scores and the rows set aside go.
     """
-    results = _ranked(p | "ReadRows" >> transforms.ReadRows(parts, read), model, columns, checks)
+    results = _ranked(p | "ReadRows" >> transforms.ReadRows(parts, read), plan)
+    destination, made_by = plan.destination, plan.model.made_by(plan.run_id)
     quarantine = transforms.WriteQuarantine(destination.quarantine)
     _ = results[transforms.BAD] | "WriteQuarantine" >> quarantine
     ranked = results["rows"]
-    made_by = model.made_by(run_id)
     if destination.output:
         _ = (
             ranked
@@ -303,11 +300,12 @@ def build_pipeline(
     if destination.db:
         upsert = UpsertScoresFn(destination.db, destination.table, made_by)
         _ = ranked | "UpsertScores" >> beam.ParDo(upsert)
-    if targets:
+    if plan.targets:
         _ = (
             ranked
-            | "TopTargets" >> beam.CombineGlobally(TopTargetsFn(targets.rows))
-            | "WriteTargets" >> beam.Map(campaign.write_targets, targets.path, targets.rates)
+            | "TopTargets" >> beam.CombineGlobally(TopTargetsFn(plan.targets.rows))
+            | "WriteTargets"
+            >> beam.Map(campaign.write_targets, plan.targets.path, plan.targets.rates)
         )
 
 
@@ -318,17 +316,18 @@ def _reader(input_location: str, required: typing.Sequence[str], encoding: str):
     return functools.partial(transforms.read_csv_range, required=required, encoding=encoding)
 
 
-def _ranked(parsed, model: models.Model, columns, checks: batches.Checks) -> dict:
+def _ranked(parsed, plan: Plan) -> dict:
     """The reader's rows checked, scored and ranked: {"rows": campaign.Scored batches with their
     deciles, BAD: every row set aside, the reader's and the checks'}.
     """
-    checked = parsed["rows"] | "CheckRows" >> beam.ParDo(CheckRowsFn(checks)).with_outputs(
+    checked = parsed["rows"] | "CheckRows" >> beam.ParDo(CheckRowsFn(plan.checks)).with_outputs(
         transforms.BAD, transforms.IDS, main="rows"
     )
     _ = checked[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
     scored = (
         checked["rows"]
-        | "RunInference" >> inference.RunInference(RawBatchModelHandler(model.path, columns))
+        | "RunInference"
+        >> inference.RunInference(RawBatchModelHandler(plan.model.path, plan.columns))
         | "CountScored" >> beam.ParDo(_CountScored())
         | "KeepScores" >> beam.Map(lambda r: campaign.of_batch(r.example, r.inference))
     )
@@ -341,6 +340,21 @@ def _ranked(parsed, model: models.Model, columns, checks: batches.Checks) -> dic
         transforms.BAD: (parsed[transforms.BAD], checked[transforms.BAD])
         | "AllSetAside" >> beam.Flatten(),
     }
+
+
+def _run(input_location: str, database, encoding: str, options, plan: Plan):
+    """Runs the plan's pipeline over the input's parts: returns (the inputs' record, the
+    counters).
+    """
+    required = (F.ID_KEY, *plan.columns)
+    with inputs_lib.open_inputs(input_location, inputs_lib.CSV, required, database) as (
+        inputs,
+        parts,
+    ):
+        log.info("reading %d part(s) of %s", len(parts), plan.checks.source)
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, parts, _reader(input_location, required, encoding), plan)
+    return inputs, counters_lib.of(p.result)
 
 
 def _clear_earlier(destination: Destination, made_by: sinks.MadeBy) -> None:
@@ -373,35 +387,42 @@ def _deciles(counters: dict) -> typing.List[dict]:
     ]
 
 
-def _target_list(options: CampaignOptions, destination: Destination, backtest):
+def _backtest(options: CampaignOptions) -> typing.Optional[dict]:
+    """The backtest whose conversion rates the target list's expectations use, or None."""
+    return files.read_json(options.backtest) if options.backtest else None
+
+
+def _target_list(options: CampaignOptions, destination: Destination):
     """The target list to write (None when none is asked for)."""
     if not options.targets:
         return None
+    backtest = _backtest(options)
     rates = None if backtest is None else campaign.decile_rates(backtest)[0]
     return TargetList(options.targets, f"{destination.prefix}.targets.csv", rates)
 
 
-def _targets(
-    targets: typing.Optional[TargetList],
-    deciles: typing.List[dict],
-    backtest: typing.Optional[dict],
-    options: CampaignOptions,
-) -> typing.Optional[dict]:
-    """The manifest's record of the target list (campaign.target_record), or None."""
+def _campaign(counters: dict, targets: typing.Optional[TargetList], options) -> dict:
+    """The manifest's rows per decile and the record of the target list (campaign.target_record,
+    or None).
+    """
+    deciles = _deciles(counters)
     if targets is None:
-        return None
+        return {"deciles": deciles, "targets": None}
     with files.open_file(targets.path) as f:
         target_deciles = np.array([int(line.split(",")[2]) for line in list(f)[1:]], np.int64)
     return {
-        "path": targets.path,
-        "backtest": options.backtest,
-        **campaign.target_record(
-            target_deciles,
-            np.array([d["targetable"] for d in deciles]),
-            backtest,
-            options.value_per_conversion,
-            options.cost_per_contact,
-        ),
+        "deciles": deciles,
+        "targets": {
+            "path": targets.path,
+            "backtest": options.backtest,
+            **campaign.target_record(
+                target_deciles,
+                np.array([d["targetable"] for d in deciles]),
+                _backtest(options),
+                options.value_per_conversion,
+                options.cost_per_contact,
+            ),
+        },
     }
 
 
@@ -411,6 +432,14 @@ def set_aside_reasons(manifest: dict) -> typing.Dict[str, int]:
     """
     invalid = manifest["invalid"] if manifest["set_aside_invalid"] else {}
     return {**manifest["bad_rows"], **{f"invalid {k}": n for k, n in invalid.items()}}
+
+
+def _check_set_aside(manifest: dict, max_fraction: float) -> None:
+    """Raises TooManySetAside when the run set aside more than `max_fraction` of its rows."""
+    rows = manifest["rows"]
+    scoring_checks.check_set_aside(
+        rows["read"], rows["bad"] + rows["set_aside"], set_aside_reasons(manifest), max_fraction
+    )
 
 
 def _written(pattern: str) -> typing.List[str]:
@@ -423,6 +452,21 @@ def _written(pattern: str) -> typing.List[str]:
     return sorted(
         m.path for m in found.metadata_list if m.size_in_bytes or not pattern.endswith(".jsonl")
     )
+
+
+def _made_by(plan: Plan) -> dict:
+    """The manifest's model, run, columns, the schema they were checked against and whether rows
+    outside it were set aside.
+    """
+    return {
+        "model": dataclasses.asdict(plan.model),
+        "run_id": plan.run_id,
+        "columns": plan.columns,
+        "schema": (
+            files.join(plan.model.path, baseline.VERSION_DIR) if plan.checks.rules else None
+        ),
+        "set_aside_invalid": plan.checks.set_aside,
+    }
 
 
 def _rows(counters: dict) -> typing.Dict[str, int]:
@@ -502,10 +546,8 @@ def score(
       destination: CSV shards and/or a scores table.
       database: the table or query and partitions, for a postgresql:// input.
       encoding: a CSV input's text encoding.
-      set_aside_invalid: set aside rows outside the schema the model carries instead of scoring
-        them (they are counted either way).
-      max_set_aside_fraction: the share of rows that may be set aside; above it the run fails
-        (its outputs and manifest are written, to be looked at).
+      set_aside_invalid: set aside rows outside the model's schema (else scored and counted).
+      max_set_aside_fraction: above this share of rows set aside the run fails, once written.
       campaign_options: the target list to write beside the scores.
 
     Returns:
@@ -522,43 +564,31 @@ def score(
     if destination.output:  # Workers run in folders of their own.
         destination = dataclasses.replace(destination, output=files.absolute(destination.output))
     runner = workers.runner(options, [input_location, destination.output])
-    columns = scoring.raw_inputs(model.path)
-    log.info("scoring with %s version %s (%s), columns %s", *dataclasses.astuple(model), columns)
-    rules = models.schema_rules(model.path, columns)
-    checks = batches.Checks(rules, set_aside_invalid, inputs_lib.shown(input_location))
-    backtest = files.read_json(campaign_options.backtest) if campaign_options.backtest else None
-    targets = _target_list(campaign_options, destination, backtest)
+    checks = batches.Checks((), set_aside_invalid, inputs_lib.shown(input_location))
+    plan = _plan(model, run_id, destination, checks, campaign_options)
     _clear_earlier(destination, model.made_by(run_id))
-    with inputs_lib.open_inputs(
-        input_location, inputs_lib.CSV, (F.ID_KEY, *columns), database
-    ) as (inputs, parts):
-        log.info("reading %d part(s) of %s", len(parts), checks.source)
-        with beam.Pipeline(options=options) as p:
-            read = _reader(input_location, (F.ID_KEY, *columns), encoding)
-            build_pipeline(p, parts, read, model, columns, checks, destination, run_id, targets)
-    counters = counters_lib.of(p.result)
-    deciles = _deciles(counters)
+    inputs, counters = _run(input_location, database, encoding, options, plan)
     manifest = {
         "input": checks.source,
         "inputs": inputs,
-        "model": dataclasses.asdict(model),
-        "run_id": run_id,
-        "columns": columns,
+        **_made_by(plan),
         "rows": _rows(counters),
         **_findings(counters),
-        "schema": files.join(model.path, baseline.VERSION_DIR) if checks.rules else None,
-        "set_aside_invalid": set_aside_invalid,
         "outputs": _outputs(destination),
-        "deciles": deciles,
-        "targets": _targets(targets, deciles, backtest, campaign_options),
+        **_campaign(counters, plan.targets, campaign_options),
         "runner": {**runner, "not_reported": []},
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }
     files.write_json(destination.manifest, manifest)
-    scoring_checks.check_set_aside(
-        manifest["rows"]["read"],
-        manifest["rows"]["bad"] + manifest["rows"]["set_aside"],
-        set_aside_reasons(manifest),
-        max_set_aside_fraction,
-    )
+    _check_set_aside(manifest, max_set_aside_fraction)
     return manifest
+
+
+def _plan(model, run_id: str, destination: Destination, checks, options: CampaignOptions) -> Plan:
+    """The run's plan: the columns the model takes, the rules of its schema added to `checks`,
+    and the target list.
+    """
+    columns = scoring.raw_inputs(model.path)
+    log.info("scoring with %s version %s (%s), columns %s", *dataclasses.astuple(model), columns)
+    checks = dataclasses.replace(checks, rules=models.schema_rules(model.path, columns))
+    return Plan(model, columns, checks, destination, run_id, _target_list(options, destination))

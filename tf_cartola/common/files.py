@@ -126,6 +126,12 @@ def remove(path: str) -> None:
             os.remove(path)
 
 
+def rmtree(path: str) -> None:
+    """Deletes a folder and everything in it, if it is there."""
+    if exists(path):
+        gfile(path).rmtree(path)
+
+
 def read_json(path: str):
     """The JSON document in a file."""
     with open_file(path) as f:

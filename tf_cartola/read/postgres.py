@@ -158,49 +158,24 @@ def snapshot(
       DatabaseError: cannot connect, bad SQL, GLOBO_ID not a whole number.
       rows.InputError: contract columns missing.
     """
-    from psycopg import sql
-
     conn = connect(url, autocommit=True)
     try:
         with errors(url):
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             select = _select_list(conn, _relation(table, query), required)
-            count, low, high, digest = conn.execute(
-                sql.SQL(
-                    "SELECT count(*), min({id}), max({id}), md5(coalesce(string_agg(md5(s::text), "
-                    "'' "
-                    "ORDER BY {id}, md5(s::text)), '')) FROM ({select}) AS s"
-                ).format(id=sql.Identifier(F.ID_KEY), select=select)
-            ).fetchone()
+            count, low, high, digest = _census(conn, select)
             select_text = select.as_string(conn)
         if low is not None and not isinstance(low, int):
             raise DatabaseError(
                 f"{masked(url)}: {F.ID_KEY} must be a whole-number column, got "
                 f"{type(low).__name__}"
             )
-        bounds = [(None, None)]
-        if low is not None:
-            step = -(-(high + 1 - low) // partitions)
-            bounds = [
-                (low + i * step, min(low + (i + 1) * step, high + 1))
-                for i in range(partitions)
-                if low + i * step <= high
-            ]
-        where = table or "query"
         planned = [
-            Partition(
-                url,
-                snapshot_id,
-                select_text,
-                lo,
-                hi,
-                i == 0,
-                f"{masked(url)} {where} {F.ID_KEY} in [{lo}, {hi})"
-                if lo is not None
-                else f"{masked(url)} {where}",
+            Partition(url, snapshot_id, select_text, lo, hi, i == 0, where)
+            for i, (lo, hi, where) in enumerate(
+                _id_ranges(low, high, partitions, f"{masked(url)} {table or 'query'}")
             )
-            for i, (lo, hi) in enumerate(bounds)
         ]
         log.info(
             "%s: %d rows in %d partition(s), snapshot %s",
@@ -221,6 +196,34 @@ def snapshot(
         )
     finally:
         conn.close()  # Ends the transaction: the snapshot is released.
+
+
+def _census(conn, select) -> tuple:
+    """(rows, lowest id, highest id, MD5 over the rows' text in id order) of a SELECT, computed by
+    the database.
+    """
+    from psycopg import sql
+
+    return conn.execute(
+        sql.SQL(
+            "SELECT count(*), min({id}), max({id}), "
+            "md5(coalesce(string_agg(md5(s::text), '' ORDER BY {id}, md5(s::text)), '')) "
+            "FROM ({select}) AS s"
+        ).format(id=sql.Identifier(F.ID_KEY), select=select)
+    ).fetchone()
+
+
+def _id_ranges(low, high, partitions: int, where: str) -> typing.List[tuple]:
+    """(first id, id after the last, description) of each partition: `partitions` ranges of ids
+    of one width from `low` to `high`, or one unbounded range when there are no rows.
+    """
+    if low is None:
+        return [(None, None, where)]
+    step = -(-(high + 1 - low) // partitions)
+    return [
+        (lo, min(lo + step, high + 1), f"{where} {F.ID_KEY} in [{lo}, {min(lo + step, high + 1)})")
+        for lo in range(low, high + 1, step)
+    ]
 
 
 class _CopyStream(io.RawIOBase):

@@ -36,8 +36,7 @@ def metrics_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    """The command-line entry point: returns the exit status."""
+def _parser():
     parser = cli.parser(
         "tf_cartola.train",
         __doc__,
@@ -69,9 +68,13 @@ def main(argv=None) -> int:
         help="the served model's latest backtest.json (beam_jobs.backtest): its verdict and "
         "section go into the report",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
+    args = _parser().parse_args(argv)
     cli.setup_logging(args.verbose)
-    from tf_cartola.inspect import report
     from tf_cartola.train import training
 
     try:
@@ -95,22 +98,28 @@ def main(argv=None) -> int:
             f"{result['served']}, of {result['served_run_id']} (--force pushes anyway)"
         )
         return 0
-    if not result.get("nothing_changed"):
-        with timing.stage(result["seconds"], "report"):
-            result["report"] = report.write_report(
-                files.join(result["run_dir"], "report.html"),
-                result["preprocess_dir"],
-                result["run_dir"],
-                result["labels"],
-                result["scores"],
-                backtest=args.backtest,
-            )
     if result.get("nothing_changed"):
         print(
             f"nothing changed: version {result['version']} ({result['version_dir']}) was made of "
             "the same data and config; not trained, nothing pushed (--force trains anyway)"
         )
         return 0
+    return _reported(result, args.backtest)
+
+
+def _reported(result: dict, backtest) -> int:
+    """Writes a trained run's report and prints its metrics and decision: the exit status."""
+    from tf_cartola.inspect import report
+
+    with timing.stage(result["seconds"], "report"):
+        result["report"] = report.write_report(
+            files.join(result["run_dir"], "report.html"),
+            result["preprocess_dir"],
+            result["run_dir"],
+            result["labels"],
+            result["scores"],
+            backtest=backtest,
+        )
     print(metrics_table(result))
     print(result["verdict"])
     print(f"seconds: {result['seconds']}")

@@ -270,9 +270,7 @@ def train(
             preprocess_dir or config.preprocess.output_dir, trainable=True
         )
         config = used_config(config, manifest, serving_dir)
-        served = served_lib.served(
-            config.serving.serving_dir, config.serving.model_name, config.serving.model_config_file
-        )
+        served = _served(config)
         run_id = (
             months.check(run_id) if run_id else months.of_paths(i["path"] for i in manifest.inputs)
         )
@@ -297,19 +295,8 @@ def train(
         "preprocess_dir": manifest.dir,
         "run_id": run_id,
         "force": force,
-        "metrics": candidate,
-        "baseline": _plain(record["served"]),
-        "baseline_version": served.version,
-        "comparison": record["comparison"],
-        "verdict": record["verdict"],
-        "served_before": served.describe(),
-        "blessed": not reasons,
-        "reasons": reasons,
-        "version": None,
-        "version_dir": None,
-        "features": list(config.train.feature_names()),
-        "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
-        "epochs_run": len(history.history["loss"]),
+        **_judged(candidate, record, served, reasons),
+        **_fitted(config, model, history),
         "seconds": seconds,
         "config": dataclasses.asdict(config),
         # Anomalies of the data accepted on purpose when it was prepared.
@@ -320,12 +307,43 @@ def train(
         with timing.stage(seconds, "push"):
             result["version"] = model_store.push(export_dir, served.base_path)
             result["version_dir"] = model_store.version_dir(served.base_path, result["version"])
-    result["served"] = served_lib.served(
-        config.serving.serving_dir, config.serving.model_name, config.serving.model_config_file
-    ).describe()
+    result["served"] = _served(config).describe()
     _write_run_records(run_dir, result, history.history)
     append_decision(served.base_path, result)
     return {**result, "model": model, "labels": labels, "scores": scores}  # In-process use only.
+
+
+def _served(config: config_lib.Config) -> served_lib.Served:
+    """The served version of the config's model, as it is now."""
+    serving = config.serving
+    return served_lib.served(serving.serving_dir, serving.model_name, serving.model_config_file)
+
+
+def _judged(candidate: dict, record: dict, served, reasons: typing.List[str]) -> dict:
+    """The run record's judgement: the candidate's metrics beside the served model's, the
+    comparison and verdict, and whether it is blessed (not pushed yet).
+    """
+    return {
+        "metrics": candidate,
+        "baseline": _plain(record["served"]),
+        "baseline_version": served.version,
+        "comparison": record["comparison"],
+        "verdict": record["verdict"],
+        "served_before": served.describe(),
+        "blessed": not reasons,
+        "reasons": reasons,
+        "version": None,
+        "version_dir": None,
+    }
+
+
+def _fitted(config: config_lib.Config, model, history) -> dict:
+    """The run record's model: its features, weights and epochs run."""
+    return {
+        "features": list(config.train.feature_names()),
+        "weights": model.get_layer("pro_probability").get_weights()[0].ravel().tolist(),
+        "epochs_run": len(history.history["loss"]),
+    }
 
 
 def _plain(evaluated: typing.Optional[dict]) -> typing.Optional[dict]:
