@@ -9,7 +9,6 @@ findings (backtest.summarize). Writes `<output_dir>/backtest.json` and `backtest
 """
 
 import dataclasses
-import functools
 import logging
 import time
 import typing
@@ -312,11 +311,7 @@ def backtest(
     if deleted:
         log.info("deleted %d file(s) of an earlier backtest", len(deleted))
     required = (F.ID_KEY, F.LABEL_KEY)
-    read = (
-        functools.partial(postgres.read_partition, required=required)
-        if postgres.is_database(labels_location)
-        else functools.partial(transforms.read_csv_range, required=required, encoding=encoding)
-    )
+    read = transforms.part_reader(postgres.is_database(labels_location), required, encoding)
     with inputs_lib.open_inputs(labels_location, inputs_lib.CSV, required, database) as (
         inputs,
         parts,

@@ -73,30 +73,26 @@ def preprocess(
 ) -> manifest_lib.Manifest:
     """Runs every stage and writes `manifest.json`.
 
-    The input is read once: one Beam pipeline types, splits, writes, computes statistics
-    and fits and applies the transform. The transform outputs are published (listed in
-    the manifest and kept) only when validation passes.
+    One Beam pipeline reads the input once: it types, splits, writes, computes statistics and
+    fits and applies the transform, whose outputs are kept only when validation passes.
 
     Args:
       cfg: the preprocess section of the config (input, output_dir, schema, ...).
       options: Beam pipeline options shared by every stage.
       infer_schema: also write a schema inferred from the train statistics, for review.
-      config: the whole resolved config, recorded in the manifest; its serving section
-        locates the served baseline.
+      config: the whole config, recorded; its serving section locates the served baseline.
 
     Returns:
       The run's `Manifest`, also written as `manifest.json` in the output directory.
 
     Raises:
-      AnomaliesFound: validation failed and `cfg.fail_on_anomalies`; statistics,
-        anomalies and the manifest are written, the transform outputs removed, and the
-        exception carries the anomaly table and the `Manifest`.
+      AnomaliesFound: validation failed and `cfg.fail_on_anomalies`; statistics, anomalies and
+        the manifest are written, the transform outputs removed; it carries the anomaly table
+        and the `Manifest`.
       FileNotFoundError: the schema or an input does not exist (before any work).
     """
     if not infer_schema and not FileSystems.exists(cfg.schema):  # Fail before any work is done.
-        raise FileNotFoundError(
-            f"schema {cfg.schema!r} not found (use --infer_schema to bootstrap one)"
-        )
+        raise FileNotFoundError(f"no schema {cfg.schema!r} (use --infer_schema to make one)")
     started, seconds = time.perf_counter(), {}
     baseline, missing = _baseline(cfg, (config or config_lib.Config()).serving)
     layout = Layout(cfg.output_dir)
@@ -105,38 +101,20 @@ def preprocess(
         log.info("cleared the earlier run's outputs in %s", layout.root)
     inputs, counters, busy = _read_and_transform(cfg, layout, options, seconds)
     log.info("rows: %s", {k: v for k, v in counters.items() if ":" not in k})
-    against = cfg.schema + (f" and {baseline.description}" if baseline else "")
-    anomaly_rows, drifts = _timed(
-        seconds,
-        3,
-        "validate",
-        f"against {against}",
-        validate_splits,
-        cfg,
-        layout,
-        counters,
-        infer_schema,
-        baseline,
-    )
-    failing, accepted = validation.split_accepted(anomaly_rows, cfg.accept, cfg.accepted_by)
+    found, failing = _validated(cfg, layout, counters, infer_schema, baseline, seconds)
     published = not (failing and cfg.fail_on_anomalies)
-    if not published:
-        for unpublished in (layout.path("transform"), layout.path("transformed")):
-            files.rmtree(unpublished)  # Nothing trains on data that failed validation.
+    if not published:  # Nothing trains on data that failed validation.
+        files.rmtree(layout.path("transform"))
+        files.rmtree(layout.path("transformed"))
     log.info("stage 4/%d publish: writing the manifest", _STAGES)
     seconds["total"] = round(time.perf_counter() - started, 2)
     manifest = manifest_lib.Manifest(
         config=_shown_config(config, cfg),
         inputs=inputs,
         **_counted(counters),
-        anomalies=[
-            dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows
-        ],
-        valid=not failing,
-        accepted=accepted,
+        **found,
         baseline=baseline.summary() if baseline else None,
         baseline_missing=missing,
-        drift=drifts,
         seconds=seconds,
         runner={**runner, "not_reported": [] if busy else ["stage seconds"]},
         versions=_versions(),
@@ -147,6 +125,27 @@ def preprocess(
     if not published:
         raise AnomaliesFound(validation.format_table(failing), manifest)
     return manifest
+
+
+def _validated(cfg, layout: Layout, counters: dict, infer_schema: bool, baseline, seconds: dict):
+    """Stage 3: the splits validated (validate_splits). Returns (the manifest's anomalies, valid,
+    accepted and drift; the failing anomaly rows).
+    """
+    against = cfg.schema + (f" and {baseline.description}" if baseline else "")
+    checks = (cfg, layout, counters, infer_schema, baseline)
+    anomaly_rows, drifts = _timed(
+        seconds, 3, "validate", f"against {against}", validate_splits, *checks
+    )
+    failing, accepted = validation.split_accepted(anomaly_rows, cfg.accept, cfg.accepted_by)
+    found = {
+        "anomalies": [
+            dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows
+        ],
+        "valid": not failing,
+        "accepted": accepted,
+        "drift": drifts,
+    }
+    return found, failing
 
 
 def _baseline(cfg: config_lib.PreprocessConfig, serving):

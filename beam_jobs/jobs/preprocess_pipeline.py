@@ -9,7 +9,6 @@ in memory: 11 GB at 10M rows with one read), while the second read streams throu
 and out to disk. Parsing costs about a tenth of the job (bench/pipeline.py).
 """
 
-import functools
 import typing
 
 import apache_beam as beam
@@ -92,10 +91,7 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
         csv_reader.arrow_schema(),
         tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema),
     )
-    if postgres.is_database(cfg.input):
-        read = postgres.read_partition
-    else:
-        read = functools.partial(transforms.read_csv_range, encoding=cfg.encoding)
+    read = transforms.part_reader(postgres.is_database(cfg.input), encoding=cfg.encoding)
     parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(parts, cfg.split_ratio, read)
     _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
         layout.path("bad_rows", "bad_rows")

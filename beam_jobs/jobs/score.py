@@ -10,7 +10,6 @@ table; the manifest records what was scored, by which model, and what was set as
 """
 
 import dataclasses
-import functools
 import logging
 import time
 import typing
@@ -309,13 +308,6 @@ def build_pipeline(p: beam.Pipeline, parts, read, plan: Plan) -> None:
         )
 
 
-def _reader(input_location: str, required: typing.Sequence[str], encoding: str):
-    """Reads one part of the input: a table partition or a CSV file range."""
-    if postgres.is_database(input_location):
-        return functools.partial(postgres.read_partition, required=required)
-    return functools.partial(transforms.read_csv_range, required=required, encoding=encoding)
-
-
 def _ranked(parsed, plan: Plan) -> dict:
     """The reader's rows checked, scored and ranked: {"rows": campaign.Scored batches with their
     deciles, BAD: every row set aside, the reader's and the checks'}.
@@ -353,7 +345,8 @@ def _run(input_location: str, database, encoding: str, options, plan: Plan):
     ):
         log.info("reading %d part(s) of %s", len(parts), plan.checks.source)
         with beam.Pipeline(options=options) as p:
-            build_pipeline(p, parts, _reader(input_location, required, encoding), plan)
+            read = transforms.part_reader(postgres.is_database(input_location), required, encoding)
+            build_pipeline(p, parts, read, plan)
     return inputs, counters_lib.of(p.result)
 
 
@@ -513,8 +506,6 @@ def _findings(counters: dict) -> dict:
 
 def _outputs(destination: Destination) -> dict:
     """The manifest's outputs: the shards and quarantine written, and the table."""
-    from tf_cartola.read import postgres
-
     return {
         "scores": _written(f"{destination.output}-*.csv") if destination.output else None,
         "quarantine": _written(f"{destination.quarantine}*.jsonl"),

@@ -4,6 +4,7 @@ Data moves as Arrow record batches of a few tens of thousands of rows, not row b
 row: Beam's per-element cost is paid per batch.
 """
 
+import functools
 import logging
 import time
 import typing
@@ -19,7 +20,7 @@ from apache_beam.metrics import Metrics
 from beam_jobs.shared.counters import NAMESPACE, bad_counter_name
 from tf_cartola.contract import features as F
 from tf_cartola.contract import split
-from tf_cartola.read import csv_reader, tfrecords
+from tf_cartola.read import csv_reader, postgres, tfrecords
 from tf_cartola.score import batches
 from tf_cartola.validate import scoring_checks
 
@@ -47,6 +48,17 @@ def read_csv_range(
         yield from csv_reader.read_csv(
             f, byte_range.path, required, byte_range=byte_range, encoding=encoding
         )
+
+
+def part_reader(
+    database: bool, required: typing.Sequence[str] = F.CSV_COLUMNS, encoding: str = "utf-8"
+):
+    """Reads one part of an input: a table partition (postgres.read_partition) of a database, else
+    a range of a CSV file (read_csv_range).
+    """
+    if database:
+        return functools.partial(postgres.read_partition, required=required)
+    return functools.partial(read_csv_range, required=required, encoding=encoding)
 
 
 def read_prediction_log_file(byte_range: csv_reader.Range):

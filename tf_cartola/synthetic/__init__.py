@@ -81,9 +81,30 @@ def generate(rows: int, seed=0, first_id: int = 10_000_000) -> pd.DataFrame:
       A DataFrame with columns `features.CSV_COLUMNS`; missing cells are NaN / None.
     """
     rng = np.random.default_rng(seed)
-    n = rows
-    engagement = rng.standard_normal(n)
+    engagement = rng.standard_normal(rows)
+    drawn = _activity(rng, rows, engagement)
+    chance = propensity(
+        *(drawn[c] for c in ("anos_como_pro", "avg_3", "avg_4", "escalacoes", "norm_escalacao")),
+        drawn["tempo_desperd"],
+    )
+    label = (rng.random(rows) < chance).astype(np.int64)
+    # Missing cells and malformed values, at random (after the label is drawn).
+    drawn["rel_pont"] = np.where(rng.random(rows) < 0.08, np.nan, drawn["rel_pont"])
+    drawn["tempo_desperd"] = np.where(rng.random(rows) < 0.06, np.nan, drawn["tempo_desperd"])
+    pixel_roll = rng.random(rows)
+    drawn[F.PIXELS][pixel_roll < 0.05] = None
+    drawn[F.PIXELS][(pixel_roll >= 0.05) & (pixel_roll < 0.06)] = "unknown"
+    ids = rng.permutation(np.arange(first_id, first_id + 3 * rows, 3, dtype=np.int64))[:rows]
+    frame = pd.DataFrame({F.ID_KEY: ids, F.LABEL_KEY: label, **_rounded(drawn)})
+    frame["facebook_num"] = _long_tail(rng, rows, 0.5, 1.4, 4)
+    frame["instagram_num"] = _long_tail(rng, rows, 0.55, 1.4, 3)
+    gplay = rng.random(rows) < 1.0 / (1.0 + np.exp(-(0.5 * engagement - 0.6)))
+    frame["gplay_free"] = gplay.astype(np.int64)
+    return frame[list(F.CSV_COLUMNS)]
 
+
+def _activity(rng, n: int, engagement: np.ndarray) -> dict:
+    """The users' activity columns, each coupled to their `engagement` as the real data's are."""
     anos_como_pro = _coupled(
         rng, rng.choice(4, n, p=[0.68, 0.1035, 0.123, 0.0935]).astype(np.int64), engagement, 0.3
     )
@@ -100,52 +121,37 @@ def generate(rows: int, seed=0, first_id: int = 10_000_000) -> pd.DataFrame:
     max_camp = min_camp + rng.poisson(0.5, n)
     tempo = _coupled(rng, rng.lognormal(np.log(40), 1.3, n), engagement, 0.5)
     interacoes = _long_tail(rng, n, 0.25, 1.5, 8).astype(np.int64)
-    atletismo = np.where(rng.random(n) < 0.05, -1, _long_tail(rng, n, 0.6, 1.2, 3)).astype(
-        np.int64
-    )
-    volei = np.where(rng.random(n) < 0.05, -1, _long_tail(rng, n, 0.7, 1.2, 2)).astype(np.int64)
-    pixels = rng.choice(_RESOLUTIONS, n, p=_RESOLUTION_P).astype(object)
+    atletismo = np.where(rng.random(n) < 0.05, -1, _long_tail(rng, n, 0.6, 1.2, 3))
+    volei = np.where(rng.random(n) < 0.05, -1, _long_tail(rng, n, 0.7, 1.2, 2))
+    return {
+        "anos_como_pro": anos_como_pro,
+        "anos_desde_criacao": criacao,
+        "avg_3": avg_3,
+        "avg_4": avg_4,
+        "dif_melhoria": dif_melhoria,
+        "escalacoes": escalacoes,
+        "norm_escalacao": norm_escalacao,
+        "norm_rodadas": norm_rodadas,
+        "rel_pont": rel_pont,
+        "max_camp": max_camp,
+        "min_camp": min_camp,
+        "interacoes": interacoes,
+        "iteracao_atletismo": atletismo.astype(np.int64),
+        "iteracao_volei": volei.astype(np.int64),
+        "tempo_desperd": tempo,
+        F.PIXELS: rng.choice(_RESOLUTIONS, n, p=_RESOLUTION_P).astype(object),
+    }
 
-    chance = propensity(anos_como_pro, avg_3, avg_4, escalacoes, norm_escalacao, tempo)
-    label = (rng.random(n) < chance).astype(np.int64)
 
-    # Missing cells and malformed values, at random (after the label is drawn).
-    rel_pont = np.where(rng.random(n) < 0.08, np.nan, rel_pont)
-    tempo = np.where(rng.random(n) < 0.06, np.nan, tempo)
-    pixel_roll = rng.random(n)
-    pixels[pixel_roll < 0.05] = None
-    pixels[(pixel_roll >= 0.05) & (pixel_roll < 0.06)] = "unknown"
+_DECIMALS = {  # As many decimals as the real CSV's cells have.
+    **dict.fromkeys(("avg_3", "avg_4", "tempo_desperd"), 2),
+    **dict.fromkeys(("dif_melhoria", "norm_escalacao", "norm_rodadas", "rel_pont"), 4),
+}
 
-    frame = pd.DataFrame(
-        {
-            F.ID_KEY: rng.permutation(np.arange(first_id, first_id + 3 * n, 3, dtype=np.int64))[
-                :n
-            ],
-            F.LABEL_KEY: label,
-            "anos_como_pro": anos_como_pro,
-            "anos_desde_criacao": criacao,
-            "avg_3": avg_3.round(2),
-            "avg_4": avg_4.round(2),
-            "dif_melhoria": dif_melhoria.round(4),
-            "escalacoes": escalacoes,
-            "norm_escalacao": norm_escalacao.round(4),
-            "norm_rodadas": norm_rodadas.round(4),
-            "rel_pont": rel_pont.round(4),
-            "max_camp": max_camp,
-            "min_camp": min_camp,
-            "facebook_num": _long_tail(rng, n, 0.5, 1.4, 4),
-            "instagram_num": _long_tail(rng, n, 0.55, 1.4, 3),
-            "interacoes": interacoes,
-            "iteracao_atletismo": atletismo,
-            "iteracao_volei": volei,
-            "tempo_desperd": tempo.round(2),
-            "gplay_free": (rng.random(n) < 1.0 / (1.0 + np.exp(-(0.5 * engagement - 0.6)))).astype(
-                np.int64
-            ),
-            F.PIXELS: pixels,
-        }
-    )
-    return frame[list(F.CSV_COLUMNS)]
+
+def _rounded(drawn: dict) -> dict:
+    """The columns with the decimals the real CSV has."""
+    return {k: v.round(_DECIMALS[k]) if k in _DECIMALS else v for k, v in drawn.items()}
 
 
 def propensity(anos_como_pro, avg_3, avg_4, escalacoes, norm_escalacao, tempo) -> np.ndarray:

@@ -275,15 +275,22 @@ def train(
             months.check(run_id) if run_id else months.of_paths(i["path"] for i in manifest.inputs)
         )
         made_of = {**provenance(manifest, config), "run_id": run_id}
-        skipped = (
-            None if force else _backfill(served, run_id) or _unchanged(served.base_path, made_of)
-        )
-    if skipped:
+    if not force and (
+        skipped := _backfill(served, run_id) or _unchanged(served.base_path, made_of)
+    ):
         return skipped
     _warn_other_baseline(manifest, served)
     run_dir = run_dir or files.join(
         config.train.run_dir, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
     )
+    return _trained(config, manifest, served, run_dir, made_of, force, seconds)
+
+
+def _trained(config, manifest, served, run_dir: str, made_of: dict, force: bool, seconds: dict):
+    """Fits, exports, evaluates and blesses; pushes a blessed model; writes the run's records.
+    Returns `train`'s result.
+    """
+    run_id = made_of["run_id"]
     export_dir = files.join(run_dir, "export")
     model, history = _fit_and_export(config, manifest, export_dir, seconds)
     with timing.stage(seconds, "evaluate"):
