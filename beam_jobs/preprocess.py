@@ -111,10 +111,7 @@ def run(argv=None):
 def _show(manifest, passed: bool) -> None:
     from tf_cartola.validate import validation
 
-    shown = [
-        tuple(a[k] for k in ("split", "feature", "kind", "description"))
-        for a in manifest.anomalies
-    ]
+    shown = [tuple(a[k] for k in validation.ANOMALY_FIELDS) for a in manifest.anomalies]
     if passed and shown:  # Accepted, or --no_fail_on_anomalies: said all the same.
         print(f"Anomalies (the run goes on):\n{validation.format_table(shown)}", file=sys.stderr)
     if passed:

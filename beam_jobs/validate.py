@@ -65,7 +65,6 @@ def run(argv=None) -> dict:
       baseline.BaselineError: no baseline (nothing served yet, or a directory without one).
     """
     from beam_jobs.jobs import validate as validation_job
-    from beam_jobs.shared import inputs as inputs_lib
     from tf_cartola.validate import baseline as baseline_lib
 
     args, beam_args = _parser().parse_known_args(argv)
@@ -99,12 +98,7 @@ def run(argv=None) -> dict:
         args.output_dir,
         options,
         args.format,
-        cfg.drift_false_alarm_rate,
-        cfg.max_bad_row_fraction,
-        inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions),
-        cfg.encoding,
-        cfg.accept,
-        cfg.accepted_by,
+        cfg,
     )
 
 

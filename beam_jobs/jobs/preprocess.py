@@ -137,15 +137,7 @@ def _validated(cfg, layout: Layout, counters: dict, infer_schema: bool, baseline
         seconds, 3, "validate", f"against {against}", validate_splits, *checks
     )
     failing, accepted = validation.split_accepted(anomaly_rows, cfg.accept, cfg.accepted_by)
-    found = {
-        "anomalies": [
-            dict(zip(("split", "feature", "kind", "description"), r)) for r in anomaly_rows
-        ],
-        "valid": not failing,
-        "accepted": accepted,
-        "drift": drifts,
-    }
-    return found, failing
+    return {**validation.verdict_record(failing, accepted), "drift": drifts}, failing
 
 
 def _baseline(cfg: config_lib.PreprocessConfig, serving):

@@ -9,7 +9,6 @@ compared with the baseline's train statistics (tf_cartola.validate.drift).
 
 import logging
 import time
-import typing
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -19,6 +18,7 @@ from beam_jobs.shared import inputs as inputs_lib
 from beam_jobs.shared import transforms, workers
 from beam_jobs.shared.outputs import AnomaliesFound, Layout
 from tf_cartola.common import files
+from tf_cartola.contract import config as config_lib
 from tf_cartola.read import postgres
 
 log = logging.getLogger(__name__)
@@ -96,15 +96,9 @@ def validate(
     output_dir: str,
     options: PipelineOptions,
     fmt: str = inputs_lib.CSV,
-    false_alarm_rate: float = 0.01,
-    max_bad_row_fraction: float = 0.0,
-    database: typing.Optional[inputs_lib.DatabaseInput] = None,
-    encoding: str = "utf-8",
-    accept: typing.Sequence[str] = (),
-    accepted_by: str = "",
+    cfg: config_lib.PreprocessConfig = config_lib.PreprocessConfig(),
 ) -> dict:
-    """Validates a batch against a baseline and writes `manifest.json` (and report-ready
-    artifacts).
+    """Validates a batch against a baseline; writes `manifest.json` and report-ready artifacts.
 
     Args:
       input_pattern: files of the batch (any Beam filesystem), or a postgresql:// URL.
@@ -112,12 +106,9 @@ def validate(
       output_dir: where statistics, anomalies, the quarantine and the manifest go.
       options: Beam pipeline options.
       fmt: "csv" or "prediction_log".
-      false_alarm_rate: the drift comparison's false-alarm budget.
-      max_bad_row_fraction: share of rows that may be quarantined before that is an anomaly.
-      database: the table or query and partitions, for a postgresql:// input.
-      encoding: a CSV input's text encoding.
-      accept: features whose anomalies and drift this run accepts on purpose (recorded).
-      accepted_by: who accepts them (default: the user running the job).
+      cfg: the preprocess section of the config: the drift comparison's false-alarm budget, the
+        share of rows that may be set aside, the features whose anomalies are accepted (and by
+        whom), a CSV's encoding, a database's table or query and partitions.
 
     Returns:
       The manifest.
@@ -135,43 +126,36 @@ def validate(
     if layout.clear():
         log.info("cleared the earlier run's outputs in %s", layout.root)
     log.info("step 1/3: fingerprinting %s", inputs_lib.shown(input_pattern))
+    database = inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions)
     with inputs_lib.open_inputs(input_pattern, fmt, (), database) as (inputs, parts):
         log.info("step 2/3: reading %d part(s) (%s) and computing statistics", len(parts), fmt)
         database_rows = fmt == inputs_lib.CSV and postgres.is_database(input_pattern)
-        counters = run_pipeline(parts, fmt, layout, options, database_rows, encoding)
+        counters = run_pipeline(parts, fmt, layout, options, database_rows, cfg.encoding)
     log.info("step 3/3: validating against %s", baseline.description)
-    by_name, checks = _anomalies(
-        layout, baseline, counters, false_alarm_rate, max_bad_row_fraction
-    )
-    rows, accepted = validation.split_accepted(
-        validation.anomaly_rows(by_name), accept, accepted_by
-    )
+    rows, accepted, checks = _judged(layout, baseline, counters, cfg)
     manifest = {
         "input": inputs_lib.shown(input_pattern),
         "format": fmt,
         "inputs": inputs,
         **_counts(counters),
         "baseline": baseline.summary(),
-        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in rows],
+        **validation.verdict_record(rows, accepted),
         "drift": {"data vs baseline": checks},
-        "valid": not rows,
-        "accepted": accepted,
         "seconds": {"total": round(time.perf_counter() - started, 2)},
         "runner": {**runner, "not_reported": []},
         "artifacts": _artifacts(layout, counters),
     }
-    files.write_json(layout.path("manifest.json"), manifest)
+    written = layout.path("manifest.json")
+    files.write_json(written, manifest)
     if rows:
-        raise AnomaliesFound(
-            validation.format_table(rows) + f"\nmanifest: {layout.path('manifest.json')}", manifest
-        )
+        raise AnomaliesFound(f"{validation.format_table(rows)}\nmanifest: {written}", manifest)
     return manifest
 
 
-def _anomalies(layout: Layout, baseline, counters: dict, false_alarm_rate, max_bad_row_fraction):
+def _judged(layout: Layout, baseline, counters: dict, cfg: config_lib.PreprocessConfig):
     """The data's anomalies (the baseline's schema in SERVING, drift, no readable row) and the
-    input's (bad rows), each written as text beside the statistics: returns them by name, with the
-    drift checks as JSON.
+    input's (bad rows), each written as text beside the statistics. Returns (the anomaly rows that
+    fail the run, the record of those accepted, the drift checks as JSON).
     """
     import tensorflow_data_validation as tfdv
 
@@ -183,7 +167,7 @@ def _anomalies(layout: Layout, baseline, counters: dict, false_alarm_rate, max_b
     anomalies = validation.validate(
         validation.in_environment(stats, schema, validation.SERVING), schema, validation.SERVING
     )
-    checks = drift.compare(baseline.stats, stats, false_alarm_rate, baseline.features)
+    checks = drift.compare(baseline.stats, stats, cfg.drift_false_alarm_rate, baseline.features)
     validation.merge(anomalies, validation.drift_anomalies(checks, baseline.description))
     if not counters.get(f"rows_{transforms.GOOD}", 0):
         validation.add_anomaly(
@@ -192,13 +176,14 @@ def _anomalies(layout: Layout, baseline, counters: dict, false_alarm_rate, max_b
     by_name = {
         "data": anomalies,
         "input": counters_lib.input_anomalies(
-            counters, layout.path("bad_rows"), max_bad_row_fraction
+            counters, layout.path("bad_rows"), cfg.max_bad_row_fraction
         ),
     }
     files.makedirs(layout.path("anomalies"))
     for which, found in by_name.items():
         tfdv.write_anomalies_text(found, layout.anomalies(which))
-    return by_name, drift.to_json(checks)
+    rows = validation.anomaly_rows(by_name)
+    return (*validation.split_accepted(rows, cfg.accept, cfg.accepted_by), drift.to_json(checks))
 
 
 def _counts(counters: dict) -> dict:

@@ -475,7 +475,7 @@ def _anomalies_section(anomalies: dict, manifest) -> str:
         rows = validation.anomaly_rows({which: a})
         parts.append(f"<h3>{html.escape(which)}</h3>")
         parts.append(
-            _table(("split", "feature", "kind", "description"), rows, ["bad"] * len(rows))
+            _table(validation.ANOMALY_FIELDS, rows, ["bad"] * len(rows))
             if rows
             else "<p>No anomaly.</p>"
         )

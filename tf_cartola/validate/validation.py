@@ -186,26 +186,8 @@ def data_anomalies(
             "split).",
         )
     for name, feature in drift.feature_stats(stats).items():
-        if name not in F.RAW_FEATURES:
-            continue
-        kind = feature.WhichOneof("stats")
-        if (
-            kind == "num_stats"
-            and feature.num_stats.common_stats.num_non_missing > 1
-            and feature.num_stats.min == feature.num_stats.max
-        ):
-            value = f"{feature.num_stats.min:g}"
-        elif (
-            kind == "string_stats"
-            and feature.string_stats.common_stats.num_non_missing > 1
-            and feature.string_stats.unique == 1
-        ):
-            value = (
-                repr(feature.string_stats.top_values[0].value)
-                if feature.string_stats.top_values
-                else "one"
-            )
-        else:
+        value = _constant(feature) if name in F.RAW_FEATURES else None
+        if value is None:
             continue
         add_anomaly(
             out,
@@ -215,6 +197,22 @@ def data_anomalies(
             "tells nothing.",
         )
     return out
+
+
+def _constant(feature) -> typing.Optional[str]:
+    """The one value every present cell of a feature holds (when more than one is present), as
+    text; None when it has more.
+    """
+    kind = feature.WhichOneof("stats")
+    if kind == "num_stats":
+        numbers = feature.num_stats
+        if numbers.common_stats.num_non_missing > 1 and numbers.min == numbers.max:
+            return f"{numbers.min:g}"
+    elif kind == "string_stats":
+        strings = feature.string_stats
+        if strings.common_stats.num_non_missing > 1 and strings.unique == 1:
+            return repr(strings.top_values[0].value) if strings.top_values else "one"
+    return None
 
 
 def _kind(reason) -> str:
@@ -244,6 +242,21 @@ def anomaly_rows(
     return sorted(rows)
 
 
+ANOMALY_FIELDS = ("split", "feature", "kind", "description")  # Of each `anomaly_rows` tuple.
+
+
+def as_records(anomaly_rows: typing.Iterable[tuple]) -> typing.List[dict]:
+    """Anomaly rows as a manifest records them: a dict of ANOMALY_FIELDS each."""
+    return [dict(zip(ANOMALY_FIELDS, r)) for r in anomaly_rows]
+
+
+def verdict_record(failing: typing.Sequence[tuple], accepted: typing.Optional[dict]) -> dict:
+    """A manifest's verdict: the anomalies that fail the run, whether it is valid, and the record
+    of those accepted on purpose (split_accepted).
+    """
+    return {"anomalies": as_records(failing), "valid": not failing, "accepted": accepted}
+
+
 def split_accepted(
     anomaly_rows: typing.Sequence[tuple], accept: typing.Sequence[str], accepted_by: str = ""
 ) -> typing.Tuple[list, typing.Optional[dict]]:
@@ -265,7 +278,7 @@ def split_accepted(
         "features": list(accept),
         "by": accepted_by or getpass.getuser(),
         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "anomalies": [dict(zip(("split", "feature", "kind", "description"), r)) for r in accepted],
+        "anomalies": as_records(accepted),
     }
     log = logging.getLogger(__name__)
     log.warning(
