@@ -128,68 +128,17 @@ def _client(args):
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("serving.client", __doc__, EXIT_STATUS)
     config_lib.add_flag(parser)
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
-    where.add_argument("--grpc", type=grpc_address, help="gRPC HOST:PORT, e.g. 127.0.0.1:8500")
-    where.add_argument(
-        "--model_dir", help="score in this process with a model version folder (no server)"
-    )
-    parser.add_argument(
-        "--model",
-        "--model_name",
-        dest="model",
-        help="model name (default: the config's serving.model_name)",
-    )
-    parser.add_argument(
-        "--serving_dir",
-        help="with --rest or --grpc: the folder the server loads versions from, "
-        "so rows are checked against the served version's schema (--model_dir carries its own; "
-        "default: the config's serving.serving_dir)",
-    )
-    scoring_checks.add_flags(parser)
-    parser.add_argument(
-        "--version",
-        type=int,
-        help="a version number (default: the served one: the `stable` label of "
-        "--model_config_file, else the server's newest)",
-    )
-    parser.add_argument("--label", help="a version label, e.g. canary")
-    config_lib.add_model_config_flag(parser)
-    users = parser.add_mutually_exclusive_group(required=True)
-    users.add_argument("--csv", help="users to score: a CSV file")
-    parser.add_argument(
-        "--encoding",
-        default="utf-8",
-        help="the CSV's text encoding, e.g. windows-1252 "
-        "(default: %(default)s); a line that is not text in it is set aside",
-    )
-    users.add_argument(
-        "--db", help="users to score: postgresql://USER@HOST:PORT/DB, with --table or --query"
-    )
-    parser.add_argument("--table", help="with --db: the users' table")
-    parser.add_argument("--query", help="with --db: a SELECT of the users")
-    parser.add_argument(
-        "--out", required=True, help="scores: a CSV file, or postgresql://USER@HOST:PORT/DB"
-    )
-    parser.add_argument(
-        "--scores_table", default="scores", help="with a database --out (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--run_id",
-        help="the month the data is of, YYYY-MM, kept with every score; a rerun with the same id "
-        "replaces its rows in a table (default: the month the --csv name carries; required when "
-        "it carries none, and with --db)",
-    )
-    parser.add_argument(
-        "--quarantine", help="bad rows (default: OUT.bad.jsonl, or SCORES_TABLE.bad.jsonl)"
-    )
-    parser.add_argument(
+    _model_flags(parser.add_argument_group("the model"))
+    _user_flags(parser.add_argument_group("the users"))
+    _output_flags(parser.add_argument_group("the scores"))
+    requests = parser.add_argument_group("the requests")
+    requests.add_argument(
         "--batch_size", type=int, default=500, help="rows per request (default: %(default)s)"
     )
-    parser.add_argument(
+    requests.add_argument(
         "--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)"
     )
-    parser.add_argument(
+    requests.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -198,6 +147,73 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _model_flags(group) -> None:
+    """Which server or folder, model and version score, and the schema rows are checked with."""
+    where = group.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
+    where.add_argument("--grpc", type=grpc_address, help="gRPC HOST:PORT, e.g. 127.0.0.1:8500")
+    where.add_argument(
+        "--model_dir", help="score in this process with a model version folder (no server)"
+    )
+    group.add_argument(
+        "--model",
+        "--model_name",
+        dest="model",
+        help="model name (default: the config's serving.model_name)",
+    )
+    group.add_argument(
+        "--serving_dir",
+        help="with --rest or --grpc: the folder the server loads versions from, so rows are "
+        "checked against the served version's schema (--model_dir carries its own; default: the "
+        "config's serving.serving_dir)",
+    )
+    scoring_checks.add_flags(group)
+    group.add_argument(
+        "--version",
+        type=int,
+        help="a version number (default: the served one: the `stable` label of "
+        "--model_config_file, else the server's newest)",
+    )
+    group.add_argument("--label", help="a version label, e.g. canary")
+    config_lib.add_model_config_flag(group)
+
+
+def _user_flags(group) -> None:
+    """Where the users are: a CSV, or a table or query of a database."""
+    users = group.add_mutually_exclusive_group(required=True)
+    users.add_argument("--csv", help="users to score: a CSV file")
+    users.add_argument(
+        "--db", help="users to score: postgresql://USER@HOST:PORT/DB, with --table or --query"
+    )
+    group.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="the CSV's text encoding, e.g. windows-1252 (default: %(default)s); a line that is "
+        "not text in it is set aside",
+    )
+    group.add_argument("--table", help="with --db: the users' table")
+    group.add_argument("--query", help="with --db: a SELECT of the users")
+
+
+def _output_flags(group) -> None:
+    """Where the scores and the rows set aside go, and the run's id."""
+    group.add_argument(
+        "--out", required=True, help="scores: a CSV file, or postgresql://USER@HOST:PORT/DB"
+    )
+    group.add_argument(
+        "--scores_table", default="scores", help="with a database --out (default: %(default)s)"
+    )
+    group.add_argument(
+        "--run_id",
+        help="the month the data is of, YYYY-MM, kept with every score; a rerun with the same id "
+        "replaces its rows in a table (default: the month the --csv name carries; required when "
+        "it carries none, and with --db)",
+    )
+    group.add_argument(
+        "--quarantine", help="bad rows (default: OUT.bad.jsonl, or SCORES_TABLE.bad.jsonl)"
+    )
 
 
 class _Stop(Exception):

@@ -82,25 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to bind (default: %(default)s; TF Serving binds all)",
     )
-    parser.add_argument(
-        "--model_name", default="default", help="with --model_base_path (default: %(default)s)"
-    )
-    parser.add_argument("--model_base_path", help="serve this base path's latest version")
-    parser.add_argument(
-        "--model_config_file", help="a models.config (ModelServerConfig text proto)"
-    )
-    parser.add_argument(
-        "--model_config_file_poll_wait_seconds",
-        type=float,
-        default=0,
-        help="re-read --model_config_file this often; 0 (the default) never",
-    )
-    parser.add_argument(
-        "--file_system_poll_wait_seconds",
-        type=float,
-        default=1.0,
-        help="how often base paths are polled for versions (default: %(default)s)",
-    )
+    _model_flags(parser.add_argument_group("the models"))
     parser.add_argument(
         "--monitoring_config_file", help="a MonitoringConfig: Prometheus metrics on the REST port"
     )
@@ -111,32 +93,60 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(
             f"--{flag}", type=_truth, nargs="?", const=True, default=False, metavar="true|false"
         )
-    parser.add_argument(
+    _limit_flags(parser.add_argument_group("limits"))
+    return parser
+
+
+def _model_flags(group) -> None:
+    """What is served, and how often its config and base paths are read again."""
+    group.add_argument(
+        "--model_name", default="default", help="with --model_base_path (default: %(default)s)"
+    )
+    group.add_argument("--model_base_path", help="serve this base path's latest version")
+    group.add_argument(
+        "--model_config_file", help="a models.config (ModelServerConfig text proto)"
+    )
+    group.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0,
+        help="re-read --model_config_file this often; 0 (the default) never",
+    )
+    group.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="how often base paths are polled for versions (default: %(default)s)",
+    )
+    group.add_argument(
         "--max_num_load_retries",
         type=int,
         default=LoadRetries.max_retries,
         help="times a version that fails to load is tried again (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--load_retry_interval_micros",
         type=int,
         default=int(LoadRetries.interval_seconds * 1e6),
         help="microseconds between those tries (default: %(default)s)",
     )
-    parser.add_argument(
+
+
+def _limit_flags(group) -> None:
+    """The largest request, and the size past which a request log file is rotated."""
+    group.add_argument(
         "--max_request_bytes",
         type=int,
         default=DEFAULT_MAX_REQUEST_BYTES,
         help="larger requests are refused (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--request_log_rotate_bytes",
         type=int,
         default=request_log.DEFAULT_ROTATE_BYTES,
         help="a request log file (logging_config in models.config) is rotated past this size "
         "(default: %(default)s)",
     )
-    return parser
 
 
 def _read_text(path: str, what: str) -> str:

@@ -89,8 +89,7 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def main(argv=None) -> int:
-    """The command-line entry point: returns the exit status."""
+def _parser():
     parser = cli.parser("serving.model_config", __doc__, "0 printed or written, 2 bad arguments")
     parser.add_argument("--model_name", default="cartola_pro", help="default: %(default)s")
     parser.add_argument(
@@ -124,46 +123,53 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--out", help="write here instead of printing (e.g. serving/models.config for the image)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """The command-line entry point: returns the exit status."""
+    args = _parser().parse_args(argv)
     cli.setup_logging(args.verbose)
     base_path = files.absolute(args.base_path)
     labels = dict(args.label)
     if labels and not args.allow_version_labels_for_unavailable_models:
-        from tf_cartola.export import store as model_store
-
-        on_disk = model_store.versions(base_path)
-        served = (
-            sorted(set(args.version) & set(on_disk)) if args.version else on_disk[-args.latest :]
-        )
-        missing = {k: v for k, v in labels.items() if v not in served}
-        if missing:
-            where = (
-                f"the policy serves {served} of {on_disk} under {base_path}"
-                if on_disk
-                else f"no version under {base_path}"
-            )
+        unserved = _unserved_labels(labels, base_path, args.version, args.latest)
+        if unserved:
             print(
-                f"error: label(s) {missing} name no served version ({where}); pass "
-                "--allow_version_labels_for_unavailable_models if they will exist when the server "
-                "loads",
+                f"error: {unserved}; pass --allow_version_labels_for_unavailable_models if they "
+                "will exist when the server loads",
                 file=sys.stderr,
             )
             return 2
     config = build(args.model_name, base_path, args.latest, labels, args.version)
-    if args.out:
-        write(config, args.out)
-        policy = (
-            f"versions {sorted(set(args.version))}"
-            if args.version
-            else f"latest {args.latest} version(s)"
-        )
-        print(
-            f"wrote {args.out}: {args.model_name} at {base_path}, {policy}"
-            + (f", labels {labels}" if labels else "")
-        )
-    else:
+    if not args.out:
         print(text_format.MessageToString(config), end="")
+        return 0
+    write(config, args.out)
+    kept = f"versions {sorted(set(args.version))}"
+    policy = kept if args.version else f"latest {args.latest} version(s)"
+    with_labels = f", labels {labels}" if labels else ""
+    print(f"wrote {args.out}: {args.model_name} at {base_path}, {policy}{with_labels}")
     return 0
+
+
+def _unserved_labels(labels: dict, base_path: str, versions, latest: int) -> str:
+    """What is wrong with labels that name no version the policy serves from what is under
+    `base_path` now, or "" when every label names one.
+    """
+    from tf_cartola.export import store as model_store
+
+    on_disk = model_store.versions(base_path)
+    served = sorted(set(versions) & set(on_disk)) if versions else on_disk[-latest:]
+    missing = {k: v for k, v in labels.items() if v not in served}
+    if not missing:
+        return ""
+    where = (
+        f"the policy serves {served} of {on_disk} under {base_path}"
+        if on_disk
+        else f"no version under {base_path}"
+    )
+    return f"label(s) {missing} name no served version ({where})"
 
 
 if __name__ == "__main__":

@@ -195,43 +195,14 @@ def verdict_lines(
     first lines.
     """
     manifest = preprocess["manifest"]
-    anomalies, accepted = manifest.anomalies, manifest.accepted
-    if not manifest.valid:
-        features = sorted({a["feature"] or "(dataset)" for a in anomalies})
-        validation = (
-            False,
-            f"Validation: FAILED, {len(anomalies)} anomalies in {', '.join(features)}",
-        )
-    elif accepted:
-        validation = (
-            True,
-            f"Validation: passed, with the anomalies of {', '.join(accepted['features'])} "
-            f"accepted by {accepted['by']}",
-        )
-    else:
-        validation = (
-            True,
-            f"Validation: passed, {manifest.rows['read']} rows read, "
-            f"{manifest.rows.get('bad', 0)} set aside",
-        )
-    drifted = sorted({row[0] for row in drift_rows(manifest.drift) if row[2] == "DRIFT"})
-    baseline = manifest.baseline
-    against = (
-        f"against {baseline['description']}"
-        if baseline
-        else "between train and eval (no baseline)"
-    )
-    drift = (
-        (False, f"Drift: in {', '.join(drifted)}") if drifted else (True, f"Drift: none {against}")
-    )
+    lines = [_validation_line(manifest), _drift_line(manifest)]
     if run is None:
         return [
-            validation,
-            drift,
-            (not anomalies, "Blessing: no training run in this report"),
+            *lines,
+            (not manifest.anomalies, "Blessing: no training run in this report"),
             (True, "Served: unchanged by this run"),
         ]
-    b = run["blessing"]
+    b, now = run["blessing"], run["served"]
     if b["blessed"]:
         blessing = (
             True,
@@ -239,18 +210,40 @@ def verdict_lines(
         )
     else:
         blessing = (False, "Blessing: NOT blessed, " + "; ".join(b["reasons"]))
-    now = run["served"]
-    served = (
-        (False, f"Served: {now.describe()}")
-        if now.version is None
-        else (
-            True,
-            f"Served: {now.describe()}"
-            + (", this run's model" if now.version == b["version"] else ""),
-        )
-    )
+    ours = ", this run's model" if now.version is not None and now.version == b["version"] else ""
+    served = (now.version is not None, f"Served: {now.describe()}{ours}")
     compared = [(b["blessed"], f"Comparison: {b['verdict']}")] if b.get("verdict") else []
-    return [validation, drift, blessing, *compared, served]
+    return [*lines, blessing, *compared, served]
+
+
+def _validation_line(manifest) -> typing.Tuple[bool, str]:
+    """(passed, what validation found)."""
+    anomalies, accepted = manifest.anomalies, manifest.accepted
+    if not manifest.valid:
+        features = sorted({a["feature"] or "(dataset)" for a in anomalies})
+        return False, f"Validation: FAILED, {len(anomalies)} anomalies in {', '.join(features)}"
+    if accepted:
+        return (
+            True,
+            f"Validation: passed, with the anomalies of {', '.join(accepted['features'])} "
+            f"accepted by {accepted['by']}",
+        )
+    return (
+        True,
+        f"Validation: passed, {manifest.rows['read']} rows read, "
+        f"{manifest.rows.get('bad', 0)} set aside",
+    )
+
+
+def _drift_line(manifest) -> typing.Tuple[bool, str]:
+    """(no drift, where drift was found or against what none was)."""
+    drifted = sorted({row[0] for row in drift_rows(manifest.drift) if row[2] == "DRIFT"})
+    if drifted:
+        return False, f"Drift: in {', '.join(drifted)}"
+    baseline = manifest.baseline
+    if baseline:
+        return True, f"Drift: none against {baseline['description']}"
+    return True, "Drift: none between train and eval (no baseline)"
 
 
 def threshold_rows(labels, scores, thresholds=THRESHOLDS) -> typing.List[tuple]:
@@ -551,24 +544,52 @@ def evaluation_section(record: dict, labels, scores) -> str:
     model's, the slices (a table and a forest plot of KS), the deciles (a table, gains and lift),
     and the reliability diagram with ECE and Brier.
     """
-    candidate, served = record["candidate"], record["served"]
+    candidate = record["candidate"]
+    comparison = f"<p>{html.escape(record['verdict'])}</p>" if record.get("verdict") else ""
+    figures = {
+        "KS per slice with its interval (red: significantly below the overall KS)": (
+            forest_figure(candidate["slices"], candidate["overall"]["ks"])
+        ),
+        "Gains and lift by decile (1 = the highest scores)": deciles_figure(candidate["deciles"]),
+        (
+            f"Reliability: ECE {candidate['overall']['ece']['value']:.4f}, "
+            f"Brier {candidate['overall']['brier']['value']:.4f}"
+        ): reliability_figure(labels, scores),
+    }
+    return (
+        f"{comparison}<h3>Overall</h3>{_overall_table(record)}<h3>Figures</h3>{_figs(figures)}"
+        f"<h3>Slices</h3>{_slice_table(candidate['slices'])}"
+        f"<h3>Deciles, gains and lift</h3>{_decile_table(candidate['deciles'])}"
+    )
+
+
+def _overall_table(record: dict) -> str:
+    """Each metric of the candidate with its interval, beside the served model's."""
     from tf_cartola.evaluate import metrics as evaluated
 
-    names = evaluated.NAMES
+    candidate, served = record["candidate"], record["served"]
     header = ["metric", f"candidate ({record['confidence']:.0%} interval)"]
     if served:
         header.append(f"served v{served['version']}")
-    overall = _table(
+    return _table(
         header,
         [
             (m, _with_interval(candidate["overall"][m]))
             + ((_with_interval(served["overall"][m]),) if served else ())
-            for m in names
+            for m in evaluated.NAMES
         ],
     )
-    comparison = f"<p>{html.escape(record['verdict'])}</p>" if record.get("verdict") else ""
-    slices = candidate["slices"]
-    slice_table = _table(
+
+
+def _slice_note(r: dict) -> str:
+    if r["metrics"] is None:
+        return "too few rows"
+    return "KS below overall" if r.get("below_overall") else ""
+
+
+def _slice_table(slices: typing.Sequence[dict]) -> str:
+    """A row per slice value: its rows, PRO, KS and AUC with intervals, precision and recall."""
+    return _table(
         ("slice", "value", "rows", "PRO", "KS", "AUC", "precision", "recall", "note"),
         [
             (
@@ -581,46 +602,31 @@ def evaluation_section(record: dict, labels, scores) -> str:
                     "" if r["metrics"] is None else f"{r['metrics'][m]['value']:.4f}"
                     for m in ("precision", "recall")
                 ),
-                "too few rows"
-                if r["metrics"] is None
-                else "KS below overall"
-                if r.get("below_overall")
-                else "",
+                _slice_note(r),
             )
             for r in slices
         ],
         classes=["bad" if r.get("below_overall") else "" for r in slices],
     )
-    deciles = candidate["deciles"]
-    decile_table = _table(
+
+
+_DECILE_COLUMNS = (
+    "decile",
+    "rows",
+    "pro",
+    "score_min",
+    "score_max",
+    "lift",
+    "cum_pro_share",
+    "ks",
+)
+
+
+def _decile_table(deciles: typing.Sequence[dict]) -> str:
+    """A row per decile: rows, PRO, score range, lift, cumulative PRO share and KS."""
+    return _table(
         ("decile", "rows", "PRO", "score min", "score max", "lift", "cum. PRO share", "KS"),
-        [
-            (
-                d["decile"],
-                d["rows"],
-                d["pro"],
-                d["score_min"],
-                d["score_max"],
-                d["lift"],
-                d["cum_pro_share"],
-                d["ks"],
-            )
-            for d in deciles
-        ],
-    )
-    figures = {
-        "KS per slice with its interval (red: significantly below the overall KS)": (
-            forest_figure(slices, candidate["overall"]["ks"])
-        ),
-        "Gains and lift by decile (1 = the highest scores)": deciles_figure(deciles),
-        (
-            f"Reliability: ECE {candidate['overall']['ece']['value']:.4f}, "
-            f"Brier {candidate['overall']['brier']['value']:.4f}"
-        ): reliability_figure(labels, scores),
-    }
-    return (
-        f"{comparison}<h3>Overall</h3>{overall}<h3>Figures</h3>{_figs(figures)}"
-        f"<h3>Slices</h3>{slice_table}<h3>Deciles, gains and lift</h3>{decile_table}"
+        [(*(d[k] for k in _DECILE_COLUMNS), d["ks"]) for d in deciles],
     )
 
 
@@ -851,43 +857,50 @@ def build_html(
         for good, line in verdict_lines(preprocess, run)
         + ([backtest_line(backtest)] if backtest else [])
     )
+    trained = f", training run <code>{html.escape(run['dir'])}</code>" if run else ""
+    where = f"<p>Preprocessing output <code>{html.escape(preprocess['dir'])}</code>{trained}.</p>"
     body = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<section id="verdict">{verdict}<p>Preprocessing output '
-        f"<code>{html.escape(preprocess['dir'])}</code>"
-        + (f", training run <code>{html.escape(run['dir'])}</code>" if run else "")
-        + ".</p></section>",
-        f'<section id="inputs"><h2>Inputs</h2>{_inputs_section(manifest)}</section>',
-        '<section id="features"><h2>Features, train vs '
-        f"eval</h2>{_features_section(preprocess['stats'])}"
-        "</section>",
-        '<section id="anomalies"><h2>Anomalies and '
-        f"drift</h2>{_anomalies_section(preprocess['anomalies'], manifest)}"
-        "</section>",
+        f'<section id="verdict">{verdict}{where}</section>',
+        _section("inputs", "Inputs", _inputs_section(manifest)),
+        _section("features", "Features, train vs eval", _features_section(preprocess["stats"])),
+        _section(
+            "anomalies",
+            "Anomalies and drift",
+            _anomalies_section(preprocess["anomalies"], manifest),
+        ),
     ]
     if preprocess.get("analysis"):
-        body.append(
-            '<section id="analysis"><h2>Feature analysis (python -m '
-            "tf_cartola.inspect.analysis)</h2>"
-            f"{_analysis_section(preprocess['analysis'])}</section>"
-        )
+        heading = "Feature analysis (python -m tf_cartola.inspect.analysis)"
+        body.append(_section("analysis", heading, _analysis_section(preprocess["analysis"])))
     if run is not None:
-        body.append(
-            '<section id="model"><h2>The '
-            f"model</h2>{_model_section(run, labels, scores)}</section>"
-        )
-        if run.get("evaluation"):
-            body.append(
-                '<section id="evaluation"><h2>Evaluation: slices, deciles, calibration</h2>'
-                f"{evaluation_section(run['evaluation'], labels, scores)}</section>"
-            )
-        body.append(f'<section id="blessing"><h2>Blessing</h2>{_blessing_section(run)}</section>')
+        body += _run_sections(run, labels, scores)
     if backtest is not None:
         body.append(
-            '<section id="backtest"><h2>Backtest: last month\'s scores against this month</h2>'
-            f"{backtest_section(backtest)}</section>"
+            _section(
+                "backtest",
+                "Backtest: last month's scores against this month",
+                backtest_section(backtest),
+            )
         )
     return _page(title, "".join(body))
+
+
+def _section(section_id: str, title: str, content: str) -> str:
+    """A section of the page, with its id and heading (escaped); `content` is HTML."""
+    return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>{content}</section>'
+
+
+def _run_sections(run: dict, labels, scores) -> typing.List[str]:
+    """The sections of a training run: the model, its evaluation (when recorded), the blessing."""
+    sections = [_section("model", "The model", _model_section(run, labels, scores))]
+    if run.get("evaluation"):
+        evaluation = evaluation_section(run["evaluation"], labels, scores)
+        sections.append(
+            _section("evaluation", "Evaluation: slices, deciles, calibration", evaluation)
+        )
+    sections.append(_section("blessing", "Blessing", _blessing_section(run)))
+    return sections
 
 
 def write_report(
