@@ -312,10 +312,8 @@ def backtest(
         log.info("deleted %d file(s) of an earlier backtest", len(deleted))
     required = (F.ID_KEY, F.LABEL_KEY)
     read = transforms.part_reader(postgres.is_database(labels_location), required, encoding)
-    with inputs_lib.open_inputs(labels_location, inputs_lib.CSV, required, database) as (
-        inputs,
-        parts,
-    ):
+    with inputs_lib.open_inputs(labels_location, inputs_lib.CSV, required, database) as opened:
+        inputs, parts = opened
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, scores, parts, read, previous, cfg, output_dir)
     counters = counters_lib.of(p.result)
@@ -329,21 +327,28 @@ def backtest(
         **found,
         "scores": scores.shown(),
         "previous_scores": previous.shown() if previous else None,
-        "labels": {
-            "inputs": inputs,
-            "read": counters.get("rows_read", 0),
-            "set_aside": counters.get("bad_rows", 0),
-            "reasons": {
-                f"{kind}:{column}": n
-                for (kind, column), n in counters_lib.bad_row_counts(counters).items()
-            },
-        },
+        "labels": _labels_record(inputs, counters),
         "runner": runner,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    files.write_json(files.join(output_dir, RECORD), record)
+    _write(output_dir, record)
+    return record
+
+
+def _labels_record(inputs: list, counters: dict) -> dict:
+    """The record's labels input: what was read, and what was set aside and why."""
+    return {
+        "inputs": inputs,
+        "read": counters.get("rows_read", 0),
+        "set_aside": counters.get("bad_rows", 0),
+        "reasons": counters_lib.bad_row_reasons(counters),
+    }
+
+
+def _write(output_dir: str, record: dict) -> None:
+    """The backtest's record, and its page."""
     from tf_cartola.inspect import report
 
+    files.write_json(files.join(output_dir, RECORD), record)
     with files.open_file(files.join(output_dir, PAGE), "w") as f:
         f.write(report.backtest_page(record))
-    return record

@@ -201,14 +201,8 @@ def _counted(counters: dict) -> dict:
             **{w: counters.get(f"rows_{w}", 0) for w in split.SPLITS},
             "bad": counters.get("bad_rows", 0),
         },
-        "bad_rows": {
-            f"{kind}:{column}": n
-            for (kind, column), n in counters_lib.bad_row_counts(counters).items()
-        },
-        "duplicate_ids": {
-            "ids": counters.get("duplicate_ids", 0),
-            "rows": counters.get("duplicate_id_rows", 0),
-        },
+        "bad_rows": counters_lib.bad_row_reasons(counters),
+        "duplicate_ids": counters_lib.duplicate_ids(counters),
     }
 
 

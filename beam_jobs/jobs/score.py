@@ -488,19 +488,13 @@ def _findings(counters: dict) -> dict:
     "KIND:column", and the duplicate ids.
     """
     return {
-        "bad_rows": {
-            f"{kind}:{column}": n
-            for (kind, column), n in counters_lib.bad_row_counts(counters).items()
-        },
+        "bad_rows": counters_lib.bad_row_reasons(counters),
         "invalid": {
             name[len(INVALID_PREFIX) :]: n
             for name, n in sorted(counters.items())
             if name.startswith(INVALID_PREFIX) and n
         },
-        "duplicate_ids": {
-            "ids": counters.get("duplicate_ids", 0),
-            "rows": counters.get("duplicate_id_rows", 0),
-        },
+        "duplicate_ids": counters_lib.duplicate_ids(counters),
     }
 
 

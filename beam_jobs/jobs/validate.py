@@ -188,14 +188,13 @@ def _judged(layout: Layout, baseline, counters: dict, cfg: config_lib.Preprocess
 
 def _counts(counters: dict) -> dict:
     """The manifest's rows read, good and set aside, and the bad rows by kind and column."""
-    bad = counters_lib.bad_row_counts(counters)
     return {
         "rows": {
             "read": counters.get("rows_read", 0),
             "good": counters.get(f"rows_{transforms.GOOD}", 0),
             "bad": counters.get("bad_rows", 0),
         },
-        "bad_rows": {f"{kind}:{column}": n for (kind, column), n in bad.items()},
+        "bad_rows": counters_lib.bad_row_reasons(counters),
     }
 
 

@@ -28,6 +28,18 @@ def bad_row_counts(counters: typing.Mapping[str, int]) -> typing.Dict[typing.Tup
     }
 
 
+def bad_row_reasons(counters: typing.Mapping[str, int]) -> typing.Dict[str, int]:
+    """Bad rows per "KIND:column", as manifests record them."""
+    return {f"{kind}:{column}": n for (kind, column), n in bad_row_counts(counters).items()}
+
+
+def duplicate_ids(counters: typing.Mapping[str, int]) -> typing.Dict[str, int]:
+    """{"ids": ids in more than one row, "rows": the rows they are in}, as manifests record them
+    (transforms.CountDuplicateIds' counters).
+    """
+    return {"ids": counters.get("duplicate_ids", 0), "rows": counters.get("duplicate_id_rows", 0)}
+
+
 def runner_counters(result) -> list:
     """Every counter a finished pipeline reports: the runner's own (per-step execution times) as
     well as the user counters where the runner offers them (the direct runner's

@@ -89,52 +89,54 @@ def select(
       {"steps": [{"stage", "feature", "value", "ks", "precision", "recall"}...], "kept": [...],
        "vif": {feature: VIF of all features}}
     """
-    kept = list(names)
-    x_train, y_train = train
-    x_eval, y_eval = eval_
-
-    def cols(features):
-        idx = [list(names).index(f) for f in features]
-        return x_train[:, idx], x_eval[:, idx]
-
-    initial = dict(zip(names, vif(x_train).round(6).tolist()))
-    steps = []
-    while len(kept) > 1:
-        values = vif(cols(kept)[0])
+    data = _Data(train, eval_, names, threshold)
+    kept, steps = list(names), []
+    while len(kept) > 1:  # Drop the most collinear feature while its VIF is above the threshold.
+        values = vif(data.train_columns(kept))
         worst = int(np.argmax(values))
         if values[worst] <= vif_threshold:
             break
-        dropped = kept.pop(worst)
-        xt, xe = cols(kept)
-        steps.append(
-            {
-                "stage": "vif",
-                "feature": dropped,
-                "value": round(float(values[worst]), 6),
-                **_evaluate(logistic_regression(xt, y_train), xe, y_eval, threshold),
-            }
-        )
-    xt, xe = cols(kept)
-    w = logistic_regression(xt, y_train)
-    reference = _evaluate(w, xe, y_eval, threshold)["ks"]
+        dropped, value = kept.pop(worst), round(float(values[worst]), 6)
+        steps.append({"stage": "vif", "feature": dropped, "value": value, **data.fit(kept)[1]})
+    kept, weak_steps = _drop_weak(data, kept, ks_tolerance)
+    initial = dict(zip(names, vif(train[0]).round(6).tolist()))
+    return {"steps": steps + weak_steps, "kept": kept, "vif": initial}
+
+
+class _Data:
+    """The splits' features and labels, and the decision threshold the metrics use."""
+
+    def __init__(self, train, eval_, names: typing.Sequence[str], threshold: float):
+        (self._x_train, self._y_train), (self._x_eval, self._y_eval) = train, eval_
+        self._names, self._threshold = list(names), threshold
+
+    def train_columns(self, features: typing.Sequence[str]) -> np.ndarray:
+        """The train split's columns of `features`."""
+        return self._x_train[:, [self._names.index(f) for f in features]]
+
+    def fit(self, features: typing.Sequence[str]) -> typing.Tuple[np.ndarray, dict]:
+        """(a logistic regression's weights on `features`, fitted on train; its eval metrics)."""
+        idx = [self._names.index(f) for f in features]
+        w = logistic_regression(self._x_train[:, idx], self._y_train)
+        return w, _evaluate(w, self._x_eval[:, idx], self._y_eval, self._threshold)
+
+
+def _drop_weak(data: _Data, kept: typing.List[str], ks_tolerance: float):
+    """Drops the feature with the smallest coefficient while the eval KS stays within
+    `ks_tolerance` of the KS with all of `kept`: returns (the features kept, the steps).
+    """
+    w, evaluated = data.fit(kept)
+    reference, steps = evaluated["ks"], []
     while len(kept) > 1:
         weakest = int(np.argmin(np.abs(w[1:])))
         candidate = kept[:weakest] + kept[weakest + 1 :]
-        xt, xe = cols(candidate)
-        w_candidate = logistic_regression(xt, y_train)
-        after = _evaluate(w_candidate, xe, y_eval, threshold)
+        w_candidate, after = data.fit(candidate)
         if after["ks"] < reference - ks_tolerance:
             break
-        steps.append(
-            {
-                "stage": "coefficient",
-                "feature": kept[weakest],
-                "value": round(float(w[1 + weakest]), 6),
-                **after,
-            }
-        )
+        value = round(float(w[1 + weakest]), 6)
+        steps.append({"stage": "coefficient", "feature": kept[weakest], "value": value, **after})
         kept, w = candidate, w_candidate
-    return {"steps": steps, "kept": kept, "vif": initial}
+    return kept, steps
 
 
 def load_transformed(preprocess_dir: str) -> typing.Tuple[tuple, tuple]:
