@@ -10,6 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.shared import counters as counters_lib
 from beam_jobs.shared.outputs import Layout
+from tf_cartola.common import files
 from tf_cartola.contract import split
 
 log = logging.getLogger(__name__)
@@ -31,16 +32,43 @@ def validate_splits(
     Returns:
       (anomaly rows, {comparison: drift checks as JSON}).
     """
-    import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
-    from tf_cartola.validate import drift, validation
+    from tf_cartola.validate import validation
 
     stats = {w: tfdv.load_stats_binary(layout.stats(w, "binpb")) for w in split.SPLITS}
     for which, s in stats.items():
         tfdv.write_stats_text(s, layout.stats(which))
+    schema = _schema(cfg, layout, stats["train"], infer)
+    anomalies = {w: validation.validate(s, schema) for w, s in stats.items()}
+    drifts = _drift(stats, baseline, cfg.drift_false_alarm_rate, anomalies)
+    anomalies["input"] = counters_lib.input_anomalies(
+        counters, layout.path("bad_rows"), cfg.max_bad_row_fraction
+    )
+    duplicates = counters_lib.duplicate_ids(counters)
+    validation.merge(
+        anomalies["input"],
+        validation.data_anomalies(
+            stats["train"], counters.get("rows_read", 0), duplicates["ids"], duplicates["rows"]
+        ),
+    )
+    files.makedirs(layout.path("anomalies"))
+    for which, a in anomalies.items():
+        tfdv.write_anomalies_text(a, layout.anomalies(which))
+    return validation.anomaly_rows(anomalies), drifts
+
+
+def _schema(cfg, layout: Layout, train_stats, infer: bool):
+    """The schema the splits are validated against (cfg.schema; the inferred one only when there
+    is none, with --infer_schema), written into the run. With `infer`, the schema inferred from
+    the train statistics is written too, for review.
+    """
+    import tensorflow_data_validation as tfdv
+
+    from tf_cartola.validate import validation
+
+    inferred = validation.infer_schema(train_stats) if infer else None
     if infer:
-        inferred = validation.infer_schema(stats["train"])
         tfdv.write_schema_text(inferred, layout.path("schema_inferred.pbtxt"))
         log.info("wrote an inferred schema for review to %s", layout.path("schema_inferred.pbtxt"))
     if FileSystems.exists(cfg.schema):
@@ -52,31 +80,23 @@ def validate_splits(
         )
         schema = inferred
     tfdv.write_schema_text(schema, layout.path("schema.pbtxt"))
-    anomalies = {w: validation.validate(s, schema) for w, s in stats.items()}
-    # The run's false-alarm budget is shared by its comparisons.
+    return schema
+
+
+def _drift(stats: dict, baseline, false_alarm_rate: float, anomalies: dict) -> dict:
+    """Eval compared with train, and train with the baseline (if any), sharing the run's
+    false-alarm budget; drift is merged into the split's anomalies. Returns {comparison: drift
+    checks as JSON}.
+    """
+    from tf_cartola.validate import drift, validation
+
     comparisons = {"eval vs train": ("eval", stats["train"], "the train split")}
     if baseline is not None:
         comparisons["train vs baseline"] = ("train", baseline.stats, baseline.description)
-    alpha = cfg.drift_false_alarm_rate / len(comparisons)
+    alpha = false_alarm_rate / len(comparisons)
     drifts = {}
     for name, (which, reference, reference_name) in comparisons.items():
         checks = drift.compare(reference, stats[which], alpha)
         validation.merge(anomalies[which], validation.drift_anomalies(checks, reference_name))
         drifts[name] = drift.to_json(checks)
-    rows_read = counters.get("rows_read", 0)
-    anomalies["input"] = counters_lib.input_anomalies(
-        counters, layout.path("bad_rows"), cfg.max_bad_row_fraction
-    )
-    validation.merge(
-        anomalies["input"],
-        validation.data_anomalies(
-            stats["train"],
-            rows_read,
-            counters.get("duplicate_ids", 0),
-            counters.get("duplicate_id_rows", 0),
-        ),
-    )
-    tf.io.gfile.makedirs(layout.path("anomalies"))
-    for which, a in anomalies.items():
-        tfdv.write_anomalies_text(a, layout.anomalies(which))
-    return validation.anomaly_rows(anomalies), drifts
+    return drifts

@@ -76,7 +76,42 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
       layout: where the outputs go.
       parts: the input's parts (file ranges or table partitions).
     """
+    raw_schema = _raw_schema()
+    read = transforms.part_reader(postgres.is_database(cfg.input), encoding=cfg.encoding)
+    parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(parts, cfg.split_ratio, read)
+    _describe(parsed, layout, raw_schema)
+    again = p | "ReadForTransform" >> transforms.ReadAndSplitCsv(
+        parts, cfg.split_ratio, read, first_read=False
+    )
+    _transform(parsed["train"], again, layout, raw_schema)
+
+
+def _describe(parsed, layout: Layout, raw_schema) -> None:
+    """The first read's outputs: the quarantine, the duplicate ids, and per split the raw rows and
+    their TFDV statistics.
+    """
     import tensorflow_data_validation as tfdv
+
+    from tf_cartola.validate import drift
+
+    quarantine = transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
+    _ = parsed[transforms.BAD] | "WriteQuarantine" >> quarantine
+    _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
+    for which in split.SPLITS:
+        raw = transforms.WriteExamples(layout.raw(which), raw_schema)
+        _ = parsed[which] | f"WriteRawData[{which}]" >> raw
+        _ = (
+            parsed[which]
+            | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(drift.stats_options())
+            | f"WriteStatistics[{which}]"
+            >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
+        )
+
+
+def _transform(train, again, layout: Layout, raw_schema) -> None:
+    """tf.Transform: analyzed on the first read's train split, applied to the second read's
+    splits; writes the transformed splits, the transform graph and the raw metadata.
+    """
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata
@@ -84,51 +119,26 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
     from tfx_bsl.tfxio import tensor_representation_util
 
     from tf_cartola.transform.preprocessing import preprocessing_fn
-    from tf_cartola.validate import drift
 
-    raw_schema = _raw_schema()
     adapter = tfxio.TensorAdapterConfig(
         csv_reader.arrow_schema(),
         tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema),
     )
-    read = transforms.part_reader(postgres.is_database(cfg.input), encoding=cfg.encoding)
-    parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(parts, cfg.split_ratio, read)
-    _ = parsed[transforms.BAD] | "WriteQuarantine" >> transforms.WriteQuarantine(
-        layout.path("bad_rows", "bad_rows")
-    )
-    _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
+    analyze = tft_beam.AnalyzeDataset(preprocessing_fn)
+    transform_fn = (train, adapter) | "AnalyzeDataset" >> analyze
     for which in split.SPLITS:
-        _ = parsed[which] | f"WriteRawData[{which}]" >> transforms.WriteExamples(
-            layout.raw(which), raw_schema
+        apply = tft_beam.TransformDataset(output_record_batches=True)
+        data, out_metadata = ((again[which], adapter), transform_fn) | (
+            f"TransformDataset[{which}]" >> apply
         )
-        _ = (
-            parsed[which]
-            | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(drift.stats_options())
-            | f"WriteStatistics[{which}]"
-            >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
-        )
-    transform_fn = (parsed["train"], adapter) | "AnalyzeDataset" >> tft_beam.AnalyzeDataset(
-        preprocessing_fn
-    )
-    again = p | "ReadForTransform" >> transforms.ReadAndSplitCsv(
-        parts, cfg.split_ratio, read, first_read=False
-    )
-    for which in split.SPLITS:
-        data, out_metadata = (
-            (again[which], adapter),
-            transform_fn,
-        ) | f"TransformDataset[{which}]" >> tft_beam.TransformDataset(output_record_batches=True)
-        _ = data | f"WriteTransformedData[{which}]" >> transforms.WriteExamples(
-            layout.transformed(which), out_metadata.schema
-        )
+        written = transforms.WriteExamples(layout.transformed(which), out_metadata.schema)
+        _ = data | f"WriteTransformedData[{which}]" >> written
     transform_dir = layout.path("transform")
     _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
-    # Without TFX nothing else writes the raw metadata that TFTransformOutput.raw_feature_spec()
-    # reads.
-    _ = dataset_metadata.DatasetMetadata(
-        raw_schema
-    ) | "WriteRawMetadata" >> tft_beam.WriteMetadata(
-        FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR), p
+    # Without TFX nothing else writes the raw metadata TFTransformOutput.raw_feature_spec() reads.
+    raw_metadata = FileSystems.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR)
+    _ = dataset_metadata.DatasetMetadata(raw_schema) | "WriteRawMetadata" >> (
+        tft_beam.WriteMetadata(raw_metadata, train.pipeline)
     )
 
 

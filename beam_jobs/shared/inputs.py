@@ -96,36 +96,25 @@ def describe_inputs(
         if fmt == CSV:
             with FileSystems.open(meta.path) as f:
                 csv_reader.read_header(f, meta.path, required)
-        if FileSystems.get_scheme(
-            meta.path
-        ):  # An object store (gs://, s3://, ...); local paths have none.
-            checksum = FileSystems.checksum(meta.path)
-            inputs.append(
-                {
-                    "path": meta.path,
-                    "bytes": meta.size_in_bytes,
-                    "fingerprint": f"checksum:{checksum}",
-                }
-            )
-            ranges.append(csv_reader.Range(meta.path))
-            continue
-        digest = hashlib.sha256()
-        with FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            if (
-                fmt == CSV
-                and CompressionTypes.detect_compression_type(meta.path)
-                == CompressionTypes.UNCOMPRESSED
-            ):
-                ranges += csv_reader.plan_ranges(f, meta.path, RANGE_BYTES, digest)
-            else:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-                ranges.append(csv_reader.Range(meta.path))
-        inputs.append(
-            {
-                "path": meta.path,
-                "bytes": meta.size_in_bytes,
-                "fingerprint": f"sha256:{digest.hexdigest()}",
-            }
-        )
+        fingerprint, file_ranges = _fingerprint(meta.path, fmt)
+        inputs.append({"path": meta.path, "bytes": meta.size_in_bytes, "fingerprint": fingerprint})
+        ranges += file_ranges
     return inputs, ranges
+
+
+def _fingerprint(path: str, fmt: str) -> typing.Tuple[str, typing.List[csv_reader.Range]]:
+    """(a file's fingerprint, the ranges it is read in): the store's checksum and one range on an
+    object store; else its sha256 and, for an uncompressed CSV, line ranges.
+    """
+    if FileSystems.get_scheme(path):  # An object store (gs://, s3://, ...); local paths have none.
+        return f"checksum:{FileSystems.checksum(path)}", [csv_reader.Range(path)]
+    digest = hashlib.sha256()
+    uncompressed = CompressionTypes.detect_compression_type(path) == CompressionTypes.UNCOMPRESSED
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        if fmt == CSV and uncompressed:
+            ranges = csv_reader.plan_ranges(f, path, RANGE_BYTES, digest)
+        else:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+            ranges = [csv_reader.Range(path)]
+    return f"sha256:{digest.hexdigest()}", ranges

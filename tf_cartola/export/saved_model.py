@@ -61,25 +61,53 @@ def parse_raw_examples(serialized: tf.Tensor) -> dict:
     accepted (parse_example would reject either one). The Example is decoded field by field.
     """
     batch = tf.shape(serialized, out_type=tf.int64)[0]
+    row_of_entry, keys, lists = _feature_entries(serialized)
+    strings, has_string, number, has_number = _first_values(lists)
+    out = {}
+    for name in F.RAW_FEATURES:
+        if name == F.PIXELS:
+            selected = tf.equal(keys, name) & has_string
+            picked = tf.boolean_mask(strings, selected)
+        else:
+            selected = tf.equal(keys, name) & has_number
+            picked = tf.boolean_mask(number, selected)
+            dtype = F.column_dtype(name)
+            picked = tf.cast(tf.round(picked) if dtype == tf.int64 else picked, dtype)
+        rows_ = tf.boolean_mask(row_of_entry, selected)
+        out[name] = tf.SparseTensor(
+            tf.stack([rows_, tf.zeros_like(rows_)], axis=1), picked, tf.stack([batch, 1])
+        )
+    return out
+
+
+def _feature_entries(serialized: tf.Tensor):
+    """Every feature entry of a batch of serialized Examples: (the row it is of, its key, its
+    Feature's bytes_list, float_list and int64_list, serialized).
+    """
     _, [features] = tf.io.decode_proto(serialized, "tensorflow.Example", ["features"], [tf.string])
     sizes, [entries] = tf.io.decode_proto(
         _one(features), "tensorflow.Features", ["feature"], [tf.string]
     )
     present = tf.sequence_mask(sizes[:, 0], tf.shape(entries)[1])
-    row_of_entry = tf.where(present)[:, 0]
     _, [keys, values] = tf.io.decode_proto(
         tf.boolean_mask(entries, present),
         "tensorflow.Features.FeatureEntry",
         ["key", "value"],
         [tf.string] * 2,
     )
-    keys = _one(keys)
     _, lists = tf.io.decode_proto(
         _one(values),
         "tensorflow.Feature",
         ["bytes_list", "float_list", "int64_list"],
         [tf.string] * 3,
     )
+    return tf.where(present)[:, 0], _one(keys), lists
+
+
+def _first_values(lists):
+    """Each entry's first value: (string, whether it has one, number as float64 from a float_list
+    or an int64_list, whether it has one).
+    """
     b_sizes, [b_values] = tf.io.decode_proto(
         _one(lists[0]), "tensorflow.BytesList", ["value"], [tf.string]
     )
@@ -95,24 +123,8 @@ def parse_raw_examples(serialized: tf.Tensor) -> dict:
         tf.cast(_first(f_values, f_sizes, 0.0), tf.float64),
         tf.cast(_first(i_values, i_sizes, 0), tf.float64),
     )
-    has_number = is_float | (i_sizes[:, 0] > 0)
-    out = {}
-    for name in F.RAW_FEATURES:
-        if name == F.PIXELS:
-            selected = tf.equal(keys, name) & (b_sizes[:, 0] > 0)
-            picked = tf.boolean_mask(_first(b_values, b_sizes, ""), selected)
-        else:
-            selected = tf.equal(keys, name) & has_number
-            picked = tf.boolean_mask(number, selected)
-            dtype = F.column_dtype(name)
-            picked = (
-                tf.cast(tf.round(picked), dtype) if dtype == tf.int64 else tf.cast(picked, dtype)
-            )
-        rows_ = tf.boolean_mask(row_of_entry, selected)
-        out[name] = tf.SparseTensor(
-            tf.stack([rows_, tf.zeros_like(rows_)], axis=1), picked, tf.stack([batch, 1])
-        )
-    return out
+    strings = _first(b_values, b_sizes, "")
+    return strings, b_sizes[:, 0] > 0, number, is_float | (i_sizes[:, 0] > 0)
 
 
 def _raw_columns_to_features(columns: dict) -> dict:
@@ -158,19 +170,47 @@ def attach_signatures(
         inputs = {n: tf.expand_dims(transformed[n], -1) for n in feature_names}
         return transformed, tf.squeeze(model(inputs), -1)
 
-    # autograph=False: nothing here branches on tensors, and converting tf_keras's call path
-    # (which AutoGraph does not skip) costs seconds per export.
-    @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False
-    )
+    return {
+        **_example_signatures(transformed_and_probability),
+        RAW_SIGNATURE: _predict_raw(transformed_and_probability, feature_names),
+    }
+
+
+# autograph=False: nothing here branches on tensors, and converting tf_keras's call path (which
+# AutoGraph does not skip) costs seconds per export.
+_EXAMPLES = [tf.TensorSpec([None], tf.string, name="inputs")]
+
+
+def _example_signatures(transformed_and_probability) -> dict:
+    """The signatures over serialized raw Examples: TF Serving's classification (`serving_default`)
+    and `transform_features` (the transformed features beside the probability).
+    """
+
+    @tf.function(input_signature=_EXAMPLES, autograph=False)
     def serving_default(inputs):
         _, p = transformed_and_probability(parse_raw_examples(inputs))
         batch = tf.shape(p)[0]
         classes = tf.tile(tf.constant([list(CLASS_LABELS)]), tf.stack([batch, 1]))
         return {"classes": classes, "scores": tf.stack([1.0 - p, p], axis=1)}
 
-    # A client of predict_raw sends only what the model uses; the signature's inputs say what that
-    # is.
+    @tf.function(input_signature=_EXAMPLES, autograph=False)
+    def transform_features(inputs):
+        transformed, p = transformed_and_probability(parse_raw_examples(inputs))
+        outputs = {n: transformed[n] for n in F.TRANSFORMED_FEATURES}
+        outputs[PROBABILITY] = p
+        return outputs
+
+    return {
+        DEFAULT_SIGNATURE: serving_default.get_concrete_function(),
+        "transform_features": transform_features.get_concrete_function(),
+    }
+
+
+def _predict_raw(transformed_and_probability, feature_names: tuple):
+    """The `predict_raw` signature: the raw columns the model uses, as tensors (numbers float32
+    with NaN for missing, `pixels` strings with "" for missing); the columns it does not use are
+    not asked for.
+    """
     raw_signature = {
         name: tf.TensorSpec([None], tf.string if name == F.PIXELS else tf.float32, name=name)
         for name in used_raw_columns(feature_names)
@@ -187,20 +227,7 @@ def attach_signatures(
         _, p = transformed_and_probability(_raw_columns_to_features({**columns, **missing}))
         return {PROBABILITY: p}
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False
-    )
-    def transform_features(inputs):
-        transformed, p = transformed_and_probability(parse_raw_examples(inputs))
-        outputs = {n: transformed[n] for n in F.TRANSFORMED_FEATURES}
-        outputs[PROBABILITY] = p
-        return outputs
-
-    return {
-        DEFAULT_SIGNATURE: serving_default.get_concrete_function(),
-        RAW_SIGNATURE: predict_raw.get_concrete_function(),
-        "transform_features": transform_features.get_concrete_function(),
-    }
+    return predict_raw.get_concrete_function()
 
 
 def export(

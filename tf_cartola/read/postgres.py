@@ -177,23 +177,9 @@ def snapshot(
                 _id_ranges(low, high, partitions, f"{masked(url)} {table or 'query'}")
             )
         ]
-        log.info(
-            "%s: %d rows in %d partition(s), snapshot %s",
-            masked(url),
-            count,
-            len(planned),
-            snapshot_id,
-        )
-        yield (
-            planned,
-            {
-                "path": masked(url),
-                "query": select_text,
-                "rows": count,
-                "bytes": None,
-                "fingerprint": f"md5:{digest}",
-            },
-        )
+        log.info("%s: %d rows in %d partition(s)", masked(url), count, len(planned))
+        described = {"path": masked(url), "query": select_text, "rows": count, "bytes": None}
+        yield planned, {**described, "fingerprint": f"md5:{digest}"}
     finally:
         conn.close()  # Ends the transaction: the snapshot is released.
 
