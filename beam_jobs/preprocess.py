@@ -34,8 +34,7 @@ from tf_cartola.contract import config as config_lib
 
 EXIT_STATUS = (
     "0 valid and transformed, 1 anomalies found, 2 bad arguments, config, input or workers that "
-    "cannot "
-    "start (--worker_start_timeout)"
+    "cannot start (--worker_start_timeout)"
 )
 
 

@@ -9,15 +9,14 @@ Locally (DirectRunner):
         --model_dir serving_models/cartola_pro/3 --db postgresql://cartola@db:5432/cartola \
         --scores_table scores
 
-On Dataflow add `--runner DataflowRunner --project P --region R --temp_location gs://B/tmp` and
-the worker image or `--setup_file ./setup.py` (README, "Beyond one machine"); inputs, the model
-and the output on gs://. The model is the served version of --model_name under --serving_dir
-(the `stable` label of --model_config_file, the models.config the server runs with; else the
-newest version) unless --version or --model_dir says otherwise. Writes
-`<output>-NNNNN-of-NNNNN.csv` (GLOBO_ID, pro_probability, model_name, model_version, run_id),
-the rows set aside (bad, or with --set_aside_invalid outside the model's schema) in
-`<prefix>.bad-*.jsonl` and `<prefix>.manifest.json`, where the prefix is --output, else
---scores_table. Any flag this module
+On Dataflow add `--runner DataflowRunner --project P --region R --temp_location gs://B/tmp` and the
+worker image or `--setup_file ./setup.py` (README, "Beyond one machine"); inputs, the model and the
+output on gs://. The model is the served version of --model_name under --serving_dir (the `stable`
+label of --model_config_file, the models.config the server runs with; else the newest version)
+unless --version or --model_dir says otherwise. Writes `<output>-NNNNN-of-NNNNN.csv` (GLOBO_ID,
+pro_probability, model_name, model_version, run_id, decile, pro_target), the rows set aside (bad,
+or with --set_aside_invalid outside the model's schema) in `<prefix>.bad-*.jsonl` and
+`<prefix>.manifest.json`, where the prefix is --output, else --scores_table. Any flag this module
 does not know goes to Beam's PipelineOptions.
 """
 

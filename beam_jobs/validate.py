@@ -89,8 +89,7 @@ def run(argv=None) -> dict:
         )
         raise baseline_lib.BaselineError(
             f"no baseline: no served version of {config.serving.model_name} carries one "
-            f"({served.describe()}), and --baseline names no model version or preprocessing "
-            "output"
+            f"({served.describe()}), and --baseline names no model version or preprocessing output"
         )
     return validation_job.validate(
         args.input,

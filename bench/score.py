@@ -122,9 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("--csv")
     parser.add_argument("--model_dir")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument(
-        "--tfx_bsl_process", nargs=3, help=argparse.SUPPRESS
-    )  # CSV MODEL OUT: one variant's run
+    # CSV MODEL OUT: one variant's run
+    parser.add_argument("--tfx_bsl_process", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.tfx_bsl_process:
         tfx_bsl_pipeline(*args.tfx_bsl_process)

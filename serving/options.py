@@ -1,6 +1,5 @@
 """The local server's settings that TF Serving has flags for, with TF Serving's defaults, and the
-check of its
-ports: no TensorFlow here, so the command line answers before it loads anything.
+check of its ports: no TensorFlow here, so the command line answers before it loads anything.
 """
 
 import dataclasses
@@ -24,9 +23,8 @@ def check_port(host: str, port: int, flag: str) -> None:
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(
-            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-        )  # As the servers bind: TIME_WAIT is no conflict.
+        # As the servers bind: TIME_WAIT is no conflict.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as e:

@@ -36,9 +36,8 @@ class Servable:
     version: int
     path: str
     session: tf.compat.v1.Session
-    signature_defs: typing.Mapping[
-        str, meta_graph_pb2.SignatureDef
-    ]  # As stored (metadata shows them all).
+    # As stored (metadata shows them all).
+    signature_defs: typing.Mapping[str, meta_graph_pb2.SignatureDef]
     _runners: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def signature(self, name: str):

@@ -71,13 +71,14 @@ def trained(preprocess_run, tmp_path_factory):
     result = training.train(
         cfg, preprocess_dir, serving_dir=str(root / "serving"), run_dir=str(root / "run")
     )
+    # As tf_cartola.train does.
     result["report"] = report.write_report(
         str(root / "run" / "report.html"),
         preprocess_dir,
         result["run_dir"],
         result["labels"],
         result["scores"],
-    )  # As tf_cartola.train does.
+    )
     return cfg, result
 
 

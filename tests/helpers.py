@@ -14,9 +14,8 @@ from tf_cartola.contract import features as F
 # The repository's root. Tests name its files from it, so they run from any directory.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "default.yaml")
-SCHEMA = os.path.join(
-    ROOT, "configs", "schema.pbtxt"
-)  # The default config names it relative to the root.
+# The default config names it relative to the root.
+SCHEMA = os.path.join(ROOT, "configs", "schema.pbtxt")
 DATA = os.path.join(ROOT, "tests", "data")
 SMALL_ROWS = 6000  # The session's small generated CSV (conftest `small_csv`).
 

@@ -228,7 +228,6 @@ def _shown_config(
     config: typing.Optional[config_lib.Config], cfg: config_lib.PreprocessConfig
 ) -> dict:
     out = dataclasses.asdict(config) if config else {"preprocess": dataclasses.asdict(cfg)}
-    out["preprocess"]["input"] = inputs_lib.shown(
-        out["preprocess"]["input"]
-    )  # Never a password in a manifest.
+    # Never a password in a manifest.
+    out["preprocess"]["input"] = inputs_lib.shown(out["preprocess"]["input"])
     return out

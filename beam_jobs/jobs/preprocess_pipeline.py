@@ -160,10 +160,11 @@ def run_pipeline(
     import tensorflow as tf
     import tensorflow_transform.beam as tft_beam
 
+    # A rerun into the same output_dir.
     for stale in (
         layout.path("transform"),
         layout.path("transformed"),
-    ):  # A rerun into the same output_dir.
+    ):
         if tf.io.gfile.exists(stale):
             tf.io.gfile.rmtree(stale)
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):

@@ -220,10 +220,9 @@ class EncodeExamplesFn(beam.DoFn):
     serialized tf.Examples, as one element.
 
     The encoder is tfx_bsl's, the one `tft_beam.EncodeTransformedDataset` uses. That transform is
-    not used
-    here: it emits every example as an element of its own (the per-element cost this job avoids by
-    moving batches), and it encodes only tf.Transform's output, while the raw splits are encoded
-    here too.
+    not used here: it emits every example as an element of its own (the per-element cost this job
+    avoids by moving batches), and it encodes only tf.Transform's output, while the raw splits are
+    encoded here too.
     """
 
     def __init__(self, schema):

@@ -107,8 +107,7 @@ def check(options: PipelineOptions) -> typing.Optional[dict]:
 
     Raises:
       WorkersUnavailable: no worker answered within --worker_start_timeout seconds, or one failed
-        to import
-        the jobs (the worker's error is in the message).
+        to import the jobs (the worker's error is in the message).
     """
     if not separate(options):
         return None
@@ -152,11 +151,9 @@ def _where(options: PipelineOptions) -> str:
 def _silent(options: PipelineOptions, timeout: float) -> str:
     return (
         f"no worker ({_where(options)}) answered within {timeout:.0f} s: the worker process did "
-        "not start. "
-        "Its error is in the worker pool's or container's log; a pool started from a Python "
-        "without "
-        "apache_beam (its bin/ not first on PATH) says 'No module named apache_beam'. Raise "
-        "--worker_start_timeout for slow-starting workers."
+        "not start. Its error is in the worker pool's or container's log; a pool started from a "
+        "Python without apache_beam (its bin/ not first on PATH) says 'No module named "
+        "apache_beam'. Raise --worker_start_timeout for slow-starting workers."
     )
 
 
@@ -203,9 +200,8 @@ def main(argv) -> None:
             flush=True,
         )
         status = 3
-    os._exit(
-        status
-    )  # Threads waiting for a worker that never came would hold a normal exit forever.
+    # Threads waiting for a worker that never came would hold a normal exit forever.
+    os._exit(status)
 
 
 def serve_pool(port: int, beam_args: typing.Sequence[str] = ()):

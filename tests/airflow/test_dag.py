@@ -178,9 +178,8 @@ def test_a_run_killed_mid_task_completes_on_rerun_with_one_version_and_no_duplic
         start_new_session=True,
     )
     try:
-        for line in (
-            proc.stdout
-        ):  # Killed while training writes its export: after preprocessing, before the push.
+        # Killed while training writes its export: after preprocessing, before the push.
+        for line in proc.stdout:
             if "training on" in line:
                 break
         os.killpg(proc.pid, signal.SIGKILL)

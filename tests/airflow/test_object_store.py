@@ -178,10 +178,11 @@ def test_two_months_on_a_bucket_with_workers_a_polling_server_a_rerun_and_a_back
         eventually(lambda: _available(served)[-1:] == [newest], f"version {newest} served", 60)
         assert second["backtest"]["scores_of"] == "2026-01"
         decisions = client.get_object(Bucket=BUCKET, Key="serving/cartola_pro.decisions.jsonl")
+        # Appended on a store that has no append.
         assert [json.loads(line)["run_id"] for line in decisions["Body"].iter_lines()] == [
             "2026-01",
             "2026-02",
-        ]  # Appended on a store that has no append.
+        ]
         for date, frame_rows in (("2026-01-01", ROWS), ("2026-02-01", None)):
             scored = _scores(store, date)
             assert scored["GLOBO_ID"].is_unique and set(scored["run_id"]) == {date[:7]}

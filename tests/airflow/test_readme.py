@@ -111,10 +111,11 @@ def test_the_readme_airflow_lines_run_as_written(clone):
         dag = _get(f"http://127.0.0.1:{port}/api/v1/dags/{runs.DAG_ID}", password)
         assert dag["dag_id"] == runs.DAG_ID and not dag["has_import_errors"], dag
         dag_runs = _get(f"http://127.0.0.1:{port}/api/v1/dags/{runs.DAG_ID}/dagRuns", password)
+        # The months run above, in the same home.
         assert {r["logical_date"][:10] for r in dag_runs["dag_runs"]} == {
             "2026-02-01",
             "2026-01-01",
-        }  # The months run above, in the same home.
+        }
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)

@@ -65,8 +65,7 @@ def test_the_preprocessing_pipeline_translates_for_dataflow_and_stages_the_packa
         csv_reader.Range(f"{BUCKET}/in/users-1.csv.gz"),
     ]
     # tf.Transform creates its temporary folder while the graph is built, on the launcher: on
-    # Dataflow
-    # that is a gs:// path (reached over the network), here a local one.
+    # Dataflow that is a gs:// path (reached over the network), here a local one.
     with tft_beam.Context(temp_dir=str(tmp_path / "tft")):
         steps, staged = _translate(
             lambda p: preprocess_pipeline.build_pipeline(

@@ -82,9 +82,8 @@ def test_pairs_of_one_distribution_rarely_alarm():
 )
 def test_a_changed_feature_is_flagged_and_named(change):
     # Every feature's tests read its own column only, so changing half the features in one pair
-    # judges each
-    # as if it alone had changed, and the other half must stay quiet. The slow sweep runs 20 pairs
-    # per feature.
+    # judges each as if it alone had changed, and the other half must stay quiet. The slow sweep
+    # runs 20 pairs per feature.
     columns = list(change["columns"])
     for changed in (columns[::2], columns[1::2]):
         rng = np.random.default_rng(900)
@@ -158,9 +157,8 @@ def test_a_shifted_csv_fails_the_job_naming_the_feature_and_a_clean_one_passes(
         (a["split"], a["feature"], a["kind"]): a["description"]
         for a in moved_manifest["anomalies"]
     }
-    assert {feature for _, feature, _ in found} == {
-        "escalacoes"
-    }  # Also above the schema's domain now.
+    # Also above the schema's domain now.
+    assert {feature for _, feature, _ in found} == {"escalacoes"}
     assert "escalacoes distribution" in found[("train", "escalacoes", "DRIFT_DISTRIBUTION")]
 
 
@@ -213,9 +211,8 @@ def test_the_served_version_is_the_default_baseline(trained, small_csv, tmp_path
         == f"served model {cfg.serving.model_name} version {result['version']} (the newest under "
         f"{serving_dir}/{cfg.serving.model_name})"
     )
-    assert (
-        manifest.baseline["inputs"] == manifest.inputs
-    )  # The same CSV the version was trained on.
+    # The same CSV the version was trained on.
+    assert manifest.baseline["inputs"] == manifest.inputs
     assert manifest.valid
     assert not any(c["drifted"] for c in manifest.drift["train vs baseline"])
 
@@ -245,6 +242,7 @@ def test_drift_accepted_on_purpose_is_recorded_everywhere_and_anything_else_stil
     )
     assert "tempo_desperd" in capsys.readouterr().err
     accept = ["--accept", "tempo_desperd", "--accepted_by", "ana"]
+    # avg_3 was not accepted.
     assert (
         preprocess.main(
             [
@@ -257,7 +255,7 @@ def test_drift_accepted_on_purpose_is_recorded_everywhere_and_anything_else_stil
             ]
         )
         == 1
-    )  # avg_3 was not accepted.
+    )
     err = capsys.readouterr().err
     assert (
         "avg_3" in err.split("Anomalies found")[1]

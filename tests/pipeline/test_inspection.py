@@ -61,9 +61,8 @@ def test_the_report_of_a_run_holds_every_section_and_the_run_numbers(trained, pr
     for key in ("read", "train", "eval"):
         assert str(manifest.rows[key]) in page.cells
     assert manifest.inputs[0]["fingerprint"] in page.cells
-    assert (
-        page.tags.count("svg") >= len(F.RAW_FEATURES) + 5
-    )  # A histogram per feature and the model figures.
+    # A histogram per feature and the model figures.
+    assert page.tags.count("svg") >= len(F.RAW_FEATURES) + 5
 
 
 def test_the_report_shows_slices_deciles_and_calibration_in_reading_order(trained):
@@ -104,9 +103,8 @@ def test_the_report_gives_the_verdict_first_and_one_drift_row_per_feature(traine
     comparisons = {
         (c, check["feature"]) for c, checks in manifest.drift.items() for check in checks
     }
-    assert sorted((c, f) for f, c, _, _ in rows) == sorted(
-        comparisons
-    )  # One row per feature and comparison.
+    # One row per feature and comparison.
+    assert sorted((c, f) for f, c, _, _ in rows) == sorted(comparisons)
     moved = {
         "data vs baseline": [
             {
@@ -243,9 +241,8 @@ def test_the_notebook_runs_headless_on_a_small_run(trained, preprocess_run):
     _, result = trained
     nb = nbformat.read(os.path.join(ROOT, "notebooks", "inspect_run.ipynb"), as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(
-        not c.outputs and c.execution_count is None for c in code
-    )  # Committed without outputs.
+    # Committed without outputs.
+    assert all(not c.outputs and c.execution_count is None for c in code)
     [parameters] = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     parameters.source = f"PREPROCESS_DIR = {out!r}\nRUN_DIR = {result['run_dir']!r}"
     NotebookClient(

@@ -20,9 +20,8 @@ from tf_cartola.inspect import report, versions
 from tf_cartola.train import training
 from tf_cartola.validate import baseline
 
-pytestmark = (
-    pytest.mark.production
-)  # End to end: a real training run, servers; `make test-production`.
+# End to end: a real training run, servers; `make test-production`.
+pytestmark = pytest.mark.production
 
 MODEL = "cartola_pro"
 ROW = {
@@ -121,9 +120,8 @@ def test_the_local_server_serves_a_config_and_versions_from_the_object_store(ram
     )
     config = model_config.read("ram://bucket/models.config")
     assert config.model_config_list.config[0].base_path == base
-    assert (
-        model_config.main(["--base_path", base, "--label", "canary=7"]) == 2
-    )  # No such version there.
+    # No such version there.
+    assert model_config.main(["--base_path", base, "--label", "canary=7"]) == 2
     assert (
         "name no served version (the policy serves [1] of [1] under ram://"
         in capsys.readouterr().err
@@ -151,9 +149,8 @@ def test_a_push_to_an_object_store_writes_the_saved_model_last(trained, monkeypa
     into_version = [w for w in written if w.startswith(f"{base}/1/")]
     staged = [w for w in written if "/.staging-" in w]
     assert into_version[-1] == f"{base}/1/saved_model.pb"
-    assert written.index(into_version[0]) > written.index(
-        staged[-1]
-    )  # The whole copy was staged first.
+    # The whole copy was staged first.
+    assert written.index(into_version[0]) > written.index(staged[-1])
     assert store.versions(base) == [1] and not [
         n for n in tf.io.gfile.listdir(base) if "staging" in n
     ]
@@ -176,9 +173,8 @@ def test_a_version_still_being_copied_is_retried_until_whole_and_a_broken_one_en
     ) as server:
         rest = RestClient(server.rest_url, MODEL)
         assert rest.status()["model_version_status"][0]["state"] == "LOADING"
-        tf.io.gfile.rename(
-            "ram://partial/held.pb", f"{base}/1/saved_model.pb"
-        )  # The copy completes.
+        # The copy completes.
+        tf.io.gfile.rename("ram://partial/held.pb", f"{base}/1/saved_model.pb")
         eventually(
             lambda: rest.status()["model_version_status"][0]["state"] == "AVAILABLE",
             "the whole version loaded",

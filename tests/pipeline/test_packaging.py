@@ -31,8 +31,7 @@ def test_the_sdist_installs_in_a_fresh_venv_and_the_jobs_import_from_it(tmp_path
     ):
         assert any(n.endswith(module) for n in names), module
     # Installed as a worker installs it (the pinned stack is already there), into a folder of its
-    # own
-    # that comes first on the path, away from this checkout.
+    # own that comes first on the path, away from this checkout.
     target = tmp_path / "installed"
     done = subprocess.run(
         [

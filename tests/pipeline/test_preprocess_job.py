@@ -19,19 +19,19 @@ from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.contract import split
 from tf_cartola.train import training
 
+# Whatever a demo left in ./serving_models is not these tests' baseline.
 NO_BASELINE = [
     "--baseline",
     "none",
-]  # Whatever a demo left in ./serving_models is not these tests' baseline.
+]
 
 
 def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
     manifest, out = preprocess_run
     written = json.load(open(os.path.join(out, "manifest.json")))
     assert json.loads(json.dumps(manifest.to_json())) == written
-    assert (
-        manifest_lib.load(out).to_json() == written
-    )  # The one loader reads back what the job returned.
+    # The one loader reads back what the job returned.
+    assert manifest_lib.load(out).to_json() == written
     assert manifest.valid and manifest.anomalies == []
     assert manifest.rows["read"] == SMALL_ROWS and manifest.rows["bad"] == 0
     assert manifest.rows["train"] + manifest.rows["eval"] == SMALL_ROWS
@@ -43,10 +43,11 @@ def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
     assert manifest.config["preprocess"]["fail_on_anomalies"] is True
     a = manifest.artifacts
     for name, path in a.items():
+        # Every listed artifact exists (patterns match files).
         assert glob.glob(path), (
             name,
             path,
-        )  # Every listed artifact exists (patterns match files).
+        )
     assert tfdv.load_schema_text(a["schema"]).feature
     for which in split.SPLITS:
         stats = tfdv.load_stats_text(a[f"stats_{which}"])
@@ -89,9 +90,8 @@ def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_
     assert tfdv.load_schema_text(again.artifacts["schema_inferred"]).feature
     # Validation still used the curated schema, not the draft inferred from the same data.
     assert open(again.artifacts["schema"]).read() == open(manifest.artifacts["schema"]).read()
-    assert (
-        again.rows == manifest.rows
-    )  # (A rerun into a used folder: test_bad_csv_exits_nonzero_...)
+    # (A rerun into a used folder: test_bad_csv_exits_nonzero_...)
+    assert again.rows == manifest.rows
     for which in split.SPLITS:
         ids = split_ids(manifest.artifacts[f"raw_{which}"], F.raw_feature_spec())
         assert ids == split_ids(again.artifacts[f"raw_{which}"], F.raw_feature_spec())
@@ -145,9 +145,8 @@ def test_bad_csv_exits_nonzero_with_anomaly_table_and_writes_stats(tmp_path, cap
     )
 
     (out / "mine.txt").write_text("not the job's")
-    synthetic.write_csv(
-        synthetic.generate(600, seed=2), str(path)
-    )  # The same folder, clean data this time.
+    # The same folder, clean data this time.
+    synthetic.write_csv(synthetic.generate(600, seed=2), str(path))
     assert preprocess.main(NO_BASELINE + ["--input", str(path), "--output_dir", str(out)]) == 0
     assert json.load(open(out / "manifest.json"))["valid"]
     assert not (out / "report.html").exists()  # Nothing stale.

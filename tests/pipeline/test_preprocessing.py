@@ -211,10 +211,9 @@ def test_four_literal_rows_give_the_values_worked_out_by_hand(tmp_path):
         for i, row in enumerate(rows)
     ]
     transformed, _ = _transform(instances, str(tmp_path))
+    # float32 outputs.
     got = {
-        name: pytest.approx(
-            [float(row[name]) for row in transformed], abs=1e-5
-        )  # float32 outputs.
+        name: pytest.approx([float(row[name]) for row in transformed], abs=1e-5)
         for name in F.TRANSFORMED_FEATURES
     }
     # anos_como_pro: valid 1, 3, 5, mean 3, imputed [1, 3, 3, 5], population variance 8/4 = 2: z =

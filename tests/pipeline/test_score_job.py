@@ -89,9 +89,8 @@ def test_every_row_is_scored_as_the_served_model_scores_it(served, small_csv, tm
     want = _in_process(export_dir, small_csv)
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[i][0] for i in want], list(want.values()), atol=1e-6)
-    assert {tuple(row[1:4]) for row in got.values()} == {
-        ("cartola_pro", "2", "2026-12")
-    }  # The latest.
+    # The latest.
+    assert {tuple(row[1:4]) for row in got.values()} == {("cartola_pro", "2", "2026-12")}
     assert manifest["model"] == {
         "name": "cartola_pro",
         "version": 2,
@@ -305,9 +304,8 @@ def test_database_scores_are_one_row_per_user_and_model_and_a_killed_run_reruns_
         job.wait()
         total = conn.execute("SELECT count(*) FROM score_users").fetchone()[0]
         killed_at = conn.execute("SELECT count(*) FROM monthly").fetchone()[0]
-        assert (
-            0 < killed_at < total
-        )  # Killed midway, after some partitions (each one transaction).
+        # Killed midway, after some partitions (each one transaction).
+        assert 0 < killed_at < total
         for _ in range(2):  # The rerun, then the same run again.
             assert (
                 subprocess.run(command, cwd=tmp_path, capture_output=True, check=False).returncode

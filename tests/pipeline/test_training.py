@@ -25,10 +25,11 @@ from tf_cartola.read import examples
 from tf_cartola.train import builder as model
 from tf_cartola.train import training
 
+# Whatever a demo left in ./serving_models is not these tests' baseline.
 NO_BASELINE = [
     "--baseline",
     "none",
-]  # Whatever a demo left in ./serving_models is not these tests' baseline.
+]
 
 
 def test_model_builder_is_a_logistic_regression_over_the_named_features():
@@ -74,9 +75,8 @@ def test_run_writes_metrics_history_and_decision(trained):
         open(os.path.join(base, f"{cfg.serving.model_name}.decisions.jsonl")).read().splitlines()
     )
     assert json.loads(decisions[0])["blessed"] is True
-    used = json.load(open(os.path.join(run, "blessing.json")))[
-        "config"
-    ]  # The values used, not the YAML's.
+    # The values used, not the YAML's.
+    used = json.load(open(os.path.join(run, "blessing.json")))["config"]
     assert (
         used["serving"]["serving_dir"] == base
         and used["preprocess"]["output_dir"] == result["preprocess_dir"]
@@ -109,9 +109,8 @@ def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
     moved = str(tmp_path / "export")
     shutil.copytree(result["export_dir"], moved)
     _, preprocess_dir = preprocess_run
-    hidden = (
-        preprocess_dir.rstrip("/") + ".hidden"
-    )  # Renamed away (other tests still need it after).
+    # Renamed away (other tests still need it after).
+    hidden = preprocess_dir.rstrip("/") + ".hidden"
     os.rename(preprocess_dir, hidden)
     try:
         loaded = tf.saved_model.load(moved)
@@ -261,12 +260,10 @@ def test_example_parser_equals_parse_example_and_takes_ints_or_floats_for_number
         np.testing.assert_array_equal(got[name].indices, sparse.indices, err_msg=name)
         np.testing.assert_array_equal(got[name].values, sparse.values, err_msg=name)
     swapped = tf.train.Example()
-    swapped.features.feature["escalacoes"].int64_list.value.append(
-        12
-    )  # A float column sent as an int.
-    swapped.features.feature["anos_como_pro"].float_list.value.append(
-        2.0
-    )  # An int column sent as a float.
+    # A float column sent as an int.
+    swapped.features.feature["escalacoes"].int64_list.value.append(12)
+    # An int column sent as a float.
+    swapped.features.feature["anos_como_pro"].float_list.value.append(2.0)
     got = export.parse_raw_examples(tf.constant([b"", swapped.SerializeToString()]))
     assert got["escalacoes"].values.numpy().tolist() == [12.0] and got[
         "escalacoes"

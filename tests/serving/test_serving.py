@@ -78,9 +78,8 @@ def test_every_signature_and_json_format_matches_the_in_process_model(
 ):
     _, _, loaded = served
     serialized = [examples.to_example(r) for r in records]
-    columns = requests.to_columns(
-        records, export.used_raw_columns(F.FINAL_FEATURES)
-    )  # The model's own six.
+    # The model's own six.
+    columns = requests.to_columns(records, export.used_raw_columns(F.FINAL_FEATURES))
     in_process = {
         "serving_default": loaded.signatures["serving_default"](inputs=tf.constant(serialized)),
         "predict_raw": loaded.signatures["predict_raw"](
@@ -680,9 +679,9 @@ def test_scoring_counts_rows_outside_the_models_schema_and_can_set_them_aside(
         == 0
     )
     err = capsys.readouterr().err
+    anyway = "scored anyway"
     assert (
-        "7 of 51 rows have anos_como_pro above the schema's maximum (INT_TYPE_BIG_INT): scored "
-        "anyway"
+        f"7 of 51 rows have anos_como_pro above the schema's maximum (INT_TYPE_BIG_INT): {anyway}"
         in err
         and "1 GLOBO_ID values appear more than once, in 2 rows" in err
     ), err
@@ -767,9 +766,8 @@ def test_the_server_starts_quietly_and_says_where_it_serves(served):
     assert server.returncode == 0, lines
     assert any(f"serving ['{MODEL}']: gRPC 127.0.0.1:" in line for line in lines), lines
     ours = [line for line in lines if " INFO serving." in line]
-    assert lines and ours == lines, [
-        line for line in lines if line not in ours
-    ]  # No CUDA, TensorRT or warnings.
+    # No CUDA, TensorRT or warnings.
+    assert lines and ours == lines, [line for line in lines if line not in ours]
 
 
 @pytest.mark.parametrize("flag", ["--rest", "--grpc"])

@@ -341,12 +341,8 @@ def test_metadata_is_the_stored_signature_map_and_needs_a_field(server):
             "Failed to convert version",
         ),
         ("GET", f"/V1/MODELS/{MODEL}", 200, "AVAILABLE"),
-        (
-            "GET",
-            f"/v2/models/{MODEL}",
-            404,
-            "Not found: GET",
-        ),  # TF Serving hands only /v1/ to its REST API.
+        # TF Serving hands only /v1/ to its REST API.
+        ("GET", f"/v2/models/{MODEL}", 404, "Not found: GET"),
         ("POST", f"/models/{MODEL}:predict", 404, "Not found: POST"),
     ],
 )
@@ -449,9 +445,8 @@ def test_sixty_four_clients_see_no_failure_across_a_version_swap(
             futures = [pool.submit(client, i) for i in range(64)]
             assert answered.wait(30)  # Under load before version 2 appears.
             shutil.copytree(toy_base / "1", base / ".2")
-            os.rename(
-                base / ".2", base / "2"
-            )  # Version 2 loads; the latest-1 policy then unloads version 1.
+            # Version 2 loads; the latest-1 policy then unloads version 1.
+            os.rename(base / ".2", base / "2")
             eventually(
                 lambda: (
                     [v for v, state, _ in s.manager.statuses(MODEL) if state == "AVAILABLE"] == [2]
@@ -499,9 +494,8 @@ def test_a_stalled_client_does_not_stall_the_others(server):
         f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{{".encode()
     )
     try:
-        for _ in range(
-            5
-        ):  # Each answered within its 5 s: a served connection does not wait on the stalled one.
+        # Each answered within its 5 s: a served connection does not wait on the stalled one.
+        for _ in range(5):
             status, _ = server.post(
                 f"/v1/models/{MODEL}:predict",
                 {"instances": [{"x_float": [1, 2, 3], "x_int": 1, "x_str": "a"}]},
@@ -555,9 +549,8 @@ def test_rollback_and_canary_are_served_as_model_config_writes_them(toy_base, tm
         == 0
     )
     assert "versions [1], labels {'stable': 1}" in capsys.readouterr().out
-    assert (
-        model_config.main([*common, "--version", "1", "--label", "canary=3"]) == 2
-    )  # 3 is not served.
+    # 3 is not served.
+    assert model_config.main([*common, "--version", "1", "--label", "canary=3"]) == 2
     assert "name no served version (the policy serves [1] of [1, 2, 3]" in capsys.readouterr().err
     assert (
         model_config.main(

@@ -134,9 +134,8 @@ def test_variable_length_inputs_are_padded_only_when_asked():
         batcher = batching.Batcher(run, _params(max_batch_size=8, pad_variable_length_inputs=pad))
         futures = _behind_a_running_batch(batcher, run, {"x": np.zeros((1, 3))}, requests)
         if pad:
-            assert futures[0].result(timeout=10)["y"].tolist() == [
-                [2, 4, 2]
-            ]  # Padded with its first value.
+            # Padded with its first value.
+            assert futures[0].result(timeout=10)["y"].tolist() == [[2, 4, 2]]
         else:
             with pytest.raises(ServingError) as e:
                 futures[0].result(timeout=10)

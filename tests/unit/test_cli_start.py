@@ -95,15 +95,13 @@ def test_an_unexpected_failure_is_one_line_and_status_70_with_the_traceback_unde
     from tf_cartola.contract import manifest
     from tf_cartola.inspect import report
 
-    (tmp_path / "manifest.json").write_text(
-        "{not json"
-    )  # Not a preprocessing output: said, status 2.
+    # Not a preprocessing output: said, status 2.
+    (tmp_path / "manifest.json").write_text("{not json")
     assert report.main(["--preprocess_dir", str(tmp_path)]) == 2
     assert "manifest.json is not JSON" in capsys.readouterr().err
     fields = {f.name: {} for f in dataclasses.fields(manifest.Manifest) if f.name != "dir"}
-    (tmp_path / "garbled.pbtxt").write_text(
-        "datasets {{{"
-    )  # Statistics TFDV cannot parse: unexpected.
+    # Statistics TFDV cannot parse: unexpected.
+    (tmp_path / "garbled.pbtxt").write_text("datasets {{{")
     artifacts = dict.fromkeys(manifest.ARTIFACTS, str(tmp_path / "garbled.pbtxt"))
     (tmp_path / "manifest.json").write_text(json.dumps({**fields, "artifacts": artifacts}))
     done = _run("tf_cartola.inspect.report", "--preprocess_dir", str(tmp_path))

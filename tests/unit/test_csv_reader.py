@@ -113,6 +113,7 @@ def test_wrong_field_counts_blank_lines_crlf_and_bom():
     text = b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
     records, bad, n = _read(text)
     assert n == 4 and len(records) == 2  # Blank lines are not rows.
+    # Blank lines are lines.
     assert [(b["line_number"], b["line"], b["kind"], b["reason"]) for b in bad] == [
         (3, "1,2,3", rows.WRONG_FIELD_COUNT, "expected 21 fields, got 3"),
         (
@@ -120,7 +121,7 @@ def test_wrong_field_counts_blank_lines_crlf_and_bom():
             _line() + ",x",
             rows.WRONG_FIELD_COUNT,
             "expected 21 fields, got 22",
-        ),  # Blank lines are lines.
+        ),
     ]
 
 
@@ -281,14 +282,14 @@ def test_labels_outside_0_1_and_a_repeated_header_are_set_aside():
 
 def test_a_line_that_is_not_text_in_the_encoding_is_set_aside_at_its_true_line():
     lines = [",".join(HEADER)] + [_line(GLOBO_ID=str(i)) for i in range(1, 30)]
-    lines[11] = _line(
-        GLOBO_ID="11", pixels="1920\u00d71080"
-    )  # Line 12; "×" is one byte in Windows-1252.
+    # Line 12; "×" is one byte in Windows-1252.
+    lines[11] = _line(GLOBO_ID="11", pixels="1920\u00d71080")
     data = "\n".join(lines).encode("windows-1252") + b"\n"
+    # One piece, and many: line numbers stay exact.
     for block_bytes in (
         csv_reader.BLOCK_BYTES,
         200,
-    ):  # One piece, and many: line numbers stay exact.
+    ):
         chunks = list(csv_reader.read_csv(io.BytesIO(data), "f.csv", block_bytes=block_bytes))
         bad = [b for c in chunks for b in c.bad]
         assert [(b["line_number"], b["kind"]) for b in bad] == [(12, rows.UNDECODABLE)]

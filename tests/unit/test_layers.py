@@ -59,9 +59,8 @@ def _imports(path: pathlib.Path, modules) -> set:
 
 
 def _layer(module: str) -> int:
-    if module.endswith(
-        ".__main__"
-    ):  # A package's command line is an entry point, above every library.
+    # A package's command line is an entry point, above every library.
+    if module.endswith(".__main__"):
         return len(LAYERS) - 1
     return max(
         i for i, layer in enumerate(LAYERS) if module == layer or module.startswith(layer + ".")

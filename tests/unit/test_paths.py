@@ -19,9 +19,8 @@ ALLOWED = {
     "folder is local",
 }
 # os.path altogether (its string functions follow the local OS, and normpath breaks "gs://"), and
-# the os
-# calls that touch a filesystem; posixpath and tf_cartola.common.files.join cut paths and URLs
-# alike.
+# the os calls that touch a filesystem; posixpath and tf_cartola.common.files.join cut paths and
+# URLs alike.
 OS_CALLS = {
     "makedirs",
     "mkdir",

@@ -107,9 +107,8 @@ class PreprocessConfig:
     # latin-1).
     encoding: str = "utf-8"
     # Features whose anomalies (drift included) are accepted for this run, on purpose: they are
-    # recorded, not
-    # failed on; anything else still fails the run. `accepted_by` says who (default: the user
-    # running it).
+    # recorded, not failed on; anything else still fails the run. `accepted_by` says who (default:
+    # the user running it).
     accept: typing.Tuple[str, ...] = ()
     accepted_by: str = ""
 
@@ -203,10 +202,9 @@ class BlessingConfig:
     min_precision: float = 0.6
     min_recall: float = 0.5
     # Refused against the served model only when the one-sided upper bound of (candidate KS -
-    # served KS), at this false-refusal rate, is below -ks_margin.
-    # Two retrains of one distribution differ by a few thousandths of KS on their own: a paired
-    # test on tens of thousands of rows sees that, so smaller differences are not refused
-    # (bench/blessing.py).
+    # served KS), at this false-refusal rate, is below -ks_margin. Two retrains of one distribution
+    # differ by a few thousandths of KS on their own: a paired test on tens of thousands of rows
+    # sees that, so smaller differences are not refused (bench/blessing.py).
     ks_margin: float = 0.005
     false_refusal_rate: float = 0.01
 
@@ -322,9 +320,8 @@ def load(path: str) -> Config:
     """
     from tf_cartola.common import files
 
-    if path == DEFAULT and not files.exists(
-        path
-    ):  # The package installed outside a checkout: the defaults.
+    # The package installed outside a checkout: the defaults.
+    if path == DEFAULT and not files.exists(path):
         return from_dict({})
     with files.open_file(path) as f:
         data = yaml.safe_load(f) or {}

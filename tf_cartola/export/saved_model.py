@@ -257,9 +257,8 @@ def export(
         signature_key=DEFAULT_SIGNATURE, method_name=CLASSIFY_METHOD, tags="serve"
     )
     # The updater holds the SavedModel and writes it back. TensorFlow's ram:// filesystem (our
-    # stand-in for
-    # object stores in tests) appends to a file opened for writing instead of replacing it: remove
-    # it first.
+    # stand-in for object stores in tests) appends to a file opened for writing instead of
+    # replacing it: remove it first.
     tf.io.gfile.remove(files.join(export_dir, store.SAVED_MODEL_FILE))
     updater.save()
     if warmup_records:

@@ -5,10 +5,9 @@ Pushing a version never lets a server polling the base path load half of it:
 - On a local filesystem the version is copied to a hidden sibling (`.staging-*`, a name TF Serving
   ignores) and renamed, which is atomic: the version appears whole.
 - An object store has no rename (a "rename" is a copy of every object), so a version folder comes
-  into
-  being with its first object. The version is first copied whole to the hidden sibling (the slow
-  upload), then copied inside the store to its numeric name with `saved_model.pb` last: until that
-  file exists, TF Serving refuses the folder ("does not appear to contain a SavedModel") and
+  into being with its first object. The version is first copied whole to the hidden sibling (the
+  slow upload), then copied inside the store to its numeric name with `saved_model.pb` last: until
+  that file exists, TF Serving refuses the folder ("does not appear to contain a SavedModel") and
   retries it (`--max_num_load_retries`, `--load_retry_interval_micros`), and once it exists every
   variable file is already in place. Without that order a server can load a graph whose variables
   are still uploading ("Attempting to use uninitialized value").

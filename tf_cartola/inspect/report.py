@@ -183,9 +183,8 @@ def drift_rows(drift: typing.Dict[str, typing.List[dict]]) -> typing.List[tuple]
                 else "not judged"
             )
             out.append((feature, comparison, verdict, "; ".join(_test_text(c) for c in tests)))
-    return sorted(
-        out, key=lambda row: _VERDICT_ORDER[row[2]]
-    )  # Stable: the manifest's order within each.
+    # Stable: the manifest's order within each.
+    return sorted(out, key=lambda row: _VERDICT_ORDER[row[2]])
 
 
 def verdict_lines(
@@ -478,19 +477,15 @@ def _anomalies_section(anomalies: dict, manifest) -> str:
             f'<p class="bad">Accepted on purpose for this run by {html.escape(accepted["by"])} '
             f"({html.escape(accepted['at'])}): the anomalies and drift of "
             f"{html.escape(', '.join(accepted['features']))}, {len(accepted['anomalies'])} in "
-            "all; they "
-            "did not fail the run.</p>"
+            "all; they did not fail the run.</p>"
         )
     drift = drift_rows(manifest.drift)
     baseline = manifest.baseline
     parts.append(
         "<h3>Drift</h3><p>One row per feature, drifted ones first. KS is the Kolmogorov-Smirnov "
-        "distance "
-        "between distributions (flagged above the threshold), p the p-value of a test of shares "
-        "(Fisher's "
-        "for the missing share, chi-square for a categorical feature's values; flagged below it); "
-        "the "
-        "thresholds keep a run's false-alarm rate at "
+        "distance between distributions (flagged above the threshold), p the p-value of a test of "
+        "shares (Fisher's for the missing share, chi-square for a categorical feature's values; "
+        "flagged below it); the thresholds keep a run's false-alarm rate at "
         f"{manifest.config['preprocess'].get('drift_false_alarm_rate', '')}. "
         + (
             f"Baseline: {html.escape(baseline['description'])}.</p>"

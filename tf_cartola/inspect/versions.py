@@ -73,9 +73,8 @@ def _serving(record: dict) -> str:
 def table(records: typing.Sequence[dict]) -> str:
     """The records as aligned text."""
     header = (
-        f"{'version':>7}  {'ks':>6}  {'auc':>6}  {'prec.':>6}  {'recall':>6}  {'data+config':<12} "
-        " "
-        f"{'decision':<22}  {'month':<7}  {'served':<16}  pushed at"
+        f"{'version':>7}  {'ks':>6}  {'auc':>6}  {'prec.':>6}  {'recall':>6}  "
+        f"{'data+config':<12}  {'decision':<22}  {'month':<7}  {'served':<16}  pushed at"
     )
     lines = [header, "-" * len(header)]
     for r in records:

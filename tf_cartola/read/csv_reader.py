@@ -423,11 +423,12 @@ def _parse_piece(piece: bytes, header: typing.Sequence[str], source: str, first_
     skipped = np.zeros(len(nonempty), dtype=bool)
     skipped[[number - 1 for number, _, _ in invalid]] = True
     row_lines = nonempty[~skipped]
+    # A line of blanks is no row.
     wrong = [
         (first_line + int(nonempty[number - 1]), text.rstrip("\r"), fields)
         for number, text, fields in invalid
         if text.strip()
-    ]  # A line of blanks is no row.
+    ]
 
     def text_of(row: int) -> str:
         k = row_lines[row]

@@ -71,9 +71,8 @@ def _predict_rows(request) -> typing.List[dict]:
 
     arrays = {name: tf.make_ndarray(t) for name, t in request.inputs.items()}
     columns = {n: a for n, a in arrays.items() if n in F.CSV_COLUMNS}
-    if (
-        not columns
-    ):  # Serialized tf.Examples, as the classify signature takes them through Predict.
+    # Serialized tf.Examples, as the classify signature takes them through Predict.
+    if not columns:
         for array in arrays.values():
             if array.dtype == object and array.ndim == 1:
                 return [_example_cells(example_pb2.Example.FromString(v)) for v in array]

@@ -511,9 +511,8 @@ def export_model(
       model_name: the served model's name, in the warmup requests.
     """
     warmup = [examples.from_example(s) for s in warmup_examples]
-    warmup = [
-        {c: row[c] for c in F.RAW_FEATURES} for row in warmup
-    ]  # What a client sends: no id, no label.
+    # What a client sends: no id, no label.
+    warmup = [{c: row[c] for c in F.RAW_FEATURES} for row in warmup]
     export_lib.export(model, tft_output, feature_names, export_dir, warmup, model_name)
     # New data is judged against what this version learned from.
     baseline_lib.save(manifest, export_dir, export_lib.used_raw_columns(feature_names))

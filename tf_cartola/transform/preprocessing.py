@@ -59,18 +59,16 @@ def preprocessing_fn(inputs: dict) -> dict:
     """
     engineered = [engineer(column, inputs[column]) for column in F.RAW_FEATURES]
     valid = tf.stack([v for _, v in engineered], axis=1)
-    x = tf.where(
-        valid, tf.stack([value for value, _ in engineered], axis=1), 0.0
-    )  # Only valid values count.
+    # Only valid values count.
+    x = tf.where(valid, tf.stack([value for value, _ in engineered], axis=1), 0.0)
     share = tft.mean(tf.cast(valid, tf.float64), reduce_instance_dims=False, name="valid_share")
     first = tft.mean(x, reduce_instance_dims=False, name="valid_sum_share")
     second = tft.mean(tf.square(x), reduce_instance_dims=False, name="valid_square_share")
     mean = tf.math.divide_no_nan(first, share)
     std = tf.sqrt(tf.maximum(second - first * mean, 0.0))
     centered = tf.where(valid, x, mean) - mean
-    z = tf.where(
-        std > 0, tf.math.divide_no_nan(centered, std), centered
-    )  # A constant feature stays centered.
+    # A constant feature stays centered.
+    z = tf.where(std > 0, tf.math.divide_no_nan(centered, std), centered)
     outputs = {
         F.transformed_name(c): tf.cast(z[:, i], tf.float32) for i, c in enumerate(F.RAW_FEATURES)
     }

@@ -217,9 +217,8 @@ def _tests(name: str, base, cur) -> typing.Iterator[tuple]:
             + (f", {moved!r} {_share(c.get(moved, 0.0), n)}" if moved is not None else "")
             for c, n in ((counts_b, values[0]), (counts_c, values[1]))
         ]
-        others = np.array(values, dtype=float) - table.sum(
-            axis=1
-        )  # Values past the rank histogram.
+        # Values past the rank histogram.
+        others = np.array(values, dtype=float) - table.sum(axis=1)
         yield (CATEGORY, *texts, values, "chi2", np.column_stack([table, others]))
 
 
