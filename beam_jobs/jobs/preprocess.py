@@ -99,7 +99,7 @@ def preprocess(
     runner = workers.runner(options, [cfg.input, layout.root])  # Before anything is deleted.
     if layout.clear():
         log.info("cleared the earlier run's outputs in %s", layout.root)
-    inputs, counters, busy = _read_and_transform(cfg, layout, options, seconds)
+    inputs, counters, reported = _read_and_transform(cfg, layout, options, seconds)
     log.info("rows: %s", {k: v for k, v in counters.items() if ":" not in k})
     found, failing = _validated(cfg, layout, counters, infer_schema, baseline, seconds)
     published = not (failing and cfg.fail_on_anomalies)
@@ -116,7 +116,7 @@ def preprocess(
         baseline=baseline.summary() if baseline else None,
         baseline_missing=missing,
         seconds=seconds,
-        runner={**runner, "not_reported": [] if busy else ["stage seconds"]},
+        runner={**runner, "not_reported": [] if reported else ["stage seconds"]},
         versions=_versions(),
         artifacts=_artifacts(layout, counters, infer_schema, published),
         dir=cfg.output_dir,
@@ -158,7 +158,8 @@ def _baseline(cfg: config_lib.PreprocessConfig, serving):
 
 def _read_and_transform(cfg, layout: Layout, options: PipelineOptions, seconds: dict):
     """Stages 1 and 2: the inputs checked and fingerprinted, then the one pipeline. Returns (the
-    inputs, the counters, the workers' stage seconds or None); `seconds` gets every stage's.
+    inputs, the counters, whether the runner reported its stages' seconds); `seconds` gets every
+    stage's.
     """
     temp_dir = layout.path("tmp")
     with contextlib.ExitStack() as held:  # A database snapshot stays open while it is read.
@@ -175,7 +176,7 @@ def _read_and_transform(cfg, layout: Layout, options: PipelineOptions, seconds: 
                 inputs_lib.DatabaseInput(cfg.table, cfg.query, cfg.partitions),
             ),
         )
-        counters, busy = _timed(
+        counters, stages, reported = _timed(
             seconds,
             2,
             "pipeline",
@@ -189,8 +190,8 @@ def _read_and_transform(cfg, layout: Layout, options: PipelineOptions, seconds: 
             temp_dir,
         )
     files.rmtree(temp_dir)  # tf.Transform's scratch space; the outputs are elsewhere.
-    seconds.update(busy or {})
-    return inputs, counters, busy
+    seconds.update(stages)
+    return inputs, counters, reported
 
 
 def _counted(counters: dict) -> dict:

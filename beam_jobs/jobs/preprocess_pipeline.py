@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs.shared import counters as counters_lib
 from beam_jobs.shared import transforms
 from beam_jobs.shared.outputs import Layout
+from tf_cartola.common import files, timing
 from tf_cartola.contract import features as F
 from tf_cartola.contract import split
 from tf_cartola.read import csv_reader, postgres
@@ -155,18 +156,16 @@ def run_pipeline(
       temp_dir: tf.Transform's scratch folder.
 
     Returns:
-      (counters, busy seconds per stage or None where the runner does not report them).
+      (counters, seconds per stage: "construct" (building the pipeline, its libraries' imports
+      included) and, where the runner reports them, its stages' busy seconds; whether it did).
     """
-    import tensorflow as tf
     import tensorflow_transform.beam as tft_beam
 
-    # A rerun into the same output_dir.
-    for stale in (
-        layout.path("transform"),
-        layout.path("transformed"),
-    ):
-        if tf.io.gfile.exists(stale):
-            tf.io.gfile.rmtree(stale)
+    files.rmtree(layout.path("transform"))  # A rerun into the same output_dir.
+    files.rmtree(layout.path("transformed"))
+    seconds = {}
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
-        build_pipeline(p, cfg, layout, parts)
-    return counters_lib.of(p.result), _stage_seconds(p.result)
+        with timing.stage(seconds, "construct"):
+            build_pipeline(p, cfg, layout, parts)
+    busy = _stage_seconds(p.result)
+    return counters_lib.of(p.result), {**seconds, **(busy or {})}, busy is not None

@@ -22,7 +22,7 @@ from apache_beam.ml.inference import base as inference
 from beam_jobs.shared import counters as counters_lib
 from beam_jobs.shared import inputs as inputs_lib
 from beam_jobs.shared import outputs, transforms, workers
-from tf_cartola.common import files
+from tf_cartola.common import files, timing
 from tf_cartola.contract import features as F
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
 from tf_cartola.evaluate import campaign
@@ -259,6 +259,16 @@ class Destination:
         """The run's manifest."""
         return f"{self.prefix}.manifest.json"
 
+    def resolved(self) -> "Destination":
+        """This destination with its CSV prefix absolute, as workers (in folders of their own)
+        need it; raises ValueError when there is nowhere to write.
+        """
+        if not self.output and not self.db:
+            raise ValueError("nowhere to write scores: give --output and/or --db")
+        return dataclasses.replace(
+            self, output=files.absolute(self.output) if self.output else None
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -334,9 +344,9 @@ def _ranked(parsed, plan: Plan) -> dict:
     }
 
 
-def _run(input_location: str, database, encoding: str, options, plan: Plan):
+def _run(input_location: str, database, encoding: str, options, plan: Plan, seconds: dict):
     """Runs the plan's pipeline over the input's parts: returns (the inputs' record, the
-    counters).
+    counters); `seconds` gets its construction's.
     """
     required = (F.ID_KEY, *plan.columns)
     with inputs_lib.open_inputs(input_location, inputs_lib.CSV, required, database) as (
@@ -346,7 +356,8 @@ def _run(input_location: str, database, encoding: str, options, plan: Plan):
         log.info("reading %d part(s) of %s", len(parts), plan.checks.source)
         with beam.Pipeline(options=options) as p:
             read = transforms.part_reader(postgres.is_database(input_location), required, encoding)
-            build_pipeline(p, parts, read, plan)
+            with timing.stage(seconds, "construct"):
+                build_pipeline(p, parts, read, plan)
     return inputs, counters_lib.of(p.result)
 
 
@@ -543,16 +554,15 @@ def score(
       ValueError: neither CSV shards nor a table to write to.
       TooManySetAside: more than `max_set_aside_fraction` of the rows were set aside.
     """
-    if not destination.output and not destination.db:
-        raise ValueError("nowhere to write scores: give --output and/or --db")
-    started = time.perf_counter()
-    if destination.output:  # Workers run in folders of their own.
-        destination = dataclasses.replace(destination, output=files.absolute(destination.output))
+    started, destination = time.perf_counter(), destination.resolved()
     runner = workers.runner(options, [input_location, destination.output])
     checks = batches.Checks((), set_aside_invalid, inputs_lib.shown(input_location))
-    plan = _plan(model, run_id, destination, checks, campaign_options)
-    _clear_earlier(destination, model.made_by(run_id))
-    inputs, counters = _run(input_location, database, encoding, options, plan)
+    seconds = {}
+    with timing.stage(seconds, "prepare"):
+        plan = _plan(model, run_id, destination, checks, campaign_options)
+        _clear_earlier(destination, model.made_by(run_id))
+    with timing.stage(seconds, "pipeline"):
+        inputs, counters = _run(input_location, database, encoding, options, plan, seconds)
     manifest = {
         "input": checks.source,
         "inputs": inputs,
@@ -562,7 +572,7 @@ def score(
         "outputs": _outputs(destination),
         **_campaign(counters, plan.targets, campaign_options),
         "runner": {**runner, "not_reported": []},
-        "seconds": {"total": round(time.perf_counter() - started, 2)},
+        "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)},
     }
     files.write_json(destination.manifest, manifest)
     _check_set_aside(manifest, max_set_aside_fraction)

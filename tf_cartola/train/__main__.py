@@ -110,6 +110,7 @@ def main(argv=None) -> int:
 def _reported(result: dict, backtest) -> int:
     """Writes a trained run's report and prints its metrics and decision: the exit status."""
     from tf_cartola.inspect import report
+    from tf_cartola.train import training
 
     with timing.stage(result["seconds"], "report"):
         result["report"] = report.write_report(
@@ -120,6 +121,7 @@ def _reported(result: dict, backtest) -> int:
             result["scores"],
             backtest=backtest,
         )
+    training.record_seconds(result["run_dir"], result["seconds"])
     print(metrics_table(result))
     print(result["verdict"])
     print(f"seconds: {result['seconds']}")

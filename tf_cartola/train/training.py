@@ -34,6 +34,7 @@ from tf_cartola.validate import drift
 log = logging.getLogger(__name__)
 
 WARMUP_ROWS = 5  # Real eval rows replayed by TF Serving before it serves a new version.
+VALIDATION_BATCH_SIZE = 65536  # Rows per step of the eval loss that early stopping watches.
 
 
 def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[dict, np.ndarray]:
@@ -452,6 +453,12 @@ def _write_run_records(run_dir: str, result: dict, history: dict) -> None:
     files.write_json(files.join(run_dir, "blessing.json"), result)
 
 
+def record_seconds(run_dir: str, seconds: dict) -> None:
+    """Updates the run's blessing.json with stages timed after it was written (the report)."""
+    path = files.join(run_dir, "blessing.json")
+    files.write_json(path, {**files.read_json(path), "seconds": seconds})
+
+
 def fit(feature_names, hp: config_lib.TrainConfig, train_split, eval_split):
     """A seeded, deterministic fit with early stopping on the eval loss: (tf_keras model, its
     History).
@@ -478,6 +485,8 @@ def fit(feature_names, hp: config_lib.TrainConfig, train_split, eval_split):
         batch_size=hp.batch_size,
         epochs=hp.epochs,
         validation_data=(x_eval, y_eval),
+        # The eval loss is a mean over the split, whatever the batch: large ones are fast.
+        validation_batch_size=VALIDATION_BATCH_SIZE,
         shuffle=True,
         verbose=2,
         callbacks=[
