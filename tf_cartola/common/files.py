@@ -132,6 +132,19 @@ def rmtree(path: str) -> None:
         gfile(path).rmtree(path)
 
 
+def read_proto(path: str, message_class, text: bool = False):
+    """A protocol buffer message of `message_class` from a file, binary or (`text`) in text format:
+    what TFDV's loaders do, without importing TFDV (and Beam with it).
+    """
+    if not text:
+        with open_file(path, "rb") as f:
+            return message_class.FromString(f.read())
+    from google.protobuf import text_format
+
+    with open_file(path) as f:
+        return text_format.Parse(f.read(), message_class())
+
+
 def read_json(path: str):
     """The JSON document in a file."""
     with open_file(path) as f:

@@ -57,7 +57,7 @@ class NotARunError(ValueError):
 
 
 def load_preprocess(preprocess_dir: str) -> dict:
-    """The manifest, TFDV statistics and anomalies of a preprocessing output, with TFDV's loaders.
+    """The manifest, TFDV statistics and anomalies of a preprocessing output.
 
     Returns:
       {"dir", "manifest" (a `Manifest`), "stats" and "anomalies" (by split), "analysis" (or None)}.
@@ -65,12 +65,19 @@ def load_preprocess(preprocess_dir: str) -> dict:
     Raises:
       PreprocessOutputError: the folder is not a preprocessing output.
     """
-    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
     manifest = manifest_lib.load(preprocess_dir)
-    stats = {w: tfdv.load_stats_text(manifest.artifact(f"stats_{w}")) for w in ("train", "eval")}
+    stats = {
+        w: files.read_proto(
+            manifest.artifact(f"stats_{w}"), statistics_pb2.DatasetFeatureStatisticsList, text=True
+        )
+        for w in ("train", "eval")
+    }
     anomalies = {
-        w: tfdv.load_anomalies_text(manifest.artifact(f"anomalies_{w}"))
+        w: files.read_proto(
+            manifest.artifact(f"anomalies_{w}"), anomalies_pb2.Anomalies, text=True
+        )
         for w in ("train", "eval", "input")
         if files.exists(manifest.artifact(f"anomalies_{w}"))
     }

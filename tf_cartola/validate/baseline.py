@@ -89,8 +89,9 @@ def load(path: str, description: typing.Optional[str] = None) -> Baseline:
       BaselineError: `path` is neither.
     """
     import tensorflow as tf
-    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
+    stats_of = statistics_pb2.DatasetFeatureStatisticsList
     inside = files.join(path, VERSION_DIR)
     if tf.io.gfile.exists(files.join(inside, _STATS)):
         with tf.io.gfile.GFile(files.join(inside, _ABOUT)) as f:
@@ -98,8 +99,8 @@ def load(path: str, description: typing.Optional[str] = None) -> Baseline:
         return Baseline(
             path,
             description or f"model version {path}",
-            tfdv.load_stats_binary(files.join(inside, _STATS)),
-            tfdv.load_schema_text(files.join(inside, _SCHEMA)),
+            files.read_proto(files.join(inside, _STATS), stats_of),
+            files.read_proto(files.join(inside, _SCHEMA), schema_pb2.Schema, text=True),
             about["inputs"],
             about["raw_columns"],
         )
@@ -110,8 +111,8 @@ def load(path: str, description: typing.Optional[str] = None) -> Baseline:
     return Baseline(
         path,
         description or f"preprocessing run {path}",
-        tfdv.load_stats_binary(_stats_path(manifest)),
-        tfdv.load_schema_text(manifest.artifact("schema")),
+        files.read_proto(_stats_path(manifest), stats_of),
+        files.read_proto(manifest.artifact("schema"), schema_pb2.Schema, text=True),
         manifest.inputs,
     )
 
