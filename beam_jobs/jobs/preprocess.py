@@ -137,7 +137,9 @@ def _validated(cfg, layout: Layout, counters: dict, infer_schema: bool, baseline
         seconds, 3, "validate", f"against {against}", validate_splits, *checks
     )
     failing, accepted = validation.split_accepted(anomaly_rows, cfg.accept, cfg.accepted_by)
-    return {**validation.verdict_record(failing, accepted), "drift": drifts}, failing
+    # Every anomaly is listed, the accepted ones too; only the others fail the run.
+    found = validation.verdict_record(anomaly_rows, failing, accepted)
+    return {**found, "drift": drifts}, failing
 
 
 def _baseline(cfg: config_lib.PreprocessConfig, serving):

@@ -139,7 +139,7 @@ def validate(
         "inputs": inputs,
         **_counts(counters),
         "baseline": baseline.summary(),
-        **validation.verdict_record(rows, accepted),
+        **validation.verdict_record(rows, rows, accepted),
         "drift": {"data vs baseline": checks},
         "seconds": {"total": round(time.perf_counter() - started, 2)},
         "runner": {**runner, "not_reported": []},

@@ -250,11 +250,15 @@ def as_records(anomaly_rows: typing.Iterable[tuple]) -> typing.List[dict]:
     return [dict(zip(ANOMALY_FIELDS, r)) for r in anomaly_rows]
 
 
-def verdict_record(failing: typing.Sequence[tuple], accepted: typing.Optional[dict]) -> dict:
-    """A manifest's verdict: the anomalies that fail the run, whether it is valid, and the record
-    of those accepted on purpose (split_accepted).
+def verdict_record(
+    listed: typing.Sequence[tuple],
+    failing: typing.Sequence[tuple],
+    accepted: typing.Optional[dict],
+) -> dict:
+    """A manifest's verdict: the anomalies it lists, whether the run is valid (none fails it), and
+    the record of those accepted on purpose (split_accepted).
     """
-    return {"anomalies": as_records(failing), "valid": not failing, "accepted": accepted}
+    return {"anomalies": as_records(listed), "valid": not failing, "accepted": accepted}
 
 
 def split_accepted(
