@@ -226,10 +226,13 @@ class _CountScored(beam.DoFn):
 
 
 class TargetList(typing.NamedTuple):
-    """A target list's size, file and conversion rates per decile (None without a backtest)."""
+    """A target list's size, file, the backtest its expectations use and that backtest's
+    conversion rates per decile (both None without a backtest).
+    """
 
     rows: int
     path: str
+    backtest: typing.Optional[dict]
     rates: typing.Optional[np.ndarray]
 
 
@@ -391,18 +394,13 @@ def _deciles(counters: dict) -> typing.List[dict]:
     ]
 
 
-def _backtest(options: CampaignOptions) -> typing.Optional[dict]:
-    """The backtest whose conversion rates the target list's expectations use, or None."""
-    return files.read_json(options.backtest) if options.backtest else None
-
-
 def _target_list(options: CampaignOptions, destination: Destination):
-    """The target list to write (None when none is asked for)."""
+    """The target list to write (None when none is asked for), with its backtest read once."""
     if not options.targets:
         return None
-    backtest = _backtest(options)
+    backtest = files.read_json(options.backtest) if options.backtest else None
     rates = None if backtest is None else campaign.decile_rates(backtest)[0]
-    return TargetList(options.targets, f"{destination.prefix}.targets.csv", rates)
+    return TargetList(options.targets, f"{destination.prefix}.targets.csv", backtest, rates)
 
 
 def _campaign(counters: dict, targets: typing.Optional[TargetList], options) -> dict:
@@ -422,7 +420,7 @@ def _campaign(counters: dict, targets: typing.Optional[TargetList], options) -> 
             **campaign.target_record(
                 target_deciles,
                 np.array([d["targetable"] for d in deciles]),
-                _backtest(options),
+                targets.backtest,
                 options.value_per_conversion,
                 options.cost_per_contact,
             ),
