@@ -2,7 +2,6 @@
 (TensorFlow only when used, so unit tests do not load it)."""
 
 import contextlib
-import glob
 import os
 import socket
 import subprocess
@@ -27,17 +26,12 @@ def preprocess_args(input_path, output_dir, *extra) -> list:
     return ["--config", CONFIG, "--schema", SCHEMA, *inputs, "--baseline", "none", *extra]
 
 
-def split_ids(pattern, spec=None):
-    """The sorted GLOBO_IDs in gzipped tf.Example TFRecords matching `pattern`."""
-    import tensorflow as tf
+def split_ids(pattern):
+    """The sorted GLOBO_IDs of a split's files matching `pattern` (raw or transformed)."""
+    from tf_cartola.read import splits
 
-    files = glob.glob(pattern)
-    assert files, pattern
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(100_000)
     return sorted(
-        int(i)
-        for batch in ds
-        for i in tf.io.parse_example(batch, spec or F.raw_feature_spec())[F.ID_KEY].numpy()
+        splits.read(pattern, [F.ID_KEY]).column(F.ID_KEY).combine_chunks().flatten().to_pylist()
     )
 
 

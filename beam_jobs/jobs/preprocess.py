@@ -1,12 +1,12 @@
 """The preprocessing job as a library: `preprocess(config, options) -> Manifest` (CLI:
 beam_jobs.preprocess).
 
-Stages: (1) check and hash the inputs; (2) one Beam pipeline, one read of the
-input: type and split the rows as Arrow record batches (bad rows quarantined),
-write the raw splits, TFDV statistics per split, tf.Transform analyze (train) and
-transform (train, eval); (3) validation against the curated schema, and drift
-of eval from train and of train from the baseline (tf_cartola.validate.drift); (4) the
-manifest, and the transform outputs published only if validation passed.
+Stages: (1) check and hash the inputs; (2) one Beam pipeline, one read of the input: type and
+split the rows as Arrow record batches (bad rows quarantined), write the raw splits (Parquet),
+TFDV statistics per split, tf.Transform analyze (train) and transform (the raw splits read back);
+(3) validation against the curated schema, and drift of eval from train and of train from the
+baseline (tf_cartola.validate.drift); (4) the manifest, and the transform outputs published only
+if validation passed.
 """
 
 import contextlib
@@ -29,6 +29,7 @@ from tf_cartola.contract import config as config_lib
 from tf_cartola.contract import features as F
 from tf_cartola.contract import manifest as manifest_lib
 from tf_cartola.contract import split
+from tf_cartola.read import splits
 from tf_cartola.validate import baseline as baseline_lib
 from tf_cartola.validate import validation
 
@@ -213,7 +214,7 @@ def _artifacts(layout: Layout, counters: dict, infer_schema: bool, published: bo
     """The run's outputs by name; the transform's only when they are published."""
     artifacts = {
         "schema": layout.path("schema.pbtxt"),
-        **{f"raw_{w}": layout.raw(w) + "*" for w in split.SPLITS},
+        **{f"raw_{w}": layout.raw(w) + "*" + splits.SUFFIX for w in split.SPLITS},
         **{f"stats_{w}": layout.stats(w) for w in split.SPLITS},
         **{f"anomalies_{w}": layout.anomalies(w) for w in (*split.SPLITS, "input")},
     }
@@ -223,7 +224,10 @@ def _artifacts(layout: Layout, counters: dict, infer_schema: bool, published: bo
         artifacts["schema_inferred"] = layout.path("schema_inferred.pbtxt")
     if published:
         artifacts["transform"] = layout.path("transform")
-        artifacts.update({f"transformed_{w}": layout.transformed(w) + "*" for w in split.SPLITS})
+        transformed = {
+            f"transformed_{w}": layout.transformed(w) + "*" + splits.SUFFIX for w in split.SPLITS
+        }
+        artifacts.update(transformed)
     return artifacts
 
 

@@ -1,12 +1,12 @@
-"""The preprocessing job's Beam pipeline: a first read of the input types and splits the rows,
-writes the raw splits and the quarantine, computes TFDV statistics per split and fits tf.Transform
-on train; a second read applies the fitted transform to both splits.
+"""The preprocessing job's Beam pipeline, one read of the input: it types and splits the rows,
+writes the raw splits as Parquet and the quarantine, computes TFDV statistics per split and fits
+tf.Transform on train; the fitted transform is then applied to the raw splits read back from
+their Parquet files.
 
-Reading twice keeps memory flat in the number of rows: the transform can start only once the fit
-has seen every train row, and a runner holds a PCollection that waits for a side input (the direct
-runner,
-in memory: 11 GB at 10M rows with one read), while the second read streams through the transform
-and out to disk. Parsing costs about a tenth of the job (bench/pipeline.py).
+The transform can start only once the fit has seen every train row. Reading the written splits
+back, rather than holding the rows until then, keeps memory flat in the number of rows (a runner
+holds a PCollection that waits for a side input: the direct runner, in memory, held 11 GB at 10M
+rows), and reading Parquet costs a small part of parsing the CSV again.
 """
 
 import typing
@@ -38,7 +38,7 @@ _STAGE_OF_STEP = {
     "CountDuplicateIds": "read_split",
     "GenerateStatistics": "statistics",
     "WriteStatistics": "statistics",
-    "ReadForTransform": "transform",
+    "ReadRawForTransform": "transform",
     "AnalyzeDataset": "transform",
     "TransformDataset": "transform",
     "WriteTransformedData": "transform",
@@ -66,10 +66,10 @@ def _stage_seconds(result) -> typing.Optional[dict]:
 
 
 def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence) -> None:
-    """Adds the job's steps to `p` (inside a `tft_beam.Context`): the first read types and splits
-    the rows, writes the raw splits and the quarantine, computes TFDV statistics per split and
-    analyzes train; the second transforms both splits. Nothing is read or written until the
-    pipeline runs.
+    """Adds the job's steps to `p` (inside a `tft_beam.Context`): the read types and splits the
+    rows, writes the raw splits and the quarantine, computes TFDV statistics per split and
+    analyzes train; the raw splits read back are transformed. Nothing is read or written until
+    the pipeline runs.
 
     Args:
       p: the pipeline.
@@ -80,16 +80,17 @@ def build_pipeline(p: beam.Pipeline, cfg, layout: Layout, parts: typing.Sequence
     raw_schema = _raw_schema()
     read = transforms.part_reader(postgres.is_database(cfg.input), encoding=cfg.encoding)
     parsed = p | "ReadAndSplitCsv" >> transforms.ReadAndSplitCsv(parts, cfg.split_ratio, read)
-    _describe(parsed, layout, raw_schema)
-    again = p | "ReadForTransform" >> transforms.ReadAndSplitCsv(
-        parts, cfg.split_ratio, read, first_read=False
-    )
+    written = _describe(parsed, layout)
+    again = {
+        which: written[which] | f"ReadRawForTransform[{which}]" >> transforms.ReadSplit()
+        for which in split.SPLITS
+    }
     _transform(parsed["train"], again, layout, raw_schema)
 
 
-def _describe(parsed, layout: Layout, raw_schema) -> None:
-    """The first read's outputs: the quarantine, the duplicate ids, and per split the raw rows and
-    their TFDV statistics.
+def _describe(parsed, layout: Layout) -> dict:
+    """The read's outputs: the quarantine, the duplicate ids, and per split the raw rows and their
+    TFDV statistics. Returns {split: the paths of its raw files, once written}.
     """
     import tensorflow_data_validation as tfdv
 
@@ -98,20 +99,22 @@ def _describe(parsed, layout: Layout, raw_schema) -> None:
     quarantine = transforms.WriteQuarantine(layout.path("bad_rows", "bad_rows"))
     _ = parsed[transforms.BAD] | "WriteQuarantine" >> quarantine
     _ = parsed[transforms.IDS] | "CountDuplicateIds" >> transforms.CountDuplicateIds()
+    written = {}
     for which in split.SPLITS:
-        raw = transforms.WriteExamples(layout.raw(which), raw_schema)
-        _ = parsed[which] | f"WriteRawData[{which}]" >> raw
+        raw = transforms.WriteSplit(layout.raw(which))
+        written[which] = parsed[which] | f"WriteRawData[{which}]" >> raw
         _ = (
             parsed[which]
             | f"GenerateStatistics[{which}]" >> tfdv.GenerateStatistics(drift.stats_options())
             | f"WriteStatistics[{which}]"
             >> tfdv.WriteStatisticsToBinaryFile(layout.stats(which, "binpb"))
         )
+    return written
 
 
 def _transform(train, again, layout: Layout, raw_schema) -> None:
-    """tf.Transform: analyzed on the first read's train split, applied to the second read's
-    splits; writes the transformed splits, the transform graph and the raw metadata.
+    """tf.Transform: analyzed on the read's train split, applied to the raw splits read back;
+    writes the transformed splits, the transform graph and the raw metadata.
     """
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
@@ -129,11 +132,10 @@ def _transform(train, again, layout: Layout, raw_schema) -> None:
     transform_fn = (train, adapter) | "AnalyzeDataset" >> analyze
     for which in split.SPLITS:
         apply = tft_beam.TransformDataset(output_record_batches=True)
-        data, out_metadata = ((again[which], adapter), transform_fn) | (
-            f"TransformDataset[{which}]" >> apply
+        data, _ = ((again[which], adapter), transform_fn) | (f"TransformDataset[{which}]" >> apply)
+        _ = data | f"WriteTransformedData[{which}]" >> transforms.WriteSplit(
+            layout.transformed(which)
         )
-        written = transforms.WriteExamples(layout.transformed(which), out_metadata.schema)
-        _ = data | f"WriteTransformedData[{which}]" >> written
     transform_dir = layout.path("transform")
     _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_dir)
     # Without TFX nothing else writes the raw metadata TFTransformOutput.raw_feature_spec() reads.

@@ -79,11 +79,11 @@ class Layout:
         return FileSystems.join(self.root, *parts)
 
     def raw(self, which: str) -> str:
-        """The file prefix of a split's raw tf.Examples."""
+        """The file prefix of a split's raw rows (Parquet, tf_cartola.read.splits)."""
         return self.path("raw", which, "data")
 
     def transformed(self, which: str) -> str:
-        """The file prefix of a split's transformed tf.Examples."""
+        """The file prefix of a split's transformed rows (Parquet)."""
         return self.path("transformed", which, "data")
 
     def stats(self, which: str, ext: str = "pbtxt") -> str:

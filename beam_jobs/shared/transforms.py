@@ -8,10 +8,11 @@ import functools
 import logging
 import time
 import typing
-import zlib
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -20,7 +21,7 @@ from apache_beam.metrics import Metrics
 from beam_jobs.shared.counters import NAMESPACE, bad_counter_name
 from tf_cartola.contract import features as F
 from tf_cartola.contract import split
-from tf_cartola.read import csv_reader, postgres, tfrecords
+from tf_cartola.read import csv_reader, postgres, splits
 from tf_cartola.score import batches
 from tf_cartola.validate import scoring_checks
 
@@ -78,14 +79,9 @@ class ReadRowsFn(beam.DoFn):
     goes to the IDS output); without, they are the main output.
     """
 
-    def __init__(
-        self, read: typing.Callable = read_csv_range, split_ratio=None, first_read: bool = True
-    ):
+    def __init__(self, read: typing.Callable = read_csv_range, split_ratio=None):
         self._read = read
         self._split_ratio = tuple(split_ratio) if split_ratio else None
-        self._first_read = (
-            first_read  # A second read of the same input counts nothing and emits no BAD or IDS.
-        )
         self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self._bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
         self._good_rows = {
@@ -97,18 +93,15 @@ class ReadRowsFn(beam.DoFn):
         start, read = time.perf_counter(), 0
         for chunk in self._read(part):
             read += chunk.rows
-            if self._first_read:
-                self._rows_read.inc(chunk.rows)
-                for record in chunk.bad:
-                    self._bad_rows.inc()
-                    Metrics.counter(
-                        NAMESPACE, bad_counter_name(record["kind"], record["column"])
-                    ).inc()
-                    yield beam.pvalue.TaggedOutput(BAD, record)
+            self._rows_read.inc(chunk.rows)
+            for record in chunk.bad:
+                self._bad_rows.inc()
+                reason = bad_counter_name(record["kind"], record["column"])
+                Metrics.counter(NAMESPACE, reason).inc()
+                yield beam.pvalue.TaggedOutput(BAD, record)
             yield from self._good(chunk.batch)
             log.info(
-                "%s %d rows of %s from line %d (%.1f s)",
-                "read" if self._first_read else "read again",
+                "read %d rows of %s from line %d (%.1f s)",
                 read,
                 part.path,
                 part.first_line,
@@ -122,14 +115,12 @@ class ReadRowsFn(beam.DoFn):
                 yield batch
             return
         ids = batch.column(F.ID_KEY).flatten().to_numpy()
-        if self._first_read:
-            yield from ids_by_bucket(ids)
+        yield from ids_by_bucket(ids)
         eval_mask = split.is_eval(ids, self._split_ratio)
         for which, mask in (("train", ~eval_mask), ("eval", eval_mask)):
             part = batch.filter(mask)
             if part.num_rows:
-                if self._first_read:
-                    self._good_rows[which].inc(part.num_rows)
+                self._good_rows[which].inc(part.num_rows)
                 yield beam.pvalue.TaggedOutput(which, part)
 
 
@@ -139,27 +130,23 @@ def ReadAndSplitCsv(
     parts,
     split_ratio=split.DEFAULT_RATIO,
     read=read_csv_range,
-    first_read: bool = True,
 ):
     """Reads ranges of CSV files (each file by its own header) or partitions of a table into
     {train, eval} record batches, {bad} records and {ids} (see IDS). Parts are spread over the
     workers, and what follows (statistics, transform, encoding, writing) runs where its batches
-    were read. A second read (`first_read=False`) gives the same batches and counts nothing.
+    were read.
 
     Args:
       pipeline: the pipeline (or PBegin) applied to.
       parts: the input's parts.
       split_ratio: the train/eval split.
       read: the reader of one part (element -> typed chunks).
-      first_read: count rows and emit bad rows and ids (False for the second read).
     """
     return (
         pipeline
         | "ListRanges" >> beam.Create(list(parts))
         | "ParseAndSplitRows"
-        >> beam.ParDo(ReadRowsFn(read, split_ratio, first_read)).with_outputs(
-            BAD, IDS, *split.SPLITS
-        )
+        >> beam.ParDo(ReadRowsFn(read, split_ratio)).with_outputs(BAD, IDS, *split.SPLITS)
     )
 
 
@@ -215,78 +202,79 @@ def CountDuplicateIds(ids_by_bucket):
     )
 
 
-class EncodeExamplesFn(beam.DoFn):
-    """A record batch (or tf.Transform's (record batch, passthrough) pair) -> the list of its
-    serialized tf.Examples, as one element.
-
-    The encoder is tfx_bsl's, the one `tft_beam.EncodeTransformedDataset` uses. That transform is
-    not used here: it emits every example as an element of its own (the per-element cost this job
-    avoids by moving batches), and it encodes only tf.Transform's output, while the raw splits are
-    encoded here too.
+class _Open:
+    """A shard being written: its file, and its Parquet writer once the first batch gave the
+    schema.
     """
 
-    def __init__(self, schema):
-        self._schema = schema
-        self._encoder = None
-
-    def setup(self):
-        """Builds the encoder once per worker."""
-        from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
-
-        self._encoder = RecordBatchToExamplesEncoder(self._schema)
-
-    def process(self, element):
-        """Yields the batch's serialized tf.Examples as one list."""
-        record_batch = element[0] if isinstance(element, tuple) else element
-        yield self._encoder.encode(record_batch)
+    def __init__(self, file):
+        self.file, self.writer = file, None
 
 
-class _TFRecordBatchSink(filebasedsink.FileBasedSink):
-    """Beam's file sink (temporary files, then an atomic finalize) writing a list of records per
-    element.
+class _ParquetSink(filebasedsink.FileBasedSink):
+    """Beam's file sink (temporary files, then an atomic finalize) writing record batches as
+    Parquet, each batch a row group of its own.
 
-    Each element becomes one gzip member of its own at compression level 1: a gzip
-    file may hold many members, tf.data and Beam read them all, and level 1 costs a
-    third of Beam's level 6 for files a third larger. Empty lists are not written
-    (tf.data stops at an empty member).
+    The schema is the first batch's, so a split is written in whatever layout its batches have
+    (the raw typed columns, tf.Transform's output). A shard with no rows is a valid Parquet file
+    with no columns, never an empty file (an object store may refuse to write one).
     """
 
     def __init__(self, prefix: str):
         super().__init__(
             prefix,
             coder=None,
-            file_name_suffix=".tfrecord.gz",
+            file_name_suffix=splits.SUFFIX,
             num_shards=0,
             shard_name_template=None,
-            mime_type="application/octet-stream",
+            mime_type="application/vnd.apache.parquet",
             compression_type=CompressionTypes.UNCOMPRESSED,
         )
 
+    def open(self, temp_path):
+        return _Open(super().open(temp_path))
+
     def write_record(self, file_handle, value):
-        if value:
-            gzip = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            file_handle.write(gzip.compress(tfrecords.frames(value)) + gzip.flush())
+        if not value.num_rows:
+            return
+        if file_handle.writer is None:
+            file_handle.writer = pq.ParquetWriter(file_handle.file, value.schema)
+        file_handle.writer.write_batch(value)
+
+    def close(self, file_handle):
+        if file_handle.writer is None:
+            file_handle.writer = pq.ParquetWriter(file_handle.file, pa.schema([]))
+        file_handle.writer.close()
+        return super().close(file_handle.file)
+
+
+def _record_batch(element):
+    """A record batch, or tf.Transform's (record batch, passthrough) pair -> the record batch."""
+    return element[0] if isinstance(element, tuple) else element
 
 
 @beam.ptransform_fn
-def WriteTFRecordBatches(record_lists, prefix: str):
-    """Writes lists of serialized records as gzipped TFRecord shards `prefix-*.tfrecord.gz`."""
-    return record_lists | "WriteTFRecord" >> beam.io.Write(_TFRecordBatchSink(prefix))
-
-
-@beam.ptransform_fn
-def WriteExamples(record_batches, prefix: str, schema):
-    """Writes record batches as gzipped TFRecord shards `prefix-*.tfrecord.gz` of tf.Examples.
-
-    Args:
-      record_batches: the PCollection of record batches.
-      prefix: the shards' path prefix.
-      schema: the schema the tf.Example encoder uses.
+def WriteSplit(record_batches, prefix: str):
+    """Writes record batches (or tf.Transform's output pairs) as Parquet shards
+    `prefix-*.parquet` (tf_cartola.read.splits reads them). Returns the shards' paths, each once
+    it is in place.
     """
     return (
         record_batches
-        | "EncodeExamples" >> beam.ParDo(EncodeExamplesFn(schema))
-        | "WriteTFRecordBatches" >> WriteTFRecordBatches(prefix)
+        | "RecordBatches" >> beam.Map(_record_batch)
+        | "WriteParquet" >> beam.io.Write(_ParquetSink(prefix))
+    )
+
+
+@beam.ptransform_fn
+def ReadSplit(shard_paths):
+    """The record batches of Parquet shards (WriteSplit's output), a row group at a time, spread
+    over the workers.
+    """
+    return (
+        shard_paths
+        | "ReadParquet" >> beam.io.ReadAllFromParquetBatched()
+        | "RecordBatches" >> beam.FlatMap(pa.Table.to_batches)
     )
 
 

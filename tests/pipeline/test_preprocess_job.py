@@ -53,7 +53,7 @@ def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
         stats = tfdv.load_stats_text(a[f"stats_{which}"])
         assert stats.datasets[0].num_examples == manifest.rows[which]
         tfdv.load_anomalies_text(a[f"anomalies_{which}"])
-        assert len(split_ids(a[f"raw_{which}"], F.raw_feature_spec())) == manifest.rows[which]
+        assert len(split_ids(a[f"raw_{which}"])) == manifest.rows[which]
     tfdv.load_anomalies_text(a["anomalies_input"])
     assert ("bad_rows" in a) == (manifest.rows["bad"] > 0)  # No bad rows, no quarantine file.
     # The transform output is usable without this repo's code: raw and transformed specs both load.
@@ -62,9 +62,7 @@ def test_every_artifact_in_the_manifest_exists_and_loads(preprocess_run):
     spec = output.transformed_feature_spec()
     assert set(spec) == set(F.TRANSFORMED_FEATURES) | {F.LABEL_KEY, F.ID_KEY}
     for which in split.SPLITS:
-        assert split_ids(a[f"transformed_{which}"], spec) == split_ids(
-            a[f"raw_{which}"], F.raw_feature_spec()
-        )
+        assert split_ids(a[f"transformed_{which}"]) == split_ids(a[f"raw_{which}"])
 
 
 def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_draft(
@@ -93,12 +91,9 @@ def test_glob_input_gives_the_same_id_hash_split_and_infer_schema_only_writes_a_
     # (A rerun into a used folder: test_bad_csv_exits_nonzero_...)
     assert again.rows == manifest.rows
     for which in split.SPLITS:
-        ids = split_ids(manifest.artifacts[f"raw_{which}"], F.raw_feature_spec())
-        assert ids == split_ids(again.artifacts[f"raw_{which}"], F.raw_feature_spec())
-        assert ids == split_ids(
-            again.artifacts[f"transformed_{which}"],
-            tft.TFTransformOutput(again.artifacts["transform"]).transformed_feature_spec(),
-        )
+        ids = split_ids(manifest.artifacts[f"raw_{which}"])
+        assert ids == split_ids(again.artifacts[f"raw_{which}"])
+        assert ids == split_ids(again.artifacts[f"transformed_{which}"])
         assert ids == sorted(i for i in frame[F.ID_KEY] if split.split_of(i) == which)
 
 
@@ -191,7 +186,7 @@ def test_multi_process_runner_gives_the_same_splits_transform_and_model(
         ]
     )
     for which in split.SPLITS:
-        assert split_ids(multi.artifacts[f"raw_{which}"], F.raw_feature_spec()) == split_ids(
+        assert split_ids(multi.artifacts[f"raw_{which}"]) == split_ids(
             manifest.artifacts[f"raw_{which}"], F.raw_feature_spec()
         )
     ref = tft.TFTransformOutput(manifest.artifacts["transform"])
@@ -212,17 +207,10 @@ def test_multi_process_runner_gives_the_same_splits_transform_and_model(
 EDGE_CSV = os.path.join(DATA, "edge_csv")
 
 
-def _records(pattern):
-    return [
-        r.numpy()
-        for r in tf.data.TFRecordDataset(sorted(glob.glob(pattern)), compression_type="GZIP")
-    ]
-
-
 def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tmp_path):
     """The golden is the row-at-a-time job's output on the same edge-case files
     (tests/data/edge_csv)."""
-    from tf_cartola.read import examples
+    from tf_cartola.read import csv_reader, splits
 
     golden = json.load(open(os.path.join(EDGE_CSV, "golden.json")))
     manifest = preprocess.run(
@@ -248,12 +236,14 @@ def test_columnar_read_path_types_splits_quarantines_and_transforms_as_before(tm
     spec = tft.TFTransformOutput(manifest.artifacts["transform"]).transformed_feature_spec()
     for which in split.SPLITS:
         raw = sorted(
-            (examples.from_example(s) for s in _records(manifest.artifacts[f"raw_{which}"])),
+            csv_reader.to_records(splits.read(manifest.artifacts[f"raw_{which}"])),
             key=lambda r: r[F.ID_KEY],
         )
         assert raw == golden["raw"][which]
-        parsed = tf.io.parse_example(_records(manifest.artifacts[f"transformed_{which}"]), spec)
-        got = pd.DataFrame({k: v.numpy() for k, v in parsed.items()}).sort_values(F.ID_KEY)
+        table = splits.read(manifest.artifacts[f"transformed_{which}"], list(spec))
+        got = pd.DataFrame(
+            {n: table.column(n).combine_chunks().flatten().to_numpy() for n in spec}
+        ).sort_values(F.ID_KEY)
         expected = pd.DataFrame(golden["transformed"][which])
         assert got[F.ID_KEY].tolist() == expected[F.ID_KEY].tolist()
         assert got[F.LABEL_KEY].tolist() == expected[F.LABEL_KEY].tolist()
@@ -316,9 +306,7 @@ def test_data_problems_the_schema_does_not_see_are_anomalies(tmp_path, capsys):
     manifest = json.load(open(out / "manifest.json"))
     assert manifest["duplicate_ids"] == {"ids": 5, "rows": 10}
     assert manifest["rows"]["bad"] == 3 and manifest["rows"]["read"] == 600 + 5 + 1 + 30
-    raw = {
-        w: split_ids(manifest["artifacts"][f"raw_{w}"], F.raw_feature_spec()) for w in split.SPLITS
-    }
+    raw = {w: split_ids(manifest["artifacts"][f"raw_{w}"]) for w in split.SPLITS}
     twice = set(frame[F.ID_KEY].iloc[20:25])
     for which in split.SPLITS:  # Both copies of a user land in the same split.
         assert all(raw[which].count(i) in (0, 2) for i in twice)

@@ -3,14 +3,16 @@
 import json
 
 import apache_beam as beam
-import tensorflow as tf
+import pyarrow as pa
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.shared import counters, transforms
 from tf_cartola.contract import features as F
 from tf_cartola.contract import split
-from tf_cartola.read import csv_reader
+from tf_cartola.contract.manifest import PreprocessOutputError
+from tf_cartola.read import csv_reader, splits
 
 HEADER = list(F.CSV_COLUMNS)
 
@@ -86,10 +88,37 @@ def test_quarantine_keeps_the_whole_line_and_reason(tmp_path):
     assert [json.loads(line) for line in written.read_text().splitlines()] == [bad]
 
 
-def test_batched_tfrecords_read_back_with_tf_data(tmp_path):
-    batches = [[b"a" * 10, b"", b"b" * 300], [], [bytes(range(256)) * 40]]
+def test_split_written_as_parquet_reads_back_whole_and_typed(tmp_path):
+    schema = csv_reader.arrow_schema([F.ID_KEY, F.PIXELS, "avg_3"])
+    rows = [
+        {F.ID_KEY: [i], F.PIXELS: [b"1x1"] if i % 2 else None, "avg_3": [i / 4]} for i in range(7)
+    ]
+    table = pa.Table.from_pylist(rows, schema)
+    # A batch, tf.Transform's (batch, passthrough) pair and an empty batch.
+    batches = [
+        table.slice(0, 3).to_batches()[0],
+        (table.slice(3).to_batches()[0], {}),
+        pa.RecordBatch.from_pylist([], schema=schema),
+    ]
     with TestPipeline() as p:
-        _ = p | beam.Create(batches) | transforms.WriteTFRecordBatches(str(tmp_path / "x"))
-    files = [str(f) for f in tmp_path.glob("x*.tfrecord.gz")]
-    got = sorted(r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP"))
-    assert got == sorted(r for batch in batches for r in batch)
+        written = p | beam.Create(batches) | transforms.WriteSplit(str(tmp_path / "x"))
+        back = written | transforms.ReadSplit() | beam.FlatMap(lambda b: b.to_pylist())
+        assert_that(back, equal_to(rows))
+    got = splits.read(str(tmp_path / "x*.parquet"))
+    assert got.schema == schema and sorted(got.to_pylist(), key=lambda r: r[F.ID_KEY]) == rows
+    # The raw column as evaluation takes it: "" where missing.
+    ids = csv_reader.dense_column(got, F.ID_KEY)
+    pixels = csv_reader.dense_column(got, F.PIXELS, text=True)
+    assert [pixels[ids == i][0] for i in range(7)] == ["1x1" if i % 2 else "" for i in range(7)]
+
+
+def test_an_empty_split_is_a_valid_file_with_no_rows(tmp_path):
+    with TestPipeline() as p:
+        _ = p | beam.Create([]) | transforms.WriteSplit(str(tmp_path / "x"))
+    [shard] = tmp_path.glob("x*.parquet")
+    assert shard.stat().st_size > 0  # An object store may refuse an empty file.
+    with pytest.raises(PreprocessOutputError, match="no rows"):
+        splits.read(str(tmp_path / "x*.parquet"))
+    (tmp_path / "y-0.parquet").write_bytes(b"not parquet")
+    with pytest.raises(PreprocessOutputError, match="not a split written by"):
+        splits.read(str(tmp_path / "y*.parquet"))

@@ -8,12 +8,11 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from tf_cartola.common import files, timing
+from tf_cartola.common import files
 from tf_cartola.contract import features as F
-from tf_cartola.contract.manifest import PreprocessOutputError
 from tf_cartola.contract.signatures import PROBABILITY, RAW_SIGNATURE
 from tf_cartola.export.store import SAVED_MODEL_FILE
-from tf_cartola.read import examples
+from tf_cartola.read import csv_reader, splits
 
 log = logging.getLogger(__name__)
 
@@ -30,43 +29,19 @@ def raw_inputs(export_dir: str) -> typing.List[str]:
     return sorted(serve.signature_def[RAW_SIGNATURE].inputs)
 
 
-def _dense(value) -> np.ndarray:
-    """A raw column (VarLen, at most one value a row) as a [rows] array: float64 with NaN where
-    missing, or str with "" where missing.
-    """
-    rows = int(value.dense_shape[0])
-    at = value.indices.numpy()[:, 0]
-    if value.dtype == tf.string:
-        out = np.full(rows, "", dtype=object)
-        out[at] = [v.decode("utf-8") for v in value.values.numpy()]
-    else:
-        out = np.full(rows, np.nan)
-        out[at] = value.values.numpy()
-    return out
-
-
 def read_split(pattern: str, columns: typing.Sequence[str]) -> typing.Tuple[np.ndarray, dict]:
-    """(labels, {column: values}) of one raw split, parsed once: the ids under F.ID_KEY and the
-    raw `columns` (numbers as float64 with NaN where missing, `pixels` as str with "" where
-    missing). Streamed from its files a batch at a time; only the arrays are held.
+    """(labels, {column: values}) of one raw split: the ids under F.ID_KEY and the raw `columns`
+    (numbers as float64 with NaN where missing, `pixels` as str with "" where missing), read as
+    columns (tf_cartola.read.splits).
 
     Raises:
       PreprocessOutputError: no file matches `pattern`, or they hold no rows.
     """
-    full = F.raw_feature_spec()
-    spec = {k: full[k] for k in (F.LABEL_KEY, F.ID_KEY, *columns)}
-    parts = {k: [] for k in spec}
-    progress = timing.Progress(log, f"reading {pattern}")
-    for batch in examples.records(pattern).batch(65536):
-        for name, value in tf.io.parse_example(batch, spec).items():
-            parts[name].append(
-                _dense(value) if isinstance(value, tf.SparseTensor) else value.numpy()
-            )
-        progress.add(len(parts[F.ID_KEY][-1]))
-    if not parts[F.ID_KEY]:
-        raise PreprocessOutputError(f"no rows in {pattern}")
-    joined = {name: np.concatenate(values) for name, values in parts.items()}
-    return joined.pop(F.LABEL_KEY), joined
+    table = splits.read(pattern, sorted({F.LABEL_KEY, F.ID_KEY, *columns}))
+    log.info("read %d rows of %s", table.num_rows, pattern)
+    values = {name: csv_reader.dense_column(table, name, text=True) for name in table.schema.names}
+    values[F.ID_KEY] = values[F.ID_KEY].astype(np.int64)
+    return values.pop(F.LABEL_KEY).astype(np.int64), values
 
 
 def score_columns(export_dir: str, columns: dict, batch_size: int = 262144) -> np.ndarray:

@@ -145,16 +145,13 @@ def load_transformed(preprocess_dir: str) -> typing.Tuple[tuple, tuple]:
     Raises:
       PreprocessOutputError: not a preprocessing output whose data passed validation.
     """
-    import tensorflow_transform as tft
-
     from tf_cartola.train import training
 
     manifest = manifest_lib.load(preprocess_dir, trainable=True)
-    spec = tft.TFTransformOutput(manifest.artifact("transform")).transformed_feature_spec()
     out = []
     for which in ("train", "eval"):
         x, y = training.load_transformed(
-            manifest.artifact(f"transformed_{which}"), spec, F.TRANSFORMED_FEATURES
+            manifest.artifact(f"transformed_{which}"), F.TRANSFORMED_FEATURES
         )
         out.append(
             (np.column_stack([x[n][:, 0] for n in F.TRANSFORMED_FEATURES]).astype(np.float64), y)

@@ -82,18 +82,22 @@ def to_records(batch: pa.RecordBatch) -> typing.List[dict]:
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
-def dense_column(batch: pa.RecordBatch, name: str) -> np.ndarray:
-    """One column of a typed batch as a flat array, one value per row: numbers as float64 with NaN
-    where missing (ids and labels are never missing), `pixels` as bytes with b"" where missing.
+def dense_column(batch: typing.Union[pa.RecordBatch, pa.Table], name: str, text: bool = False):
+    """One column of a typed batch (or table) as a flat array, one value per row: numbers as
+    float64 with NaN where missing (ids and labels are never missing), `pixels` as bytes with b""
+    where missing, or (`text`) as str with "".
     """
     column = batch.column(batch.schema.get_field_index(name))
+    if isinstance(column, pa.ChunkedArray):  # A table's.
+        column = column.combine_chunks()
     present = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False) > 0
-    values = column.flatten().to_numpy(zero_copy_only=False)  # At most one value per row.
+    values = pc.list_flatten(column)  # At most one value per row.
     if F.column_kind(name) == "string":
-        out = np.full(len(column), b"", dtype=object)
+        out = np.full(len(column), "" if text else b"", dtype=object)
+        values = pc.cast(values, pa.large_string()) if text else values
     else:
         out = np.full(len(column), np.nan)
-    out[present] = values
+    out[present] = values.to_numpy(zero_copy_only=False)
     return out
 
 

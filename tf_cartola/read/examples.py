@@ -1,11 +1,8 @@
-"""Typed rows <-> serialized tf.Examples of the raw contract columns (the raw splits, warmup,
-evaluation).
-"""
+"""Typed rows <-> serialized tf.Examples of the raw contract columns (requests, warmup, tests)."""
 
 import typing
 
 from tf_cartola.contract import features as F
-from tf_cartola.contract.manifest import PreprocessOutputError
 
 
 def to_example(row: typing.Mapping[str, typing.Any]) -> bytes:
@@ -41,18 +38,3 @@ def from_example(serialized: bytes) -> dict:
         value = getattr(feature[column], kind).value[0] if kind else None
         row[column] = value.decode("utf-8") if isinstance(value, bytes) else value
     return row
-
-
-def records(pattern: str):
-    """The serialized tf.Examples of a split's GZIP TFRecord files, in file-name order, as a
-    tf.data.Dataset.
-
-    Raises:
-      PreprocessOutputError: no file matches `pattern`.
-    """
-    import tensorflow as tf
-
-    found = tf.io.gfile.glob(pattern)
-    if not found:
-        raise PreprocessOutputError(f"no files match {pattern}")
-    return tf.data.TFRecordDataset(sorted(found), compression_type="GZIP")

@@ -11,6 +11,7 @@ import posixpath
 import typing
 
 import numpy as np
+import pyarrow.compute as pc
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
@@ -25,7 +26,7 @@ from tf_cartola.export import saved_model as export_lib
 from tf_cartola.export import scoring
 from tf_cartola.export import served as served_lib
 from tf_cartola.export import store as model_store
-from tf_cartola.read import examples
+from tf_cartola.read import csv_reader, splits
 from tf_cartola.train import builder as model_lib
 from tf_cartola.train import metrics as metrics_lib
 from tf_cartola.validate import baseline as baseline_lib
@@ -37,33 +38,29 @@ WARMUP_ROWS = 5  # Real eval rows replayed by TF Serving before it serves a new 
 VALIDATION_BATCH_SIZE = 65536  # Rows per step of the eval loss that early stopping watches.
 
 
-def load_transformed(pattern: str, spec: dict, feature_names) -> typing.Tuple[dict, np.ndarray]:
+def load_transformed(pattern: str, feature_names) -> typing.Tuple[dict, np.ndarray]:
     """All transformed rows of one split in memory, in GLOBO_ID order: ({feature: [n, 1]}, labels
-    [n]).
+    [n]), read as columns (tf_cartola.read.splits).
 
     The order the files hold the rows in depends on how they were read (file ranges, table
     partitions, workers); sorting by id makes the training, and so the model, independent of it.
 
     Args:
-      pattern: the split's transformed TFRecord files (a glob, any filesystem).
-      spec: the transformed feature spec (`TFTransformOutput.transformed_feature_spec()`).
+      pattern: the split's transformed files (a glob, any filesystem).
       feature_names: the transformed features the model takes.
     """
-    columns = {n: [] for n in (*feature_names, F.LABEL_KEY, F.ID_KEY)}
-    progress = timing.Progress(log, f"loading {pattern}")
-    for batch in examples.records(pattern).batch(65536):
-        parsed = tf.io.parse_example(batch, spec)
-        for n, values in columns.items():
-            values.append(parsed[n].numpy())
-        progress.add(len(columns[F.ID_KEY][-1]))
-    order = np.argsort(np.concatenate(columns[F.ID_KEY]), kind="stable")
-    x = {n: np.concatenate(columns[n])[order].reshape(-1, 1) for n in feature_names}
-    return x, np.concatenate(columns[F.LABEL_KEY])[order]
+    table = splits.read(pattern, [*feature_names, F.LABEL_KEY, F.ID_KEY])
+    log.info("loaded %d rows of %s", table.num_rows, pattern)
+    # Every transformed feature has one value a row.
+    columns = {n: pc.list_flatten(table.column(n)).to_numpy() for n in table.schema.names}
+    order = np.argsort(columns[F.ID_KEY], kind="stable")
+    x = {n: columns[n][order].reshape(-1, 1) for n in feature_names}
+    return x, columns[F.LABEL_KEY][order]
 
 
-def first_raw(pattern: str, rows: int) -> typing.List[bytes]:
-    """The first `rows` serialized raw tf.Examples of one split."""
-    return [r.numpy() for r in examples.records(pattern).take(rows)]
+def first_raw(pattern: str, rows: int) -> typing.List[dict]:
+    """The first `rows` typed rows of one raw split."""
+    return csv_reader.to_records(splits.head(pattern, rows))
 
 
 def evaluate(
@@ -366,13 +363,12 @@ def _fit_and_export(config: config_lib.Config, manifest, export_dir: str, second
     feature_names = config.train.feature_names()
     with timing.stage(seconds, "load"):
         tft_output = tft.TFTransformOutput(manifest.artifact("transform"))
-        spec = tft_output.transformed_feature_spec()
-        splits = [
-            load_transformed(manifest.artifact(f"transformed_{w}"), spec, feature_names)
+        loaded = [
+            load_transformed(manifest.artifact(f"transformed_{w}"), feature_names)
             for w in ("train", "eval")
         ]
     with timing.stage(seconds, "train"):
-        model, history = fit(feature_names, config.train, *splits)
+        model, history = fit(feature_names, config.train, *loaded)
     with timing.stage(seconds, "export"):
         export_model(
             model,
@@ -503,11 +499,11 @@ def export_model(
     tft_output,
     feature_names,
     export_dir: str,
-    warmup_examples,
+    warmup_rows,
     manifest: manifest_lib.Manifest,
     model_name: str,
 ) -> None:
-    """The SavedModel with a few serialized eval rows as warmup requests and the baseline of its
+    """The SavedModel with a few eval rows as warmup requests and the baseline of its
     training data.
 
     Args:
@@ -515,13 +511,12 @@ def export_model(
       tft_output: the fitted transform (its layer goes into the SavedModel).
       feature_names: the transformed features the model takes.
       export_dir: where the SavedModel is written.
-      warmup_examples: serialized raw eval tf.Examples, replayed as warmup requests.
+      warmup_rows: typed raw eval rows (`first_raw`), replayed as warmup requests.
       manifest: the preprocessing output, whose train statistics and schema become the baseline.
       model_name: the served model's name, in the warmup requests.
     """
-    warmup = [examples.from_example(s) for s in warmup_examples]
     # What a client sends: no id, no label.
-    warmup = [{c: row[c] for c in F.RAW_FEATURES} for row in warmup]
+    warmup = [{c: row[c] for c in F.RAW_FEATURES} for row in warmup_rows]
     export_lib.export(model, tft_output, feature_names, export_dir, warmup, model_name)
     # New data is judged against what this version learned from.
     baseline_lib.save(manifest, export_dir, export_lib.used_raw_columns(feature_names))
