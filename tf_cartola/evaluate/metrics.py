@@ -50,7 +50,8 @@ def _classes(labels, scores) -> typing.Tuple[np.ndarray, np.ndarray]:
 
 def ks(labels, scores) -> float:
     """KS on rows: the largest distance between the PRO and non-PRO score CDFs."""
-    return float(stats.ks_2samp(*_classes(labels, scores)).statistic)
+    # Only the statistic is used: the asymptotic method skips the exact p-value's cost.
+    return float(stats.ks_2samp(*_classes(labels, scores), method="asymp").statistic)
 
 
 def auc(labels, scores) -> float:

@@ -30,17 +30,23 @@ def paths(pattern: str) -> typing.List[str]:
 
 
 def _table(path: str, columns: typing.Optional[typing.Sequence[str]]) -> typing.Optional[pa.Table]:
-    """The columns of one file; None for a file with no rows (an empty shard)."""
-    with files.open_file(path, "rb") as f:
-        try:
-            parquet = pq.ParquetFile(f)
-            if not parquet.metadata.num_rows:
-                return None
-            return parquet.read(columns=columns)
-        except (pa.ArrowInvalid, KeyError) as e:
-            raise PreprocessOutputError(
-                f"{path} is not a split written by beam_jobs.preprocess ({e}); run it again"
-            ) from e
+    """The columns of one file; None for a file with no rows (an empty shard). A local file is
+    read in place; a file on another filesystem is fetched whole first.
+    """
+    if files.is_url(path):
+        with files.open_file(path, "rb") as f:
+            source = pa.BufferReader(f.read())
+    else:
+        source = path
+    try:
+        parquet = pq.ParquetFile(source)
+        if not parquet.metadata.num_rows:
+            return None
+        return parquet.read(columns=columns)
+    except (pa.ArrowInvalid, KeyError) as e:
+        raise PreprocessOutputError(
+            f"{path} is not a split written by beam_jobs.preprocess ({e}); run it again"
+        ) from e
 
 
 def read(pattern: str, columns: typing.Optional[typing.Sequence[str]] = None) -> pa.Table:

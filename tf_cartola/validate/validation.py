@@ -2,7 +2,6 @@
 
 import typing
 
-import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from tf_cartola.contract import features as F
@@ -14,6 +13,8 @@ TRAINING, SERVING = "TRAINING", "SERVING"
 
 def infer_schema(stats: statistics_pb2.DatasetFeatureStatisticsList) -> schema_pb2.Schema:
     """A fresh schema from statistics, for review; label and id are left out of SERVING."""
+    import tensorflow_data_validation as tfdv  # Lazy: reading anomalies does not need it.
+
     schema = tfdv.infer_schema(stats)
     schema.default_environment[:] = [TRAINING, SERVING]
     for name in (F.LABEL_KEY, F.ID_KEY):
@@ -34,6 +35,8 @@ def validate(
       schema: the schema to check them against.
       environment: TRAINING or SERVING (the label is not expected when serving).
     """
+    import tensorflow_data_validation as tfdv
+
     return tfdv.validate_statistics(stats, schema, environment=environment)
 
 
