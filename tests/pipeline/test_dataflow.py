@@ -58,15 +58,13 @@ def _package_files(staged) -> set:
 
 
 def test_the_preprocessing_pipeline_translates_for_dataflow_and_stages_the_package(tmp_path):
-    import tensorflow_transform.beam as tft_beam
-
     ranges = [
         csv_reader.Range(f"{BUCKET}/in/users-0.csv"),
         csv_reader.Range(f"{BUCKET}/in/users-1.csv.gz"),
     ]
     # tf.Transform creates its temporary folder while the graph is built, on the launcher: on
     # Dataflow that is a gs:// path (reached over the network), here a local one.
-    with tft_beam.Context(temp_dir=str(tmp_path / "tft")):
+    with preprocess_pipeline.transform_context(str(tmp_path / "tft")):
         steps, staged = _translate(
             lambda p: preprocess_pipeline.build_pipeline(
                 p, config_lib.PreprocessConfig(), Layout(f"{BUCKET}/runs/preprocess"), ranges

@@ -97,9 +97,8 @@ def test_export_is_hermetic(trained, preprocess_run, small_csv, tmp_path):
     serialized = [examples.to_example(r) for r in records]
     import tensorflow_transform as tft
 
-    transformed = tft.TFTransformOutput(manifest.artifacts["transform"]).transform_raw_features(
-        tf.io.parse_example(serialized, export.serving_feature_spec()), drop_unused_features=True
-    )
+    layer = tft.TFTransformOutput(manifest.artifacts["transform"]).transform_features_layer()
+    transformed = layer(tf.io.parse_example(serialized, export.serving_feature_spec()))
     expected = (
         result["model"]({n: tf.expand_dims(transformed[n], -1) for n in result["features"]})
         .numpy()
