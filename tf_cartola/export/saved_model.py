@@ -250,7 +250,13 @@ def export(
     """
     files.reach(export_dir)
     signatures = attach_signatures(model, tft_output, feature_names)
-    model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
+    model.save(
+        export_dir,
+        save_format="tf",
+        signatures=signatures,
+        include_optimizer=False,
+        save_traces=False,
+    )
     # TF2 saves every signature as `predict`; TF Serving's Classify API needs `classify`.
     updater = tf.compat.v1.saved_model.signature_def_utils.MethodNameUpdater(export_dir)
     updater.replace_method_name(
