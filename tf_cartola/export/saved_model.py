@@ -186,16 +186,21 @@ def _example_signatures(transformed_and_probability) -> dict:
     and `transform_features` (the transformed features beside the probability).
     """
 
+    # Traced once, called by both signatures.
+    @tf.function(input_signature=_EXAMPLES, autograph=False)
+    def from_examples(inputs):
+        return transformed_and_probability(parse_raw_examples(inputs))
+
     @tf.function(input_signature=_EXAMPLES, autograph=False)
     def serving_default(inputs):
-        _, p = transformed_and_probability(parse_raw_examples(inputs))
+        _, p = from_examples(inputs)
         batch = tf.shape(p)[0]
         classes = tf.tile(tf.constant([list(CLASS_LABELS)]), tf.stack([batch, 1]))
         return {"classes": classes, "scores": tf.stack([1.0 - p, p], axis=1)}
 
     @tf.function(input_signature=_EXAMPLES, autograph=False)
     def transform_features(inputs):
-        transformed, p = transformed_and_probability(parse_raw_examples(inputs))
+        transformed, p = from_examples(inputs)
         outputs = {n: transformed[n] for n in F.TRANSFORMED_FEATURES}
         outputs[PROBABILITY] = p
         return outputs

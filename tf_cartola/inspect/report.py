@@ -335,29 +335,67 @@ def shared_histograms(
     return edges, shares, log
 
 
+_SPLIT_COLORS = {"train": "#1f77b4", "eval": "#ff7f0e"}
+
+
 def histogram_figure(name: str, stats: dict) -> typing.Optional[str]:
     """Train and eval histograms of one numeric feature on shared bucket edges, overlaid, as shares
-    of values (shared_histograms).
+    of values (shared_histograms): an SVG drawn directly, train filled and eval outlined. Twenty
+    of these are most of a report, and matplotlib took a tenth of a second for each.
     """
     found = shared_histograms(name, stats)
     if found is None:
         return None
     edges, shares, log = found
-    fig, ax = _figure(3.2, 2.0)
+    width, height, left, right, top, bottom = 320, 200, 44, 10, 24, 30
+    top_share = max(float(s.max()) for s in shares.values()) or 1.0
+    step = (width - left - right) / (len(edges) - 1)  # Edges are even on the drawn axis.
+
+    def y(share) -> float:
+        return top + (1 - share / top_share) * (height - top - bottom)
+
+    parts = []
     for which, share in shares.items():
-        ax.stairs(
-            share,
-            edges,
-            label=which,
-            fill=which == "train",
-            alpha=0.45 if which == "train" else 1.0,
-        )
-    if log:
-        ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_title(f"{name} (log axis)" if log else name, fontsize=9)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
-    return _svg(fig)
+        color = _SPLIT_COLORS.get(which, "#555")
+        if which == "train":
+            parts += [
+                f'<rect x="{left + i * step:.1f}" y="{y(v):.1f}" width="{step:.1f}" '
+                f'height="{y(0) - y(v):.1f}" fill="{color}" fill-opacity="0.45"/>'
+                for i, v in enumerate(share)
+            ]
+        else:
+            points = " ".join(
+                f"{left + (i + d) * step:.1f},{y(v):.1f}"
+                for i, v in enumerate(share)
+                for d in (0, 1)
+            )
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{color}"/>')
+    last = len(edges) - 1
+    ticks = [(0, "middle"), (last // 2, "middle"), (last, "end")]  # The last inside the figure.
+    labels = [
+        f'<text x="{left + i * step:.1f}" y="{height - bottom + 12}" text-anchor="{anchor}">'
+        f"{edges[i]:.3g}</text>"
+        for i, anchor in ticks
+    ]
+    labels += [
+        f'<text x="{left - 4}" y="{y(v) + 3:.1f}" text-anchor="end">{v:.0%}</text>'
+        for v in (0.0, top_share)
+    ]
+    legend = [
+        f'<text x="{width - right}" y="{top + 12 + 11 * k}" text-anchor="end" '
+        f'fill="{_SPLIT_COLORS.get(w, "#555")}">{html.escape(w)}</text>'
+        for k, w in enumerate(shares)
+    ]
+    title = html.escape(f"{name} (log axis)" if log else name)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="9">'
+        f'<text x="{width / 2}" y="14" text-anchor="middle">{title}</text>'
+        + "".join(parts)
+        + f'<path d="M{left},{top}V{y(0):.1f}H{width - right}" fill="none" stroke="#333"/>'
+        + "".join(labels + legend)
+        + "</svg>"
+    )
 
 
 def model_figures(labels, scores) -> typing.Dict[str, str]:
