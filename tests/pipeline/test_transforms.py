@@ -105,6 +105,9 @@ def test_split_written_as_parquet_reads_back_whole_and_typed(tmp_path):
         back = written | transforms.ReadSplit() | beam.FlatMap(lambda b: b.to_pylist())
         assert_that(back, equal_to(rows))
     got = splits.read(str(tmp_path / "x*.parquet"))
+    assert splits.head(str(tmp_path / "x*.parquet"), 2).num_rows == 2
+    with pytest.raises(PreprocessOutputError, match="has no column label"):
+        splits.read(str(tmp_path / "x*.parquet"), [F.ID_KEY, "label"])
     assert got.schema == schema and sorted(got.to_pylist(), key=lambda r: r[F.ID_KEY]) == rows
     # The raw column as evaluation takes it: "" where missing.
     ids = csv_reader.dense_column(got, F.ID_KEY)

@@ -29,9 +29,12 @@ def paths(pattern: str) -> typing.List[str]:
     return found
 
 
-def _table(path: str, columns: typing.Optional[typing.Sequence[str]]) -> typing.Optional[pa.Table]:
-    """The columns of one file; None for a file with no rows (an empty shard). A local file is
-    read in place; a file on another filesystem is fetched whole first.
+def _file(path: str) -> typing.Optional[pq.ParquetFile]:
+    """One file of a split; None for a file with no rows (an empty shard). A local file is read in
+    place; a file on another filesystem is fetched whole first.
+
+    Raises:
+      PreprocessOutputError: the file is not Parquet.
     """
     if files.is_url(path):
         with files.open_file(path, "rb") as f:
@@ -40,32 +43,38 @@ def _table(path: str, columns: typing.Optional[typing.Sequence[str]]) -> typing.
         source = path
     try:
         parquet = pq.ParquetFile(source)
-        if not parquet.metadata.num_rows:
-            return None
-        return parquet.read(columns=columns)
-    except (pa.ArrowInvalid, KeyError) as e:
+    except pa.ArrowInvalid as e:
         raise PreprocessOutputError(
             f"{path} is not a split written by beam_jobs.preprocess ({e}); run it again"
         ) from e
+    return parquet if parquet.metadata.num_rows else None
 
 
 def read(pattern: str, columns: typing.Optional[typing.Sequence[str]] = None) -> pa.Table:
     """The `columns` (None: all) of every row of a split, as one table.
 
     Raises:
-      PreprocessOutputError: no file matches `pattern`, a file is not a split's, or no file
-        holds a row.
+      PreprocessOutputError: no file matches `pattern`, a file is not a split's or lacks a
+        column, or no file holds a row.
     """
-    tables = [t for t in (_table(p, columns) for p in paths(pattern)) if t is not None]
+    tables = []
+    for path in paths(pattern):
+        parquet = _file(path)
+        if parquet is None:
+            continue
+        missing = sorted(set(columns or ()) - set(parquet.schema_arrow.names))
+        if missing:
+            raise PreprocessOutputError(f"{path} has no column {', '.join(missing)}")
+        tables.append(parquet.read(columns=columns))
     if not tables:
         raise PreprocessOutputError(f"no rows in {pattern}")
     return pa.concat_tables(tables)
 
 
 def head(pattern: str, rows: int) -> pa.Table:
-    """The first `rows` rows of a split (the first file that has any)."""
+    """The first `rows` rows of a split (at most a row group's, from the first file with rows)."""
     for path in paths(pattern):
-        table = _table(path, None)
-        if table is not None:
-            return table.slice(0, rows)
+        parquet = _file(path)
+        if parquet is not None:
+            return parquet.read_row_group(0).slice(0, rows)
     raise PreprocessOutputError(f"no rows in {pattern}")

@@ -51,8 +51,11 @@ def load_transformed(pattern: str, feature_names) -> typing.Tuple[dict, np.ndarr
     """
     table = splits.read(pattern, [*feature_names, F.LABEL_KEY, F.ID_KEY])
     log.info("loaded %d rows of %s", table.num_rows, pattern)
-    # Every transformed feature has one value a row.
     columns = {n: pc.list_flatten(table.column(n)).to_numpy() for n in table.schema.names}
+    if any(len(values) != table.num_rows for values in columns.values()):
+        raise manifest_lib.PreprocessOutputError(
+            f"{pattern}: a transformed feature without one value a row"
+        )
     order = np.argsort(columns[F.ID_KEY], kind="stable")
     x = {n: columns[n][order].reshape(-1, 1) for n in feature_names}
     return x, columns[F.LABEL_KEY][order]
