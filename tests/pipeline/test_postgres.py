@@ -52,9 +52,10 @@ def test_a_table_gives_the_csv_run_split_statistics_transform_and_model(
         for n in (1, 4)
     }
     probe = probe_batch()
-    expected = tft.TFTransformOutput(csv_manifest.artifacts["transform"]).transform_raw_features(
-        probe
-    )
+    # The transform graph is TF1 (preprocess_pipeline.transform_context): its Keras layer runs it.
+    expected = tft.TFTransformOutput(
+        csv_manifest.artifacts["transform"]
+    ).transform_features_layer()(probe)
     for n, manifest in runs.items():
         assert manifest.valid and manifest.rows == csv_manifest.rows
         assert manifest.inputs[0]["rows"] == csv_manifest.rows["read"]
@@ -89,7 +90,8 @@ def test_a_table_gives_the_csv_run_split_statistics_transform_and_model(
                     )
                 else:
                     assert g.string_stats.top_values == w.string_stats.top_values
-        got = tft.TFTransformOutput(manifest.artifacts["transform"]).transform_raw_features(probe)
+        layer = tft.TFTransformOutput(manifest.artifacts["transform"]).transform_features_layer()
+        got = layer(probe)
         for name in F.TRANSFORMED_FEATURES:
             tf.debugging.assert_near(got[name], expected[name], atol=1e-6, message=name)
     cfg, csv_result = trained

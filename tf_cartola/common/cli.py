@@ -12,8 +12,6 @@ import traceback
 import typing
 import warnings
 
-from tf_cartola.common import files
-
 OURS = ("tf_cartola", "beam_jobs", "serving")
 UNEXPECTED = 70  # sysexits' EX_SOFTWARE: a failure no other exit status describes.
 
@@ -125,12 +123,14 @@ def run(main: typing.Callable[[], int]) -> int:
 
 
 def leave(status: int) -> typing.NoReturn:
-    """Ends the process with `status`. Once a filesystem plugin has been used, the AWS SDK inside
-    tensorflow-io aborts the interpreter's own exit ("pure virtual method called", status 134):
-    then Python's exit handlers run, the output is flushed, and the process ends without the C++
-    teardown.
+    """Ends the process with `status`. Once TensorFlow is loaded, Python's exit handlers run, the
+    output is flushed, and the process ends without the interpreter's teardown, which TensorFlow
+    does not survive cleanly: a loaded TF1 graph (tf.Transform's, in every export) has its
+    functions' destructors fail noisily ("Exception ignored in: AtomicFunction.__del__"), and
+    once a filesystem plugin has been used the AWS SDK inside tensorflow-io aborts the exit
+    ("pure virtual method called", status 134).
     """
-    if not any(module in sys.modules for module in files.PLUGINS.values()):
+    if "tensorflow" not in sys.modules:
         sys.exit(status)
     atexit._run_exitfuncs()
     logging.shutdown()
