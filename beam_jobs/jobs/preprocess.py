@@ -214,7 +214,7 @@ def _artifacts(layout: Layout, counters: dict, infer_schema: bool, published: bo
     """The run's outputs by name; the transform's only when they are published."""
     artifacts = {
         "schema": layout.path("schema.pbtxt"),
-        **{f"raw_{w}": layout.raw(w) + "*" + splits.SUFFIX for w in split.SPLITS},
+        **{f"raw_{w}": splits.pattern(layout.raw(w)) for w in split.SPLITS},
         **{f"stats_{w}": layout.stats(w) for w in split.SPLITS},
         **{f"anomalies_{w}": layout.anomalies(w) for w in (*split.SPLITS, "input")},
     }
@@ -224,10 +224,9 @@ def _artifacts(layout: Layout, counters: dict, infer_schema: bool, published: bo
         artifacts["schema_inferred"] = layout.path("schema_inferred.pbtxt")
     if published:
         artifacts["transform"] = layout.path("transform")
-        transformed = {
-            f"transformed_{w}": layout.transformed(w) + "*" + splits.SUFFIX for w in split.SPLITS
-        }
-        artifacts.update(transformed)
+        artifacts.update(
+            {f"transformed_{w}": splits.pattern(layout.transformed(w)) for w in split.SPLITS}
+        )
     return artifacts
 
 

@@ -17,6 +17,11 @@ from tf_cartola.contract.manifest import PreprocessOutputError
 SUFFIX = ".parquet"
 
 
+def pattern(prefix: str) -> str:
+    """The glob of a split's files written with `prefix` (beam_jobs' WriteSplit)."""
+    return prefix + "*" + SUFFIX
+
+
 def paths(pattern: str) -> typing.List[str]:
     """The files of a split, in name order.
 
