@@ -13,13 +13,16 @@ Variants, each a fresh process (or two) on the same CSV, in this order:
             epochs as our training ran
 Prints wall seconds per stage, per process and for preprocess + train, rows/s, the peak RSS of each
 process (with its worker subprocesses), each of our processes' fixed seconds (outside its recorded
-stages, plus building its pipeline) and the ratio to the textbook; writes the same as JSON to
+stages, plus building its pipeline) beside the import floor under them (a bare interpreter that
+imports the libraries the process cannot do without, measured in the same run) and the ratio to
+the textbook; writes the same as JSON to
 bench/results/pipeline-<rows>.json. These machines are noisy: read the ratios.
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,20 @@ BEAM_ARGS = {
     "ours_mp": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
     "ours_mt": ["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
 }
+
+# The libraries each of our processes cannot run without: on the direct runner the Beam jobs
+# import Beam and TensorFlow (preprocess also TFDV and tf.Transform) in one process.
+NEEDS = {
+    "preprocess": (
+        "apache_beam",
+        "tensorflow",
+        "tensorflow_transform.beam",
+        "tensorflow_data_validation",
+    ),
+    "train": ("tensorflow", "tensorflow_transform"),
+    "score": ("apache_beam", "tensorflow"),
+}
+FLOOR_REPEATS = 3
 
 
 def run_process(cmd, log_path: str) -> dict:
@@ -126,6 +143,11 @@ def ours(csv: str, work: str, beam_args) -> dict:
         staged = sum(seconds[k] for k in stages)
         process["fixed_seconds"] = fixed_seconds(process, staged, seconds["construct"])
     train["fixed_seconds"] = fixed_seconds(train, sum(blessing["seconds"].values()), 0.0)
+    for name, process in (("preprocess", pre), ("train", train), ("score", score)):
+        process["import_floor_seconds"] = import_floor(NEEDS[name])
+        process["fixed_over_floor_seconds"] = round(
+            process["fixed_seconds"] - process["import_floor_seconds"], 2
+        )
     return {
         "processes": {"preprocess": pre, "train": train, "score": score},
         "stages": {
@@ -145,6 +167,23 @@ def fixed_seconds(process: dict, staged: float, construct: float) -> float:
     libraries' imports included).
     """
     return round(process["seconds"] - staged + construct, 2)
+
+
+def import_floor(modules) -> float:
+    """The median wall seconds (of FLOOR_REPEATS) of a bare interpreter that imports `modules`
+    and exits as our CLIs do (`os._exit`): what any process needing them pays here before its
+    first line of work.
+    """
+    code = f"import os, {', '.join(modules)}; os._exit(0)"
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}  # As tf_cartola sets it.
+    seconds = []
+    for _ in range(FLOOR_REPEATS):
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True
+        )
+        seconds.append(time.perf_counter() - start)
+    return round(statistics.median(seconds), 2)
 
 
 def textbook(csv: str, work: str, epochs: int) -> dict:
