@@ -15,8 +15,8 @@ Prints wall seconds per stage, per process and for preprocess + train, rows/s, t
 process (with its worker subprocesses), each of our processes' fixed seconds (outside its recorded
 stages, plus building its pipeline) beside the import floor under them (a bare interpreter that
 imports the libraries the process cannot do without, measured in the same run) and the ratio to
-the textbook; writes the same as JSON to
-bench/results/pipeline-<rows>.json. These machines are noisy: read the ratios.
+the textbook; writes the same as JSON to bench/results/pipeline-<rows>.json. These machines are
+noisy: read the ratios.
 """
 
 import argparse
