@@ -1,5 +1,7 @@
 """The evaluation library against independent implementations: scikit-learn, scipy and pandas."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,6 +121,22 @@ def test_the_ks_interval_agrees_with_scipys_bootstrap(rows):
     assert ours["low"] <= (theirs.low + theirs.high) / 2 <= ours["high"]
     assert ours["low"] == pytest.approx(theirs.low, abs=0.015)
     assert ours["high"] == pytest.approx(theirs.high, abs=0.015)
+
+
+def test_a_group_with_few_pro_rows_gets_finite_intervals_within_each_metrics_range():
+    rng = np.random.default_rng(11)
+    labels = np.arange(300) < 2  # One replicate in e^2 (7.4) draws no PRO row: no KS there.
+    scores, served = rng.random(300), rng.random(300)
+    cfg = config_lib.EvaluateConfig(slices=(), replicates=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = evaluation.model_evaluation(labels, scores, {}, 0.5, cfg, {})["overall"]
+        compared = evaluation.compare(labels, scores, served, cfg, config_lib.BlessingConfig())
+    for name, interval in found.items():
+        low, high = metrics.RANGES[name]
+        assert low <= interval["low"] <= interval["high"] <= high, (name, interval)
+    assert np.isfinite([compared["upper_bound"], compared["p_value"]]).all()
+    assert np.isfinite([compared["difference"]["low"], compared["difference"]["high"]]).all()
 
 
 def test_intervals_cover_the_true_ks_about_as_often_as_they_claim():

@@ -9,7 +9,9 @@ metric differs from the rows' by at most about one bin's share, so an interval i
 value less the percentiles of (replicate - the bins' own value): the basic bootstrap interval,
 which corrects the upward bias of KS and ECE. The candidate and the served model
 are resampled together (their joint bins: one draw per row cell of both models' bins), so the
-comparison is paired. bench/blessing.py measures the coverage, the false refusals and the power.
+comparison is paired. A replicate that drew no PRO or no non-PRO row of a group has no KS, AUC or
+lift; it is left out of that group's intervals. bench/blessing.py measures the coverage, the false
+refusals and the power.
 
 The blessing rule (`compare`): the difference d = KS(candidate) - KS(served) on the same rows; the
 candidate is refused when the one-sided upper bound of d at `false_refusal_rate` (d less the
@@ -29,14 +31,19 @@ JOINT_BINS = 200  # Per model, for the paired comparison's joint bins.
 CHUNK = 100  # Replicates drawn at once (memory: CHUNK x bins).
 
 
-def _interval(point: float, replicates: np.ndarray, own: float, confidence: float) -> dict:
+def _interval(
+    point: float, replicates: np.ndarray, own: float, confidence: float, bounds=(-np.inf, np.inf)
+) -> dict:
     """The basic bootstrap interval: the estimate's error is taken to be distributed as the
     replicates' deviation from the bins' own value, so a biased statistic (KS, ECE: a maximum, an
-    absolute value) is corrected for its bias instead of having it doubled.
+    absolute value) is corrected for its bias instead of having it doubled. Replicates where the
+    metric is not defined (NaN: a class drew no row) are left out, and the interval is held to
+    the metric's `bounds` (on a small group the reflection can reach past them).
     """
     tail = (1 - confidence) / 2
-    below, above = np.quantile(replicates - own, [tail, 1 - tail])
-    return {"value": point, "low": float(point - above), "high": float(point - below)}
+    below, above = np.nanquantile(replicates - own, [tail, 1 - tail])
+    low, high = np.clip([point - above, point - below], *bounds)
+    return {"value": point, "low": float(low), "high": float(high)}
 
 
 def _replicates(b: metrics.Bins, rng: np.random.Generator, replicates: int) -> dict:
@@ -66,11 +73,12 @@ def with_intervals(labels, scores, threshold: float, rng, cfg, ids=None) -> dict
     b = metrics.binned(labels, scores, threshold, BINS)
     own = metrics.on_bins(b, b.pos[None], b.neg[None])
     drawn = _replicates(b, rng, cfg.replicates)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {
-            name: _interval(point[name], drawn[name], float(own[name][0]), cfg.confidence)
-            for name in metrics.NAMES
-        }
+    return {
+        name: _interval(
+            point[name], drawn[name], float(own[name][0]), cfg.confidence, metrics.RANGES[name]
+        )
+        for name in metrics.NAMES
+    }
 
 
 def decile_table(labels, scores, ids=None) -> typing.List[dict]:
@@ -178,8 +186,9 @@ def compare(labels, candidate, served, cfg, blessing) -> dict:
         w = weights[:, order]
         pos = np.add.reduceat(w * pro, starts, axis=1)
         neg = np.add.reduceat(w * (1 - pro), starts, axis=1)
-        cum_pos = np.cumsum(pos, 1) / pos.sum(1, keepdims=True)
-        cum_neg = np.cumsum(neg, 1) / neg.sum(1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN where a class drew no row.
+            cum_pos = np.cumsum(pos, 1) / pos.sum(1, keepdims=True)
+            cum_neg = np.cumsum(neg, 1) / neg.sum(1, keepdims=True)
         return np.max(np.abs(cum_pos - cum_neg), 1)
 
     own = counts[None].astype(np.float64)
@@ -190,6 +199,7 @@ def compare(labels, candidate, served, cfg, blessing) -> dict:
         w = rng.poisson(counts, (min(CHUNK, cfg.replicates - start), len(counts))).astype(float)
         drawn.append(ks(w, 0) - ks(w, 1))
     deviations = np.concatenate(drawn) - own_difference
+    deviations = deviations[~np.isnan(deviations)]  # Replicates where a class drew no row.
     # The estimate's error d - d_true is distributed as the deviations: at the boundary of "not
     # worse by more than the margin" (d_true = -margin), a difference as low as this one has
     # probability p.

@@ -19,6 +19,8 @@ import numpy as np
 from scipy import stats
 
 NAMES = ("ks", "auc", "precision", "recall", "brier", "ece", "lift_at_10")
+# What each metric can take: lift is a ratio of rates, every other one a share.
+RANGES = {name: (0.0, np.inf if name == "lift_at_10" else 1.0) for name in NAMES}
 ECE_BINS = 10
 
 
@@ -137,13 +139,16 @@ def binned(labels: np.ndarray, scores: np.ndarray, threshold: float, bins: int) 
 
 def on_bins(b: Bins, pos: np.ndarray, neg: np.ndarray) -> dict:
     """Every metric of NAMES on bin counts: `pos` and `neg` are [R, C] counts (R replicates, or
-    one row of the bins' own counts); returns metric -> [R].
+    one row of the bins' own counts); returns metric -> [R]. KS, AUC and lift are NaN in a
+    replicate that drew no PRO or no non-PRO row: they are not defined there.
     """
     total_pos, total_neg = pos.sum(1), neg.sum(1)
     total = total_pos + total_neg
     cum_pos, cum_neg = np.cumsum(pos, 1), np.cumsum(neg, 1)
-    ks = np.max(np.abs(cum_pos / total_pos[:, None] - cum_neg / total_neg[:, None]), 1)
-    auc = np.sum(pos * (cum_neg - 0.5 * neg), 1) / (total_pos * total_neg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ks = np.max(np.abs(cum_pos / total_pos[:, None] - cum_neg / total_neg[:, None]), 1)
+        auc = np.sum(pos * (cum_neg - 0.5 * neg), 1) / (total_pos * total_neg)
+        base_rate = np.where(total_pos > 0, total_pos / total, np.nan)
     tp, fp = pos[:, b.predicted].sum(1), neg[:, b.predicted].sum(1)
     # Brier: a PRO row's error is (1 - s)^2, a non-PRO row's s^2, each taken at its bin's mean.
     squared = pos * (1 - b.score_pos) ** 2 + neg * b.score_neg**2
@@ -157,5 +162,5 @@ def on_bins(b: Bins, pos: np.ndarray, neg: np.ndarray) -> dict:
         "recall": tp / np.maximum(total_pos, 1),
         "brier": squared.sum(1) / total,
         "ece": ece / total,
-        "lift_at_10": (top_pos / np.maximum(top_all, 1)) / (total_pos / total),
+        "lift_at_10": (top_pos / np.maximum(top_all, 1)) / base_rate,
     }
