@@ -145,16 +145,16 @@ def on_bins(b: Bins, pos: np.ndarray, neg: np.ndarray) -> dict:
     total_pos, total_neg = pos.sum(1), neg.sum(1)
     total = total_pos + total_neg
     cum_pos, cum_neg = np.cumsum(pos, 1), np.cumsum(neg, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    top_pos, top_all = pos[:, b.top].sum(1), (pos + neg)[:, b.top].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 where a class drew no row.
         ks = np.max(np.abs(cum_pos / total_pos[:, None] - cum_neg / total_neg[:, None]), 1)
         auc = np.sum(pos * (cum_neg - 0.5 * neg), 1) / (total_pos * total_neg)
-        base_rate = np.where(total_pos > 0, total_pos / total, np.nan)
+        lift = (top_pos / np.maximum(top_all, 1)) / (total_pos / total)
     tp, fp = pos[:, b.predicted].sum(1), neg[:, b.predicted].sum(1)
     # Brier: a PRO row's error is (1 - s)^2, a non-PRO row's s^2, each taken at its bin's mean.
     squared = pos * (1 - b.score_pos) ** 2 + neg * b.score_neg**2
     gap = pos * b.score_pos + neg * b.score_neg - pos
     ece = np.abs(np.stack([gap[:, b.ece_bin == k].sum(1) for k in range(ECE_BINS)], 1)).sum(1)
-    top_pos, top_all = pos[:, b.top].sum(1), (pos + neg)[:, b.top].sum(1)
     return {
         "ks": ks,
         "auc": auc,
@@ -162,5 +162,5 @@ def on_bins(b: Bins, pos: np.ndarray, neg: np.ndarray) -> dict:
         "recall": tp / np.maximum(total_pos, 1),
         "brier": squared.sum(1) / total,
         "ece": ece / total,
-        "lift_at_10": (top_pos / np.maximum(top_all, 1)) / base_rate,
+        "lift_at_10": lift,
     }
